@@ -1,0 +1,156 @@
+"""Argument parsing and printing only: arguments become keyword calls, errors become one line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from orchestrator import __version__
+from orchestrator.errors import NotAvailableYet, OrchestratorError, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse prints usage and exits on its own; here bad input is one line and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message}; see '{self.prog} --help'")
+
+
+# Flags that map one-to-one onto settings (see orchestrator.settings.FIELDS).
+SETTING_FLAGS = (
+    "target",
+    "profile",
+    "source",
+    "model",
+    "models_dir",
+    "host",
+    "port",
+    "api_key_file",
+    "bases",
+    "ctx_size",
+    "threads",
+    "native",
+    "wait_timeout",
+)
+
+
+def _plan_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("plan options (override orchestrator.yaml and ORCHESTRATOR_*)")
+    group.add_argument("--target", "-t", help="dgx-spark, ryzen-ai-max, mac-studio, cpu, or auto (default)")
+    group.add_argument("--profile", "-p", help="profile of the target (default, long-context)")
+    group.add_argument(
+        "--source", help="llama.cpp: upstream (default), stepfun-fork, URL@COMMIT, or a directory"
+    )
+    group.add_argument("--model", "-m", help="GGUF file (first split part) or directory to serve")
+    group.add_argument("--models-dir", help="where models are kept")
+    group.add_argument("--host", help="address to publish the server on (default 127.0.0.1)")
+    group.add_argument("--port", help="port to publish the server on (default 8080)")
+    group.add_argument("--api-key-file", help="file with the API key clients must send")
+    group.add_argument("--bases", choices=("upstream", "local"), help="base images: upstream or local")
+    group.add_argument("--ctx-size", "-c", help="context size, overriding the profile")
+    group.add_argument("--threads", help="CPU threads, overriding the profile")
+    group.add_argument(
+        "--native",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="build and run on the host instead of in a container",
+    )
+    group.add_argument("--wait-timeout", help="seconds to wait for the server to become healthy")
+
+
+def _flags(args: argparse.Namespace) -> dict[str, object]:
+    return {name: getattr(args, name, None) for name in SETTING_FLAGS}
+
+
+def cmd_targets(*, as_json: bool) -> int:
+    from orchestrator import ui
+    from orchestrator.targets import CATALOGUE
+
+    targets = list(CATALOGUE.values())
+    if as_json:
+        ui.print_json(ui.targets_data(targets))
+    else:
+        ui.console.print(ui.targets_table(targets))
+    return 0
+
+
+def cmd_plan(*, flags: dict[str, object], as_json: bool) -> int:
+    from orchestrator import ui
+    from orchestrator.resolve import plan_from_flags
+
+    plan = plan_from_flags(flags)
+    if as_json:
+        ui.print_json(plan.to_dict())
+    else:
+        for panel in ui.plan_panels(plan):
+            ui.console.print(panel)
+    return 0
+
+
+def _later(command: str, issue: str) -> Callable[..., int]:
+    def run(**_: Any) -> int:
+        raise NotAvailableYet(
+            f"'orchestrator {command}' is not available yet ({issue}); "
+            "'orchestrator plan' shows what it will do"
+        )
+
+    return run
+
+
+LATER = {
+    "build": ("build the target's image (or native binaries)", "comes with the images work"),
+    "up": ("build if needed, load the model and serve it", "comes with the serving work"),
+    "down": ("stop and remove the server, keeping models and volumes", "comes with the serving work"),
+    "status": ("state, health, endpoint and throughput of the server", "comes with the serving work"),
+    "logs": ("the server's log", "comes with the serving work"),
+    "run": ("one answer from llama-cli, the publisher's basic inference", "comes with the benchmarks work"),
+    "bench": (
+        "the publisher's llama-batched-bench runs, compared with its tables",
+        "comes with the benchmarks work",
+    ),
+    "model": ("pull, add, list, verify and remove models", "comes with the model work"),
+    "doctor": ("check this host for what the target needs", "comes with the doctor work"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="orchestrator", description="Build, serve and benchmark Step-3.5-Flash with llama.cpp."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("targets", help="list the machines this tool knows")
+    p.add_argument("--json", action="store_true", dest="as_json", help="print JSON")
+    p.set_defaults(handler=lambda a: cmd_targets(as_json=a.as_json))
+
+    p = sub.add_parser("plan", help="show what would be built and run, and why, without doing it")
+    _plan_options(p)
+    p.add_argument("--json", action="store_true", dest="as_json", help="print the plan as JSON")
+    p.set_defaults(handler=lambda a: cmd_plan(flags=_flags(a), as_json=a.as_json))
+
+    for name, (summary, issue) in LATER.items():
+        p = sub.add_parser(name, help=summary, description=summary)
+        p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        p.set_defaults(handler=lambda a, _n=name, _i=issue: _later(_n, _i)())
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if getattr(args, "handler", None) is None:
+            parser.print_help()
+            return 2
+        return int(args.handler(args))
+    except OrchestratorError as exc:
+        from orchestrator import ui
+
+        ui.error(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

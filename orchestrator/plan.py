@@ -1,0 +1,518 @@
+"""Pure planning: target + profile + source + model + settings + host facts -> everything that will run.
+
+Nothing here touches the disk, the network or docker; `orchestrator plan` prints exactly this, and the
+executors (engine, native, hooks) carry it out without deciding anything of their own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from orchestrator.models import ModelSpec
+from orchestrator.probe import HostFacts
+from orchestrator.settings import Settings
+from orchestrator.sources import Source
+from orchestrator.targets import BenchSet, CMakeFlag, HookSpec, Profile, Target, cmake_flags
+
+CONTAINER_MODELS_DIR = PurePosixPath("/models")
+CONTAINER_PORT = 8080
+CONTAINER_API_KEY = PurePosixPath("/run/secrets/api_key")
+# The runtime images create this user; compose runs the server as it, never as root.
+CONTAINER_UID = 10001
+COMPOSE_PROJECT = "step-flash"
+SERVICE = "llama-server"
+# Built in every image and native install; nothing else of llama.cpp is compiled.
+SHIPPED_TOOLS = ("llama-server", "llama-cli", "llama-batched-bench", "llama-bench", "rpc-server")
+SEED_PROMPT = "What's your name?"
+SEED_TEMPERATURE = "1.0"
+
+
+@dataclass(frozen=True)
+class Command:
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def shell(self) -> str:
+        prefix = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.env.items())
+        return (prefix + " " if prefix else "") + shlex.join(self.argv)
+
+
+@dataclass(frozen=True)
+class ImageBuild:
+    dockerfile: str
+    stage: str
+    platform: str
+    tag: str
+    build_args: Mapping[str, str]
+    labels: Mapping[str, str]
+    # A local source is copied into the build context; a git source is fetched inside the build.
+    source_dir: str | None
+    digest: str
+
+
+@dataclass(frozen=True)
+class NativeBuild:
+    script: str
+    prefix: str
+    env: Mapping[str, str]
+    digest: str
+
+
+@dataclass(frozen=True)
+class HostStep:
+    name: str
+    summary: str
+    argv: tuple[str, ...]
+    needs_root: bool
+
+    def shell(self) -> str:
+        cmd = shlex.join(self.argv)
+        return f"sudo {cmd}" if self.needs_root else cmd
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    name: str
+    reference: str | None
+    rows: int
+    command: Command
+
+
+@dataclass(frozen=True)
+class MemoryView:
+    usable_gib: float | None
+    usable_source: str
+    model_gib: float | None
+    verdict: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    target: str
+    target_title: str
+    profile: str
+    runtime: str
+    detection: str | None
+    settings: tuple[tuple[str, str, str], ...]
+    source: Source
+    model: ModelSpec
+    cmake_flags: tuple[CMakeFlag, ...]
+    build: ImageBuild | NativeBuild
+    hooks: tuple[HostStep, ...]
+    server: Command
+    run: Command
+    benches: tuple[BenchPlan, ...]
+    compose: Mapping[str, Any] | None
+    endpoint: str
+    memory: MemoryView
+    notes: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(self)  # type: ignore[no-any-return]
+
+
+def _jsonable(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return {k: _jsonable(v) for k, v in asdict(value).items()} | _properties(value)
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path | PurePosixPath):
+        return str(value)
+    return value
+
+
+def _properties(value: object) -> dict[str, Any]:
+    if isinstance(value, Command | HostStep):
+        return {"shell": value.shell()}
+    return {}
+
+
+# --- pieces --------------------------------------------------------------------------------------
+
+
+def cmake_args(flags: Sequence[CMakeFlag]) -> str:
+    return " ".join(f"-D{name}={value}" for name, value in flags)
+
+
+def _digest(payload: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def local_base_images(family: str) -> tuple[str, str]:
+    """Tags `orchestrator bases bootstrap` gives the bases it makes without a registry."""
+    return f"step-flash-base:{family}-build", f"step-flash-base:{family}-runtime"
+
+
+def source_build_args(source: Source) -> dict[str, str]:
+    return {
+        "LLAMA_SOURCE_KIND": source.kind,
+        "LLAMA_GIT_URL": source.url or "",
+        "LLAMA_GIT_COMMIT": source.commit or "",
+        "LLAMA_SOURCE_SUBDIR": source.subdir,
+    }
+
+
+def image_build(
+    target: Target, profile: Profile, source: Source, settings: Settings, flags: Sequence[CMakeFlag]
+) -> ImageBuild:
+    family = target.family
+    assert family is not None
+    if settings["bases"] == "local":
+        build_base, runtime_base = local_base_images(family.name)
+    else:
+        build_base, runtime_base = family.build_base, family.runtime_base
+    args = {
+        "BUILD_BASE": build_base,
+        "RUNTIME_BASE": runtime_base,
+        **source_build_args(source),
+        "CMAKE_ARGS": cmake_args(flags),
+        "LLAMA_TARGETS": " ".join(SHIPPED_TOOLS),
+        "LLAMA_UID": str(CONTAINER_UID),
+        "SERVER_PORT": str(CONTAINER_PORT),
+    }
+    variant = f"-{profile.variant.name}" if profile.variant else ""
+    tag = f"{settings['image_repo']}:{family.name}-{target.name}{variant}-{source.short_revision}"
+    digest = _digest(
+        {
+            "platform": target.platform,
+            "dockerfile": family.dockerfile,
+            "args": args,
+            "revision": source.revision or source.commit,
+        }
+    )
+    labels = {
+        "org.opencontainers.image.title": f"llama.cpp for {target.title}",
+        "org.opencontainers.image.source": source.url or str(source.path),
+        "org.opencontainers.image.revision": source.commit or source.revision or "",
+        "io.step-flash.target": target.name,
+        "io.step-flash.variant": profile.variant.name if profile.variant else "",
+        "io.step-flash.cmake-flags": cmake_args(flags),
+        "io.step-flash.plan-digest": digest,
+    }
+    return ImageBuild(
+        dockerfile=family.dockerfile,
+        stage="runtime",
+        platform=target.platform,
+        tag=tag,
+        build_args=args,
+        labels=labels,
+        source_dir=str(source.path) if source.kind == "local" else None,
+        digest=digest,
+    )
+
+
+def native_build(
+    target: Target, profile: Profile, source: Source, settings: Settings, flags: Sequence[CMakeFlag]
+) -> NativeBuild:
+    env = {
+        **source_build_args(source),
+        "LLAMA_SOURCE_DIR": str(source.path) if source.path else "",
+        "CMAKE_ARGS": cmake_args(flags),
+        "LLAMA_TARGETS": " ".join(SHIPPED_TOOLS),
+    }
+    digest = _digest({"target": target.name, "env": env, "revision": source.revision or source.commit})
+    prefix = Path(settings["data_dir"]) / "native" / f"{target.name}-{source.short_revision}-{digest[:8]}"
+    return NativeBuild(
+        script="scripts/macos-native/build.sh",
+        prefix=str(prefix),
+        env={**env, "PREFIX": str(prefix)},
+        digest=digest,
+    )
+
+
+def _mmap_args(mmap: bool | None, source: Source) -> list[str]:
+    if mmap is None:
+        return []
+    if source.mmap_syntax == "mmap":
+        return ["--mmap" if mmap else "--no-mmap"]
+    return ["--load-mode", "mmap" if mmap else "none"]
+
+
+def _kv_args(cache_k: str | None, cache_v: str | None) -> list[str]:
+    return (["-ctk", cache_k] if cache_k else []) + (["-ctv", cache_v] if cache_v else [])
+
+
+def _model_arg(model: ModelSpec, runtime: str) -> str:
+    return str(CONTAINER_MODELS_DIR / model.path.name) if runtime == "container" else str(model.path)
+
+
+def _binary(name: str, build: ImageBuild | NativeBuild) -> str:
+    return str(Path(build.prefix) / "bin" / name) if isinstance(build, NativeBuild) else name
+
+
+def _threads(profile_threads: int | None, settings: Settings) -> list[str]:
+    threads = settings["threads"] or profile_threads
+    return ["-t", str(threads)] if threads else []
+
+
+def server_command(
+    target: Target,
+    profile: Profile,
+    source: Source,
+    model: ModelSpec,
+    settings: Settings,
+    runtime: str,
+    build: ImageBuild | NativeBuild,
+) -> Command:
+    in_container = runtime == "container"
+    argv = [
+        _binary("llama-server", build),
+        "--host",
+        "0.0.0.0" if in_container else settings["host"],
+        "--port",
+        str(CONTAINER_PORT if in_container else settings["port"]),
+        "-m",
+        _model_arg(model, runtime),
+        "--alias",
+        model.alias,
+        "-c",
+        str(settings["ctx_size"] or profile.ctx),
+        "-b",
+        str(profile.batch),
+        "-ub",
+        str(profile.ubatch),
+        "-fa",
+        profile.flash_attn,
+        *_kv_args(profile.cache_type_k, profile.cache_type_v),
+        *_mmap_args(profile.mmap, source),
+        *_threads(profile.threads, settings),
+        *target.server_args,
+    ]
+    if model.chat_template:
+        argv += ["--chat-template", model.chat_template]
+    if settings["api_key_file"]:
+        argv += ["--api-key-file", str(CONTAINER_API_KEY) if in_container else str(settings["api_key_file"])]
+    return Command(tuple(argv), {**target.env, **profile.env})
+
+
+def run_command(
+    target: Target,
+    profile: Profile,
+    model: ModelSpec,
+    settings: Settings,
+    runtime: str,
+    build: ImageBuild | NativeBuild,
+    prompt: str = SEED_PROMPT,
+) -> Command:
+    argv = [
+        _binary("llama-cli", build),
+        "-m",
+        _model_arg(model, runtime),
+        "-c",
+        str(settings["ctx_size"] or profile.ctx),
+        "-b",
+        str(profile.batch),
+        "-ub",
+        str(profile.ubatch),
+        "-fa",
+        profile.flash_attn,
+        *_kv_args(profile.cache_type_k, profile.cache_type_v),
+        *_threads(profile.threads, settings),
+        "--temp",
+        SEED_TEMPERATURE,
+        "-p",
+        prompt,
+        # llama-cli is an interactive chat by default; one answer, then exit.
+        "--single-turn",
+    ]
+    if model.chat_template:
+        argv += ["--chat-template", model.chat_template]
+    return Command(tuple(argv), {**target.env, **profile.env})
+
+
+def bench_command(
+    target: Target,
+    bench: BenchSet,
+    source: Source,
+    model: ModelSpec,
+    settings: Settings,
+    runtime: str,
+    build: ImageBuild | NativeBuild,
+) -> BenchPlan:
+    def csv(values: tuple[int, ...]) -> str:
+        return ",".join(str(v) for v in values)
+
+    argv = [
+        _binary("llama-batched-bench", build),
+        "-m",
+        _model_arg(model, runtime),
+        "-c",
+        str(bench.ctx),
+        "-b",
+        str(bench.batch),
+        "-ub",
+        str(bench.ubatch),
+        "-npp",
+        csv(bench.npp),
+        "-ntg",
+        csv(bench.ntg),
+        "-npl",
+        csv(bench.npl),
+        *_kv_args(bench.cache_type_k, bench.cache_type_v),
+        *_mmap_args(bench.mmap, source),
+        *_threads(bench.threads, settings),
+        "--output-format",
+        "jsonl",
+    ]
+    rows = len(bench.npp) * len(bench.ntg) * len(bench.npl)
+    return BenchPlan(bench.name, bench.reference, rows, Command(tuple(argv), {**target.env, **bench.env}))
+
+
+def host_steps(hooks: Sequence[HookSpec], facts: HostFacts) -> tuple[HostStep, ...]:
+    steps = []
+    for hook in hooks:
+        if hook.kind == "drop-page-cache":
+            steps.append(
+                HostStep(
+                    "drop-page-cache",
+                    "write dirty pages and drop the page cache so the model's memory is free before it loads",
+                    ("sh", "-c", "sync; echo 3 > /proc/sys/vm/drop_caches"),
+                    needs_root=not facts.is_root,
+                )
+            )
+        elif hook.kind == "wired-limit":
+            steps.append(
+                HostStep(
+                    "wired-limit",
+                    f"let Metal wire up to {hook.value} MB (resets at reboot)",
+                    ("sysctl", f"iogpu.wired_limit_mb={hook.value}"),
+                    needs_root=not facts.is_root,
+                )
+            )
+    return tuple(steps)
+
+
+def _publish_address(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def compose_document(
+    target: Target, model: ModelSpec, settings: Settings, facts: HostFacts, build: ImageBuild, server: Command
+) -> tuple[dict[str, Any], list[str]]:
+    warnings: list[str] = []
+    service: dict[str, Any] = {
+        "image": build.tag,
+        "command": list(server.argv),
+        "environment": dict(server.env),
+        "ports": [f"{_publish_address(settings['host'])}:{settings['port']}:{CONTAINER_PORT}"],
+        "volumes": [
+            {
+                "type": "bind",
+                "source": str(model.directory),
+                "target": str(CONTAINER_MODELS_DIR),
+                "read_only": True,
+            }
+        ],
+        "user": f"{CONTAINER_UID}:{CONTAINER_UID}",
+        "read_only": True,
+        "tmpfs": ["/tmp"],
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges:true"],
+        "restart": "unless-stopped",
+        "healthcheck": {
+            "test": ["CMD", "curl", "-fsS", f"http://127.0.0.1:{CONTAINER_PORT}/health"],
+            "interval": "10s",
+            "timeout": "5s",
+            "retries": 3,
+            "start_period": f"{settings['wait_timeout']}s",
+        },
+        "logging": {"driver": "json-file", "options": {"max-size": "20m", "max-file": "3"}},
+        "labels": {"io.step-flash.target": target.name, "io.step-flash.plan-digest": build.digest},
+    }
+    if target.devices == "nvidia":
+        service["deploy"] = {
+            "resources": {
+                "reservations": {"devices": [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]}
+            }
+        }
+        service["ulimits"] = {"memlock": {"soft": -1, "hard": -1}}
+    elif target.devices == "dri":
+        service["devices"] = ["/dev/dri:/dev/dri"]
+        gids = [gid for gid in (facts.render_gid, facts.video_gid) if gid is not None]
+        if gids:
+            service["group_add"] = gids
+        else:
+            warnings.append("no render/video group on this host: the container may not open /dev/dri")
+    document: dict[str, Any] = {"name": COMPOSE_PROJECT, "services": {SERVICE: service}}
+    if settings["api_key_file"]:
+        service["secrets"] = [{"source": "api_key", "target": str(CONTAINER_API_KEY)}]
+        document["secrets"] = {"api_key": {"file": str(Path(settings["api_key_file"]).absolute())}}
+    return document, warnings
+
+
+def memory_view(target: Target, model: ModelSpec, facts: HostFacts) -> MemoryView:
+    usable = target.memory.usable_gib
+    if usable is None and facts.mem_available_kib:
+        usable = round(facts.mem_available_kib / 2**20, 1)
+    model_gib = round(model.size_bytes / 2**30, 2) if model.size_bytes else None
+    if model_gib is None or usable is None:
+        verdict = "unknown until the model is present"
+    elif model_gib > usable:
+        verdict = f"does not fit: the weights alone need {model_gib} GiB of {usable} GiB"
+    else:
+        verdict = f"weights fit ({model_gib} of {usable} GiB); KV cache and buffers not yet counted"
+    return MemoryView(usable, target.memory.source, model_gib, verdict)
+
+
+# --- the whole plan ---------------------------------------------------------------------------------
+
+
+def make_plan(
+    target: Target,
+    profile: Profile,
+    source: Source,
+    model: ModelSpec,
+    settings: Settings,
+    facts: HostFacts,
+    detection: str | None = None,
+) -> Plan:
+    runtime = "native" if settings["native"] or target.runtime == "native" else "container"
+    flags = cmake_flags(target, profile)
+    warnings: list[str] = []
+    build: ImageBuild | NativeBuild
+    if runtime == "container":
+        build = image_build(target, profile, source, settings, flags)
+    else:
+        build = native_build(target, profile, source, settings, flags)
+    server = server_command(target, profile, source, model, settings, runtime, build)
+    compose = None
+    if isinstance(build, ImageBuild):
+        compose, compose_warnings = compose_document(target, model, settings, facts, build, server)
+        warnings += compose_warnings
+    if not model.present:
+        warnings.append(f"model not found at {model.path} ({model.origin})")
+    memory = memory_view(target, model, facts)
+    if memory.verdict.startswith("does not fit"):
+        warnings.append(f"memory: {memory.verdict}")
+    return Plan(
+        target=target.name,
+        target_title=target.title,
+        profile=profile.name,
+        runtime=runtime,
+        detection=detection,
+        settings=tuple(settings.rows()),
+        source=source,
+        model=model,
+        cmake_flags=flags,
+        build=build,
+        hooks=host_steps(profile.hooks, facts),
+        server=server,
+        run=run_command(target, profile, model, settings, runtime, build),
+        benches=tuple(
+            bench_command(target, b, source, model, settings, runtime, build) for b in profile.benches
+        ),
+        compose=compose,
+        endpoint=f"http://{_publish_address(settings['host'])}:{settings['port']}/v1",
+        memory=memory,
+        notes=profile.notes + target.notes,
+        warnings=tuple(warnings),
+    )

@@ -1,0 +1,143 @@
+"""Reading the host: raw outputs are gathered by `probe_raw` (the only I/O here) and turned into
+plain facts by `parse_facts`, so tests feed recorded outputs from each kind of machine."""
+
+from __future__ import annotations
+
+import glob
+import os
+import platform
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class RawProbe:
+    system: str
+    machine: str
+    nvidia_smi: str | None = None
+    kfd_properties: tuple[str, ...] = ()
+    drm_ids: tuple[tuple[str, str], ...] = ()
+    etc_group: str = ""
+    meminfo: str = ""
+    uid: int = 1000
+    gid: int = 1000
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    system: str
+    machine: str
+    nvidia_gpus: tuple[str, ...] = ()
+    amd_gfx_targets: tuple[str, ...] = ()
+    drm_devices: tuple[tuple[str, str], ...] = ()
+    render_gid: int | None = None
+    video_gid: int | None = None
+    mem_total_kib: int | None = None
+    mem_available_kib: int | None = None
+    page_cache_kib: int | None = None
+    uid: int = 1000
+    gid: int = 1000
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def is_root(self) -> bool:
+        return self.uid == 0
+
+
+def _gfx_name(version: int) -> str:
+    major, minor, step = version // 10000, (version // 100) % 100, version % 100
+    return f"gfx{major}{minor}{step:x}"
+
+
+def _group_gid(etc_group: str, name: str) -> int | None:
+    for line in etc_group.splitlines():
+        parts = line.split(":")
+        if len(parts) >= 3 and parts[0] == name and parts[2].isdigit():
+            return int(parts[2])
+    return None
+
+
+def _meminfo_kib(meminfo: str, key: str) -> int | None:
+    for line in meminfo.splitlines():
+        name, _, rest = line.partition(":")
+        if name == key and rest.split():
+            return int(rest.split()[0])
+    return None
+
+
+def parse_facts(raw: RawProbe) -> HostFacts:
+    gpus = tuple(line.split(",")[0].strip() for line in (raw.nvidia_smi or "").splitlines() if line.strip())
+    gfx: list[str] = []
+    for props in raw.kfd_properties:
+        for line in props.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "gfx_target_version" and value.strip().isdigit() and int(value) > 0:
+                gfx.append(_gfx_name(int(value)))
+    return HostFacts(
+        system=raw.system,
+        machine=raw.machine,
+        nvidia_gpus=gpus,
+        amd_gfx_targets=tuple(dict.fromkeys(gfx)),
+        drm_devices=raw.drm_ids,
+        render_gid=_group_gid(raw.etc_group, "render"),
+        video_gid=_group_gid(raw.etc_group, "video"),
+        mem_total_kib=_meminfo_kib(raw.meminfo, "MemTotal"),
+        mem_available_kib=_meminfo_kib(raw.meminfo, "MemAvailable"),
+        page_cache_kib=_meminfo_kib(raw.meminfo, "Cached"),
+        uid=raw.uid,
+        gid=raw.gid,
+    )
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, errors="replace") as handle:
+            return handle.read()
+    except OSError:
+        return ""
+
+
+def _nvidia_smi() -> str | None:
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run(
+            [exe, "--query-gpu=name,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=15,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def probe_raw() -> RawProbe:
+    drm = tuple(
+        (
+            _read(os.path.join(card, "device", "vendor")).strip(),
+            _read(os.path.join(card, "device", "device")).strip(),
+        )
+        for card in sorted(glob.glob("/sys/class/drm/card[0-9]*"))
+        if "-" not in os.path.basename(card)
+    )
+    return RawProbe(
+        system=platform.system(),
+        machine=platform.machine(),
+        nvidia_smi=_nvidia_smi(),
+        kfd_properties=tuple(
+            _read(p) for p in sorted(glob.glob("/sys/class/kfd/kfd/topology/nodes/*/properties"))
+        ),
+        drm_ids=drm,
+        etc_group=_read("/etc/group"),
+        meminfo=_read("/proc/meminfo"),
+        uid=os.getuid() if hasattr(os, "getuid") else 1000,
+        gid=os.getgid() if hasattr(os, "getgid") else 1000,
+    )
+
+
+def probe() -> HostFacts:
+    return parse_facts(probe_raw())

@@ -1,0 +1,50 @@
+"""Gathering a plan's inputs: settings, host facts, target, source and model. The I/O before planning."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from orchestrator.detect import detect_target
+from orchestrator.errors import UsageError
+from orchestrator.models import resolve_model
+from orchestrator.plan import Plan, make_plan
+from orchestrator.probe import HostFacts, probe
+from orchestrator.settings import Settings, check_exposure, load_settings
+from orchestrator.sources import parse_source, resolve_source
+from orchestrator.targets import Target, get_target
+
+
+@dataclass(frozen=True)
+class Resolved:
+    settings: Settings
+    facts: HostFacts
+    target: Target
+    detection: str | None
+
+
+def resolve_target(settings: Settings, facts: HostFacts) -> tuple[Target, str | None]:
+    name = settings["target"]
+    if name == "auto":
+        detection = detect_target(facts)
+        return get_target(detection.target), detection.reason
+    return get_target(name), None
+
+
+def resolve(flags: Mapping[str, object], facts: HostFacts | None = None) -> Resolved:
+    settings = load_settings(flags)
+    facts = probe() if facts is None else facts
+    target, detection = resolve_target(settings, facts)
+    return Resolved(settings, facts, target, detection)
+
+
+def plan_from_flags(flags: Mapping[str, object], facts: HostFacts | None = None) -> Plan:
+    resolved = resolve(flags, facts)
+    settings, target = resolved.settings, resolved.target
+    check_exposure(settings)
+    profile = target.profile(settings["profile"])
+    if settings["native"] and target.runtime == "container" and resolved.facts.system != "Linux":
+        raise UsageError("--native on a container target needs a Linux host; drop --native")
+    source = resolve_source(parse_source(settings["source"]))
+    model = resolve_model(settings["model"], target.default_model, settings["models_dir"])
+    return make_plan(target, profile, source, model, settings, resolved.facts, resolved.detection)

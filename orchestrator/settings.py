@@ -1,0 +1,253 @@
+"""Resolved settings: defaults < orchestrator.yaml (XDG config, then current directory) < ORCHESTRATOR_* < flags.
+
+Every value remembers where it came from, so `orchestrator plan` can say why it is what it is.
+Reading files and the environment happens in `load_settings`; `merge_layers` is pure.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from orchestrator.errors import ConfigError, UsageError
+
+APP_NAME = "step-flash-orchestrator"
+CONFIG_FILENAME = "orchestrator.yaml"
+ENV_PREFIX = "ORCHESTRATOR_"
+
+
+def _as_str(value: object) -> str:
+    if not isinstance(value, str | int | float) or isinstance(value, bool) or str(value).strip() == "":
+        raise ValueError("expected a non-empty string")
+    return str(value).strip()
+
+
+def _as_int(value: object) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected a whole number")
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise ValueError("expected a whole number") from None
+    if number < 0:
+        raise ValueError("expected a number >= 0")
+    return number
+
+
+def _as_port(value: object) -> int:
+    port = _as_int(value)
+    if not 1 <= port <= 65535:
+        raise ValueError("expected a port between 1 and 65535")
+    return port
+
+
+def _as_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true or false")
+
+
+def _as_path(value: object) -> Path:
+    return (value if isinstance(value, Path) else Path(_as_str(value))).expanduser()
+
+
+def _choice(*choices: str) -> Callable[[object], str]:
+    def parse(value: object) -> str:
+        text = _as_str(value)
+        if text not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return text
+
+    return parse
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    parse: Callable[[object], Any]
+    help: str
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("target", _as_str, "hardware target, or auto to detect it"),
+    Field("profile", _as_str, "profile of the target (default, long-context, ...)"),
+    Field(
+        "source", _as_str, "llama.cpp source: upstream, stepfun-fork, URL@COMMIT[#subdir=DIR] or a directory"
+    ),
+    Field("model", _as_path, "GGUF file to serve (first split part); default: the target's model"),
+    Field("data_dir", _as_path, "where models, results and native builds live"),
+    Field("models_dir", _as_path, "where models are downloaded and looked up"),
+    Field("host", _as_str, "address the server is published on"),
+    Field("port", _as_port, "port the server is published on"),
+    Field("api_key_file", _as_path, "file holding the API key clients must send"),
+    Field(
+        "bases", _choice("upstream", "local"), "base images: upstream (pulled) or local (bootstrapped here)"
+    ),
+    Field("image_repo", _as_str, "repository name of the images built here"),
+    Field("ctx_size", _as_int, "context size, overriding the profile's"),
+    Field("threads", _as_int, "CPU threads for llama.cpp, overriding the profile's"),
+    Field("native", _as_bool, "build and run on the host instead of in a container"),
+    Field("wait_timeout", _as_int, "seconds to wait for the server to become healthy"),
+)
+FIELD_NAMES = tuple(f.name for f in FIELDS)
+_BY_NAME = {f.name: f for f in FIELDS}
+
+
+@dataclass(frozen=True)
+class Layer:
+    origin: str
+    values: Mapping[str, object]
+
+
+@dataclass(frozen=True)
+class Setting:
+    value: Any
+    origin: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    values: Mapping[str, Setting]
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name].value
+
+    def origin(self, name: str) -> str:
+        return self.values[name].origin
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        return [(name, "" if s.value is None else str(s.value), s.origin) for name, s in self.values.items()]
+
+
+def default_layer(data_dir: Path) -> Layer:
+    return Layer(
+        "default",
+        {
+            "target": "auto",
+            "profile": "default",
+            "source": "upstream",
+            "model": None,
+            "data_dir": data_dir,
+            "models_dir": None,
+            "host": "127.0.0.1",
+            "port": 8080,
+            "api_key_file": None,
+            "bases": "upstream",
+            "image_repo": "step-flash-llama",
+            "ctx_size": None,
+            "threads": None,
+            "native": False,
+            "wait_timeout": 900,
+        },
+    )
+
+
+def _unknown_key_message(key: str, origin: str) -> str:
+    close = difflib.get_close_matches(key, FIELD_NAMES, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(FIELD_NAMES)}"
+    return f"unknown setting {key!r} in {origin}; {hint}"
+
+
+def merge_layers(layers: Sequence[Layer]) -> Settings:
+    """Later layers win. Values are parsed and checked here, so every source gets the same rules."""
+    resolved: dict[str, Setting] = {}
+    for layer in layers:
+        for key, raw in layer.values.items():
+            if key not in _BY_NAME:
+                raise ConfigError(_unknown_key_message(key, layer.origin))
+            if raw is None:
+                if layer.origin == "default":
+                    resolved[key] = Setting(None, layer.origin)
+                continue
+            try:
+                value = _BY_NAME[key].parse(raw)
+            except ValueError as exc:
+                raise ConfigError(f"bad value {raw!r} for {key} in {layer.origin}: {exc}") from None
+            resolved[key] = Setting(value, layer.origin)
+    if resolved["models_dir"].value is None:
+        resolved["models_dir"] = Setting(resolved["data_dir"].value / "models", "default (data_dir/models)")
+    return Settings({name: resolved[name] for name in FIELD_NAMES})
+
+
+def env_layers(environ: Mapping[str, str]) -> list[Layer]:
+    layers = []
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        key = name[len(ENV_PREFIX) :].lower()
+        if key not in _BY_NAME:
+            raise ConfigError(_unknown_key_message(key, f"environment variable {name}"))
+        layers.append(Layer(f"env {name}", {key: raw}))
+    return layers
+
+
+def file_layer(path: Path) -> Layer:
+    origin = str(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(f"{origin} is not valid YAML{where}; fix it or move it away") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {origin}: {exc.strerror}") from None
+    if data is None:
+        return Layer(origin, {})
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin} must be a mapping of settings (key: value), not a {type(data).__name__}")
+    return Layer(origin, {str(k).replace("-", "_"): v for k, v in data.items()})
+
+
+def config_files(cwd: Path, config_home: Path) -> list[Path]:
+    """Files that exist, lowest precedence first: the user's XDG file, then the project's in cwd."""
+    candidates = [config_home / APP_NAME / CONFIG_FILENAME, cwd / CONFIG_FILENAME]
+    seen: list[Path] = []
+    for path in candidates:
+        if path.is_file() and path.resolve() not in [p.resolve() for p in seen]:
+            seen.append(path)
+    return seen
+
+
+def load_settings(
+    flags: Mapping[str, object], *, environ: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> Settings:
+    from platformdirs import user_config_path, user_data_path
+
+    environ = os.environ if environ is None else environ
+    cwd = Path.cwd() if cwd is None else cwd
+    config_home = Path(environ["XDG_CONFIG_HOME"]) if environ.get("XDG_CONFIG_HOME") else user_config_path()
+    data_home = (
+        Path(environ["XDG_DATA_HOME"]) / APP_NAME
+        if environ.get("XDG_DATA_HOME")
+        else user_data_path(APP_NAME)
+    )
+    layers = [default_layer(data_home)]
+    layers += [file_layer(p) for p in config_files(cwd, config_home)]
+    layers += env_layers(environ)
+    layers += [Layer("flag --" + k.replace("_", "-"), {k: v}) for k, v in flags.items() if v is not None]
+    return merge_layers(layers)
+
+
+def check_exposure(settings: Settings) -> None:
+    """A server reachable from other machines must demand a key."""
+    host = settings["host"]
+    if (
+        host not in {"127.0.0.1", "localhost", "::1"}
+        and not host.startswith("127.")
+        and not settings["api_key_file"]
+    ):
+        raise UsageError(
+            f"refusing to publish on {host} without an API key; set --api-key-file FILE "
+            "(or api_key_file in orchestrator.yaml), or keep the default 127.0.0.1"
+        )

@@ -1,0 +1,409 @@
+"""The hardware catalogue: one frozen description per machine, and the only module that knows hardware.
+
+Adding a machine means adding one `Target(...)` to `CATALOGUE`. Every figure that comes from the
+publisher's README (flags, contexts, batch sizes, benchmark parameter sets) is written here once;
+the Dockerfiles and the macOS scripts receive them through the plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Literal
+
+from orchestrator.errors import UsageError
+
+Runtime = Literal["container", "native"]
+DeviceKind = Literal["none", "nvidia", "dri", "metal"]
+HookKind = Literal["drop-page-cache", "wired-limit"]
+
+CMakeFlag = tuple[str, str]
+
+
+def frozen_env(**values: str) -> Mapping[str, str]:
+    return MappingProxyType(dict(values))
+
+
+@dataclass(frozen=True)
+class BenchSet:
+    """One `llama-batched-bench` parameter set, as the publisher ran it."""
+
+    name: str
+    ctx: int
+    batch: int
+    ubatch: int
+    npp: tuple[int, ...]
+    ntg: tuple[int, ...] = (128,)
+    npl: tuple[int, ...] = (1,)
+    cache_type_k: str | None = None
+    cache_type_v: str | None = None
+    mmap: bool | None = None
+    threads: int | None = None
+    env: Mapping[str, str] = field(default_factory=frozen_env)
+    # Key of the publisher's table this set reproduces (benchmark data comes with the bench issue).
+    reference: str | None = None
+
+
+@dataclass(frozen=True)
+class HookSpec:
+    """A host-side step a profile needs before the model loads (never run inside a container)."""
+
+    kind: HookKind
+    value: int | None = None
+
+
+@dataclass(frozen=True)
+class BuildVariant:
+    """Extra cmake flags a profile needs in the binary (a separate image tag / native prefix)."""
+
+    name: str
+    cmake_flags: tuple[CMakeFlag, ...]
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    summary: str
+    ctx: int
+    batch: int
+    ubatch: int
+    flash_attn: str = "on"
+    cache_type_k: str | None = None
+    cache_type_v: str | None = None
+    mmap: bool | None = None
+    threads: int | None = None
+    env: Mapping[str, str] = field(default_factory=frozen_env)
+    variant: BuildVariant | None = None
+    hooks: tuple[HookSpec, ...] = ()
+    benches: tuple[BenchSet, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ImageFamily:
+    """A Dockerfile and what every image built from it needs, whatever the target."""
+
+    name: str
+    dockerfile: str
+    build_base: str
+    runtime_base: str
+    cmake_flags: tuple[CMakeFlag, ...]
+
+
+@dataclass(frozen=True)
+class MemoryBudget:
+    """How much memory the model may use on this machine, and where that number comes from."""
+
+    total_gib: float | None
+    usable_gib: float | None
+    source: str
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    title: str
+    runtime: Runtime
+    platform: str
+    family: ImageFamily | None
+    seed_cmake_flags: tuple[CMakeFlag, ...]
+    extra_cmake_flags: tuple[CMakeFlag, ...]
+    devices: DeviceKind
+    memory: MemoryBudget
+    default_model: str
+    profiles: tuple[Profile, ...]
+    env: Mapping[str, str] = field(default_factory=frozen_env)
+    server_args: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default=())
+
+    def profile(self, name: str) -> Profile:
+        for profile in self.profiles:
+            if profile.name == name:
+                return profile
+        known = ", ".join(p.name for p in self.profiles)
+        raise UsageError(f"target {self.name} has no profile {name!r}; choose one of: {known}")
+
+    @property
+    def profile_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.profiles)
+
+
+# --- image families -------------------------------------------------------------------------------
+
+# Flags every image needs on top of the publisher's: portable CPU code selected at run time
+# (GGML_BACKEND_DL + all CPU variants, so the GPU backend is a plugin and the image starts without a
+# GPU), the RPC backend for multi-machine use, no tests, and no web-UI download during the build.
+_IMAGE_FLAGS: tuple[CMakeFlag, ...] = (
+    ("GGML_NATIVE", "OFF"),
+    ("GGML_BACKEND_DL", "ON"),
+    ("GGML_CPU_ALL_VARIANTS", "ON"),
+    ("GGML_RPC", "ON"),
+    ("LLAMA_BUILD_TESTS", "OFF"),
+    ("LLAMA_USE_PREBUILT_UI", "OFF"),
+    ("LLAMA_OPENSSL", "OFF"),
+)
+
+CUDA = ImageFamily(
+    name="cuda",
+    dockerfile="images/cuda/Dockerfile",
+    build_base="nvidia/cuda:13.0.1-devel-ubuntu24.04",
+    runtime_base="nvidia/cuda:13.0.1-runtime-ubuntu24.04",
+    cmake_flags=_IMAGE_FLAGS,
+)
+
+VULKAN = ImageFamily(
+    name="vulkan",
+    dockerfile="images/vulkan/Dockerfile",
+    build_base="ubuntu:24.04",
+    runtime_base="ubuntu:24.04",
+    cmake_flags=_IMAGE_FLAGS,
+)
+
+FAMILIES: Mapping[str, ImageFamily] = MappingProxyType({f.name: f for f in (CUDA, VULKAN)})
+
+# --- the publisher's parameter sets -----------------------------------------------------------------
+
+_SEED_16K = BenchSet(name="16k", ctx=16384, batch=2048, ubatch=2048, npp=(0, 2048, 8192, 16384))
+_LONG_NPP = (0, 2048, 8192, 16384, 32768, 65536, 262144)
+
+_DEFAULT_NOTES = (
+    "The publisher's everyday settings: 16K context, 2048 batch and micro-batch, flash attention.",
+)
+
+
+_DEFAULT_PROFILE = Profile(
+    name="default",
+    summary="16K context, -b 2048 -ub 2048, flash attention",
+    ctx=16384,
+    batch=2048,
+    ubatch=2048,
+    benches=(_SEED_16K,),
+    notes=_DEFAULT_NOTES,
+)
+
+
+DROP_PAGE_CACHE = HookSpec("drop-page-cache")
+MAC_WIRED_LIMIT_MB = 122880
+
+# --- targets -----------------------------------------------------------------------------------------
+
+DGX_SPARK = Target(
+    name="dgx-spark",
+    title="NVIDIA DGX Spark (GB10, CUDA 13, arm64)",
+    runtime="container",
+    platform="linux/arm64",
+    family=CUDA,
+    seed_cmake_flags=(
+        ("CMAKE_BUILD_TYPE", "Release"),
+        ("GGML_CUDA", "ON"),
+        ("GGML_CUDA_GRAPHS", "ON"),
+        ("LLAMA_CURL", "OFF"),
+        ("LLAMA_BUILD_EXAMPLES", "ON"),
+        ("LLAMA_BUILD_COMMON", "ON"),
+    ),
+    extra_cmake_flags=(("CMAKE_CUDA_ARCHITECTURES", "121a-real"),),
+    devices="nvidia",
+    env=frozen_env(NVIDIA_VISIBLE_DEVICES="all", NVIDIA_DRIVER_CAPABILITIES="compute,utility"),
+    memory=MemoryBudget(
+        total_gib=128.0,
+        usable_gib=119.0,
+        source="MemAvailable after the page-cache drop (GB10 exposes ~119 GiB)",
+    ),
+    default_model="step-3.5-flash",
+    server_args=("--jinja", "--metrics"),
+    profiles=(
+        replace(_DEFAULT_PROFILE, hooks=(DROP_PAGE_CACHE,)),
+        Profile(
+            name="long-context",
+            summary="256K context: unified memory, q8_0 KV cache, MMQ kernels, -ub 1024",
+            ctx=262150,
+            batch=2048,
+            ubatch=1024,
+            cache_type_k="q8_0",
+            cache_type_v="q8_0",
+            env=frozen_env(GGML_CUDA_ENABLE_UNIFIED_MEMORY="1"),
+            variant=BuildVariant("mmq", (("GGML_CUDA_FORCE_MMQ", "ON"),)),
+            hooks=(DROP_PAGE_CACHE,),
+            benches=(
+                BenchSet(
+                    name="256k",
+                    ctx=262150,
+                    batch=2048,
+                    ubatch=1024,
+                    npp=_LONG_NPP,
+                    cache_type_k="q8_0",
+                    cache_type_v="q8_0",
+                    env=frozen_env(GGML_CUDA_ENABLE_UNIFIED_MEMORY="1"),
+                    reference="dgx-spark-256k",
+                ),
+            ),
+            notes=(
+                "The publisher's remedies for out-of-memory at 256K: GGML_CUDA_FORCE_MMQ=ON, "
+                "GGML_CUDA_ENABLE_UNIFIED_MEMORY=1 and a q8_0 KV cache.",
+            ),
+        ),
+    ),
+)
+
+RYZEN_AI_MAX = Target(
+    name="ryzen-ai-max",
+    title="AMD Ryzen AI Max+ 395 (Radeon 8060S, Vulkan/RADV, Linux)",
+    runtime="container",
+    platform="linux/amd64",
+    family=VULKAN,
+    seed_cmake_flags=(
+        ("CMAKE_BUILD_TYPE", "Release"),
+        ("LLAMA_CURL", "OFF"),
+        ("GGML_OPENMP", "ON"),
+        ("GGML_VULKAN", "ON"),
+    ),
+    extra_cmake_flags=(),
+    devices="dri",
+    # RADV is Mesa's Vulkan driver; the variable only matters where AMDVLK is installed beside it.
+    env=frozen_env(AMD_VULKAN_ICD="RADV"),
+    memory=MemoryBudget(
+        total_gib=128.0,
+        usable_gib=120.0,
+        source="GTT size (amdgpu.gttsize / ttm.pages_limit raised to ~120 GiB)",
+    ),
+    default_model="step-3.5-flash",
+    server_args=("--jinja", "--metrics"),
+    profiles=(
+        replace(_DEFAULT_PROFILE, hooks=(DROP_PAGE_CACHE,)),
+        Profile(
+            name="long-context",
+            summary="64K context (the largest the publisher ran here), mmap, 32 threads",
+            ctx=65540,
+            batch=2048,
+            ubatch=2048,
+            mmap=True,
+            threads=32,
+            hooks=(DROP_PAGE_CACHE,),
+            benches=(
+                BenchSet(
+                    name="64k",
+                    ctx=65540,
+                    batch=2048,
+                    ubatch=2048,
+                    npp=(0, 2048, 8192, 16384, 32768, 65536),
+                    mmap=True,
+                    threads=32,
+                    reference="ryzen-ai-max-64k",
+                ),
+            ),
+            notes=("The publisher's largest context on this machine is 64K; 256K is on its to-do list.",),
+        ),
+    ),
+)
+
+MAC_STUDIO = Target(
+    name="mac-studio",
+    title="Apple Mac Studio M4 Max (Metal, native)",
+    runtime="native",
+    platform="darwin/arm64",
+    family=None,
+    seed_cmake_flags=(
+        ("CMAKE_BUILD_TYPE", "Release"),
+        ("GGML_METAL", "ON"),
+        ("GGML_ACCELERATE", "ON"),
+        ("LLAMA_BUILD_EXAMPLES", "ON"),
+        ("LLAMA_BUILD_COMMON", "ON"),
+        ("GGML_LTO", "ON"),
+    ),
+    extra_cmake_flags=(("LLAMA_BUILD_TESTS", "OFF"),),
+    devices="metal",
+    memory=MemoryBudget(
+        total_gib=128.0,
+        usable_gib=96.0,
+        source="Metal wired limit (macOS default ~75% of RAM; 120 GiB once raised)",
+    ),
+    default_model="step-3.5-flash",
+    server_args=("--jinja", "--metrics"),
+    profiles=(
+        _DEFAULT_PROFILE,
+        Profile(
+            name="long-context",
+            summary="256K context with -ub 1024; needs the Metal wired limit raised to 120 GiB",
+            ctx=262150,
+            batch=2048,
+            ubatch=1024,
+            hooks=(HookSpec("wired-limit", MAC_WIRED_LIMIT_MB),),
+            benches=(
+                BenchSet(
+                    name="256k",
+                    ctx=262150,
+                    batch=2048,
+                    ubatch=1024,
+                    npp=_LONG_NPP,
+                    reference="mac-studio-256k",
+                ),
+            ),
+            notes=(
+                "Without raising the wired limit, a q8_0 KV cache (-ctk q8_0 -ctv q8_0) fits up to 76K context, "
+                "at some cost in accuracy.",
+            ),
+        ),
+    ),
+)
+
+CPU = Target(
+    name="cpu",
+    title="Any Linux machine without a supported GPU (CPU backend, demo model)",
+    runtime="container",
+    platform="linux/amd64",
+    family=VULKAN,
+    seed_cmake_flags=(
+        ("CMAKE_BUILD_TYPE", "Release"),
+        ("LLAMA_CURL", "OFF"),
+        ("GGML_OPENMP", "ON"),
+        ("GGML_VULKAN", "ON"),
+    ),
+    extra_cmake_flags=(),
+    devices="none",
+    memory=MemoryBudget(total_gib=None, usable_gib=None, source="MemAvailable of this host"),
+    default_model="gemma-3-270m",
+    server_args=("--jinja", "--metrics"),
+    profiles=(
+        Profile(
+            name="default",
+            summary="demo settings: 4K context, -b 512 -ub 512, flash attention",
+            ctx=4096,
+            batch=512,
+            ubatch=512,
+            benches=(BenchSet(name="quick", ctx=2048, batch=512, ubatch=512, npp=(0, 128, 512), ntg=(32,)),),
+            notes=("Small settings for the demo model; the Step-3.5-Flash profiles need a 128 GB machine.",),
+        ),
+    ),
+)
+
+CATALOGUE: Mapping[str, Target] = MappingProxyType(
+    {t.name: t for t in (DGX_SPARK, RYZEN_AI_MAX, MAC_STUDIO, CPU)}
+)
+
+
+def get_target(name: str) -> Target:
+    try:
+        return CATALOGUE[name]
+    except KeyError:
+        known = ", ".join(CATALOGUE)
+        raise UsageError(f"unknown target {name!r}; choose one of: {known} (or auto)") from None
+
+
+def cmake_flags(target: Target, profile: Profile) -> tuple[CMakeFlag, ...]:
+    """The one list of -D flags for this build: publisher's, then image family's, target's, variant's.
+
+    A later entry replaces an earlier one of the same name, so a variant can override a default.
+    """
+    merged: dict[str, str] = {}
+    layers = [target.seed_cmake_flags]
+    if target.family is not None:
+        layers.append(target.family.cmake_flags)
+    layers.append(target.extra_cmake_flags)
+    if profile.variant is not None:
+        layers.append(profile.variant.cmake_flags)
+    for layer in layers:
+        for name, value in layer:
+            merged.pop(name, None)
+            merged[name] = value
+    return tuple(merged.items())

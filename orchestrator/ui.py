@@ -1,0 +1,128 @@
+"""Everything the user sees: one rich console for people, plain JSON for programs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.syntax import Syntax
+from rich.table import Table
+
+from orchestrator.plan import ImageBuild, Plan
+from orchestrator.targets import Target, cmake_flags
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def error(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def targets_table(targets: Sequence[Target]) -> Table:
+    table = Table(title="Targets", title_justify="left")
+    table.add_column("target", overflow="fold")
+    for column in ("runs as", "profiles", "model"):
+        table.add_column(column, no_wrap=True)
+    for t in targets:
+        runs = f"{t.family.name} image\n{t.platform}" if t.family else f"native build\n{t.platform}"
+        table.add_row(
+            f"[bold]{t.name}[/]\n[dim]{t.title}[/]", runs, "\n".join(t.profile_names), t.default_model
+        )
+    return table
+
+
+def targets_data(targets: Sequence[Target]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": t.name,
+            "title": t.title,
+            "runtime": t.runtime,
+            "platform": t.platform,
+            "family": t.family.name if t.family else None,
+            "devices": t.devices,
+            "default_model": t.default_model,
+            "usable_memory_gib": t.memory.usable_gib,
+            "profiles": {
+                p.name: {"summary": p.summary, "cmake_flags": [f"-D{k}={v}" for k, v in cmake_flags(t, p)]}
+                for p in t.profiles
+            },
+        }
+        for t in targets
+    ]
+
+
+def _kv_table(rows: Sequence[tuple[str, str]]) -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+def plan_panels(plan: Plan) -> list[Panel]:
+    header = [
+        (
+            "target",
+            f"{plan.target}: {plan.target_title}" + (f"  (auto: {plan.detection})" if plan.detection else ""),
+        ),
+        ("profile", plan.profile),
+        ("runtime", plan.runtime),
+        ("source", f"{plan.source.name}: {plan.source.describe()}"),
+        ("model", f"{plan.model.path}" + ("" if plan.model.present else "  [yellow](not present)[/]")),
+        ("endpoint", plan.endpoint),
+        (
+            "memory",
+            f"{plan.memory.verdict}; usable {plan.memory.usable_gib} GiB from {plan.memory.usable_source}",
+        ),
+    ]
+    panels = [Panel(_kv_table(header), title="Plan", title_align="left")]
+
+    settings = Table(show_header=True, box=None)
+    for column in ("setting", "value", "from"):
+        settings.add_column(column)
+    for name, value, origin in plan.settings:
+        settings.add_row(name, value, origin)
+    panels.append(Panel(settings, title="Settings", title_align="left"))
+
+    build = plan.build
+    if isinstance(build, ImageBuild):
+        rows = [
+            ("image", build.tag),
+            ("dockerfile", f"{build.dockerfile} (stage {build.stage}, {build.platform})"),
+        ]
+        rows += [(f"--build-arg {k}", v) for k, v in build.build_args.items()]
+        if build.source_dir:
+            rows.append(("source dir", build.source_dir))
+    else:
+        rows = [("script", build.script), ("prefix", build.prefix)]
+        rows += [(k, v) for k, v in build.env.items()]
+    panels.append(Panel(_kv_table(rows), title="Build", title_align="left"))
+
+    commands: list[tuple[str, str]] = [(f"hook {h.name}", h.shell()) for h in plan.hooks]
+    commands.append(("server", plan.server.shell()))
+    commands.append(("run", plan.run.shell()))
+    commands += [(f"bench {b.name}", b.command.shell()) for b in plan.benches]
+    panels.append(Panel(_kv_table(commands), title="Commands", title_align="left"))
+
+    if plan.compose is not None:
+        # Flow style for lists of scalars keeps the command on a few lines.
+        text = yaml.safe_dump(
+            plan.compose, sort_keys=False, default_flow_style=None, width=max(console.width - 10, 60)
+        )
+        syntax = Syntax(text, "yaml", background_color="default", word_wrap=True)
+        panels.append(Panel(syntax, title="Compose (written for docker compose by 'up')", title_align="left"))
+    notes = [f"[yellow]warning:[/] {w}" for w in plan.warnings] + [f"note: {n}" for n in plan.notes]
+    if notes:
+        panels.append(Panel(Group(*notes), title="Notes", title_align="left"))
+    return panels

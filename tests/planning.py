@@ -1,0 +1,49 @@
+"""Fixed inputs for plan tests: nothing from the machine running the tests reaches a golden file."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from orchestrator.models import KNOWN_MODELS, ModelSpec
+from orchestrator.plan import Plan, make_plan
+from orchestrator.settings import Layer, default_layer, merge_layers
+from orchestrator.sources import NAMED_SOURCES, Source
+from orchestrator.targets import CATALOGUE
+from tests.conftest import host_facts
+
+HOST_OF_TARGET = {
+    "dgx-spark": "dgx-spark",
+    "ryzen-ai-max": "ryzen-ai-max",
+    "mac-studio": "mac-studio",
+    "cpu": "cpu-debian",
+}
+
+
+def fixed_model(target: str) -> ModelSpec:
+    ref = KNOWN_MODELS[CATALOGUE[target].default_model]
+    return ModelSpec(
+        alias=ref.alias,
+        path=Path("/data/models") / ref.directory / ref.expected_file,
+        present=True,
+        origin=ref.origin,
+        chat_template=ref.chat_template,
+        size_bytes=int((ref.approx_gib or 0) * 2**30),
+    )
+
+
+def fixed_plan(
+    target: str, profile: str, overrides: Mapping[str, object] | None = None, source: Source | None = None
+) -> Plan:
+    settings = merge_layers(
+        [default_layer(Path("/data")), Layer("flag", {"profile": profile, **(overrides or {})})]
+    )
+    t = CATALOGUE[target]
+    return make_plan(
+        t,
+        t.profile(profile),
+        source or NAMED_SOURCES["upstream"],
+        fixed_model(target),
+        settings,
+        host_facts(HOST_OF_TARGET[target]),
+    )
