@@ -89,6 +89,51 @@ def cmd_plan(*, flags: dict[str, object], as_json: bool) -> int:
     return 0
 
 
+def cmd_build(*, flags: dict[str, object], rebuild: bool) -> int:
+    from orchestrator import ui
+    from orchestrator.engine import Engine
+    from orchestrator.images import build_image
+    from orchestrator.plan import ImageBuild
+    from orchestrator.resolve import plan_from_flags
+
+    plan = plan_from_flags(flags)
+    if not isinstance(plan.build, ImageBuild):
+        raise NotAvailableYet(
+            f"native builds ({plan.target}) are not available yet; 'orchestrator plan' shows the steps"
+        )
+    engine = Engine()
+    engine.require(buildx=True)
+    with ui.BuildStatus(plan.build.tag) as status:
+        outcome = build_image(
+            engine, plan.build, work_dir=plan.data_dir, rebuild=rebuild, on_progress=status.update
+        )
+    ui.build_done(outcome)
+    return 0
+
+
+def cmd_bases_bootstrap(*, family: str, mirror: str, rebuild: bool) -> int:
+    from orchestrator import ui
+    from orchestrator.bases import base_specs, bootstrap_base
+    from orchestrator.engine import Engine
+    from orchestrator.settings import load_settings
+    from orchestrator.targets import FAMILIES
+
+    if family not in FAMILIES:
+        raise UsageError(f"unknown image family {family!r}; choose one of: {', '.join(FAMILIES)}")
+    specs = base_specs(FAMILIES[family], mirror)
+    engine = Engine()
+    engine.require()
+    work_dir = load_settings({})["data_dir"]
+    for spec in specs:
+        with ui.console.status(f"debootstrap {spec.suite} for {spec.tag} ({len(spec.packages)} packages)"):
+            outcome = bootstrap_base(engine, spec, work_dir, rebuild=rebuild)
+        ui.console.print(
+            f"{outcome.tag}: " + (f"made in {outcome.seconds:.0f} s" if outcome.made else "present, kept")
+        )
+    ui.console.print("use them with --bases local (or bases: local in orchestrator.yaml)")
+    return 0
+
+
 def _later(command: str, issue: str) -> Callable[..., int]:
     def run(**_: Any) -> int:
         raise NotAvailableYet(
@@ -100,7 +145,6 @@ def _later(command: str, issue: str) -> Callable[..., int]:
 
 
 LATER = {
-    "build": ("build the target's image (or native binaries)", "comes with the images work"),
     "up": ("build if needed, load the model and serve it", "comes with the serving work"),
     "down": ("stop and remove the server, keeping models and volumes", "comes with the serving work"),
     "status": ("state, health, endpoint and throughput of the server", "comes with the serving work"),
@@ -130,6 +174,19 @@ def build_parser() -> argparse.ArgumentParser:
     _plan_options(p)
     p.add_argument("--json", action="store_true", dest="as_json", help="print the plan as JSON")
     p.set_defaults(handler=lambda a: cmd_plan(flags=_flags(a), as_json=a.as_json))
+
+    p = sub.add_parser("build", help="build the target's image with llama.cpp compiled inside")
+    _plan_options(p)
+    p.add_argument("--rebuild", action="store_true", help="build even when an identical image exists")
+    p.set_defaults(handler=lambda a: cmd_build(flags=_flags(a), rebuild=a.rebuild))
+
+    p = sub.add_parser("bases", help="make local base images without a registry (air-gapped hosts)")
+    bases = p.add_subparsers(dest="bases_command", metavar="ACTION", parser_class=_Parser, required=True)
+    b = bases.add_parser("bootstrap", help="debootstrap Debian base images and docker import them")
+    b.add_argument("--family", default="vulkan", help="image family: vulkan (default) or cuda")
+    b.add_argument("--mirror", default="http://deb.debian.org/debian", help="Debian mirror")
+    b.add_argument("--rebuild", action="store_true", help="make them again even when present")
+    b.set_defaults(handler=lambda a: cmd_bases_bootstrap(family=a.family, mirror=a.mirror, rebuild=a.rebuild))
 
     for name, (summary, issue) in LATER.items():
         p = sub.add_parser(name, help=summary, description=summary)

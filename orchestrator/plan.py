@@ -113,6 +113,8 @@ class Plan:
     memory: MemoryView
     notes: tuple[str, ...]
     warnings: tuple[str, ...]
+    # Where executors keep build contexts, logs, native installs and results.
+    data_dir: Path
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(self)  # type: ignore[no-any-return]
@@ -173,6 +175,8 @@ def image_build(
     args = {
         "BUILD_BASE": build_base,
         "RUNTIME_BASE": runtime_base,
+        "BUILD_PACKAGES": " ".join(family.build_packages),
+        "RUNTIME_PACKAGES": " ".join(family.runtime_packages),
         **source_build_args(source),
         "CMAKE_ARGS": cmake_args(flags),
         "LLAMA_TARGETS": " ".join(SHIPPED_TOOLS),
@@ -515,4 +519,5 @@ def make_plan(
         memory=memory,
         notes=profile.notes + target.notes,
         warnings=tuple(warnings),
+        data_dir=Path(settings["data_dir"]),
     )

@@ -143,27 +143,23 @@ def _mmap_syntax(path: Path) -> MmapSyntax:
 
 
 def _git_revision(path: Path) -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(path), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
+    """HEAD of the repository rooted exactly at path (not of a repository that merely contains it)."""
+
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["git", "-C", str(path), *args], capture_output=True, text=True, timeout=30, check=False
         )
+
+    try:
+        top = git("rev-parse", "--show-toplevel", "HEAD")
+        lines = top.stdout.split()
+        if top.returncode != 0 or len(lines) != 2 or Path(lines[0]).resolve() != path:
+            return None
+        rev = lines[1]
+        # A tree edited after checkout is not that commit any more.
+        dirty = git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.TimeoutExpired):
         return None
-    rev = out.stdout.strip()
-    if out.returncode != 0 or not re.fullmatch(r"[0-9a-f]{40}", rev):
-        return None
-    # A tree edited after checkout is not that commit any more.
-    dirty = subprocess.run(
-        ["git", "-C", str(path), "status", "--porcelain", "--untracked-files=no"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
     if dirty.returncode == 0 and dirty.stdout.strip():
         return f"{rev[:7]}-dirty-{hashlib.sha256(dirty.stdout.encode()).hexdigest()[:8]}"
     return rev

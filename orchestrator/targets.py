@@ -89,6 +89,9 @@ class ImageFamily:
     build_base: str
     runtime_base: str
     cmake_flags: tuple[CMakeFlag, ...]
+    # Installed by the Dockerfile's apt step when the base lacks them, or at bootstrap for local bases.
+    build_packages: tuple[str, ...]
+    runtime_packages: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -144,12 +147,19 @@ _IMAGE_FLAGS: tuple[CMakeFlag, ...] = (
     ("LLAMA_OPENSSL", "OFF"),
 )
 
+_COMMON_BUILD_PACKAGES = ("build-essential", "cmake", "git", "ccache", "ca-certificates")
+_COMMON_RUNTIME_PACKAGES = ("libgomp1", "curl", "ca-certificates")
+
 CUDA = ImageFamily(
     name="cuda",
     dockerfile="images/cuda/Dockerfile",
     build_base="nvidia/cuda:13.0.1-devel-ubuntu24.04",
     runtime_base="nvidia/cuda:13.0.1-runtime-ubuntu24.04",
-    cmake_flags=_IMAGE_FLAGS,
+    # The build machine has no driver: libcuda.so.1 is left for the host's driver to provide at run
+    # time (llama.cpp #18022).
+    cmake_flags=(*_IMAGE_FLAGS, ("CMAKE_EXE_LINKER_FLAGS", "-Wl,--allow-shlib-undefined")),
+    build_packages=_COMMON_BUILD_PACKAGES,
+    runtime_packages=_COMMON_RUNTIME_PACKAGES,
 )
 
 VULKAN = ImageFamily(
@@ -158,6 +168,9 @@ VULKAN = ImageFamily(
     build_base="ubuntu:24.04",
     runtime_base="ubuntu:24.04",
     cmake_flags=_IMAGE_FLAGS,
+    # Vulkan headers >= 1.4 (Ubuntu 24.04, Debian trixie); bookworm's 1.3.239 are too old.
+    build_packages=(*_COMMON_BUILD_PACKAGES, "libvulkan-dev", "glslc", "spirv-headers"),
+    runtime_packages=(*_COMMON_RUNTIME_PACKAGES, "libvulkan1", "mesa-vulkan-drivers"),
 )
 
 FAMILIES: Mapping[str, ImageFamily] = MappingProxyType({f.name: f for f in (CUDA, VULKAN)})

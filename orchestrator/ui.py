@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Sequence
+from types import TracebackType
 from typing import Any
 
 import yaml
@@ -13,6 +15,8 @@ from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.table import Table
 
+from orchestrator.engine import BuildProgress
+from orchestrator.images import BuildOutcome
 from orchestrator.plan import ImageBuild, Plan
 from orchestrator.targets import Target, cmake_flags
 
@@ -126,3 +130,37 @@ def plan_panels(plan: Plan) -> list[Panel]:
     if notes:
         panels.append(Panel(Group(*notes), title="Notes", title_align="left"))
     return panels
+
+
+class BuildStatus:
+    """A spinner naming the build stage that runs now, with the time so far."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        self.started = time.monotonic()
+        self._status = console.status(f"building {tag}")
+
+    def __enter__(self) -> BuildStatus:
+        self._status.__enter__()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._status.__exit__(kind, exc, tb)
+
+    def update(self, progress: BuildProgress) -> None:
+        elapsed = time.monotonic() - self.started
+        step = progress.step if len(progress.step) < 70 else progress.step[:67] + "..."
+        self._status.update(
+            f"building {self.tag}  [{elapsed:4.0f} s]  stage [bold]{progress.stage}[/]: {step}"
+        )
+
+
+def build_done(outcome: BuildOutcome) -> None:
+    if outcome.built:
+        console.print(f"built {outcome.tag} in {outcome.seconds:.0f} s (log: {outcome.log})")
+    else:
+        console.print(
+            f"{outcome.tag} is up to date (same plan, Dockerfile and build script); --rebuild forces a build"
+        )

@@ -4,6 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The image tests drive docker buildx and compose, and bootstrap bases with debootstrap.
+if command -v docker >/dev/null 2>&1; then
+    scripts/install-docker-plugins.sh >/dev/null
+fi
+
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 

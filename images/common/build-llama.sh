@@ -1,0 +1,79 @@
+#!/bin/sh
+# One build script for every image family (cuda, vulkan): what differs arrives as build arguments
+# from the orchestrator's target catalogue (see `orchestrator plan`), never typed here.
+#   build-llama.sh packages PKG...   install missing Debian/Ubuntu packages (none missing: no network)
+#   build-llama.sh fetch             put the llama.cpp tree in /src (git clone at a commit, or the staged copy)
+#   build-llama.sh build             configure and build the shipped tools into /opt/llama
+#   build-llama.sh user UID          create the unprivileged user the server runs as
+set -eu
+
+die() { echo "build-llama.sh: $*" >&2; exit 1; }
+
+packages() {
+    [ "$#" -gt 0 ] || die "no packages named: pass BUILD_PACKAGES / RUNTIME_PACKAGES build arguments"
+    missing=""
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
+    done
+    [ -z "$missing" ] && { echo "packages already present: $*"; return 0; }
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update
+    # shellcheck disable=SC2086 # word splitting of the package list is intended
+    apt-get install -y --no-install-recommends $missing
+    rm -rf /var/lib/apt/lists/*
+}
+
+fetch() {
+    case "${LLAMA_SOURCE_KIND:?}" in
+        git)
+            if [ -z "${LLAMA_GIT_URL:-}" ] || [ -z "${LLAMA_GIT_COMMIT:-}" ]; then
+                die "git source needs LLAMA_GIT_URL and LLAMA_GIT_COMMIT"
+            fi
+            git init -q /checkout
+            git -C /checkout fetch -q --depth 1 "$LLAMA_GIT_URL" "$LLAMA_GIT_COMMIT" \
+                || die "cannot fetch $LLAMA_GIT_COMMIT from $LLAMA_GIT_URL"
+            git -C /checkout checkout -q FETCH_HEAD
+            root="/checkout/${LLAMA_SOURCE_SUBDIR:-}"
+            ;;
+        local)
+            root="/staged/${LLAMA_SOURCE_SUBDIR:-}"
+            ;;
+        *) die "LLAMA_SOURCE_KIND must be git or local, not $LLAMA_SOURCE_KIND" ;;
+    esac
+    if [ ! -f "$root/CMakeLists.txt" ] || [ ! -d "$root/ggml" ]; then
+        die "no llama.cpp tree at $root (LLAMA_SOURCE_SUBDIR=${LLAMA_SOURCE_SUBDIR:-})"
+    fi
+    # A fixed path keeps ccache hits across source bumps and staging folders.
+    mv "$root" /src
+}
+
+build() {
+    [ -n "${CMAKE_ARGS:-}" ] || die "CMAKE_ARGS is empty: build through 'orchestrator build' (see 'orchestrator plan')"
+    [ -n "${LLAMA_TARGETS:-}" ] || die "LLAMA_TARGETS is empty"
+    export CCACHE_DIR="${CCACHE_DIR:-/ccache}" CCACHE_BASEDIR=/src CCACHE_COMPILERCHECK=content
+    # shellcheck disable=SC2086 # CMAKE_ARGS is a list of -D flags
+    cmake -S /src -B /src/build $CMAKE_ARGS ${LLAMA_BUILD_NUMBER:+-DLLAMA_BUILD_NUMBER=$LLAMA_BUILD_NUMBER}
+    # shellcheck disable=SC2086 # one target per word
+    cmake --build /src/build --config Release -j "${BUILD_JOBS:-$(nproc)}" --target $LLAMA_TARGETS
+    mkdir -p /opt/llama
+    for tool in $LLAMA_TARGETS; do cp "/src/build/bin/$tool" /opt/llama/; done
+    # Backends (GPU and each CPU variant) are plugins found next to the executables.
+    find /src/build -name '*.so*' -exec cp -P {} /opt/llama/ \;
+    ccache --show-stats 2>/dev/null | head -n 8 || true
+}
+
+user() {
+    uid="${1:?uid}"
+    groupadd --system --gid "$uid" llama 2>/dev/null || true
+    useradd --system --uid "$uid" --gid "$uid" --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin llama
+}
+
+cmd="${1:-}"
+[ "$#" -gt 0 ] && shift
+case "$cmd" in
+    packages) packages "$@" ;;
+    fetch) fetch ;;
+    build) build ;;
+    user) user "$@" ;;
+    *) die "usage: build-llama.sh packages|fetch|build|user" ;;
+esac

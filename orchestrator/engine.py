@@ -1,0 +1,191 @@
+"""The only module that talks to Docker, through python-on-whales. It carries out plans; it decides nothing."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.errors import OrchestratorError
+
+if TYPE_CHECKING:
+    from python_on_whales import DockerClient
+
+_STEP = re.compile(r"^#(?P<id>\d+) \[(?P<stage>[\w.-]+)(?: \d+/\d+)?\] (?P<what>.*)$")
+_ERROR = re.compile(r"^#(?P<id>\d+) ERROR: (?P<what>.*)$")
+
+
+class EngineError(OrchestratorError):
+    """Docker is missing, not running, or lacks a plugin this tool needs."""
+
+
+class BuildFailed(OrchestratorError):
+    def __init__(self, stage: str, step: str, log: Path) -> None:
+        super().__init__(f"image build failed in stage '{stage}' ({step}); full log: {log}")
+        self.stage = stage
+        self.log = log
+
+
+@dataclass
+class BuildProgress:
+    """Follows BuildKit's plain output: which stage runs now, and which step failed."""
+
+    stage: str = "starting"
+    step: str = ""
+    failed_stage: str | None = None
+    failed_step: str = ""
+
+    def __post_init__(self) -> None:
+        self._steps: dict[str, tuple[str, str]] = {}
+
+    def feed(self, line: str) -> None:
+        line = line.rstrip()
+        if match := _STEP.match(line):
+            self._steps[match["id"]] = (match["stage"], match["what"])
+            self.stage, self.step = match["stage"], match["what"]
+        elif (match := _ERROR.match(line)) and self.failed_stage is None:
+            self.failed_stage, self.failed_step = self._steps.get(match["id"], ("unknown", match["what"]))
+
+
+class Engine:
+    def __init__(self, client: DockerClient | None = None) -> None:
+        if client is None:
+            from python_on_whales import DockerClient
+
+            client = DockerClient()
+        self.docker = client
+
+    # --- checks -------------------------------------------------------------------------------
+
+    def require(self, *, buildx: bool = False, compose: bool = False) -> None:
+        from python_on_whales.exceptions import DockerException
+
+        if shutil.which("docker") is None:
+            raise EngineError("the docker command is not installed; install Docker Engine >= 23")
+        try:
+            self.docker.version()
+        except DockerException:
+            raise EngineError(
+                "cannot reach the Docker engine; start it (systemctl start docker) or check DOCKER_HOST"
+            ) from None
+        if buildx and not self._plugin_works(["buildx", "version"]):
+            raise EngineError(
+                "docker buildx is missing; install the docker-buildx plugin (scripts/install-docker-plugins.sh)"
+            )
+        if compose and not self._plugin_works(["compose", "version"]):
+            raise EngineError(
+                "docker compose v2 is missing; install the docker-compose plugin "
+                "(scripts/install-docker-plugins.sh)"
+            )
+
+    def _plugin_works(self, args: list[str]) -> bool:
+        import subprocess
+
+        out = subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
+        return out.returncode == 0
+
+    # --- images -------------------------------------------------------------------------------
+
+    def image_labels(self, tag: str) -> Mapping[str, str] | None:
+        if not self.docker.image.exists(tag):
+            return None
+        labels = self.docker.image.inspect(tag).config.labels
+        return dict(labels or {})
+
+    def build(
+        self,
+        *,
+        context: Path,
+        dockerfile: Path,
+        stage: str,
+        tag: str,
+        build_args: Mapping[str, str],
+        labels: Mapping[str, str],
+        platform: str | None,
+        log_path: Path,
+        on_progress: Callable[[BuildProgress], None] = lambda _: None,
+    ) -> None:
+        from python_on_whales.exceptions import DockerException
+
+        progress = BuildProgress()
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("w") as log:
+            try:
+                stream = self.docker.buildx.build(
+                    context,
+                    file=dockerfile,
+                    target=stage,
+                    tags=[tag],
+                    build_args=dict(build_args),
+                    labels=dict(labels),
+                    platforms=[platform] if platform else None,
+                    load=True,
+                    progress="plain",
+                    stream_logs=True,
+                )
+                for line in _lines(stream):
+                    log.write(line if line.endswith("\n") else line + "\n")
+                    progress.feed(line)
+                    on_progress(progress)
+            except DockerException as exc:
+                log.write(f"\n{exc}\n")
+                log.flush()
+                if progress.failed_stage is None:
+                    for line in str(exc).splitlines():
+                        progress.feed(line)
+                raise BuildFailed(
+                    progress.failed_stage or progress.stage, progress.failed_step or progress.step, log_path
+                ) from None
+
+    def import_rootfs(self, tarball: Path, tag: str, changes: Sequence[str]) -> None:
+        self.docker.image.import_(tarball, tag=tag, changes=list(changes))
+
+    def remove_image(self, tag: str) -> None:
+        if self.docker.image.exists(tag):
+            self.docker.image.remove(tag, force=True)
+
+    def run(
+        self,
+        image: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        volumes: Sequence[tuple[str, str, str]] = (),
+        devices: Sequence[str] = (),
+        user: str | None = None,
+        network: str | None = None,
+    ) -> str:
+        """Run a command to completion in a fresh container and return its output (stdout and stderr)."""
+        from python_on_whales.exceptions import DockerException
+
+        kwargs: dict[str, Any] = {
+            "remove": True,
+            "envs": dict(env or {}),
+            "volumes": list(volumes),
+            "devices": list(devices),
+        }
+        if user:
+            kwargs["user"] = user
+        if network:
+            kwargs["networks"] = [network]
+        try:
+            output = self.docker.run(image, list(argv), **kwargs)
+        except DockerException as exc:
+            raise OrchestratorError(
+                f"{argv[0]} failed in {image} (exit {exc.return_code}): "
+                f"{_last_line(exc.stderr or exc.stdout or '')}"
+            ) from None
+        return str(output)
+
+
+def _lines(stream: Any) -> Iterable[str]:
+    for chunk in stream:
+        yield from str(chunk).splitlines()
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"

@@ -1,0 +1,98 @@
+"""Carrying out an ImageBuild: stage the build context, skip an identical image, build, report."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.assets import asset
+from orchestrator.engine import BuildProgress, Engine
+from orchestrator.plan import ImageBuild
+
+BUILD_SCRIPT = "images/common/build-llama.sh"
+RECIPE_LABEL = "io.step-flash.recipe-digest"
+_SKIP_IN_SOURCE = {".git", "node_modules", "__pycache__", ".cache"}
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    tag: str
+    built: bool
+    seconds: float
+    log: Path | None
+
+
+def recipe_digest(build: ImageBuild) -> str:
+    """The plan's digest plus the Dockerfile and build script: any change to either means a new image."""
+    digest = hashlib.sha256(build.digest.encode())
+    for path in (asset(build.dockerfile), asset(BUILD_SCRIPT)):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _ignore(directory: str, names: list[str]) -> set[str]:
+    return {
+        n
+        for n in names
+        if n in _SKIP_IN_SOURCE or (n.startswith("build") and os.path.isdir(os.path.join(directory, n)))
+    }
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    # Hard links make staging a 200 MB tree instant; a copy is the fallback across file systems.
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def stage_context(build: ImageBuild, work_dir: Path) -> Path:
+    """A build context holding the shared build script and, for a local source, the source tree."""
+    context = work_dir / "contexts" / build.tag.replace(":", "_").replace("/", "_")
+    if context.exists():
+        shutil.rmtree(context)
+    context.mkdir(parents=True)
+    shutil.copy2(asset(BUILD_SCRIPT), context / "build-llama.sh")
+    staged = context / "staged"
+    if build.source_dir:
+        shutil.copytree(build.source_dir, staged, ignore=_ignore, copy_function=_link_or_copy, symlinks=True)
+    else:
+        staged.mkdir()
+    return context
+
+
+def build_image(
+    engine: Engine,
+    build: ImageBuild,
+    *,
+    work_dir: Path,
+    rebuild: bool = False,
+    on_progress: Callable[[BuildProgress], None] = lambda _: None,
+) -> BuildOutcome:
+    recipe = recipe_digest(build)
+    existing = engine.image_labels(build.tag)
+    if existing is not None and existing.get(RECIPE_LABEL) == recipe and not rebuild:
+        return BuildOutcome(build.tag, built=False, seconds=0.0, log=None)
+    started = time.monotonic()
+    context = stage_context(build, work_dir)
+    log = work_dir / "logs" / f"build-{build.tag.replace(':', '_').replace('/', '_')}.log"
+    try:
+        engine.build(
+            context=context,
+            dockerfile=asset(build.dockerfile),
+            stage=build.stage,
+            tag=build.tag,
+            build_args=build.build_args,
+            labels={**build.labels, RECIPE_LABEL: recipe},
+            platform=build.platform,
+            log_path=log,
+            on_progress=on_progress,
+        )
+    finally:
+        shutil.rmtree(context, ignore_errors=True)
+    return BuildOutcome(build.tag, built=True, seconds=time.monotonic() - started, log=log)
