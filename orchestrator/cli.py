@@ -29,6 +29,7 @@ SETTING_FLAGS = (
     "port",
     "api_key_file",
     "bases",
+    "platform",
     "ctx_size",
     "threads",
     "native",
@@ -49,6 +50,11 @@ def _plan_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--port", help="port to publish the server on (default 8080)")
     group.add_argument("--api-key-file", help="file with the API key clients must send")
     group.add_argument("--bases", choices=("upstream", "local"), help="base images: upstream or local")
+    group.add_argument(
+        "--platform",
+        choices=("linux/amd64", "linux/arm64"),
+        help="image platform, overriding the target's (e.g. a DGX Spark image built on amd64)",
+    )
     group.add_argument("--ctx-size", "-c", help="context size, overriding the profile")
     group.add_argument("--threads", help="CPU threads, overriding the profile")
     group.add_argument(
@@ -103,6 +109,7 @@ def cmd_build(*, flags: dict[str, object], rebuild: bool) -> int:
         )
     engine = Engine()
     engine.require(buildx=True)
+    engine.require_platform(plan.build.platform)
     with ui.BuildStatus(plan.build.tag) as status:
         outcome = build_image(
             engine, plan.build, work_dir=plan.data_dir, rebuild=rebuild, on_progress=status.update

@@ -23,10 +23,20 @@ class EngineError(OrchestratorError):
 
 
 class BuildFailed(OrchestratorError):
-    def __init__(self, stage: str, step: str, log: Path) -> None:
-        super().__init__(f"image build failed in stage '{stage}' ({step}); full log: {log}")
+    def __init__(self, stage: str, step: str, log: Path, hint: str = "") -> None:
+        super().__init__(f"image build failed in stage '{stage}' ({step}){hint}; full log: {log}")
         self.stage = stage
         self.log = log
+
+
+# What BuildKit says when a base image cannot be had from a registry.
+_PULL_FAILURES = (
+    "failed to resolve source metadata",
+    "pull access denied",
+    "failed to do request",
+    "dial tcp",
+    "no such host",
+)
 
 
 @dataclass
@@ -81,6 +91,20 @@ class Engine:
                 "(scripts/install-docker-plugins.sh)"
             )
 
+    def require_platform(self, platform: str) -> None:
+        """Building for another architecture runs its compilers under QEMU: say so before hours are lost."""
+        import os
+        import platform as host
+
+        wanted = platform.split("/")[-1]
+        here = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(host.machine(), host.machine())
+        emulator = {"arm64": "qemu-aarch64", "amd64": "qemu-x86_64"}.get(wanted, "")
+        if wanted != here and not os.path.exists(f"/proc/sys/fs/binfmt_misc/{emulator}"):
+            raise EngineError(
+                f"this {here} host cannot build {platform} images without QEMU emulation; build on an {wanted} "
+                f"machine, register QEMU (binfmt), or pass --platform linux/{here}"
+            )
+
     def _plugin_works(self, args: list[str]) -> bool:
         import subprocess
 
@@ -88,6 +112,9 @@ class Engine:
         return out.returncode == 0
 
     # --- images -------------------------------------------------------------------------------
+
+    def image_id(self, tag: str) -> str | None:
+        return str(self.docker.image.inspect(tag).id) if self.docker.image.exists(tag) else None
 
     def image_labels(self, tag: str) -> Mapping[str, str] | None:
         if not self.docker.image.exists(tag):
@@ -136,9 +163,16 @@ class Engine:
                 if progress.failed_stage is None:
                     for line in str(exc).splitlines():
                         progress.feed(line)
-                raise BuildFailed(
-                    progress.failed_stage or progress.stage, progress.failed_step or progress.step, log_path
-                ) from None
+                step = progress.failed_step or progress.step
+                hint = ""
+                if step.startswith("load metadata for") or (
+                    progress.failed_stage is None and any(marker in str(exc) for marker in _PULL_FAILURES)
+                ):
+                    hint = (
+                        ": the base image could not be pulled; without a registry run "
+                        "'orchestrator bases bootstrap' and build with --bases local"
+                    )
+                raise BuildFailed(progress.failed_stage or progress.stage, step, log_path, hint) from None
 
     def import_rootfs(self, tarball: Path, tag: str, changes: Sequence[str]) -> None:
         self.docker.image.import_(tarball, tag=tag, changes=list(changes))

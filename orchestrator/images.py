@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import time
@@ -12,7 +13,8 @@ from pathlib import Path
 
 from orchestrator.assets import asset
 from orchestrator.engine import BuildProgress, Engine
-from orchestrator.plan import ImageBuild
+from orchestrator.errors import OrchestratorError
+from orchestrator.plan import ImageBuild, local_base_images
 
 BUILD_SCRIPT = "images/common/build-llama.sh"
 RECIPE_LABEL = "io.step-flash.recipe-digest"
@@ -27,11 +29,14 @@ class BuildOutcome:
     log: Path | None
 
 
-def recipe_digest(build: ImageBuild) -> str:
-    """The plan's digest plus the Dockerfile and build script: any change to either means a new image."""
+def recipe_digest(build: ImageBuild, base_ids: list[str]) -> str:
+    """The plan's digest, the Dockerfile, the build script and the local bases' ids: a change to any
+    of them means a new image."""
     digest = hashlib.sha256(build.digest.encode())
     for path in (asset(build.dockerfile), asset(BUILD_SCRIPT)):
         digest.update(path.read_bytes())
+    for base_id in base_ids:
+        digest.update(base_id.encode())
     return digest.hexdigest()[:16]
 
 
@@ -74,7 +79,16 @@ def build_image(
     rebuild: bool = False,
     on_progress: Callable[[BuildProgress], None] = lambda _: None,
 ) -> BuildOutcome:
-    recipe = recipe_digest(build)
+    base_ids = []
+    for role in ("BUILD_BASE", "RUNTIME_BASE"):
+        base = build.build_args[role]
+        base_id = engine.image_id(base)
+        if base in local_base_images(build.family) and base_id is None:
+            raise OrchestratorError(
+                f"local base image {base} is missing; make it with 'orchestrator bases bootstrap --family {build.family}'"
+            )
+        base_ids.append(base_id or base)
+    recipe = recipe_digest(build, base_ids)
     existing = engine.image_labels(build.tag)
     if existing is not None and existing.get(RECIPE_LABEL) == recipe and not rebuild:
         return BuildOutcome(build.tag, built=False, seconds=0.0, log=None)
@@ -95,4 +109,25 @@ def build_image(
         )
     finally:
         shutil.rmtree(context, ignore_errors=True)
-    return BuildOutcome(build.tag, built=True, seconds=time.monotonic() - started, log=log)
+    outcome = BuildOutcome(build.tag, built=True, seconds=time.monotonic() - started, log=log)
+    _record(work_dir, outcome)
+    return outcome
+
+
+def _record(work_dir: Path, outcome: BuildOutcome) -> None:
+    """Build history (logs/builds.jsonl): when each image was built and how long it took."""
+    entry = {
+        "tag": outcome.tag,
+        "seconds": round(outcome.seconds, 1),
+        "finished": time.time(),
+        "log": str(outcome.log),
+    }
+    with (work_dir / "logs" / "builds.jsonl").open("a") as history:
+        history.write(json.dumps(entry) + "\n")
+
+
+def build_history(work_dir: Path) -> list[dict[str, object]]:
+    path = work_dir / "logs" / "builds.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

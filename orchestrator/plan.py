@@ -27,8 +27,15 @@ CONTAINER_API_KEY = PurePosixPath("/run/secrets/api_key")
 CONTAINER_UID = 10001
 COMPOSE_PROJECT = "step-flash"
 SERVICE = "llama-server"
-# Built in every image and native install; nothing else of llama.cpp is compiled.
-SHIPPED_TOOLS = ("llama-server", "llama-cli", "llama-batched-bench", "llama-bench", "rpc-server")
+# Built in every image and native install; nothing else of llama.cpp is compiled. `a|b`: the first
+# target the source has (llama.cpp renamed rpc-server to ggml-rpc-server in 2026); installed as `a`.
+SHIPPED_TOOLS = (
+    "llama-server",
+    "llama-cli",
+    "llama-batched-bench",
+    "llama-bench",
+    "rpc-server|ggml-rpc-server",
+)
 SEED_PROMPT = "What's your name?"
 SEED_TEMPERATURE = "1.0"
 
@@ -45,6 +52,7 @@ class Command:
 
 @dataclass(frozen=True)
 class ImageBuild:
+    family: str
     dockerfile: str
     stage: str
     platform: str
@@ -183,11 +191,14 @@ def image_build(
         "LLAMA_UID": str(CONTAINER_UID),
         "SERVER_PORT": str(CONTAINER_PORT),
     }
+    platform = settings["platform"] or target.platform
     variant = f"-{profile.variant.name}" if profile.variant else ""
-    tag = f"{settings['image_repo']}:{family.name}-{target.name}{variant}-{source.short_revision}"
+    # A target built for another architecture than its own (a DGX Spark image built on amd64) says so.
+    arch = "" if platform == target.platform else "-" + platform.split("/")[-1]
+    tag = f"{settings['image_repo']}:{family.name}-{target.name}{variant}{arch}-{source.short_revision}"
     digest = _digest(
         {
-            "platform": target.platform,
+            "platform": platform,
             "dockerfile": family.dockerfile,
             "args": args,
             "revision": source.revision or source.commit,
@@ -203,9 +214,10 @@ def image_build(
         "io.step-flash.plan-digest": digest,
     }
     return ImageBuild(
+        family=family.name,
         dockerfile=family.dockerfile,
         stage="runtime",
-        platform=target.platform,
+        platform=platform,
         tag=tag,
         build_args=args,
         labels=labels,

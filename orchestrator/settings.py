@@ -95,6 +95,7 @@ FIELDS: tuple[Field, ...] = (
         "bases", _choice("upstream", "local"), "base images: upstream (pulled) or local (bootstrapped here)"
     ),
     Field("image_repo", _as_str, "repository name of the images built here"),
+    Field("platform", _choice("linux/amd64", "linux/arm64"), "image platform, overriding the target's"),
     Field("ctx_size", _as_int, "context size, overriding the profile's"),
     Field("threads", _as_int, "CPU threads for llama.cpp, overriding the profile's"),
     Field("native", _as_bool, "build and run on the host instead of in a container"),
@@ -145,6 +146,7 @@ def default_layer(data_dir: Path) -> Layer:
             "api_key_file": None,
             "bases": "upstream",
             "image_repo": "step-flash-llama",
+            "platform": None,
             "ctx_size": None,
             "threads": None,
             "native": False,

@@ -189,3 +189,47 @@ def test_build_failure_names_the_stage(cpu_image: BuiltImage, tmp_path: Path) ->
     log = Path(message.rsplit("full log: ", 1)[1])
     assert "broken on purpose" in log.read_text()
     assert docker("image", "inspect", tag).returncode != 0, "a failed build must not leave a tagged image"
+
+
+def test_unpullable_base_says_how_to_bootstrap(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "ggml").mkdir(parents=True)
+    (tree / "CMakeLists.txt").write_text("project(x)\n")
+    # The real default bases (ubuntu:24.04) come from a registry this machine cannot reach.
+    out = run_cli("build", "--target", "cpu", "--source", str(tree), "--bases", "upstream", env=_cli_env())
+    if "could not be pulled" not in out.stderr and out.returncode == 0:
+        pytest.skip("this machine can pull from Docker Hub")
+    assert out.returncode == 1
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "could not be pulled" in out.stderr and "bases bootstrap" in out.stderr
+
+
+def test_unknown_commit_fails_in_the_build_stage(cpu_image: BuiltImage) -> None:
+    out = run_cli(
+        "build",
+        "--target",
+        "cpu",
+        "--bases",
+        "local",
+        "--source",
+        "https://github.com/ggml-org/llama.cpp.git@0000000",
+        env=cpu_image.env,
+    )
+    assert out.returncode == 1
+    message = out.stderr.strip().splitlines()[-1]
+    assert "stage 'build'" in message and "build-llama.sh fetch" in message, out.stderr
+    assert "cannot fetch 0000000" in Path(message.rsplit("full log: ", 1)[1]).read_text()
+
+
+def test_foreign_architecture_is_refused_before_building() -> None:
+    import platform
+
+    foreign = "dgx-spark" if platform.machine() in {"x86_64", "AMD64"} else "ryzen-ai-max"
+    if (
+        Path("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists()
+        or Path("/proc/sys/fs/binfmt_misc/qemu-x86_64").exists()
+    ):
+        pytest.skip("QEMU emulation is registered here")
+    out = run_cli("build", "--target", foreign, env=_cli_env())
+    assert out.returncode == 1
+    assert "without QEMU emulation" in out.stderr and "--platform" in out.stderr

@@ -53,10 +53,30 @@ build() {
     export CCACHE_DIR="${CCACHE_DIR:-/ccache}" CCACHE_BASEDIR=/src CCACHE_COMPILERCHECK=content
     # shellcheck disable=SC2086 # CMAKE_ARGS is a list of -D flags
     cmake -S /src -B /src/build $CMAKE_ARGS ${LLAMA_BUILD_NUMBER:+-DLLAMA_BUILD_NUMBER=$LLAMA_BUILD_NUMBER}
+    # A word may name alternatives (rpc-server|ggml-rpc-server): targets were renamed across versions.
+    known=$(cmake --build /src/build --target help)
+    targets=""
+    for word in $LLAMA_TARGETS; do
+        found=""
+        for name in $(echo "$word" | tr '|' ' '); do
+            if echo "$known" | grep -Eq "(^|[ .:])$name(:| |$)"; then found="$name"; break; fi
+        done
+        [ -n "$found" ] || die "this llama.cpp has no target $word"
+        targets="$targets $found"
+    done
     # shellcheck disable=SC2086 # one target per word
-    cmake --build /src/build --config Release -j "${BUILD_JOBS:-$(nproc)}" --target $LLAMA_TARGETS
+    cmake --build /src/build --config Release -j "${BUILD_JOBS:-$(nproc)}" --target $targets
     mkdir -p /opt/llama
-    for tool in $LLAMA_TARGETS; do cp "/src/build/bin/$tool" /opt/llama/; done
+    for word in $LLAMA_TARGETS; do
+        wanted="${word%%|*}"
+        for name in $(echo "$word" | tr '|' ' '); do
+            if [ -x "/src/build/bin/$name" ]; then
+                cp "/src/build/bin/$name" /opt/llama/
+                [ "$name" = "$wanted" ] || ln -sf "$name" "/opt/llama/$wanted"
+                break
+            fi
+        done
+    done
     # Backends (GPU and each CPU variant) are plugins found next to the executables.
     find /src/build -name '*.so*' -exec cp -P {} /opt/llama/ \;
     ccache --show-stats 2>/dev/null | head -n 8 || true

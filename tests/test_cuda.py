@@ -1,0 +1,184 @@
+"""CUDA for DGX Spark (GB10, sm_121a), checked without a GPU.
+
+In every run: the CUDA bases made from NVIDIA's wheels, llama.cpp configured with the dgx-spark plan's
+own cmake flags, and a few CUDA kernels compiled and their SASS inspected with cuobjdump.
+With STEP_FLASH_CUDA_FULL=1: the whole image is built (about half an hour on 2 cores) and must start
+without a GPU and answer on its CPU backend.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.assets import cache_dir, demo_model, llama_cpp_source
+from tests.integration import docker, model_mount, needs_docker, run_cli
+
+pytestmark = [needs_docker, pytest.mark.docker, pytest.mark.slow]
+
+KERNELS = ("norm.cu.o", "scale.cu.o")
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
+    env["ORCHESTRATOR_DATA_DIR"] = str(cache_dir() / "data")
+    env["XDG_CONFIG_HOME"] = str(cache_dir() / "no-config")
+    return env
+
+
+@pytest.fixture(scope="module")
+def cuda_plan() -> dict[str, object]:
+    env = _env()
+    bases = run_cli("bases", "bootstrap", "--family", "cuda", env=env)
+    assert bases.returncode == 0, bases.stderr
+    plan = run_cli(
+        "plan",
+        "--target",
+        "dgx-spark",
+        "--platform",
+        "linux/amd64",
+        "--bases",
+        "local",
+        "--source",
+        str(llama_cpp_source()),
+        "--json",
+        env=env,
+    )
+    assert plan.returncode == 0, plan.stderr
+    return dict(json.loads(plan.stdout))
+
+
+def test_kernels_compile_for_gb10(cuda_plan: dict[str, object]) -> None:
+    build = cuda_plan["build"]
+    assert isinstance(build, dict)
+    args = build["build_args"]
+    assert "-DCMAKE_CUDA_ARCHITECTURES=121a-real" in args["CMAKE_ARGS"]
+    script = (
+        "set -e; cp -r /src-ro /src; "
+        f"cmake -S /src -B /b {args['CMAKE_ARGS']} > /tmp/configure.log || (tail -30 /tmp/configure.log; exit 1); "
+        "cd /b/ggml/src/ggml-cuda; "
+        + "; ".join(f"make {k} > /dev/null" for k in KERNELS)
+        + "; "
+        + "; ".join(f"cuobjdump --list-elf CMakeFiles/ggml-cuda.dir/{k}" for k in KERNELS)
+        + "; "
+        f"cuobjdump -sass CMakeFiles/ggml-cuda.dir/{KERNELS[0]} | grep -m 3 -E 'code for|Function'"
+    )
+    out = docker(
+        "run",
+        "--rm",
+        "-v",
+        f"{llama_cpp_source()}:/src-ro:ro",
+        args["BUILD_BASE"],
+        "sh",
+        "-c",
+        script,
+        timeout=1800,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    elves = [line for line in out.stdout.splitlines() if line.startswith("ELF file")]
+    assert len(elves) >= len(KERNELS)
+    assert all("sm_121a" in line for line in elves), out.stdout
+    assert "code for sm_121a" in out.stdout
+
+
+@pytest.mark.skipif(
+    os.environ.get("STEP_FLASH_CUDA_FULL") != "1", reason="full CUDA build: STEP_FLASH_CUDA_FULL=1"
+)
+def test_full_image_serves_on_cpu_without_a_gpu(cuda_plan: dict[str, object], tmp_path: Path) -> None:
+    env = _env()
+    args = [
+        "--target",
+        "dgx-spark",
+        "--platform",
+        "linux/amd64",
+        "--bases",
+        "local",
+        "--source",
+        str(llama_cpp_source()),
+    ]
+    started = time.monotonic()
+    built = run_cli("build", *args, env=env, timeout=7200)
+    assert built.returncode == 0, built.stderr + built.stdout
+    print(f"full CUDA image: {built.stdout.strip()} ({time.monotonic() - started:.0f} s in this test)")
+    build = cuda_plan["build"]
+    assert isinstance(build, dict)
+    tag = str(build["tag"])
+
+    copied = docker(
+        "run",
+        "--rm",
+        "-v",
+        f"{tmp_path}:/out",
+        "--user",
+        "0",
+        tag,
+        "sh",
+        "-c",
+        "cp /opt/llama/libggml-cuda.so /out/",
+    )
+    assert copied.returncode == 0, copied.stderr
+    elves = docker(
+        "run",
+        "--rm",
+        "-v",
+        f"{tmp_path}:/lib-out:ro",
+        str(build["build_args"]["BUILD_BASE"]),
+        "cuobjdump",
+        "--list-elf",
+        "/lib-out/libggml-cuda.so",
+    )
+    assert elves.returncode == 0, elves.stderr
+    archs = {line.rsplit(".", 2)[-2] for line in elves.stdout.splitlines() if line.startswith("ELF file")}
+    print(f"architectures in libggml-cuda.so: {sorted(archs)}")
+    assert archs == {"sm_121a"}
+
+    name = f"step-flash-cuda-test-{os.getpid()}"
+    model = demo_model()
+    run = docker(
+        "run",
+        "-d",
+        "--name",
+        name,
+        "-p",
+        "127.0.0.1::8080",
+        *model_mount(model),
+        tag,
+        "llama-server",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "8080",
+        "-m",
+        f"/models/{model.name}",
+        "-c",
+        "512",
+        "--chat-template",
+        "gemma",
+    )
+    assert run.returncode == 0, run.stderr
+    try:
+        port = docker("port", name, "8080").stdout.strip().rsplit(":", 1)[1]
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                time.sleep(1)
+        body = json.dumps({"prompt": "The sky is", "n_predict": 8}).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/completion", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=120) as response:
+            answer = json.load(response)
+        assert answer["tokens_predicted"] > 0
+        logs = docker("logs", name)
+        assert "CPU" in logs.stdout + logs.stderr
+    finally:
+        docker("rm", "-f", name)
