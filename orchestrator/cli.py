@@ -95,25 +95,23 @@ def cmd_plan(*, flags: dict[str, object], as_json: bool) -> int:
     return 0
 
 
-def cmd_build(*, flags: dict[str, object], rebuild: bool) -> int:
+def _reporter() -> Any:
     from orchestrator import ui
-    from orchestrator.engine import Engine
-    from orchestrator.images import build_image
-    from orchestrator.plan import ImageBuild
-    from orchestrator.resolve import plan_from_flags
+    from orchestrator.workflow import Reporter
 
-    plan = plan_from_flags(flags)
-    if not isinstance(plan.build, ImageBuild):
-        raise NotAvailableYet(
-            f"native builds ({plan.target}) are not available yet; 'orchestrator plan' shows the steps"
-        )
-    engine = Engine()
-    engine.require(buildx=True)
-    engine.require_platform(plan.build.platform)
-    with ui.BuildStatus(plan.build.tag) as status:
-        outcome = build_image(
-            engine, plan.build, work_dir=plan.data_dir, rebuild=rebuild, on_progress=status.update
-        )
+    return Reporter(
+        note=lambda text: ui.console.print(text, highlight=False),
+        building=ui.BuildStatus,
+        waiting=ui.WaitStatus,
+        ask=_ask if sys.stdin.isatty() else None,
+    )
+
+
+def cmd_build(*, flags: dict[str, object], rebuild: bool) -> int:
+    from orchestrator import ui, workflow
+    from orchestrator.engine import Engine
+
+    _plan, outcome = workflow.build(Engine(), flags, rebuild=rebuild, report=_reporter())
     ui.build_done(outcome)
     return 0
 
@@ -141,6 +139,81 @@ def cmd_bases_bootstrap(*, family: str, mirror: str, rebuild: bool) -> int:
     return 0
 
 
+def _container_plan(flags: dict[str, object]) -> Any:
+    from orchestrator.workflow import container_plan
+
+    return container_plan(flags)
+
+
+def _ask(question: str) -> bool:
+    from orchestrator import ui
+
+    return ui.console.input(f"{question} [y/N] ").strip().lower() in {"y", "yes"}
+
+
+def cmd_up(*, flags: dict[str, object], rebuild: bool, force: bool, drop_caches: bool | None) -> int:
+    from orchestrator import serve, ui, workflow
+    from orchestrator.engine import Engine
+
+    try:
+        served = workflow.up(
+            Engine(),
+            flags,
+            rebuild=rebuild,
+            force=force,
+            decisions={"drop-page-cache": drop_caches},
+            report=_reporter(),
+        )
+    except workflow.ServeFailed as failure:
+        ui.err_console.print(failure.log_tail, highlight=False, markup=False)
+        raise
+    ui.build_done(served.build)
+    ui.served(served.plan, served.compose_file, serve.curl_example(served.plan))
+    return 0
+
+
+def cmd_down(*, flags: dict[str, object]) -> int:
+    from orchestrator import serve, ui
+    from orchestrator.engine import Engine
+    from orchestrator.plan import SERVICE
+
+    plan = _container_plan(flags)
+    Engine().require(compose=True)
+    compose = serve.compose_for(plan)
+    if plan.compose_file is None or not plan.compose_file.exists():
+        ui.console.print("nothing to stop: no compose file was written yet")
+        return 0
+    compose.down()
+    ui.console.print(f"stopped and removed the {SERVICE} container; model files and volumes are kept")
+    return 0
+
+
+def cmd_status(*, flags: dict[str, object], as_json: bool) -> int:
+    from orchestrator import serve, ui
+    from orchestrator.engine import Engine
+
+    plan = _container_plan(flags)
+    Engine().require(compose=True)
+    result = serve.status(plan, serve.compose_for(plan))
+    if as_json:
+        ui.print_json(result.to_dict())
+    else:
+        ui.console.print(ui.status_table(result))
+    return 0 if result.state == "running" else 3
+
+
+def cmd_logs(*, flags: dict[str, object], follow: bool, tail: int) -> int:
+    from orchestrator import serve
+    from orchestrator.engine import Engine
+    from orchestrator.plan import SERVICE
+
+    plan = _container_plan(flags)
+    Engine().require(compose=True)
+    for line in serve.compose_for(plan).logs(SERVICE, tail=None if follow else tail, follow=follow):
+        print(line, flush=True)
+    return 0
+
+
 def _later(command: str, issue: str) -> Callable[..., int]:
     def run(**_: Any) -> int:
         raise NotAvailableYet(
@@ -152,10 +225,6 @@ def _later(command: str, issue: str) -> Callable[..., int]:
 
 
 LATER = {
-    "up": ("build if needed, load the model and serve it", "comes with the serving work"),
-    "down": ("stop and remove the server, keeping models and volumes", "comes with the serving work"),
-    "status": ("state, health, endpoint and throughput of the server", "comes with the serving work"),
-    "logs": ("the server's log", "comes with the serving work"),
     "run": ("one answer from llama-cli, the publisher's basic inference", "comes with the benchmarks work"),
     "bench": (
         "the publisher's llama-batched-bench runs, compared with its tables",
@@ -186,6 +255,35 @@ def build_parser() -> argparse.ArgumentParser:
     _plan_options(p)
     p.add_argument("--rebuild", action="store_true", help="build even when an identical image exists")
     p.set_defaults(handler=lambda a: cmd_build(flags=_flags(a), rebuild=a.rebuild))
+
+    p = sub.add_parser("up", help="build if needed, load the model and serve it (OpenAI-compatible)")
+    _plan_options(p)
+    p.add_argument("--rebuild", action="store_true", help="build the image even when an identical one exists")
+    p.add_argument("--force", action="store_true", help="go on even when the model will not fit in memory")
+    p.add_argument(
+        "--drop-caches",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="drop the page cache before loading (default: ask when not root)",
+    )
+    p.set_defaults(
+        handler=lambda a: cmd_up(flags=_flags(a), rebuild=a.rebuild, force=a.force, drop_caches=a.drop_caches)
+    )
+
+    p = sub.add_parser("down", help="stop and remove the server; models and volumes are kept")
+    _plan_options(p)
+    p.set_defaults(handler=lambda a: cmd_down(flags=_flags(a)))
+
+    p = sub.add_parser("status", help="state, health, endpoint, model, uptime and tokens/s of the server")
+    _plan_options(p)
+    p.add_argument("--json", action="store_true", dest="as_json", help="print JSON")
+    p.set_defaults(handler=lambda a: cmd_status(flags=_flags(a), as_json=a.as_json))
+
+    p = sub.add_parser("logs", help="the server's log")
+    _plan_options(p)
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    p.add_argument("--tail", type=int, default=200, help="lines to show (default 200)")
+    p.set_defaults(handler=lambda a: cmd_logs(flags=_flags(a), follow=a.follow, tail=a.tail))
 
     p = sub.add_parser("bases", help="make local base images without a registry (air-gapped hosts)")
     bases = p.add_subparsers(dest="bases_command", metavar="ACTION", parser_class=_Parser, required=True)

@@ -23,10 +23,11 @@ class EngineError(OrchestratorError):
 
 
 class BuildFailed(OrchestratorError):
-    def __init__(self, stage: str, step: str, log: Path, hint: str = "") -> None:
+    def __init__(self, stage: str, step: str, log: Path, hint: str = "", pull_failed: bool = False) -> None:
         super().__init__(f"image build failed in stage '{stage}' ({step}){hint}; full log: {log}")
         self.stage = stage
         self.log = log
+        self.pull_failed = pull_failed
 
 
 # What BuildKit says when a base image cannot be had from a registry.
@@ -165,14 +166,17 @@ class Engine:
                         progress.feed(line)
                 step = progress.failed_step or progress.step
                 hint = ""
-                if step.startswith("load metadata for") or (
+                pull_failed = step.startswith("load metadata for") or (
                     progress.failed_stage is None and any(marker in str(exc) for marker in _PULL_FAILURES)
-                ):
+                )
+                if pull_failed:
                     hint = (
                         ": the base image could not be pulled; without a registry run "
                         "'orchestrator bases bootstrap' and build with --bases local"
                     )
-                raise BuildFailed(progress.failed_stage or progress.stage, step, log_path, hint) from None
+                raise BuildFailed(
+                    progress.failed_stage or progress.stage, step, log_path, hint, pull_failed
+                ) from None
 
     def import_rootfs(self, tarball: Path, tag: str, changes: Sequence[str]) -> None:
         self.docker.image.import_(tarball, tag=tag, changes=list(changes))
@@ -213,6 +217,80 @@ class Engine:
                 f"{_last_line(exc.stderr or exc.stdout or '')}"
             ) from None
         return str(output)
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """What `status` shows of the running service, read from the engine."""
+
+    container: str
+    image: str
+    state: str
+    health: str | None
+    started_at: str | None
+    exit_code: int | None
+    restarts: int
+    config_hash: str | None
+    published: tuple[str, ...]
+
+
+class Compose:
+    """One compose project: the generated file, and the project's containers."""
+
+    def __init__(self, file: Path, project: str) -> None:
+        from python_on_whales import DockerClient
+
+        self.file = file
+        self.project = project
+        self.docker = DockerClient(compose_files=[file], compose_project_name=project)
+
+    def up(self) -> None:
+        from python_on_whales.exceptions import DockerException
+
+        try:
+            self.docker.compose.up(detach=True, quiet=True, pull="never")
+        except DockerException as exc:
+            raise OrchestratorError(
+                f"docker compose up failed: {_last_line(exc.stderr or exc.stdout or '')}"
+            ) from None
+
+    def down(self) -> None:
+        # Never volumes: models and anything the user keeps stay where they are.
+        self.docker.compose.down(volumes=False, quiet=True)
+
+    def service(self, name: str) -> ServiceState | None:
+        containers = self.docker.compose.ps(services=[name], all=True)
+        if not containers:
+            return None
+        container = containers[0]
+        state = container.state
+        health = state.health.status if state.health else None
+        labels = container.config.labels or {}
+        return ServiceState(
+            container=container.name,
+            image=str(container.config.image),
+            state=str(state.status),
+            health=str(health) if health else None,
+            started_at=state.started_at.isoformat() if state.started_at else None,
+            exit_code=state.exit_code,
+            restarts=int(container.restart_count or 0),
+            config_hash=labels.get("com.docker.compose.config-hash"),
+            published=tuple(
+                f"{binding.host_ip or ''}:{binding.host_port or ''}"
+                for bindings in (container.host_config.port_bindings or {}).values()
+                for binding in (bindings or [])
+            ),
+        )
+
+    def logs(self, name: str, *, tail: int | None = None, follow: bool = False) -> Iterable[str]:
+        if follow:
+            for _source, chunk in self.docker.compose.logs(
+                [name], follow=True, stream=True, no_log_prefix=True
+            ):
+                yield from chunk.decode(errors="replace").splitlines()
+            return
+        text = self.docker.compose.logs([name], tail=str(tail) if tail else None, no_log_prefix=True)
+        yield from str(text).splitlines()
 
 
 def _lines(stream: Any) -> Iterable[str]:

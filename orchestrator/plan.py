@@ -123,9 +123,16 @@ class Plan:
     warnings: tuple[str, ...]
     # Where executors keep build contexts, logs, native installs and results.
     data_dir: Path
+    compose_file: Path | None
+    wait_timeout_s: int
+    # The user's key file, copied by `up` to the secret the compose file names (never into env or argv).
+    api_key_file: Path | None
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(self)  # type: ignore[no-any-return]
+
+    def origin(self, setting: str) -> str:
+        return next(origin for name, _value, origin in self.settings if name == setting)
 
 
 def _jsonable(value: Any) -> Any:
@@ -196,11 +203,13 @@ def image_build(
     # A target built for another architecture than its own (a DGX Spark image built on amd64) says so.
     arch = "" if platform == target.platform else "-" + platform.split("/")[-1]
     tag = f"{settings['image_repo']}:{family.name}-{target.name}{variant}{arch}-{source.short_revision}"
+    # Where the source comes from (git, a local copy, a mirror) does not change the image: its commit does.
+    location = set(source_build_args(source))
     digest = _digest(
         {
             "platform": platform,
             "dockerfile": family.dockerfile,
-            "args": args,
+            "args": {k: v for k, v in args.items() if k not in location},
             "revision": source.revision or source.commit,
         }
     )
@@ -461,8 +470,13 @@ def compose_document(
     document: dict[str, Any] = {"name": COMPOSE_PROJECT, "services": {SERVICE: service}}
     if settings["api_key_file"]:
         service["secrets"] = [{"source": "api_key", "target": str(CONTAINER_API_KEY)}]
-        document["secrets"] = {"api_key": {"file": str(Path(settings["api_key_file"]).absolute())}}
+        document["secrets"] = {"api_key": {"file": str(secret_copy_path(Path(settings["data_dir"])))}}
     return document, warnings
+
+
+def secret_copy_path(data_dir: Path) -> Path:
+    """Where `up` copies the API key: readable by the container's user, inside a folder only we open."""
+    return data_dir / "secrets" / "api_key"
 
 
 def memory_view(target: Target, model: ModelSpec, facts: HostFacts) -> MemoryView:
@@ -532,4 +546,7 @@ def make_plan(
         notes=profile.notes + target.notes,
         warnings=tuple(warnings),
         data_dir=Path(settings["data_dir"]),
+        compose_file=Path(settings["data_dir"]) / "compose" / f"{COMPOSE_PROJECT}.yaml" if compose else None,
+        api_key_file=Path(settings["api_key_file"]).absolute() if settings["api_key_file"] else None,
+        wait_timeout_s=settings["wait_timeout"],
     )

@@ -11,7 +11,7 @@ from orchestrator.models import resolve_model
 from orchestrator.plan import Plan, make_plan
 from orchestrator.probe import HostFacts, probe
 from orchestrator.settings import Settings, check_exposure, load_settings
-from orchestrator.sources import parse_source, resolve_source
+from orchestrator.sources import Source, parse_source, resolve_source
 from orchestrator.targets import Target, get_target
 
 
@@ -38,13 +38,16 @@ def resolve(flags: Mapping[str, object], facts: HostFacts | None = None) -> Reso
     return Resolved(settings, facts, target, detection)
 
 
-def plan_from_flags(flags: Mapping[str, object], facts: HostFacts | None = None) -> Plan:
+def plan_from_flags(
+    flags: Mapping[str, object], facts: HostFacts | None = None, source: Source | None = None
+) -> Plan:
+    """The plan for these flags; `source` replaces the configured one (a mirror of the same commit)."""
     resolved = resolve(flags, facts)
     settings, target = resolved.settings, resolved.target
     check_exposure(settings)
     profile = target.profile(settings["profile"])
     if settings["native"] and target.runtime == "container" and resolved.facts.system != "Linux":
         raise UsageError("--native on a container target needs a Linux host; drop --native")
-    source = resolve_source(parse_source(settings["source"]))
+    source = source or resolve_source(parse_source(settings["source"]))
     model = resolve_model(settings["model"], target.default_model, settings["models_dir"])
     return make_plan(target, profile, source, model, settings, resolved.facts, resolved.detection)

@@ -24,6 +24,20 @@ MmapSyntax = Literal["load-mode", "mmap"]
 
 
 @dataclass(frozen=True)
+class SdistMirror:
+    """The same tree, vendored in a package on the Python package index: for hosts that reach the
+    index but not the git server."""
+
+    package: str
+    version: str
+    sha256: str
+    subdir: str
+
+    def describe(self) -> str:
+        return f"{self.package} {self.version} sdist ({self.subdir})"
+
+
+@dataclass(frozen=True)
 class Source:
     name: str
     kind: SourceKind
@@ -35,6 +49,7 @@ class Source:
     revision: str | None = None
     summary: str = ""
     mmap_syntax: MmapSyntax = "load-mode"
+    mirror: SdistMirror | None = None
 
     @property
     def short_revision(self) -> str:
@@ -63,6 +78,12 @@ NAMED_SOURCES: Mapping[str, Source] = MappingProxyType(
             url="https://github.com/ggml-org/llama.cpp.git",
             commit=UPSTREAM_COMMIT,
             summary="ggml-org/llama.cpp with Step-3.5-Flash support merged (default)",
+            mirror=SdistMirror(
+                package="llama-cpp-python",
+                version="0.3.36",
+                sha256="832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e",
+                subdir="vendor/llama.cpp",
+            ),
         ),
         "stepfun-fork": Source(
             name="stepfun-fork",
@@ -129,9 +150,46 @@ def resolve_source(source: Source) -> Source:
     return replace(
         source,
         path=path,
-        revision=_git_revision(path) or _tree_fingerprint(path),
+        revision=_git_revision(path) or _recorded_revision(path) or _tree_fingerprint(path),
         mmap_syntax=_mmap_syntax(path),
     )
+
+
+def _recorded_revision(path: Path) -> str | None:
+    """The commit a tree unpacked from a mirror was recorded as holding."""
+    from orchestrator.fetch import REVISION_MARKER
+
+    marker = path / REVISION_MARKER
+    text = marker.read_text().strip() if marker.is_file() else ""
+    return text if re.fullmatch(r"[0-9a-f]{40}", text) else None
+
+
+def git_reachable(url: str, timeout_s: float = 20.0) -> bool:
+    try:
+        probe = subprocess.run(
+            ["git", "ls-remote", "--exit-code", url, "HEAD"],
+            capture_output=True,
+            timeout=timeout_s,
+            check=False,
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return probe.returncode == 0
+
+
+def from_mirror(source: Source, cache: Path) -> Source:
+    """The git source's commit, taken from its package-index mirror and unpacked under cache."""
+    from orchestrator.fetch import fetch_sdist, unpack_subdir
+
+    mirror = source.mirror
+    assert mirror is not None and source.commit is not None
+    archive = fetch_sdist(mirror.package, mirror.version, mirror.sha256, cache)
+    tree = unpack_subdir(archive, mirror.subdir, cache / f"llama.cpp-{source.commit[:12]}", source.commit)
+    local = resolve_source(
+        Source(name=f"{source.name} via {mirror.package} {mirror.version}", kind="local", path=tree)
+    )
+    return replace(local, summary=f"{source.name} at {source.commit[:7]} from the {mirror.describe()}")
 
 
 def _mmap_syntax(path: Path) -> MmapSyntax:

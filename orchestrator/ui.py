@@ -16,6 +16,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from orchestrator.engine import BuildProgress
+from orchestrator.health import Probe
 from orchestrator.images import BuildOutcome
 from orchestrator.plan import ImageBuild, Plan
 from orchestrator.targets import Target, cmake_flags
@@ -164,3 +165,50 @@ def build_done(outcome: BuildOutcome) -> None:
         console.print(
             f"{outcome.tag} is up to date (same plan, Dockerfile and build script); --rebuild forces a build"
         )
+
+
+class WaitStatus:
+    """A spinner while the model loads: elapsed time, readiness, and the server's latest log line."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._status = console.status(what)
+
+    def __enter__(self) -> WaitStatus:
+        self._status.__enter__()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._status.__exit__(kind, exc, tb)
+
+    def update(self, probe: Probe, elapsed: float, last_line: str) -> None:
+        line = last_line if len(last_line) < 90 else last_line[:87] + "..."
+        self._status.update(f"{self.what}  [{elapsed:4.0f} s]  {probe.readiness}\n[dim]{line}[/]")
+
+
+def served(plan: Plan, compose_file: Any, curl: str) -> None:
+    rows = [
+        ("endpoint", plan.endpoint),
+        ("model", plan.model.alias),
+        ("target", f"{plan.target} ({plan.profile})"),
+        ("compose file", str(compose_file)),
+        ("try", curl),
+    ]
+    console.print(Panel(_kv_table(rows), title="llama-server is ready", title_align="left"))
+
+
+def status_table(status: Any) -> Table:
+    rows = [
+        ("state", f"{status.state}" + (f" ({status.health})" if status.health else "")),
+        ("endpoint", status.endpoint),
+        ("model", status.model),
+        ("target", f"{status.target} ({status.profile})"),
+        ("container", status.container or "-"),
+        ("image", status.image or "-"),
+        ("uptime", f"{status.uptime_s:.0f} s" if status.uptime_s is not None else "-"),
+        ("restarts", str(status.restarts)),
+    ]
+    rows += [(f"{k} tokens/s", f"{v}") for k, v in status.tokens_per_second.items()]
+    return _kv_table(rows)

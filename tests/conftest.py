@@ -34,3 +34,10 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     work.mkdir()
     monkeypatch.chdir(work)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def cpu_image() -> object:
+    from tests.integration import build_cpu_image
+
+    return build_cpu_image()

@@ -7,9 +7,12 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.assets import cache_dir, llama_cpp_source
 
 
 def docker_available() -> bool:
@@ -30,6 +33,7 @@ def run_cli(
         [sys.executable, "-m", "orchestrator", *args],
         capture_output=True,
         text=True,
+        errors="replace",
         env=env,
         timeout=timeout,
         check=False,
@@ -37,7 +41,9 @@ def run_cli(
 
 
 def docker(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        ["docker", *args], capture_output=True, text=True, errors="replace", timeout=timeout, check=False
+    )
 
 
 def image_labels(tag: str) -> dict[str, str]:
@@ -48,3 +54,36 @@ def image_labels(tag: str) -> dict[str, str]:
 
 def model_mount(model: Path) -> list[str]:
     return ["-v", f"{model.parent}:/models:ro"]
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The developer's own config and ORCHESTRATOR_* never reach a test; builds share one data dir."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
+    env["ORCHESTRATOR_DATA_DIR"] = str(cache_dir() / "data")
+    env["XDG_CONFIG_HOME"] = str(cache_dir() / "no-config")
+    env["COLUMNS"] = "200"
+    env.update(extra)
+    return env
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    tag: str
+    source: Path
+    env: dict[str, str]
+    args: tuple[str, ...]
+
+
+def build_cpu_image() -> BuiltImage:
+    """The cpu target's (Vulkan family) image from local bases and the pinned source, built once."""
+    env = cli_env()
+    source = llama_cpp_source()
+    bases = run_cli("bases", "bootstrap", "--family", "vulkan", env=env)
+    assert bases.returncode == 0, bases.stderr
+    args = ("--target", "cpu", "--source", str(source), "--bases", "local")
+    plan = run_cli("plan", *args, "--json", env=env)
+    assert plan.returncode == 0, plan.stderr
+    tag = json.loads(plan.stdout)["build"]["tag"]
+    built = run_cli("build", *args, env=env)
+    assert built.returncode == 0, built.stderr + built.stdout
+    return BuiltImage(tag, source, env, args)

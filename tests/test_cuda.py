@@ -16,24 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.assets import cache_dir, demo_model, llama_cpp_source
-from tests.integration import docker, model_mount, needs_docker, run_cli
+from tests.assets import demo_model, llama_cpp_source
+from tests.integration import cli_env, docker, model_mount, needs_docker, run_cli
 
 pytestmark = [needs_docker, pytest.mark.docker, pytest.mark.slow]
 
 KERNELS = ("norm.cu.o", "scale.cu.o")
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
-    env["ORCHESTRATOR_DATA_DIR"] = str(cache_dir() / "data")
-    env["XDG_CONFIG_HOME"] = str(cache_dir() / "no-config")
-    return env
-
-
 @pytest.fixture(scope="module")
 def cuda_plan() -> dict[str, object]:
-    env = _env()
+    env = cli_env()
     bases = run_cli("bases", "bootstrap", "--family", "cuda", env=env)
     assert bases.returncode == 0, bases.stderr
     plan = run_cli(
@@ -90,7 +83,7 @@ def test_kernels_compile_for_gb10(cuda_plan: dict[str, object]) -> None:
     os.environ.get("STEP_FLASH_CUDA_FULL") != "1", reason="full CUDA build: STEP_FLASH_CUDA_FULL=1"
 )
 def test_full_image_serves_on_cpu_without_a_gpu(cuda_plan: dict[str, object], tmp_path: Path) -> None:
-    env = _env()
+    env = cli_env()
     args = [
         "--target",
         "dgx-spark",

@@ -45,7 +45,8 @@ def test_exposed_server_reads_key_from_a_secret_file() -> None:
     assert plan.compose is not None
     service = plan.compose["services"]["llama-server"]
     assert service["ports"] == ["0.0.0.0:8080:8080"]
-    assert plan.compose["secrets"] == {"api_key": {"file": "/etc/step/key"}}
+    assert plan.compose["secrets"] == {"api_key": {"file": "/data/secrets/api_key"}}
+    assert plan.api_key_file is not None and str(plan.api_key_file) == "/etc/step/key"
     assert service["command"][-2:] == ["--api-key-file", "/run/secrets/api_key"]
     assert all("key" not in k.lower() for k in service["environment"])
 

@@ -1,0 +1,62 @@
+"""Is the server ready? llama-server refuses connections before its port opens, answers 503 while the
+model loads and 200 when it is ready; waiting is retried with tenacity until a deadline."""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
+
+Readiness = Literal["ready", "loading", "down", "failed"]
+
+
+@dataclass(frozen=True)
+class Probe:
+    readiness: Readiness
+    detail: str = ""
+
+
+def http_readiness(url: str, api_key: str | None = None, timeout: float = 5.0) -> Readiness:
+    request = urllib.request.Request(url)
+    if api_key:
+        request.add_header("Authorization", f"Bearer {api_key}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return "ready" if response.status == 200 else "loading"
+    except urllib.error.HTTPError as exc:
+        return "loading" if exc.code == 503 else "down"
+    except (OSError, ValueError):
+        return "down"
+
+
+def wait_until_ready(
+    probe: Callable[[], Probe],
+    *,
+    timeout_s: float,
+    interval_s: float = 1.0,
+    on_tick: Callable[[Probe, float], None] = lambda _p, _t: None,
+) -> Probe:
+    """Poll until ready or failed; past the deadline the last probe is returned as it stands."""
+    started = time.monotonic()
+
+    def attempt() -> Probe:
+        result = probe()
+        on_tick(result, time.monotonic() - started)
+        return result
+
+    retrying = Retrying(
+        stop=stop_after_delay(timeout_s),
+        wait=wait_fixed(interval_s),
+        retry=retry_if_result(lambda p: p.readiness in ("loading", "down")),
+    )
+    try:
+        return retrying(attempt)
+    except RetryError as exc:
+        last = exc.last_attempt.result()
+        assert isinstance(last, Probe)
+        return last
