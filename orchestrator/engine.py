@@ -258,11 +258,21 @@ class Compose:
         # Never volumes: models and anything the user keeps stay where they are.
         self.docker.compose.down(volumes=False, quiet=True)
 
+    def _container(self, name: str) -> Any:
+        # By compose's labels, so the service is found even before (or without) the compose file.
+        found = self.docker.container.list(
+            all=True,
+            filters=[
+                ("label", f"com.docker.compose.project={self.project}"),
+                ("label", f"com.docker.compose.service={name}"),
+            ],
+        )
+        return found[0] if found else None
+
     def service(self, name: str) -> ServiceState | None:
-        containers = self.docker.compose.ps(services=[name], all=True)
-        if not containers:
+        container = self._container(name)
+        if container is None:
             return None
-        container = containers[0]
         state = container.state
         health = state.health.status if state.health else None
         labels = container.config.labels or {}
@@ -283,14 +293,17 @@ class Compose:
         )
 
     def logs(self, name: str, *, tail: int | None = None, follow: bool = False) -> Iterable[str]:
+        container = self._container(name)
+        if container is None:
+            return
         if follow:
-            for _source, chunk in self.docker.compose.logs(
-                [name], follow=True, stream=True, no_log_prefix=True
-            ):
+            stream: Iterable[tuple[str, bytes]] = self.docker.container.logs(  # type: ignore[assignment]
+                container, follow=True, stream=True
+            )
+            for _source, chunk in stream:
                 yield from chunk.decode(errors="replace").splitlines()
             return
-        text = self.docker.compose.logs([name], tail=str(tail) if tail else None, no_log_prefix=True)
-        yield from str(text).splitlines()
+        yield from str(self.docker.container.logs(container, tail=tail)).splitlines()
 
 
 def _lines(stream: Any) -> Iterable[str]:

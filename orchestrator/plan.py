@@ -266,6 +266,17 @@ def _kv_args(cache_k: str | None, cache_v: str | None) -> list[str]:
     return (["-ctk", cache_k] if cache_k else []) + (["-ctv", cache_v] if cache_v else [])
 
 
+def _context_args(profile: Profile, settings: Settings) -> list[str]:
+    """Context, batch, micro-batch, flash attention and KV cache types: the profile's core."""
+    return [
+        "-c", str(settings["ctx_size"] or profile.ctx),
+        "-b", str(profile.batch),
+        "-ub", str(profile.ubatch),
+        "-fa", profile.flash_attn,
+        *_kv_args(profile.cache_type_k, profile.cache_type_v),
+    ]  # fmt: skip
+
+
 def _model_arg(model: ModelSpec, runtime: str) -> str:
     return str(CONTAINER_MODELS_DIR / model.path.name) if runtime == "container" else str(model.path)
 
@@ -299,15 +310,7 @@ def server_command(
         _model_arg(model, runtime),
         "--alias",
         model.alias,
-        "-c",
-        str(settings["ctx_size"] or profile.ctx),
-        "-b",
-        str(profile.batch),
-        "-ub",
-        str(profile.ubatch),
-        "-fa",
-        profile.flash_attn,
-        *_kv_args(profile.cache_type_k, profile.cache_type_v),
+        *_context_args(profile, settings),
         *_mmap_args(profile.mmap, source),
         *_threads(profile.threads, settings),
         *target.server_args,
@@ -332,15 +335,7 @@ def run_command(
         _binary("llama-cli", build),
         "-m",
         _model_arg(model, runtime),
-        "-c",
-        str(settings["ctx_size"] or profile.ctx),
-        "-b",
-        str(profile.batch),
-        "-ub",
-        str(profile.ubatch),
-        "-fa",
-        profile.flash_attn,
-        *_kv_args(profile.cache_type_k, profile.cache_type_v),
+        *_context_args(profile, settings),
         *_threads(profile.threads, settings),
         "--temp",
         SEED_TEMPERATURE,

@@ -199,6 +199,14 @@ _DEFAULT_PROFILE = Profile(
 DROP_PAGE_CACHE = HookSpec("drop-page-cache")
 MAC_WIRED_LIMIT_MB = 122880
 
+# The publisher's Vulkan build (AMD, on Windows in its README); the cpu target builds the same image.
+_SEED_VULKAN_FLAGS: tuple[CMakeFlag, ...] = (
+    ("CMAKE_BUILD_TYPE", "Release"),
+    ("LLAMA_CURL", "OFF"),
+    ("GGML_OPENMP", "ON"),
+    ("GGML_VULKAN", "ON"),
+)
+
 # --- targets -----------------------------------------------------------------------------------------
 
 DGX_SPARK = Target(
@@ -265,12 +273,7 @@ RYZEN_AI_MAX = Target(
     runtime="container",
     platform="linux/amd64",
     family=VULKAN,
-    seed_cmake_flags=(
-        ("CMAKE_BUILD_TYPE", "Release"),
-        ("LLAMA_CURL", "OFF"),
-        ("GGML_OPENMP", "ON"),
-        ("GGML_VULKAN", "ON"),
-    ),
+    seed_cmake_flags=_SEED_VULKAN_FLAGS,
     extra_cmake_flags=(),
     devices="dri",
     # RADV is Mesa's Vulkan driver; the variable only matters where AMDVLK is installed beside it.
@@ -366,12 +369,7 @@ CPU = Target(
     runtime="container",
     platform="linux/amd64",
     family=VULKAN,
-    seed_cmake_flags=(
-        ("CMAKE_BUILD_TYPE", "Release"),
-        ("LLAMA_CURL", "OFF"),
-        ("GGML_OPENMP", "ON"),
-        ("GGML_VULKAN", "ON"),
-    ),
+    seed_cmake_flags=_SEED_VULKAN_FLAGS,
     extra_cmake_flags=(),
     devices="none",
     memory=MemoryBudget(total_gib=None, usable_gib=None, source="MemAvailable of this host"),

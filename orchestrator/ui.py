@@ -7,7 +7,7 @@ import sys
 import time
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import yaml
 from rich.console import Console, Group
@@ -133,15 +133,14 @@ def plan_panels(plan: Plan) -> list[Panel]:
     return panels
 
 
-class BuildStatus:
-    """A spinner naming the build stage that runs now, with the time so far."""
+class _Spinner:
+    """A rich status line used as a context manager, started when entered."""
 
-    def __init__(self, tag: str) -> None:
-        self.tag = tag
+    def __init__(self, text: str) -> None:
         self.started = time.monotonic()
-        self._status = console.status(f"building {tag}")
+        self._status = console.status(text)
 
-    def __enter__(self) -> BuildStatus:
+    def __enter__(self) -> Self:
         self._status.__enter__()
         return self
 
@@ -150,11 +149,25 @@ class BuildStatus:
     ) -> None:
         self._status.__exit__(kind, exc, tb)
 
+    def show(self, text: str) -> None:
+        self._status.update(text)
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) < width else text[: width - 3] + "..."
+
+
+class BuildStatus(_Spinner):
+    """The build stage that runs now, with the time so far."""
+
+    def __init__(self, tag: str) -> None:
+        super().__init__(f"building {tag}")
+        self.tag = tag
+
     def update(self, progress: BuildProgress) -> None:
         elapsed = time.monotonic() - self.started
-        step = progress.step if len(progress.step) < 70 else progress.step[:67] + "..."
-        self._status.update(
-            f"building {self.tag}  [{elapsed:4.0f} s]  stage [bold]{progress.stage}[/]: {step}"
+        self.show(
+            f"building {self.tag}  [{elapsed:4.0f} s]  stage [bold]{progress.stage}[/]: {_clip(progress.step, 70)}"
         )
 
 
@@ -167,25 +180,15 @@ def build_done(outcome: BuildOutcome) -> None:
         )
 
 
-class WaitStatus:
-    """A spinner while the model loads: elapsed time, readiness, and the server's latest log line."""
+class WaitStatus(_Spinner):
+    """While the model loads: elapsed time, readiness, and the server's latest log line."""
 
     def __init__(self, what: str) -> None:
+        super().__init__(what)
         self.what = what
-        self._status = console.status(what)
-
-    def __enter__(self) -> WaitStatus:
-        self._status.__enter__()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._status.__exit__(kind, exc, tb)
 
     def update(self, probe: Probe, elapsed: float, last_line: str) -> None:
-        line = last_line if len(last_line) < 90 else last_line[:87] + "..."
-        self._status.update(f"{self.what}  [{elapsed:4.0f} s]  {probe.readiness}\n[dim]{line}[/]")
+        self.show(f"{self.what}  [{elapsed:4.0f} s]  {probe.readiness}\n[dim]{_clip(last_line, 90)}[/]")
 
 
 def served(plan: Plan, compose_file: Any, curl: str) -> None:

@@ -74,10 +74,15 @@ def build(
     try:
         return plan, _build(engine, plan, rebuild, report)
     except BuildFailed as failure:
-        if not (
-            failure.pull_failed and image.build_args["BUILD_BASE"] == family.build_base and _can_bootstrap()
-        ):
+        # Only when the bases were not chosen: an explicit --bases upstream is obeyed, and fails.
+        chosen = plan.origin("bases") != "default"
+        if chosen or not (failure.pull_failed and image.build_args["BUILD_BASE"] == family.build_base):
             raise
+        if not _can_bootstrap():
+            raise OrchestratorError(
+                f"{failure}; making local bases needs root and debootstrap: "
+                f"sudo orchestrator bases bootstrap --family {family.name}"
+            ) from None
     report.note(f"the {family.name} base images cannot be pulled here; making local ones with debootstrap")
     for spec in base_specs(family):
         made = bootstrap_base(engine, spec, plan.data_dir)
