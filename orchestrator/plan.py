@@ -277,6 +277,11 @@ def _context_args(profile: Profile, settings: Settings) -> list[str]:
     ]  # fmt: skip
 
 
+def _template_args(model: ModelSpec) -> list[str]:
+    # A built-in template is named, not written in Jinja: llama.cpp takes names only without --jinja.
+    return ["--no-jinja", "--chat-template", model.chat_template] if model.chat_template else []
+
+
 def _model_arg(model: ModelSpec, runtime: str) -> str:
     return str(CONTAINER_MODELS_DIR / model.path.name) if runtime == "container" else str(model.path)
 
@@ -313,10 +318,9 @@ def server_command(
         *_context_args(profile, settings),
         *_mmap_args(profile.mmap, source),
         *_threads(profile.threads, settings),
-        *target.server_args,
+        *(arg for arg in target.server_args if not (model.chat_template and arg == "--jinja")),
     ]
-    if model.chat_template:
-        argv += ["--chat-template", model.chat_template]
+    argv += _template_args(model)
     if settings["api_key_file"]:
         argv += ["--api-key-file", str(CONTAINER_API_KEY) if in_container else str(settings["api_key_file"])]
     return Command(tuple(argv), {**target.env, **profile.env})
@@ -344,8 +348,7 @@ def run_command(
         # llama-cli is an interactive chat by default; one answer, then exit.
         "--single-turn",
     ]
-    if model.chat_template:
-        argv += ["--chat-template", model.chat_template]
+    argv += _template_args(model)
     return Command(tuple(argv), {**target.env, **profile.env})
 
 
