@@ -89,6 +89,12 @@ def check_model(plan: Plan) -> None:
             f"model file {plan.model.path} is missing; pass --model PATH to a GGUF, or fetch it "
             "('orchestrator model pull' comes with the model work)"
         )
+    with plan.model.path.open("rb") as handle:
+        magic = handle.read(4)
+    if magic != b"GGUF":
+        raise UsageError(
+            f"{plan.model.path} is not a GGUF file (it starts with {magic!r}); give the .gguf to serve"
+        )
 
 
 def check_memory(plan: Plan, force: bool) -> None:

@@ -106,6 +106,16 @@ def test_crashed_server_comes_back(served: dict[str, object]) -> None:
     assert status["state"] == "running" and status["restarts"] >= 1
 
 
+def test_changed_plan_recreates_the_service(served: dict[str, object]) -> None:
+    before = container_id()
+    changed = run_cli("up", *served["args"], "--ctx-size", "2048", env=served["env"])  # type: ignore[misc]
+    assert changed.returncode == 0, changed.stderr
+    after = container_id()
+    assert after and after != before
+    command = json.loads(docker("inspect", after).stdout)[0]["Config"]["Cmd"]
+    assert command[command.index("-c") + 1] == "2048"
+
+
 def test_port_in_use_is_refused_before_anything_starts(cpu_image: BuiltImage) -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
@@ -123,6 +133,14 @@ def test_missing_model_is_refused(cpu_image: BuiltImage, tmp_path: Path) -> None
     out = run_cli("up", *cpu_image.args, "--model", str(tmp_path / "nope.gguf"), env=cli_env())
     assert out.returncode == 2
     assert "Traceback" not in out.stderr and "nope.gguf is missing" in out.stderr
+
+
+def test_a_file_that_is_not_gguf_is_refused(cpu_image: BuiltImage, tmp_path: Path) -> None:
+    fake = tmp_path / "model.gguf"
+    fake.write_bytes(b"<html>not a model</html>")
+    out = run_cli("up", *cpu_image.args, "--model", str(fake), env=cli_env())
+    assert out.returncode == 2 and "is not a GGUF file" in out.stderr
+    assert fake.read_bytes() == b"<html>not a model</html>"
 
 
 def test_engine_not_running_is_one_line(cpu_image: BuiltImage, tmp_path: Path) -> None:
