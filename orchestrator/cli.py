@@ -214,6 +214,78 @@ def cmd_logs(*, flags: dict[str, object], follow: bool, tail: int) -> int:
     return 0
 
 
+def _csv_ints(text: str | None, name: str) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise UsageError(f"--{name} takes comma-separated whole numbers, e.g. 0,512,2048") from None
+    if not values or min(values) < 0:
+        raise UsageError(f"--{name} takes comma-separated whole numbers >= 0")
+    return values
+
+
+def cmd_run(*, flags: dict[str, object], prompt: str) -> int:
+    from orchestrator import workflow
+    from orchestrator.engine import Engine
+
+    for line in workflow.run_prompt(Engine(), flags, prompt, _reporter()):
+        print(line, flush=True)
+    return 0
+
+
+def cmd_bench(
+    *,
+    flags: dict[str, object],
+    action: str,
+    npp: str | None,
+    ntg: str | None,
+    npl: str | None,
+    results: str | None,
+    out: str | None,
+    drop_caches: bool | None,
+) -> int:
+    from pathlib import Path
+
+    from orchestrator import bench, ui, workflow
+    from orchestrator.engine import Engine
+    from orchestrator.plan import BenchOverride
+    from orchestrator.settings import load_settings
+
+    results_dir = Path(results) if results else Path(load_settings(flags)["data_dir"]) / "results"
+    if action == "report":
+        records = bench.latest_per_set(bench.read_records(results_dir))
+        if not records:
+            raise UsageError(f"no benchmark results in {results_dir}; run 'orchestrator bench' first")
+        png = bench.plot(records, Path(out) if out else results_dir / "bench.png")
+        summary = results_dir / "bench.md"
+        summary.write_text(bench.markdown_report(records))
+        ui.console.print(f"plot: {png}\nsummary: {summary}")
+        return 0
+    override = BenchOverride(_csv_ints(npp, "npp"), _csv_ints(ntg, "ntg"), _csv_ints(npl, "npl"))
+    records = workflow.bench(
+        Engine(),
+        flags,
+        override=override if any((override.npp, override.ntg, override.npl)) else None,
+        results=results_dir,
+        report=_reporter(),
+        on_row=ui.bench_row,
+        decisions={"drop-page-cache": drop_caches},
+    )
+    for record in records:
+        ui.console.print(ui.bench_table(record))
+    ui.console.print(f"recorded in {results_dir / 'bench.jsonl'}")
+    failed = [r for r in records if not r.complete]
+    if failed:
+        first = failed[0]
+        reason = first.error or f"rows {first.missing} never arrived, twice"
+        raise OrchestratorError(
+            f"benchmark {first.bench} is incomplete ({reason}); kept as incomplete in the results"
+        )
+    return 0
+
+
 def _later(command: str, issue: str) -> Callable[..., int]:
     def run(**_: Any) -> int:
         raise NotAvailableYet(
@@ -225,11 +297,6 @@ def _later(command: str, issue: str) -> Callable[..., int]:
 
 
 LATER = {
-    "run": ("one answer from llama-cli, the publisher's basic inference", "comes with the benchmarks work"),
-    "bench": (
-        "the publisher's llama-batched-bench runs, compared with its tables",
-        "comes with the benchmarks work",
-    ),
     "model": ("pull, add, list, verify and remove models", "comes with the model work"),
     "doctor": ("check this host for what the target needs", "comes with the doctor work"),
 }
@@ -284,6 +351,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     p.add_argument("--tail", type=int, default=200, help="lines to show (default 200)")
     p.set_defaults(handler=lambda a: cmd_logs(flags=_flags(a), follow=a.follow, tail=a.tail))
+
+    p = sub.add_parser("run", help="one answer from llama-cli: the publisher's basic inference")
+    _plan_options(p)
+    p.add_argument(
+        "prompt", nargs="?", default="What's your name?", help="the prompt (default: the publisher's)"
+    )
+    p.set_defaults(handler=lambda a: cmd_run(flags=_flags(a), prompt=a.prompt))
+
+    p = sub.add_parser("bench", help="the publisher's llama-batched-bench runs, compared with its tables")
+    _plan_options(p)
+    p.add_argument(
+        "action",
+        nargs="?",
+        choices=("run", "report"),
+        default="run",
+        help="run (default) the profile's parameter sets, or report: plot and summarise the results",
+    )
+    p.add_argument("--npp", help="prompt lengths, e.g. 0,512 (overrides the profile's)")
+    p.add_argument("--ntg", help="generation lengths, e.g. 32")
+    p.add_argument("--npl", help="parallel sequences, e.g. 1")
+    p.add_argument("--results", help="results folder (default: <data dir>/results)")
+    p.add_argument("--out", help="report: where to write the PNG (default: <results>/bench.png)")
+    p.add_argument(
+        "--drop-caches",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="drop the page cache first where the target wants it (default: ask when not root)",
+    )
+    p.set_defaults(
+        handler=lambda a: cmd_bench(
+            flags=_flags(a),
+            action=a.action,
+            npp=a.npp,
+            ntg=a.ntg,
+            npl=a.npl,
+            results=a.results,
+            out=a.out,
+            drop_caches=a.drop_caches,
+        )
+    )
 
     p = sub.add_parser("bases", help="make local base images without a registry (air-gapped hosts)")
     bases = p.add_subparsers(dest="bases_command", metavar="ACTION", parser_class=_Parser, required=True)

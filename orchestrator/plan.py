@@ -10,7 +10,7 @@ import hashlib
 import json
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -93,6 +93,40 @@ class BenchPlan:
 
 
 @dataclass(frozen=True)
+class ContainerSpec:
+    """How one-off commands (llama-cli, llama-batched-bench) run: the server's image, devices and
+    read-only model mount, as the same unprivileged user."""
+
+    image: str
+    volumes: tuple[tuple[str, str, str], ...]
+    devices: tuple[str, ...] = ()
+    gpus: str | None = None
+    group_add: tuple[int, ...] = ()
+    user: str = f"{CONTAINER_UID}:{CONTAINER_UID}"
+    memlock_unlimited: bool = False
+
+
+@dataclass(frozen=True)
+class BenchOverride:
+    """`--npp/--ntg/--npl` for quick runs; the context grows to fit them when it has to."""
+
+    npp: tuple[int, ...] | None = None
+    ntg: tuple[int, ...] | None = None
+    npl: tuple[int, ...] | None = None
+
+    def apply(self, bench: BenchSet) -> BenchSet:
+        npp, ntg, npl = self.npp or bench.npp, self.ntg or bench.ntg, self.npl or bench.npl
+        needed = max(npl) * (max(npp) + max(ntg))
+        return replace(
+            bench,
+            npp=npp,
+            ntg=ntg,
+            npl=npl,
+            ctx=max(bench.ctx, needed) if self.npp or self.ntg or self.npl else bench.ctx,
+        )
+
+
+@dataclass(frozen=True)
 class MemoryView:
     usable_gib: float | None
     usable_source: str
@@ -117,6 +151,7 @@ class Plan:
     run: Command
     benches: tuple[BenchPlan, ...]
     compose: Mapping[str, Any] | None
+    container: ContainerSpec | None
     endpoint: str
     memory: MemoryView
     notes: tuple[str, ...]
@@ -390,6 +425,19 @@ def bench_command(
     return BenchPlan(bench.name, bench.reference, rows, Command(tuple(argv), {**target.env, **bench.env}))
 
 
+def container_spec(target: Target, model: ModelSpec, facts: HostFacts, build: ImageBuild) -> ContainerSpec:
+    return ContainerSpec(
+        image=build.tag,
+        volumes=((str(model.directory), str(CONTAINER_MODELS_DIR), "ro"),),
+        devices=("/dev/dri:/dev/dri",) if target.devices == "dri" else (),
+        gpus="all" if target.devices == "nvidia" else None,
+        group_add=tuple(g for g in (facts.render_gid, facts.video_gid) if g is not None)
+        if target.devices == "dri"
+        else (),
+        memlock_unlimited=target.devices == "nvidia",
+    )
+
+
 def host_steps(hooks: Sequence[HookSpec], facts: HostFacts) -> tuple[HostStep, ...]:
     steps = []
     for hook in hooks:
@@ -502,6 +550,8 @@ def make_plan(
     settings: Settings,
     facts: HostFacts,
     detection: str | None = None,
+    bench_override: BenchOverride | None = None,
+    prompt: str = SEED_PROMPT,
 ) -> Plan:
     runtime = "native" if settings["native"] or target.runtime == "native" else "container"
     flags = cmake_flags(target, profile)
@@ -513,9 +563,12 @@ def make_plan(
         build = native_build(target, profile, source, settings, flags)
     server = server_command(target, profile, source, model, settings, runtime, build)
     compose = None
+    container = None
     if isinstance(build, ImageBuild):
         compose, compose_warnings = compose_document(target, model, settings, facts, build, server)
         warnings += compose_warnings
+        container = container_spec(target, model, facts, build)
+    benches = [bench_override.apply(b) if bench_override else b for b in profile.benches]
     if not model.present:
         warnings.append(f"model not found at {model.path} ({model.origin})")
     memory = memory_view(target, model, facts)
@@ -534,11 +587,10 @@ def make_plan(
         build=build,
         hooks=host_steps(profile.hooks, facts),
         server=server,
-        run=run_command(target, profile, model, settings, runtime, build),
-        benches=tuple(
-            bench_command(target, b, source, model, settings, runtime, build) for b in profile.benches
-        ),
+        run=run_command(target, profile, model, settings, runtime, build, prompt),
+        benches=tuple(bench_command(target, b, source, model, settings, runtime, build) for b in benches),
         compose=compose,
+        container=container,
         endpoint=f"http://{_publish_address(settings['host'])}:{settings['port']}/v1",
         memory=memory,
         notes=profile.notes + target.notes,

@@ -141,3 +141,22 @@ def probe_raw() -> RawProbe:
 
 def probe() -> HostFacts:
     return parse_facts(probe_raw())
+
+
+def host_summary(facts: HostFacts) -> dict[str, object]:
+    """What a benchmark record says about the machine it ran on."""
+    cpu = ""
+    for line in _read("/proc/cpuinfo").splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    return {
+        "system": facts.system,
+        "machine": facts.machine,
+        "kernel": platform.release(),
+        "cpu": cpu or platform.processor(),
+        "cores": os.cpu_count(),
+        "mem_total_kib": facts.mem_total_kib,
+        "gpus": list(facts.nvidia_gpus) + list(facts.amd_gfx_targets),
+        "nvidia_smi": _nvidia_smi(),
+    }

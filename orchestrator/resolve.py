@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from orchestrator.detect import detect_target
 from orchestrator.errors import UsageError
 from orchestrator.models import resolve_model
-from orchestrator.plan import Plan, make_plan
+from orchestrator.plan import SEED_PROMPT, BenchOverride, Plan, make_plan
 from orchestrator.probe import HostFacts, probe
 from orchestrator.settings import Settings, check_exposure, load_settings
 from orchestrator.sources import Source, parse_source, resolve_source
@@ -39,7 +39,12 @@ def resolve(flags: Mapping[str, object], facts: HostFacts | None = None) -> Reso
 
 
 def plan_from_flags(
-    flags: Mapping[str, object], facts: HostFacts | None = None, source: Source | None = None
+    flags: Mapping[str, object],
+    facts: HostFacts | None = None,
+    source: Source | None = None,
+    *,
+    bench_override: BenchOverride | None = None,
+    prompt: str | None = None,
 ) -> Plan:
     """The plan for these flags; `source` replaces the configured one (a mirror of the same commit)."""
     resolved = resolve(flags, facts)
@@ -50,4 +55,14 @@ def plan_from_flags(
         raise UsageError("--native on a container target needs a Linux host; drop --native")
     source = source or resolve_source(parse_source(settings["source"]))
     model = resolve_model(settings["model"], target.default_model, settings["models_dir"])
-    return make_plan(target, profile, source, model, settings, resolved.facts, resolved.detection)
+    return make_plan(
+        target,
+        profile,
+        source,
+        model,
+        settings,
+        resolved.facts,
+        resolved.detection,
+        bench_override=bench_override,
+        prompt=prompt or SEED_PROMPT,
+    )

@@ -215,3 +215,45 @@ def status_table(status: Any) -> Table:
     ]
     rows += [(f"{k} tokens/s", f"{v}") for k, v in status.tokens_per_second.items()]
     return _kv_table(rows)
+
+
+def bench_row(name: str, row: Any, expected: int) -> None:
+    console.print(
+        f"  {name}: PP {row.pp:>6}  TG {row.tg:>4}  B {row.pl}  S_PP {row.speed_pp:9.2f} t/s  "
+        f"S_TG {row.speed_tg:8.2f} t/s   ({expected} rows expected)",
+        highlight=False,
+    )
+
+
+def bench_table(record: Any) -> Table:
+    from orchestrator.bench import compare
+    from orchestrator.reference import REFERENCES
+
+    state = "complete" if record.complete else "[red]incomplete[/]"
+    table = Table(
+        title=f"{record.target} {record.profile} {record.bench}: {record.model['alias']} ({state})",
+        title_justify="left",
+    )
+    matched = record.reference is not None and record.model.get("alias") == REFERENCES[record.reference].model
+    columns = ["PP", "TG", "B", "S_PP t/s", "S_TG t/s"]
+    if matched:
+        columns += ["published S_PP", "ratio", "published S_TG", "ratio"]
+    for column in columns:
+        table.add_column(column, justify="right")
+    published = {(c.pp, c.tg, c.pl): c for c in compare(record.rows, record.reference)} if matched else {}
+    for row in record.rows:
+        cells = [str(row.pp), str(row.tg), str(row.pl), f"{row.speed_pp:.2f}", f"{row.speed_tg:.2f}"]
+        if matched:
+            c = published.get((row.pp, row.tg, row.pl))
+            cells += (
+                [
+                    f"{c.published_pp:.2f}",
+                    f"{c.ratio_pp:.2f}" if c.ratio_pp else "-",
+                    f"{c.published_tg:.2f}",
+                    f"{c.ratio_tg:.2f}" if c.ratio_tg else "-",
+                ]
+                if c
+                else ["-"] * 4
+            )
+        table.add_row(*cells)
+    return table

@@ -5,20 +5,33 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Mapping
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 from orchestrator import hooks, serve
 from orchestrator.bases import base_specs, bootstrap_base
-from orchestrator.engine import BuildFailed, BuildProgress, Engine
+from orchestrator.bench import (
+    BenchRecord,
+    append_record,
+    expected_rows,
+    missing_rows,
+    parse_jsonl,
+    parse_output,
+)
+from orchestrator.engine import BuildFailed, BuildProgress, CommandFailed, Engine
 from orchestrator.errors import NotAvailableYet, OrchestratorError
 from orchestrator.health import Probe, wait_until_ready
 from orchestrator.images import BuildOutcome, build_image, is_up_to_date
-from orchestrator.models import write_demo_model
-from orchestrator.plan import SERVICE, ImageBuild, Plan
-from orchestrator.resolve import plan_from_flags
+from orchestrator.models import file_sha256, write_demo_model
+from orchestrator.plan import SERVICE, BenchOverride, BenchPlan, ImageBuild, Plan
+from orchestrator.probe import host_summary
+from orchestrator.reference import BenchRow
+from orchestrator.resolve import plan_from_flags, resolve
 from orchestrator.sources import Source, from_mirror, git_reachable
 from orchestrator.targets import FAMILIES
 
@@ -39,8 +52,9 @@ class Reporter:
     ask: Callable[[str], bool] | None
 
 
-def container_plan(flags: Mapping[str, object], source: Source | None = None) -> Plan:
-    plan = plan_from_flags(flags, source=source)
+def container_plan(flags: Mapping[str, object], source: Source | None = None, **extras: Any) -> Plan:
+    """extras: bench_override, prompt (see resolve.plan_from_flags)."""
+    plan = plan_from_flags(flags, source=source, **extras)
     if not isinstance(plan.build, ImageBuild):
         raise NotAvailableYet(
             f"the {plan.target} target builds and runs natively; that comes with the macOS work"
@@ -53,11 +67,11 @@ def _can_bootstrap() -> bool:
 
 
 def build(
-    engine: Engine, flags: Mapping[str, object], *, rebuild: bool, report: Reporter
+    engine: Engine, flags: Mapping[str, object], *, rebuild: bool, report: Reporter, **extras: Any
 ) -> tuple[Plan, BuildOutcome]:
     """Build the plan's image. Where the git server cannot be reached, the same commit comes from the
     source's package-index mirror; where the bases cannot be pulled, local ones are made (as root)."""
-    plan = container_plan(flags)
+    plan = container_plan(flags, **extras)
     assert isinstance(plan.build, ImageBuild)
     engine.require(buildx=True)
     engine.require_platform(plan.build.platform)
@@ -67,7 +81,7 @@ def build(
     if source.kind == "git" and source.mirror is not None and source.url and not git_reachable(source.url):
         report.note(f"cannot reach {source.url}; taking the same commit from the {source.mirror.describe()}")
         source = from_mirror(source, plan.data_dir / "sources")
-        plan = container_plan(flags, source)
+        plan = container_plan(flags, source, **extras)
     image = plan.build
     assert isinstance(image, ImageBuild)
     family = FAMILIES[image.family]
@@ -87,7 +101,7 @@ def build(
     for spec in base_specs(family):
         made = bootstrap_base(engine, spec, plan.data_dir)
         report.note(f"{made.tag}: " + (f"made in {made.seconds:.0f} s" if made.made else "present"))
-    plan = container_plan({**flags, "bases": "local"}, source)
+    plan = container_plan({**flags, "bases": "local"}, source, **extras)
     return plan, _build(engine, plan, rebuild, report)
 
 
@@ -153,3 +167,106 @@ class ServeFailed(OrchestratorError):
     def __init__(self, message: str, log_tail: str) -> None:
         super().__init__(message)
         self.log_tail = log_tail
+
+
+def _prepare(engine: Engine, flags: Mapping[str, object], report: Reporter, **extras: Any) -> Plan:
+    """What running anything in the image needs: the model (the demo one written if wanted), the image."""
+    plan = container_plan(flags, **extras)
+    if write_demo_model(plan.model):
+        report.note(f"wrote the demo model to {plan.model.path}")
+    plan, _outcome = build(engine, flags, rebuild=False, report=report, **extras)
+    serve.check_model(plan)
+    return plan
+
+
+def run_prompt(engine: Engine, flags: Mapping[str, object], prompt: str, report: Reporter) -> Iterable[str]:
+    """The publisher's basic inference (llama-cli), streamed line by line."""
+    plan = _prepare(engine, flags, report, prompt=prompt)
+    assert plan.container is not None
+    yield from engine.stream(plan.container, plan.run.argv, plan.run.env)
+
+
+def bench(
+    engine: Engine,
+    flags: Mapping[str, object],
+    *,
+    override: BenchOverride | None,
+    results: Path,
+    report: Reporter,
+    on_row: Callable[[str, BenchRow, int], None],
+    decisions: Mapping[str, bool | None],
+) -> list[BenchRecord]:
+    """Each of the profile's parameter sets once; a set whose rows come back short is run again once.
+    Every run is recorded, an incomplete one marked so, with the rows it did measure."""
+    plan = _prepare(engine, flags, report, bench_override=override)
+    assert plan.container is not None and isinstance(plan.build, ImageBuild)
+    for result in hooks.run_host_steps(plan.hooks, decisions=decisions, ask=report.ask):
+        report.note(result.message)
+    facts = resolve(flags).facts
+    common = {
+        "model": {
+            "alias": plan.model.alias,
+            "file": plan.model.path.name,
+            "size": plan.model.size_bytes,
+            "sha256": file_sha256(plan.model.path, plan.data_dir / "cache" / "sha256.json"),
+        },
+        "build": {
+            "image": plan.build.tag,
+            "image_id": engine.image_id(plan.build.tag),
+            "source": plan.source.describe(),
+            "commit": plan.source.commit or plan.source.revision,
+            "cmake_flags": [f"-D{k}={v}" for k, v in plan.cmake_flags],
+        },
+        "host": host_summary(facts),
+    }
+    records = []
+    for bench_plan in plan.benches:
+        record = _bench_once(engine, plan, bench_plan, common, on_row)
+        if not record.complete and record.error is None:
+            report.note(f"{bench_plan.name}: rows {record.missing} never arrived; running it again once")
+            record = _bench_once(engine, plan, bench_plan, common, on_row)
+        append_record(results, record)
+        records.append(record)
+    return records
+
+
+def _bench_once(
+    engine: Engine,
+    plan: Plan,
+    bench_plan: BenchPlan,
+    common: Mapping[str, Any],
+    on_row: Callable[[str, BenchRow, int], None],
+) -> BenchRecord:
+    assert plan.container is not None
+    argv = bench_plan.command.argv
+    ctx, npp, ntg, npl = (argv[argv.index(flag) + 1] for flag in ("-c", "-npp", "-ntg", "-npl"))
+    expected = expected_rows(int(ctx), *(tuple(int(v) for v in x.split(",")) for x in (npp, ntg, npl)))
+    started, lines, error = time.time(), [], None
+    try:
+        for line in engine.stream(plan.container, argv, bench_plan.command.env):
+            lines.append(line)
+            if line.startswith("{"):
+                for row in parse_jsonl(line):
+                    on_row(bench_plan.name, row, len(expected))
+    except CommandFailed as failure:
+        tail = " | ".join(line.strip() for line in lines[-3:] if line.strip())
+        error = f"{failure}; last output: {tail or 'none'}"
+    rows = parse_output("\n".join(lines))
+    missing = missing_rows(expected, rows)
+    return BenchRecord(
+        run_id=uuid.uuid4().hex[:12],
+        started=started,
+        finished=time.time(),
+        complete=not missing and error is None,
+        target=plan.target,
+        profile=plan.profile,
+        bench=bench_plan.name,
+        reference=bench_plan.reference,
+        model=dict(common["model"]),
+        build=dict(common["build"]),
+        runtime={"argv": list(argv), "env": dict(bench_plan.command.env), "container": plan.container.image},
+        host=dict(common["host"]),
+        rows=rows,
+        missing=missing,
+        error=error,
+    )
