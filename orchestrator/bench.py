@@ -46,9 +46,10 @@ def parse_markdown(text: str) -> list[BenchRow]:
         if len(cells) != 10 or not cells[0].isdigit():
             continue
         try:
-            rows.append(BenchRow(*(int(c) for c in cells[:4]), *(float(c) for c in cells[4:])))
+            numbers = [float(c) for c in cells[4:]]
         except ValueError:
             continue
+        rows.append(BenchRow(*(int(c) for c in cells[:4]), *(0.0 if math.isnan(n) else n for n in numbers)))
     return rows
 
 

@@ -208,6 +208,8 @@ class Engine:
             "tmpfs": ["/tmp"],
             "cap_drop": ["ALL"],
             "security_options": ["no-new-privileges:true"],
+            # The image's health check is the server's; a one-off command has no /health.
+            "healthcheck": False,
             "stream": True,
         }
         if spec.gpus:

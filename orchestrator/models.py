@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ class ModelRef:
     expected_file: str
     chat_template: str | None = None
     approx_gib: float | None = None
+    # A cap for `orchestrator run` where the model never stops by itself (a base model has no end of turn).
+    max_tokens: int | None = None
 
 
 KNOWN_MODELS: Mapping[str, ModelRef] = MappingProxyType(
@@ -44,6 +47,7 @@ KNOWN_MODELS: Mapping[str, ModelRef] = MappingProxyType(
             expected_file="gemma-3-270m-Q4_K_M.gguf",
             chat_template="gemma",
             approx_gib=0.24,
+            max_tokens=128,
         ),
     }
 )
@@ -59,6 +63,7 @@ class ModelSpec:
     origin: str
     chat_template: str | None = None
     size_bytes: int | None = None
+    max_tokens: int | None = None
 
     @property
     def directory(self) -> Path:
@@ -81,12 +86,16 @@ def resolve_model(model: Path | None, default_model: str, models_dir: Path) -> M
                 raise UsageError(f"no .gguf file in {model}; give the path of the GGUF file to serve")
             path = found
         present = path.is_file()
+        # A file of a model we know (by its name) keeps that model's alias, template and limits.
+        known = next((r for r in KNOWN_MODELS.values() if fnmatch.fnmatch(path.name, r.pattern)), None)
         return ModelSpec(
-            alias=path.name.split("-00001-of-")[0].removesuffix(".gguf"),
+            alias=known.alias if known else path.name.split("-00001-of-")[0].removesuffix(".gguf"),
             path=path.absolute(),
             present=present,
             origin="local file",
+            chat_template=known.chat_template if known else None,
             size_bytes=_total_size(path) if present else None,
+            max_tokens=known.max_tokens if known else None,
         )
     ref = KNOWN_MODELS[default_model]
     directory = (models_dir / ref.directory).absolute()
@@ -99,6 +108,7 @@ def resolve_model(model: Path | None, default_model: str, models_dir: Path) -> M
         origin=ref.origin,
         chat_template=ref.chat_template,
         size_bytes=_total_size(path) if found else None,
+        max_tokens=ref.max_tokens,
     )
 
 

@@ -380,6 +380,7 @@ def run_command(
         SEED_TEMPERATURE,
         "-p",
         prompt,
+        *(["-n", str(model.max_tokens)] if model.max_tokens else []),
         # llama-cli is an interactive chat by default; one answer, then exit.
         "--single-turn",
     ]
