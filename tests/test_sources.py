@@ -86,3 +86,13 @@ def test_local_source_errors(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(UsageError, match=r"not a llama\.cpp tree"):
         resolve_source(parse_source(str(tmp_path / "empty")))
+
+
+def test_recorded_revision_holds_only_while_the_tree_is_unchanged(tmp_path: Path) -> None:
+    from orchestrator.sources import record_revision
+
+    tree = _fake_tree(tmp_path / "unpacked")
+    record_revision(tree, UPSTREAM_COMMIT)
+    assert resolve_source(parse_source(str(tree))).revision == UPSTREAM_COMMIT
+    (tree / "ggml" / "patched.c").write_text("int patched;\n")
+    assert (resolve_source(parse_source(str(tree))).revision or "").startswith("tree-")
