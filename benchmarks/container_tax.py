@@ -152,7 +152,7 @@ def main() -> None:
     print(f"build, nothing changed (skipped: {'up to date' in said}): {skipped:.1f} s")
     bumped = cache_dir() / "bumped-source"
     shutil.rmtree(bumped, ignore_errors=True)
-    shutil.copytree(source, bumped, copy_function=os.link, ignore=shutil.ignore_patterns(".git", "build*"))
+    shutil.copytree(source, bumped, copy_function=os.link, ignore=ignore_build_outputs)
     changed = bumped / "tools" / "batched-bench" / "batched-bench.cpp"
     text = changed.read_text()
     changed.unlink()  # break the hard link before editing
@@ -171,6 +171,12 @@ def main() -> None:
         f"ratios to cold: no-change rebuild {unchanged / cold:.3f}, skipped build {skipped / cold:.4f}, "
         f"source bump {bump_seconds / cold:.3f}"
     )
+
+
+def ignore_build_outputs(directory: str, names: list[str]) -> set[str]:
+    from orchestrator.images import ignore_build_outputs as ignore
+
+    return ignore(directory, names)
 
 
 def _history(env: dict[str, str]) -> list[dict[str, object]]:

@@ -40,7 +40,8 @@ def recipe_digest(build: ImageBuild, base_ids: list[str]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _ignore(directory: str, names: list[str]) -> set[str]:
+def ignore_build_outputs(directory: str, names: list[str]) -> set[str]:
+    """For shutil.copytree: VCS data and build folders, never source files (cmake/build-info.cmake is one)."""
     return {
         n
         for n in names
@@ -65,7 +66,9 @@ def stage_context(build: ImageBuild, work_dir: Path) -> Path:
     shutil.copy2(asset(BUILD_SCRIPT), context / "build-llama.sh")
     staged = context / "staged"
     if build.source_dir:
-        shutil.copytree(build.source_dir, staged, ignore=_ignore, copy_function=_link_or_copy, symlinks=True)
+        shutil.copytree(
+            build.source_dir, staged, ignore=ignore_build_outputs, copy_function=_link_or_copy, symlinks=True
+        )
     else:
         staged.mkdir()
     return context
