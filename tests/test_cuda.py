@@ -24,13 +24,9 @@ pytestmark = [needs_docker, pytest.mark.docker, pytest.mark.slow]
 KERNELS = ("norm.cu.o", "scale.cu.o")
 
 
-@pytest.fixture(scope="module")
-def cuda_plan() -> dict[str, object]:
-    env = cli_env()
-    bases = run_cli("bases", "bootstrap", "--family", "cuda", env=env)
-    assert bases.returncode == 0, bases.stderr
-    plan = run_cli(
-        "plan",
+def _dgx_args() -> list[str]:
+    """The DGX Spark image, built for this x86 machine (same sm_121a device code) from local bases."""
+    return [
         "--target",
         "dgx-spark",
         "--platform",
@@ -39,9 +35,15 @@ def cuda_plan() -> dict[str, object]:
         "local",
         "--source",
         str(llama_cpp_source()),
-        "--json",
-        env=env,
-    )
+    ]
+
+
+@pytest.fixture(scope="module")
+def cuda_plan() -> dict[str, object]:
+    env = cli_env()
+    bases = run_cli("bases", "bootstrap", "--family", "cuda", env=env)
+    assert bases.returncode == 0, bases.stderr
+    plan = run_cli("plan", *_dgx_args(), "--json", env=env)
     assert plan.returncode == 0, plan.stderr
     return dict(json.loads(plan.stdout))
 
@@ -84,16 +86,7 @@ def test_kernels_compile_for_gb10(cuda_plan: dict[str, object]) -> None:
 )
 def test_full_image_serves_on_cpu_without_a_gpu(cuda_plan: dict[str, object], tmp_path: Path) -> None:
     env = cli_env()
-    args = [
-        "--target",
-        "dgx-spark",
-        "--platform",
-        "linux/amd64",
-        "--bases",
-        "local",
-        "--source",
-        str(llama_cpp_source()),
-    ]
+    args = _dgx_args()
     started = time.monotonic()
     built = run_cli("build", *args, env=env, timeout=7200)
     assert built.returncode == 0, built.stderr + built.stdout
