@@ -188,10 +188,6 @@ class Engine:
     def import_rootfs(self, tarball: Path, tag: str, changes: Sequence[str]) -> None:
         self.docker.image.import_(tarball, tag=tag, changes=list(changes))
 
-    def remove_image(self, tag: str) -> None:
-        if self.docker.image.exists(tag):
-            self.docker.image.remove(tag, force=True)
-
     def stream(self, spec: Any, argv: Sequence[str], env: Mapping[str, str]) -> Iterable[str]:
         """Run a one-off command in a fresh container (a plan's ContainerSpec); yield its output lines.
 
@@ -204,10 +200,10 @@ class Engine:
             "volumes": list(spec.volumes),
             "devices": list(spec.devices),
             "user": spec.user,
-            "read_only": True,
-            "tmpfs": ["/tmp"],
-            "cap_drop": ["ALL"],
-            "security_options": ["no-new-privileges:true"],
+            "read_only": spec.read_only,
+            "tmpfs": list(spec.tmpfs),
+            "cap_drop": list(spec.cap_drop),
+            "security_options": list(spec.security_opt),
             # The image's health check is the server's; a one-off command has no /health.
             "healthcheck": False,
             "stream": True,
@@ -230,39 +226,6 @@ class Engine:
             raise CommandFailed(argv[0], exc.return_code) from None
         if pending:
             yield pending
-
-    def run(
-        self,
-        image: str,
-        argv: Sequence[str],
-        *,
-        env: Mapping[str, str] | None = None,
-        volumes: Sequence[tuple[str, str, str]] = (),
-        devices: Sequence[str] = (),
-        user: str | None = None,
-        network: str | None = None,
-    ) -> str:
-        """Run a command to completion in a fresh container and return its output (stdout and stderr)."""
-        from python_on_whales.exceptions import DockerException
-
-        kwargs: dict[str, Any] = {
-            "remove": True,
-            "envs": dict(env or {}),
-            "volumes": list(volumes),
-            "devices": list(devices),
-        }
-        if user:
-            kwargs["user"] = user
-        if network:
-            kwargs["networks"] = [network]
-        try:
-            output = self.docker.run(image, list(argv), **kwargs)
-        except DockerException as exc:
-            raise OrchestratorError(
-                f"{argv[0]} failed in {image} (exit {exc.return_code}): "
-                f"{_last_line(exc.stderr or exc.stdout or '')}"
-            ) from None
-        return str(output)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, ClassVar
 
 from orchestrator.models import ModelSpec
 from orchestrator.probe import HostFacts
@@ -104,6 +104,11 @@ class ContainerSpec:
     group_add: tuple[int, ...] = ()
     user: str = f"{CONTAINER_UID}:{CONTAINER_UID}"
     memlock_unlimited: bool = False
+    # The same lock-down for the server and for one-off runs (class constants, not per plan).
+    read_only: ClassVar[bool] = True
+    tmpfs: ClassVar[tuple[str, ...]] = ("/tmp",)
+    cap_drop: ClassVar[tuple[str, ...]] = ("ALL",)
+    security_opt: ClassVar[tuple[str, ...]] = ("no-new-privileges:true",)
 
 
 @dataclass(frozen=True)
@@ -468,27 +473,25 @@ def _publish_address(host: str) -> str:
 
 
 def compose_document(
-    target: Target, model: ModelSpec, settings: Settings, facts: HostFacts, build: ImageBuild, server: Command
+    target: Target, settings: Settings, build: ImageBuild, server: Command, container: ContainerSpec
 ) -> tuple[dict[str, Any], list[str]]:
+    """The server's service: the container spec's image, mounts, user, devices and lock-down, plus
+    what only a long-running service has (port, restart, health check, logs, secret)."""
     warnings: list[str] = []
     service: dict[str, Any] = {
-        "image": build.tag,
+        "image": container.image,
         "command": list(server.argv),
         "environment": dict(server.env),
         "ports": [f"{_publish_address(settings['host'])}:{settings['port']}:{CONTAINER_PORT}"],
         "volumes": [
-            {
-                "type": "bind",
-                "source": str(model.directory),
-                "target": str(CONTAINER_MODELS_DIR),
-                "read_only": True,
-            }
+            {"type": "bind", "source": source, "target": target_dir, "read_only": mode == "ro"}
+            for source, target_dir, mode in container.volumes
         ],
-        "user": f"{CONTAINER_UID}:{CONTAINER_UID}",
-        "read_only": True,
-        "tmpfs": ["/tmp"],
-        "cap_drop": ["ALL"],
-        "security_opt": ["no-new-privileges:true"],
+        "user": container.user,
+        "read_only": container.read_only,
+        "tmpfs": list(container.tmpfs),
+        "cap_drop": list(container.cap_drop),
+        "security_opt": list(container.security_opt),
         "restart": "unless-stopped",
         "healthcheck": {
             "test": ["CMD", "curl", "-fsS", f"http://127.0.0.1:{CONTAINER_PORT}/health"],
@@ -500,18 +503,15 @@ def compose_document(
         "logging": {"driver": "json-file", "options": {"max-size": "20m", "max-file": "3"}},
         "labels": {"io.step-flash.target": target.name, "io.step-flash.plan-digest": build.digest},
     }
-    if target.devices == "nvidia":
-        service["deploy"] = {
-            "resources": {
-                "reservations": {"devices": [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]}
-            }
-        }
+    if container.gpus:
+        gpu = {"driver": "nvidia", "count": container.gpus, "capabilities": ["gpu"]}
+        service["deploy"] = {"resources": {"reservations": {"devices": [gpu]}}}
+    if container.memlock_unlimited:
         service["ulimits"] = {"memlock": {"soft": -1, "hard": -1}}
-    elif target.devices == "dri":
-        service["devices"] = ["/dev/dri:/dev/dri"]
-        gids = [gid for gid in (facts.render_gid, facts.video_gid) if gid is not None]
-        if gids:
-            service["group_add"] = gids
+    if container.devices:
+        service["devices"] = list(container.devices)
+        if container.group_add:
+            service["group_add"] = list(container.group_add)
         else:
             warnings.append("no render/video group on this host: the container may not open /dev/dri")
     document: dict[str, Any] = {"name": COMPOSE_PROJECT, "services": {SERVICE: service}}
@@ -566,9 +566,9 @@ def make_plan(
     compose = None
     container = None
     if isinstance(build, ImageBuild):
-        compose, compose_warnings = compose_document(target, model, settings, facts, build, server)
-        warnings += compose_warnings
         container = container_spec(target, model, facts, build)
+        compose, compose_warnings = compose_document(target, settings, build, server, container)
+        warnings += compose_warnings
     benches = [bench_override.apply(b) if bench_override else b for b in profile.benches]
     if not model.present:
         warnings.append(f"model not found at {model.path} ({model.origin})")

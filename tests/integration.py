@@ -27,14 +27,16 @@ needs_docker = pytest.mark.skipif(
 
 
 def run_cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 3600
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 3600
 ) -> subprocess.CompletedProcess[str]:
+    """The CLI as a user runs it: a separate process, its exit code and its output."""
     return subprocess.run(
         [sys.executable, "-m", "orchestrator", *args],
         capture_output=True,
         text=True,
         errors="replace",
         env=env,
+        cwd=cwd,
         timeout=timeout,
         check=False,
     )

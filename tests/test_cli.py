@@ -11,20 +11,13 @@ from pathlib import Path
 import pytest
 
 from orchestrator.targets import CATALOGUE
+from tests.integration import run_cli
 
 
 def orchestrator(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=60,
-        check=False,
-    )
+    return run_cli(*args, env=env, cwd=cwd, timeout=60)
 
 
 @pytest.fixture
