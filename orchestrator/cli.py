@@ -226,11 +226,11 @@ def _csv_ints(text: str | None, name: str) -> tuple[int, ...] | None:
     return values
 
 
-def cmd_run(*, flags: dict[str, object], prompt: str) -> int:
+def cmd_run(*, flags: dict[str, object], prompt: str, force: bool) -> int:
     from orchestrator import workflow
     from orchestrator.engine import Engine
 
-    for line in workflow.run_prompt(Engine(), flags, prompt, _reporter()):
+    for line in workflow.run_prompt(Engine(), flags, prompt, _reporter(), force=force):
         print(line, flush=True)
     return 0
 
@@ -245,6 +245,7 @@ def cmd_bench(
     results: str | None,
     out: str | None,
     drop_caches: bool | None,
+    force: bool,
 ) -> int:
     from pathlib import Path
 
@@ -272,6 +273,7 @@ def cmd_bench(
         report=_reporter(),
         on_row=ui.bench_row,
         decisions={"drop-page-cache": drop_caches},
+        force=force,
     )
     for record in records:
         ui.console.print(ui.bench_table(record))
@@ -286,6 +288,99 @@ def cmd_bench(
     return 0
 
 
+def _models_dirs(models_dir: str | None) -> tuple[Any, Any]:
+    from orchestrator.settings import load_settings
+
+    settings = load_settings({"models_dir": models_dir})
+    return settings["models_dir"], settings["data_dir"]
+
+
+def cmd_model_pull(*, ref: str | None, models_dir: str | None, revision: str | None) -> int:
+    from orchestrator import ui
+    from orchestrator.pull import PullReport, pull
+
+    directory, data_dir = _models_dirs(models_dir)
+    report = PullReport(note=lambda text: ui.console.print(text, highlight=False), transfer=ui.byte_progress)
+    pulled = pull(ref, directory, data_dir, report, revision=revision)
+    entry = pulled.entry
+    ui.console.print(
+        f"{entry.name}: {len(pulled.fetched)} fetched, {len(pulled.kept)} already there; size and sha256 "
+        f"match the hub; serve it with: orchestrator up --model {entry.path}"
+    )
+    return 0
+
+
+def cmd_model_add(*, path: str, name: str | None, models_dir: str | None) -> int:
+    from pathlib import Path
+
+    from orchestrator import store, ui
+
+    directory, _data = _models_dirs(models_dir)
+    entry = store.add(directory, Path(path), name)
+    ui.console.print(
+        f"registered {entry.name} ({entry.architecture}, {len(entry.files)} file(s)): {entry.path}"
+    )
+    return 0
+
+
+def cmd_model_list(*, models_dir: str | None, as_json: bool) -> int:
+    from orchestrator import store, ui
+
+    directory, _data = _models_dirs(models_dir)
+    rows = list(store.listing(directory))
+    if as_json:
+        ui.print_json([{**row.__dict__, "path": str(row.path)} for row in rows])
+    elif rows:
+        ui.console.print(ui.models_table(rows))
+    else:
+        ui.console.print(f"no models in {directory}; 'orchestrator model pull' fetches the default one")
+    return 0
+
+
+def cmd_model_verify(*, what: str, models_dir: str | None) -> int:
+    from pathlib import Path
+
+    from orchestrator import store, ui
+
+    directory, data_dir = _models_dirs(models_dir)
+    entry = store.find(directory, what)
+    first = entry.first if entry else Path(what).expanduser().absolute()
+    if entry is None:
+        entry = next((e for e in store.load(directory).values() if e.first == first), None)
+    expected = {f.name: f for f in entry.files} if entry else {}
+    total = sum(f.size for f in expected.values() if f.sha256)
+    with ui.byte_progress(f"verifying {first.name}", total, 0) as counted:
+        verified = store.verify(first, expected, data_dir / "cache" / "sha256.json", counted)
+    model = verified.model
+    hashes = (
+        f"sha256 of {len(verified.hashed)} part(s) match the published ones"
+        if verified.hashed
+        else "no published sha256 to compare (added locally)"
+    )
+    ui.console.print(
+        f"{first.name}: GGUF v{model.parts[0].version}, {model.arch.name}, {len(model.parts)} part(s) all present "
+        f"and consistent, {model.weights_bytes / 2**30:.2f} GiB of tensors within the files; {hashes}"
+    )
+    return 0
+
+
+def cmd_model_rm(*, name: str, models_dir: str | None, yes: bool) -> int:
+    from orchestrator import store, ui
+
+    directory, _data = _models_dirs(models_dir)
+    if yes:
+        confirm: Callable[[str], bool] = lambda _q: True  # noqa: E731
+    elif sys.stdin.isatty():
+        confirm = _ask
+    else:
+        raise UsageError(f"removing {name} needs a yes: run it on a terminal, or pass --yes")
+    deleted = store.remove(directory, name, confirm)
+    ui.console.print(
+        f"removed {name}" + (f" and deleted {len(deleted)} file(s)" if deleted else "; files kept")
+    )
+    return 0
+
+
 def _later(command: str, issue: str) -> Callable[..., int]:
     def run(**_: Any) -> int:
         raise NotAvailableYet(
@@ -297,7 +392,6 @@ def _later(command: str, issue: str) -> Callable[..., int]:
 
 
 LATER = {
-    "model": ("pull, add, list, verify and remove models", "comes with the model work"),
     "doctor": ("check this host for what the target needs", "comes with the doctor work"),
 }
 
@@ -357,7 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "prompt", nargs="?", default="What's your name?", help="the prompt (default: the publisher's)"
     )
-    p.set_defaults(handler=lambda a: cmd_run(flags=_flags(a), prompt=a.prompt))
+    p.add_argument("--force", action="store_true", help="go on even when the model will not fit in memory")
+    p.set_defaults(handler=lambda a: cmd_run(flags=_flags(a), prompt=a.prompt, force=a.force))
 
     p = sub.add_parser("bench", help="the publisher's llama-batched-bench runs, compared with its tables")
     _plan_options(p)
@@ -373,6 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--npl", help="parallel sequences, e.g. 1")
     p.add_argument("--results", help="results folder (default: <data dir>/results)")
     p.add_argument("--out", help="report: where to write the PNG (default: <results>/bench.png)")
+    p.add_argument("--force", action="store_true", help="run even when a set will not fit in memory")
     p.add_argument(
         "--drop-caches",
         action=argparse.BooleanOptionalAction,
@@ -389,8 +485,42 @@ def build_parser() -> argparse.ArgumentParser:
             results=a.results,
             out=a.out,
             drop_caches=a.drop_caches,
+            force=a.force,
         )
     )
+
+    p = sub.add_parser("model", help="pull, add, list, verify and remove models")
+    model = p.add_subparsers(dest="model_command", metavar="ACTION", parser_class=_Parser, required=True)
+    m = model.add_parser("pull", help="download a GGUF (every split part) from the hub, resumable, verified")
+    m.add_argument(
+        "ref",
+        nargs="?",
+        help="owner/name[:QUANT] on the hub (default: stepfun-ai/Step-3.5-Flash-GGUF-Q4_K_S); "
+        "HF_TOKEN and HF_ENDPOINT are honoured",
+    )
+    m.add_argument("--revision", help="branch, tag or commit (default: main)")
+    m.add_argument("--models-dir", help="where models are kept")
+    m.set_defaults(handler=lambda a: cmd_model_pull(ref=a.ref, models_dir=a.models_dir, revision=a.revision))
+    m = model.add_parser("add", help="register a GGUF you already have (checked, never moved)")
+    m.add_argument("path", help="the .gguf file (the first part of a split model)")
+    m.add_argument("--name", help="name to register it under (default: from the file name)")
+    m.add_argument("--models-dir", help="where the registry is kept")
+    m.set_defaults(handler=lambda a: cmd_model_add(path=a.path, name=a.name, models_dir=a.models_dir))
+    m = model.add_parser("list", help="registered and known models")
+    m.add_argument("--models-dir", help="where models are kept")
+    m.add_argument("--json", action="store_true", dest="as_json", help="print JSON")
+    m.set_defaults(handler=lambda a: cmd_model_list(models_dir=a.models_dir, as_json=a.as_json))
+    m = model.add_parser(
+        "verify", help="GGUF header, split parts, tensor data within the files, sha256 when published"
+    )
+    m.add_argument("what", help="a registered name or the path of a .gguf file")
+    m.add_argument("--models-dir", help="where the registry is kept")
+    m.set_defaults(handler=lambda a: cmd_model_verify(what=a.what, models_dir=a.models_dir))
+    m = model.add_parser("rm", help="forget a model; a pulled one's files are deleted after asking")
+    m.add_argument("name", help="the registered name (see 'orchestrator model list')")
+    m.add_argument("--models-dir", help="where models are kept")
+    m.add_argument("--yes", action="store_true", help="do not ask")
+    m.set_defaults(handler=lambda a: cmd_model_rm(name=a.name, models_dir=a.models_dir, yes=a.yes))
 
     p = sub.add_parser("bases", help="make local base images without a registry (air-gapped hosts)")
     bases = p.add_subparsers(dest="bases_command", metavar="ACTION", parser_class=_Parser, required=True)

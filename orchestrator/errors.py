@@ -21,3 +21,15 @@ class ConfigError(UsageError):
 
 class NotAvailableYet(UsageError):
     """A command whose capability has not been built yet."""
+
+
+class InvalidModel(OrchestratorError):
+    """A model file that is missing, truncated, damaged, incomplete or not what it claims to be."""
+
+    exit_code = 3
+
+
+class WontFit(OrchestratorError):
+    """The plan needs more memory than the machine can give; the message names the fix."""
+
+    exit_code = 4

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 
-from orchestrator.errors import UsageError
+from orchestrator.errors import InvalidModel, UsageError
+from orchestrator.gguf_info import Architecture, cached_architecture
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,55 @@ class ModelRef:
     approx_gib: float | None = None
     # A cap for `orchestrator run` where the model never stops by itself (a base model has no end of turn).
     max_tokens: int | None = None
+    # The hub repository `orchestrator model pull` fetches it from, and the llama.cpp architecture its
+    # GGUF must declare.
+    repo: str | None = None
+    expected_arch: str | None = None
+    # The published architecture, for planning before the file is here.
+    arch: Architecture | None = None
+    weights_bytes: int | None = None
+
+
+def _step35_published() -> Architecture:
+    # 45 layers; 3 sliding-window layers (window 512) to each full-attention one, the full ones first
+    # (layers 0, 4, ..., 44); 8 KV heads of 128; 288 experts, 8 used; vocabulary 128896; 256K context.
+    n_layer = 45
+    return Architecture(
+        name="step35",
+        n_layer=n_layer,
+        n_embd=4096,
+        n_vocab=128896,
+        context_length=262144,
+        n_head=(64,) * n_layer,
+        n_head_kv=(8,) * n_layer,
+        key_length=128,
+        value_length=128,
+        sliding_window=512,
+        swa_layers=tuple(il % 4 != 0 for il in range(n_layer)),
+        n_expert=288,
+        n_expert_used=8,
+        n_ff=11264,
+        n_ff_exp=1280,
+    )
+
+
+def _gemma3_270m_published() -> Architecture:
+    # As its GGUF declares it: 18 layers, every sixth attends to the whole context, the rest to 512.
+    n_layer = 18
+    return Architecture(
+        name="gemma3",
+        n_layer=n_layer,
+        n_embd=640,
+        n_vocab=262144,
+        context_length=32768,
+        n_head=(4,) * n_layer,
+        n_head_kv=(1,) * n_layer,
+        key_length=256,
+        value_length=256,
+        sliding_window=512,
+        swa_layers=tuple(il % 6 < 5 for il in range(n_layer)),
+        n_ff=2048,
+    )
 
 
 KNOWN_MODELS: Mapping[str, ModelRef] = MappingProxyType(
@@ -36,6 +86,11 @@ KNOWN_MODELS: Mapping[str, ModelRef] = MappingProxyType(
             pattern="*Q4_K_S*.gguf",
             expected_file="step3.5_flash_Q4_K_S.gguf",
             approx_gib=103.8,
+            repo="stepfun-ai/Step-3.5-Flash-GGUF-Q4_K_S",
+            expected_arch="step35",
+            arch=_step35_published(),
+            # 111.5 GB of GGUF, nearly all of it tensor data.
+            weights_bytes=int(103.8 * 2**30),
         ),
         # The demo model has no chat template of its own; llama-server must be given one.
         "gemma-3-270m": ModelRef(
@@ -48,6 +103,9 @@ KNOWN_MODELS: Mapping[str, ModelRef] = MappingProxyType(
             chat_template="gemma",
             approx_gib=0.24,
             max_tokens=128,
+            expected_arch="gemma3",
+            arch=_gemma3_270m_published(),
+            weights_bytes=246587904,
         ),
     }
 )
@@ -64,10 +122,46 @@ class ModelSpec:
     chat_template: str | None = None
     size_bytes: int | None = None
     max_tokens: int | None = None
+    expected_arch: str | None = None
+    # What memory planning reads: the GGUF's own metadata, or the published figures before it is here.
+    arch: Architecture | None = None
+    weights_bytes: int | None = None
+    arch_source: str | None = None
+    # Why the file cannot be served (truncated, incomplete split, foreign architecture ...), if it cannot.
+    problem: str | None = None
 
     @property
     def directory(self) -> Path:
         return self.path.parent
+
+
+def describe(model: ModelSpec, cache: Path) -> ModelSpec:
+    """The model with its architecture: read from the GGUF (remembered in cache), else the published one."""
+    if not model.present:
+        ref = next((r for r in KNOWN_MODELS.values() if r.origin == model.origin), None)
+        if ref is not None and ref.arch is not None:
+            return replace(
+                model,
+                arch=ref.arch,
+                weights_bytes=ref.weights_bytes,
+                arch_source="published architecture (the file is not here yet)",
+            )
+        return model
+    try:
+        arch, weights = cached_architecture(model.path, cache)
+    except InvalidModel as exc:
+        return replace(model, problem=str(exc))
+    if model.expected_arch and arch.name != model.expected_arch:
+        return replace(
+            model,
+            arch=arch,
+            weights_bytes=weights,
+            problem=(
+                f"{model.path.name} declares architecture {arch.name!r}, not {model.expected_arch!r} as "
+                f"{model.alias} does: a different model under this name; give its own --model path"
+            ),
+        )
+    return replace(model, arch=arch, weights_bytes=weights, arch_source=f"GGUF metadata of {model.path.name}")
 
 
 def _first_part(candidates: list[Path]) -> Path | None:
@@ -96,6 +190,7 @@ def resolve_model(model: Path | None, default_model: str, models_dir: Path) -> M
             chat_template=known.chat_template if known else None,
             size_bytes=_total_size(path) if present else None,
             max_tokens=known.max_tokens if known else None,
+            expected_arch=known.expected_arch if known else None,
         )
     ref = KNOWN_MODELS[default_model]
     directory = (models_dir / ref.directory).absolute()
@@ -109,6 +204,7 @@ def resolve_model(model: Path | None, default_model: str, models_dir: Path) -> M
         chat_template=ref.chat_template,
         size_bytes=_total_size(path) if found else None,
         max_tokens=ref.max_tokens,
+        expected_arch=ref.expected_arch,
     )
 
 
@@ -139,21 +235,45 @@ def write_demo_model(model: ModelSpec) -> bool:
     return True
 
 
-def file_sha256(path: Path, cache: Path) -> str:
-    """sha256 of a model file, remembered by path, size and mtime: a 111 GB file is read once."""
-    import hashlib
+def _sha_key(path: Path) -> str:
+    stat = path.stat()
+    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+def _sha_cache(cache: Path) -> dict[str, str]:
     import json
 
-    stat = path.stat()
-    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    known: dict[str, str] = json.loads(cache.read_text()) if cache.is_file() else {}
+    try:
+        return dict(json.loads(cache.read_text())) if cache.is_file() else {}
+    except ValueError:
+        return {}
+
+
+def remember_sha256(path: Path, digest: str, cache: Path) -> None:
+    """Record a digest computed elsewhere (before a rename, which keeps size and mtime)."""
+    import json
+
+    known = _sha_cache(cache)
+    known[_sha_key(path)] = digest
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    partial = cache.with_suffix(".partial")
+    partial.write_text(json.dumps(known, indent=1))
+    partial.replace(cache)
+
+
+def file_sha256(path: Path, cache: Path, on_bytes: Callable[[int], None] | None = None) -> str:
+    """sha256 of a model file, remembered by path, size and mtime: a 111 GB file is read once."""
+    import hashlib
+
+    known = _sha_cache(cache)
+    key = _sha_key(path)
     if key in known:
         return known[key]
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 22), b""):
             digest.update(block)
-    known[key] = digest.hexdigest()
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps(known, indent=1))
-    return known[key]
+            if on_bytes is not None:
+                on_bytes(len(block))
+    remember_sha256(path, digest.hexdigest(), cache)
+    return digest.hexdigest()

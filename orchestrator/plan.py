@@ -10,10 +10,11 @@ import hashlib
 import json
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, is_dataclass, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
+from orchestrator.memory_plan import MemoryPlan, memory_plan
 from orchestrator.models import ModelSpec
 from orchestrator.probe import HostFacts
 from orchestrator.settings import Settings
@@ -132,14 +133,6 @@ class BenchOverride:
 
 
 @dataclass(frozen=True)
-class MemoryView:
-    usable_gib: float | None
-    usable_source: str
-    model_gib: float | None
-    verdict: str
-
-
-@dataclass(frozen=True)
 class Plan:
     target: str
     target_title: str
@@ -158,7 +151,7 @@ class Plan:
     compose: Mapping[str, Any] | None
     container: ContainerSpec | None
     endpoint: str
-    memory: MemoryView
+    memory: MemoryPlan
     notes: tuple[str, ...]
     warnings: tuple[str, ...]
     # Where executors keep build contexts, logs, native installs and results.
@@ -176,8 +169,10 @@ class Plan:
 
 
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, MemoryPlan):
+        return value.to_dict()
     if is_dataclass(value) and not isinstance(value, type):
-        return {k: _jsonable(v) for k, v in asdict(value).items()} | _properties(value)
+        return {f.name: _jsonable(getattr(value, f.name)) for f in fields(value)} | _properties(value)
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, tuple | list):
@@ -526,20 +521,6 @@ def secret_copy_path(data_dir: Path) -> Path:
     return data_dir / "secrets" / "api_key"
 
 
-def memory_view(target: Target, model: ModelSpec, facts: HostFacts) -> MemoryView:
-    usable = target.memory.usable_gib
-    if usable is None and facts.mem_available_kib:
-        usable = round(facts.mem_available_kib / 2**20, 1)
-    model_gib = round(model.size_bytes / 2**30, 2) if model.size_bytes else None
-    if model_gib is None or usable is None:
-        verdict = "unknown until the model is present"
-    elif model_gib > usable:
-        verdict = f"does not fit: the weights alone need {model_gib} GiB of {usable} GiB"
-    else:
-        verdict = f"weights fit ({model_gib} of {usable} GiB); KV cache and buffers not yet counted"
-    return MemoryView(usable, target.memory.source, model_gib, verdict)
-
-
 # --- the whole plan ---------------------------------------------------------------------------------
 
 
@@ -572,9 +553,10 @@ def make_plan(
     benches = [bench_override.apply(b) if bench_override else b for b in profile.benches]
     if not model.present:
         warnings.append(f"model not found at {model.path} ({model.origin})")
-    memory = memory_view(target, model, facts)
-    if memory.verdict.startswith("does not fit"):
-        warnings.append(f"memory: {memory.verdict}")
+    if model.problem:
+        warnings.append(f"model: {model.problem}")
+    memory = memory_plan(target, profile, model, settings, facts, benches)
+    warnings += [f"memory ({row.use}): {row.fit.verdict()}" for row in memory.failing()]
     return Plan(
         target=target.name,
         target_title=target.title,

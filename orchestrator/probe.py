@@ -22,6 +22,11 @@ class RawProbe:
     meminfo: str = ""
     uid: int = 1000
     gid: int = 1000
+    # /sys/class/drm/card*/device/mem_info_gtt_total of each AMD card (bytes, as text).
+    gtt_totals: tuple[str, ...] = ()
+    # `sysctl -n iogpu.wired_limit_mb` and `sysctl -n hw.memsize` on macOS.
+    wired_limit_mb: str | None = None
+    hw_memsize: str | None = None
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,11 @@ class HostFacts:
     mem_total_kib: int | None = None
     mem_available_kib: int | None = None
     page_cache_kib: int | None = None
+    # What dropping the page cache would give back: clean cache and buffers, not shared memory.
+    reclaimable_kib: int | None = None
+    gtt_total_bytes: int | None = None
+    wired_limit_mb: int | None = None
+    hw_memsize_bytes: int | None = None
     uid: int = 1000
     gid: int = 1000
     notes: tuple[str, ...] = field(default=())
@@ -66,6 +76,19 @@ def _meminfo_kib(meminfo: str, key: str) -> int | None:
     return None
 
 
+def _int_or_none(text: str | None) -> int | None:
+    return int(text.strip()) if text is not None and text.strip().isdigit() else None
+
+
+def _reclaimable_kib(meminfo: str) -> int | None:
+    cached = _meminfo_kib(meminfo, "Cached")
+    if cached is None:
+        return None
+    buffers = _meminfo_kib(meminfo, "Buffers") or 0
+    shmem = _meminfo_kib(meminfo, "Shmem") or 0
+    return max(cached + buffers - shmem, 0)
+
+
 def parse_facts(raw: RawProbe) -> HostFacts:
     gpus = tuple(line.split(",")[0].strip() for line in (raw.nvidia_smi or "").splitlines() if line.strip())
     gfx: list[str] = []
@@ -85,6 +108,10 @@ def parse_facts(raw: RawProbe) -> HostFacts:
         mem_total_kib=_meminfo_kib(raw.meminfo, "MemTotal"),
         mem_available_kib=_meminfo_kib(raw.meminfo, "MemAvailable"),
         page_cache_kib=_meminfo_kib(raw.meminfo, "Cached"),
+        reclaimable_kib=_reclaimable_kib(raw.meminfo),
+        gtt_total_bytes=max((int(t) for t in raw.gtt_totals if t.strip().isdigit()), default=None),
+        wired_limit_mb=_int_or_none(raw.wired_limit_mb),
+        hw_memsize_bytes=_int_or_none(raw.hw_memsize),
         uid=raw.uid,
         gid=raw.gid,
     )
@@ -115,6 +142,17 @@ def _nvidia_smi() -> str | None:
     return out.stdout if out.returncode == 0 else None
 
 
+def _sysctl(name: str) -> str | None:
+    exe = shutil.which("sysctl") or ("/usr/sbin/sysctl" if os.path.exists("/usr/sbin/sysctl") else None)
+    if exe is None or platform.system() != "Darwin":
+        return None
+    try:
+        out = subprocess.run([exe, "-n", name], capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
 def probe_raw() -> RawProbe:
     drm = tuple(
         (
@@ -134,6 +172,11 @@ def probe_raw() -> RawProbe:
         drm_ids=drm,
         etc_group=_read("/etc/group"),
         meminfo=_read("/proc/meminfo"),
+        gtt_totals=tuple(
+            _read(p).strip() for p in sorted(glob.glob("/sys/class/drm/card[0-9]*/device/mem_info_gtt_total"))
+        ),
+        wired_limit_mb=_sysctl("iogpu.wired_limit_mb"),
+        hw_memsize=_sysctl("hw.memsize"),
         uid=os.getuid() if hasattr(os, "getuid") else 1000,
         gid=os.getgid() if hasattr(os, "getgid") else 1000,
     )

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from orchestrator.detect import detect_target
 from orchestrator.errors import UsageError
-from orchestrator.models import resolve_model
+from orchestrator.models import describe, resolve_model
 from orchestrator.plan import SEED_PROMPT, BenchOverride, Plan, make_plan
 from orchestrator.probe import HostFacts, probe
 from orchestrator.settings import Settings, check_exposure, load_settings
@@ -55,6 +55,7 @@ def plan_from_flags(
         raise UsageError("--native on a container target needs a Linux host; drop --native")
     source = source or resolve_source(parse_source(settings["source"]))
     model = resolve_model(settings["model"], target.default_model, settings["models_dir"])
+    model = describe(model, settings["data_dir"] / "cache" / "gguf.json")
     return make_plan(
         target,
         profile,

@@ -8,6 +8,7 @@ import re
 import shutil
 import socket
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import yaml
 
 from orchestrator.engine import Compose, ServiceState
-from orchestrator.errors import UsageError
+from orchestrator.errors import InvalidModel, UsageError, WontFit
 from orchestrator.health import Probe, http_readiness
 from orchestrator.plan import COMPOSE_PROJECT, SERVICE, Plan, secret_copy_path
 
@@ -86,22 +87,19 @@ def check_port_free(plan: Plan, running: ServiceState | None) -> None:
 def check_model(plan: Plan) -> None:
     if not plan.model.present:
         raise UsageError(
-            f"model file {plan.model.path} is missing; pass --model PATH to a GGUF, or fetch it "
-            "('orchestrator model pull' comes with the model work)"
+            f"model file {plan.model.path} is missing; fetch it with 'orchestrator model pull', or pass "
+            "--model PATH to a GGUF"
         )
-    with plan.model.path.open("rb") as handle:
-        magic = handle.read(4)
-    if magic != b"GGUF":
-        raise UsageError(
-            f"{plan.model.path} is not a GGUF file (it starts with {magic!r}); give the .gguf to serve"
-        )
+    if plan.model.problem:
+        raise InvalidModel(plan.model.problem)
 
 
-def check_memory(plan: Plan, force: bool) -> None:
-    if plan.memory.verdict.startswith("does not fit") and not force:
-        raise UsageError(
-            f"{plan.memory.verdict}; choose a smaller model or profile, or pass --force to try anyway"
-        )
+def check_memory(plan: Plan, force: bool, uses: Sequence[str] = ("server",)) -> None:
+    """Refuse a workload the estimate says will not fit, naming the first fix; --force goes on."""
+    failing = plan.memory.failing(uses)
+    if failing and not force:
+        row = failing[0]
+        raise WontFit(f"{row.use}: {row.fit.verdict()}; or pass --force to try anyway")
 
 
 def base_url(plan: Plan) -> str:

@@ -94,13 +94,18 @@ class ImageFamily:
     runtime_packages: tuple[str, ...]
 
 
+MemoryLimit = Literal["mem-available", "gtt", "wired-limit"]
+
+
 @dataclass(frozen=True)
 class MemoryBudget:
-    """How much memory the model may use on this machine, and where that number comes from."""
+    """How much memory the model may use on this machine: what limits it (read from the host when the
+    host is this machine) and the figure to plan with when planning from elsewhere."""
 
     total_gib: float | None
     usable_gib: float | None
     source: str
+    limit: MemoryLimit = "mem-available"
 
 
 @dataclass(frozen=True)
@@ -282,6 +287,7 @@ RYZEN_AI_MAX = Target(
         total_gib=128.0,
         usable_gib=120.0,
         source="GTT size (amdgpu.gttsize / ttm.pages_limit raised to ~120 GiB)",
+        limit="gtt",
     ),
     default_model="step-3.5-flash",
     server_args=("--jinja", "--metrics"),
@@ -331,8 +337,10 @@ MAC_STUDIO = Target(
     devices="metal",
     memory=MemoryBudget(
         total_gib=128.0,
-        usable_gib=96.0,
-        source="Metal wired limit (macOS default ~75% of RAM; 120 GiB once raised)",
+        # recommendedMaxWorkingSetSize as measured on stock 128 GiB Macs (M4/M5 Max): 107.52 GiB.
+        usable_gib=107.5,
+        source="Metal working-set limit (macOS default on 128 GiB; iogpu.wired_limit_mb raises it)",
+        limit="wired-limit",
     ),
     default_model="step-3.5-flash",
     server_args=("--jinja", "--metrics"),

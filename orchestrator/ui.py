@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Self
 
@@ -18,6 +19,7 @@ from rich.table import Table
 from orchestrator.engine import BuildProgress
 from orchestrator.health import Probe
 from orchestrator.images import BuildOutcome
+from orchestrator.memory_plan import MemoryPlan
 from orchestrator.plan import ImageBuild, Plan
 from orchestrator.targets import Target, cmake_flags
 
@@ -88,7 +90,7 @@ def plan_panels(plan: Plan) -> list[Panel]:
         ("endpoint", plan.endpoint),
         (
             "memory",
-            f"{plan.memory.verdict}; usable {plan.memory.usable_gib} GiB from {plan.memory.usable_source}",
+            plan.memory.verdict,
         ),
     ]
     panels = [Panel(_kv_table(header), title="Plan", title_align="left")]
@@ -114,6 +116,8 @@ def plan_panels(plan: Plan) -> list[Panel]:
         rows += [(k, v) for k, v in build.env.items()]
     panels.append(Panel(_kv_table(rows), title="Build", title_align="left"))
 
+    panels.append(memory_panel(plan.memory))
+
     commands: list[tuple[str, str]] = [(f"hook {h.name}", h.shell()) for h in plan.hooks]
     commands.append(("server", plan.server.shell()))
     commands.append(("run", plan.run.shell()))
@@ -131,6 +135,35 @@ def plan_panels(plan: Plan) -> list[Panel]:
     if notes:
         panels.append(Panel(Group(*notes), title="Notes", title_align="left"))
     return panels
+
+
+def memory_panel(memory: MemoryPlan) -> Panel:
+    if not memory.rows:
+        return Panel(memory.model_source, title="Memory", title_align="left")
+    table = Table(show_header=True, box=None)
+    for column in ("use", "-c", "-ub", "KV type", "weights", "KV", "compute", "total", ""):
+        table.add_column(column, justify="left" if column in ("use", "KV type", "") else "right")
+    for row in memory.rows:
+        est, work = row.fit.estimate, row.workload
+        colour = {True: "green", False: "red", None: "yellow"}[row.fit.fits]
+        table.add_row(
+            row.use,
+            str(work.ctx),
+            str(work.ubatch),
+            work.cache_k if work.cache_k == work.cache_v else f"{work.cache_k}/{work.cache_v}",
+            f"{est.weights / 2**30:.2f}",
+            f"{(est.kv + est.kv_swa) / 2**30:.2f}",
+            f"{est.compute / 2**30:.2f}",
+            f"{est.total / 2**30:.2f}",
+            f"[{colour}]{row.fit.short()}[/]",
+        )
+    lines: list[Any] = [
+        f"usable: {memory.usable_gib} GiB ({memory.usable_source}); sizes in GiB",
+        f"model: {memory.model_source}",
+        table,
+    ]
+    lines += [f"fix ({row.use}): {fix}" for row in memory.rows for fix in row.fit.fixes]
+    return Panel(Group(*lines), title="Memory", title_align="left")
 
 
 class _Spinner:
@@ -256,4 +289,43 @@ def bench_table(record: Any) -> Table:
                 else ["-"] * 4
             )
         table.add_row(*cells)
+    return table
+
+
+@contextmanager
+def byte_progress(label: str, total: int, initial: int) -> Iterator[Callable[[int], None]]:
+    """A transfer or hashing bar: bytes done of total, speed and time left."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task(label, total=total, completed=initial)
+        yield lambda n: progress.advance(task, n)
+
+
+def models_table(rows: Sequence[Any]) -> Table:
+    table = Table(show_header=True, box=None)
+    for column in ("name", "size", "present", "origin", "path"):
+        table.add_column(column, justify="right" if column == "size" else "left")
+    for row in rows:
+        table.add_row(
+            row.name,
+            f"{row.size / 2**30:.2f} GiB",
+            "yes" if row.present else "[red]missing[/]",
+            row.origin,
+            str(row.path),
+        )
     return table

@@ -7,7 +7,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,19 +169,31 @@ class ServeFailed(OrchestratorError):
         self.log_tail = log_tail
 
 
-def _prepare(engine: Engine, flags: Mapping[str, object], report: Reporter, **extras: Any) -> Plan:
-    """What running anything in the image needs: the model (the demo one written if wanted), the image."""
+def _prepare(
+    engine: Engine,
+    flags: Mapping[str, object],
+    report: Reporter,
+    memory_uses: Sequence[str] = (),
+    force: bool = False,
+    **extras: Any,
+) -> Plan:
+    """What running anything in the image needs: the model (the demo one written if wanted) checked and
+    fitting in memory, then the image."""
     plan = container_plan(flags, **extras)
     if write_demo_model(plan.model):
         report.note(f"wrote the demo model to {plan.model.path}")
-    plan, _outcome = build(engine, flags, rebuild=False, report=report, **extras)
+        plan = container_plan(flags, **extras)
     serve.check_model(plan)
+    serve.check_memory(plan, force, memory_uses)
+    plan, _outcome = build(engine, flags, rebuild=False, report=report, **extras)
     return plan
 
 
-def run_prompt(engine: Engine, flags: Mapping[str, object], prompt: str, report: Reporter) -> Iterable[str]:
+def run_prompt(
+    engine: Engine, flags: Mapping[str, object], prompt: str, report: Reporter, force: bool = False
+) -> Iterable[str]:
     """The publisher's basic inference (llama-cli), streamed line by line."""
-    plan = _prepare(engine, flags, report, prompt=prompt)
+    plan = _prepare(engine, flags, report, ("server",), force, prompt=prompt)
     assert plan.container is not None
     yield from engine.stream(plan.container, plan.run.argv, plan.run.env)
 
@@ -195,10 +207,12 @@ def bench(
     report: Reporter,
     on_row: Callable[[str, BenchRow, int], None],
     decisions: Mapping[str, bool | None],
+    force: bool = False,
 ) -> list[BenchRecord]:
     """Each of the profile's parameter sets once; a set whose rows come back short is run again once.
     Every run is recorded, an incomplete one marked so, with the rows it did measure."""
-    plan = _prepare(engine, flags, report, bench_override=override)
+    uses = [f"bench {b.name}" for b in container_plan(flags, bench_override=override).benches]
+    plan = _prepare(engine, flags, report, uses, force, bench_override=override)
     assert plan.container is not None and isinstance(plan.build, ImageBuild)
     for result in hooks.run_host_steps(plan.hooks, decisions=decisions, ask=report.ask):
         report.note(result.message)

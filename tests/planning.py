@@ -29,6 +29,10 @@ def fixed_model(target: str) -> ModelSpec:
         origin=ref.origin,
         chat_template=ref.chat_template,
         size_bytes=int((ref.approx_gib or 0) * 2**30),
+        expected_arch=ref.expected_arch,
+        arch=ref.arch,
+        weights_bytes=ref.weights_bytes,
+        arch_source="published architecture",
     )
 
 
