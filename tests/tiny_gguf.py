@@ -1,46 +1,77 @@
-"""A tiny mixture-of-experts GGUF (qwen3moe, ~130K parameters) made with the gguf package: it loads and
-generates in a fraction of a second, so slow backends (Vulkan on lavapipe) can be exercised for real."""
+"""Tiny GGUFs llama.cpp really loads, made with the gguf package: a mixture-of-experts (qwen3moe), a dense
+(llama) and a sliding-window (gemma3) model of a few hundred kilobytes. Slow backends (Vulkan on lavapipe)
+run them in a fraction of a second; memory estimates are compared with what llama.cpp allocates for them.
+Split sets are written by the gguf writer itself (split_max_tensors)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
-N_EMBD, N_HEAD, N_HEAD_KV, HEAD_DIM, N_LAYER = 64, 4, 2, 16, 2
-N_EXPERT, N_EXPERT_USED, N_FF_EXP, CONTEXT = 4, 2, 32, 512
+Kind = Literal["moe", "dense", "swa"]
+ARCH: dict[str, str] = {"moe": "qwen3moe", "dense": "llama", "swa": "gemma3"}
 
 
-def _vocab() -> tuple[list[str], list[float], list[int]]:
+@dataclass(frozen=True)
+class Shape:
+    n_embd: int = 64
+    n_head: int = 4
+    n_head_kv: int = 2
+    head_dim: int = 16
+    n_layer: int = 2
+    n_ff: int = 128
+    n_expert: int = 4
+    n_expert_used: int = 2
+    n_ff_exp: int = 32
+    context: int = 512
+    # Extra plain word tokens beyond the byte tokens: a bigger vocabulary gives bigger logits.
+    extra_vocab: int = 10
+    window: int = 128
+
+
+def _vocab(extra: int) -> tuple[list[str], list[float], list[int]]:
     tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
-    tokens += [f"\u2581{w}" for w in ("the", "a", "hello", "world", "sky", "is", "blue", "red", "cat", "dog")]
-    scores = [0.0] * 3 + [0.0] * 256 + [-float(i) for i in range(len(tokens) - 259)]
+    words = ["the", "a", "hello", "world", "sky", "is", "blue", "red", "cat", "dog"]
+    words += [f"w{i}" for i in range(max(extra - len(words), 0))]
+    tokens += [f"\u2581{w}" for w in words[:extra]]
+    scores = [0.0] * 259 + [-float(i) for i in range(len(tokens) - 259)]
     types = [2, 3, 3] + [6] * 256 + [1] * (len(tokens) - 259)
     return tokens, scores, types
 
 
-def write_tiny_moe(path: Path, seed: int = 0) -> Path:
+def write_tiny(
+    path: Path, kind: Kind = "moe", shape: Shape = Shape(), seed: int = 0, split_max_tensors: int = 0
+) -> Path:
+    """Write the model; with split_max_tensors the writer makes `<stem>-0000N-of-0000M.gguf` parts and
+    the first part's path is returned."""
     import gguf
 
     rng = np.random.default_rng(seed)
-    tokens, scores, types = _vocab()
+    tokens, scores, types = _vocab(shape.extra_vocab)
     n_vocab = len(tokens)
-    writer = gguf.GGUFWriter(str(path), "qwen3moe")
-    arch = "qwen3moe"
-    writer.add_name("tiny-moe")
-    writer.add_uint32(f"{arch}.context_length", CONTEXT)
-    writer.add_uint32(f"{arch}.embedding_length", N_EMBD)
-    writer.add_uint32(f"{arch}.block_count", N_LAYER)
-    writer.add_uint32(f"{arch}.feed_forward_length", N_FF_EXP * N_EXPERT_USED)
-    writer.add_uint32(f"{arch}.attention.head_count", N_HEAD)
-    writer.add_uint32(f"{arch}.attention.head_count_kv", N_HEAD_KV)
-    writer.add_uint32(f"{arch}.attention.key_length", HEAD_DIM)
-    writer.add_uint32(f"{arch}.attention.value_length", HEAD_DIM)
+    arch = ARCH[kind]
+    writer = gguf.GGUFWriter(str(path), arch, split_max_tensors=split_max_tensors)
+    writer.add_name(f"tiny-{kind}")
+    writer.add_uint32(f"{arch}.context_length", shape.context)
+    writer.add_uint32(f"{arch}.embedding_length", shape.n_embd)
+    writer.add_uint32(f"{arch}.block_count", shape.n_layer)
+    ff = shape.n_ff_exp * shape.n_expert_used if kind == "moe" else shape.n_ff
+    writer.add_uint32(f"{arch}.feed_forward_length", ff)
+    writer.add_uint32(f"{arch}.attention.head_count", shape.n_head)
+    writer.add_uint32(f"{arch}.attention.head_count_kv", shape.n_head_kv)
+    writer.add_uint32(f"{arch}.attention.key_length", shape.head_dim)
+    writer.add_uint32(f"{arch}.attention.value_length", shape.head_dim)
     writer.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", 1e-6)
     writer.add_float32(f"{arch}.rope.freq_base", 10000.0)
-    writer.add_uint32(f"{arch}.expert_count", N_EXPERT)
-    writer.add_uint32(f"{arch}.expert_used_count", N_EXPERT_USED)
-    writer.add_uint32(f"{arch}.expert_feed_forward_length", N_FF_EXP)
+    if kind == "moe":
+        writer.add_uint32(f"{arch}.expert_count", shape.n_expert)
+        writer.add_uint32(f"{arch}.expert_used_count", shape.n_expert_used)
+        writer.add_uint32(f"{arch}.expert_feed_forward_length", shape.n_ff_exp)
+    if kind == "swa":
+        writer.add_uint32(f"{arch}.attention.sliding_window", shape.window)
     writer.add_string("tokenizer.ggml.model", "llama")
     writer.add_array("tokenizer.ggml.tokens", tokens)
     writer.add_array("tokenizer.ggml.scores", scores)
@@ -53,24 +84,41 @@ def write_tiny_moe(path: Path, seed: int = 0) -> Path:
         # numpy shapes are ggml's ne reversed.
         writer.add_tensor(name, (rng.standard_normal(tuple(reversed(ne))) * 0.05).astype(np.float32))
 
-    tensor("token_embd.weight", N_EMBD, n_vocab)
-    tensor("output_norm.weight", N_EMBD)
-    tensor("output.weight", N_EMBD, n_vocab)
-    for i in range(N_LAYER):
-        tensor(f"blk.{i}.attn_norm.weight", N_EMBD)
-        tensor(f"blk.{i}.attn_q.weight", N_EMBD, N_HEAD * HEAD_DIM)
-        tensor(f"blk.{i}.attn_k.weight", N_EMBD, N_HEAD_KV * HEAD_DIM)
-        tensor(f"blk.{i}.attn_v.weight", N_EMBD, N_HEAD_KV * HEAD_DIM)
-        tensor(f"blk.{i}.attn_output.weight", N_HEAD * HEAD_DIM, N_EMBD)
-        tensor(f"blk.{i}.attn_q_norm.weight", HEAD_DIM)
-        tensor(f"blk.{i}.attn_k_norm.weight", HEAD_DIM)
-        tensor(f"blk.{i}.ffn_norm.weight", N_EMBD)
-        tensor(f"blk.{i}.ffn_gate_inp.weight", N_EMBD, N_EXPERT)
-        tensor(f"blk.{i}.ffn_gate_exps.weight", N_EMBD, N_FF_EXP, N_EXPERT)
-        tensor(f"blk.{i}.ffn_down_exps.weight", N_FF_EXP, N_EMBD, N_EXPERT)
-        tensor(f"blk.{i}.ffn_up_exps.weight", N_EMBD, N_FF_EXP, N_EXPERT)
+    e, hd = shape.n_embd, shape.head_dim
+    tensor("token_embd.weight", e, n_vocab)
+    tensor("output_norm.weight", e)
+    tensor("output.weight", e, n_vocab)
+    for i in range(shape.n_layer):
+        tensor(f"blk.{i}.attn_norm.weight", e)
+        tensor(f"blk.{i}.attn_q.weight", e, shape.n_head * hd)
+        tensor(f"blk.{i}.attn_k.weight", e, shape.n_head_kv * hd)
+        tensor(f"blk.{i}.attn_v.weight", e, shape.n_head_kv * hd)
+        tensor(f"blk.{i}.attn_output.weight", shape.n_head * hd, e)
+        if kind != "dense":
+            tensor(f"blk.{i}.attn_q_norm.weight", hd)
+            tensor(f"blk.{i}.attn_k_norm.weight", hd)
+        tensor(f"blk.{i}.ffn_norm.weight", e)
+        if kind == "moe":
+            tensor(f"blk.{i}.ffn_gate_inp.weight", e, shape.n_expert)
+            tensor(f"blk.{i}.ffn_gate_exps.weight", e, shape.n_ff_exp, shape.n_expert)
+            tensor(f"blk.{i}.ffn_down_exps.weight", shape.n_ff_exp, e, shape.n_expert)
+            tensor(f"blk.{i}.ffn_up_exps.weight", e, shape.n_ff_exp, shape.n_expert)
+        else:
+            tensor(f"blk.{i}.ffn_gate.weight", e, shape.n_ff)
+            tensor(f"blk.{i}.ffn_up.weight", e, shape.n_ff)
+            tensor(f"blk.{i}.ffn_down.weight", shape.n_ff, e)
+        if kind == "swa":
+            tensor(f"blk.{i}.post_attention_norm.weight", e)
+            tensor(f"blk.{i}.post_ffw_norm.weight", e)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
+    if split_max_tensors:
+        parts = sorted(path.parent.glob(f"{path.stem}-*-of-*.gguf"))
+        return parts[0]
     return path
+
+
+def write_tiny_moe(path: Path, seed: int = 0) -> Path:
+    return write_tiny(path, "moe", seed=seed)
