@@ -381,6 +381,22 @@ def cmd_model_rm(*, name: str, models_dir: str | None, yes: bool) -> int:
     return 0
 
 
+def cmd_doctor(*, flags: dict[str, object], as_json: bool) -> int:
+    from orchestrator import ui
+    from orchestrator.doctor import diagnose
+    from orchestrator.engine import Engine
+    from orchestrator.resolve import plan_from_flags
+    from orchestrator.workflow import doctor_facts
+
+    plan = plan_from_flags(flags)
+    checks = diagnose(plan, doctor_facts(Engine(), plan))
+    if as_json:
+        ui.print_json({"target": plan.target, "checks": [c.to_dict() for c in checks]})
+    else:
+        ui.console.print(ui.doctor_table(plan.target, checks))
+    return 1 if any(c.status == "fail" for c in checks) else 0
+
+
 def _later(command: str, issue: str) -> Callable[..., int]:
     def run(**_: Any) -> int:
         raise NotAvailableYet(
@@ -391,9 +407,7 @@ def _later(command: str, issue: str) -> Callable[..., int]:
     return run
 
 
-LATER = {
-    "doctor": ("check this host for what the target needs", "comes with the doctor work"),
-}
+LATER: dict[str, tuple[str, str]] = {}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -488,6 +502,11 @@ def build_parser() -> argparse.ArgumentParser:
             force=a.force,
         )
     )
+
+    p = sub.add_parser("doctor", help="check this host for what the target needs, each problem with its fix")
+    _plan_options(p)
+    p.add_argument("--json", action="store_true", dest="as_json", help="print JSON")
+    p.set_defaults(handler=lambda a: cmd_doctor(flags=_flags(a), as_json=a.as_json))
 
     p = sub.add_parser("model", help="pull, add, list, verify and remove models")
     model = p.add_subparsers(dest="model_command", metavar="ACTION", parser_class=_Parser, required=True)

@@ -68,6 +68,15 @@ class BuildProgress:
             self.failed_stage, self.failed_step = self._steps.get(match["id"], ("unknown", match["what"]))
 
 
+@dataclass(frozen=True)
+class EngineFacts:
+    server: str | None = None
+    runtimes: tuple[str, ...] = ()
+    buildx: str | None = None
+    compose: str | None = None
+    error: str | None = None
+
+
 class Engine:
     def __init__(self, client: DockerClient | None = None) -> None:
         if client is None:
@@ -98,6 +107,30 @@ class Engine:
                 "docker compose v2 is missing; install the docker-compose plugin "
                 "(scripts/install-docker-plugins.sh)"
             )
+
+    def versions(self) -> EngineFacts:
+        """What `doctor` reports about Docker: never raises, an unreachable engine is a fact too."""
+        import subprocess
+
+        from python_on_whales.exceptions import DockerException
+
+        if shutil.which("docker") is None:
+            return EngineFacts(error="the docker command is not installed")
+        try:
+            info = self.docker.info()
+        except DockerException as exc:
+            return EngineFacts(error=str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreachable")
+
+        def plugin(args: list[str]) -> str | None:
+            out = subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
+            return out.stdout.strip() if out.returncode == 0 else None
+
+        return EngineFacts(
+            server=info.server_version,
+            runtimes=tuple(sorted((info.runtimes or {}).keys())),
+            buildx=plugin(["buildx", "version"]),
+            compose=plugin(["compose", "version"]),
+        )
 
     def require_platform(self, platform: str) -> None:
         """Building for another architecture runs its compilers under QEMU: say so before hours are lost."""

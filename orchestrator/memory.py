@@ -9,7 +9,8 @@ attention masks, the logits and one layer's activations.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from orchestrator.gguf_info import Architecture
@@ -220,3 +221,40 @@ def fit(
     if not fixes:
         fixes.append("the weights alone do not leave room: choose a smaller quantisation of the model")
     return Fit(base, usable, tuple(fixes))
+
+
+@dataclass(frozen=True)
+class Reported:
+    """What llama.cpp logs while loading: its own sizes, to hold the estimate against (MiB)."""
+
+    weights: float
+    kv: float
+    kv_swa: float
+    compute: float
+    cells: int
+    swa_cells: int
+
+
+_KV_LINE = re.compile(r"llama_kv_cache: size = +([\d.]+) MiB \( *(\d+) cells")
+_SWA_MARK = re.compile(r"creating +(non-SWA|SWA) KV cache")
+_COMPUTE = re.compile(r"(\S+) compute buffer size = +([\d.]+) MiB")
+_MODEL_BUF = re.compile(r"(\S+) model buffer size = +([\d.]+) MiB")
+
+
+def parse_load_log(lines: Iterable[str]) -> Reported:
+    weights = kv = kv_swa = compute = 0.0
+    cells_full = cells_swa = 0
+    swa_next = False
+    for line in lines:
+        if mark := _SWA_MARK.search(line):
+            swa_next = mark.group(1) == "SWA"
+        elif found := _KV_LINE.search(line):
+            if swa_next:
+                kv_swa, cells_swa = float(found.group(1)), int(found.group(2))
+            else:
+                kv, cells_full = float(found.group(1)), int(found.group(2))
+        elif found := _COMPUTE.search(line):
+            compute += float(found.group(2))
+        elif found := _MODEL_BUF.search(line):
+            weights += float(found.group(2))
+    return Reported(weights, kv, kv_swa, compute, cells_full, cells_swa)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import os
 import platform
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -27,6 +28,15 @@ class RawProbe:
     # `sysctl -n iogpu.wired_limit_mb` and `sysctl -n hw.memsize` on macOS.
     wired_limit_mb: str | None = None
     hw_memsize: str | None = None
+    # For `doctor`: the kernel, its command line, GPU device nodes, Vulkan drivers, nvidia-smi's banner
+    # (it names the CUDA version), CDI specs, and the Xcode command line tools' folder.
+    kernel: str = ""
+    kernel_cmdline: str = ""
+    dri_nodes: tuple[str, ...] = ()
+    vulkan_icds: tuple[str, ...] = ()
+    nvidia_smi_banner: str | None = None
+    cdi_specs: tuple[str, ...] = ()
+    xcode_clt: str | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,14 @@ class HostFacts:
     gtt_total_bytes: int | None = None
     wired_limit_mb: int | None = None
     hw_memsize_bytes: int | None = None
+    driver_version: str | None = None
+    cuda_version: str | None = None
+    kernel: str = ""
+    kernel_cmdline: str = ""
+    dri_nodes: tuple[str, ...] = ()
+    vulkan_icds: tuple[str, ...] = ()
+    cdi_specs: tuple[str, ...] = ()
+    xcode_clt: str | None = None
     uid: int = 1000
     gid: int = 1000
     notes: tuple[str, ...] = field(default=())
@@ -89,6 +107,11 @@ def _reclaimable_kib(meminfo: str) -> int | None:
     return max(cached + buffers - shmem, 0)
 
 
+def _cuda_version(banner: str | None) -> str | None:
+    found = re.search(r"CUDA Version: *([\d.]+)", banner or "")
+    return found.group(1) if found else None
+
+
 def parse_facts(raw: RawProbe) -> HostFacts:
     gpus = tuple(line.split(",")[0].strip() for line in (raw.nvidia_smi or "").splitlines() if line.strip())
     gfx: list[str] = []
@@ -112,6 +135,16 @@ def parse_facts(raw: RawProbe) -> HostFacts:
         gtt_total_bytes=max((int(t) for t in raw.gtt_totals if t.strip().isdigit()), default=None),
         wired_limit_mb=_int_or_none(raw.wired_limit_mb),
         hw_memsize_bytes=_int_or_none(raw.hw_memsize),
+        driver_version=next(
+            (line.split(",")[1].strip() for line in (raw.nvidia_smi or "").splitlines() if "," in line), None
+        ),
+        cuda_version=_cuda_version(raw.nvidia_smi_banner),
+        kernel=raw.kernel,
+        kernel_cmdline=raw.kernel_cmdline.strip(),
+        dri_nodes=raw.dri_nodes,
+        vulkan_icds=raw.vulkan_icds,
+        cdi_specs=raw.cdi_specs,
+        xcode_clt=raw.xcode_clt,
         uid=raw.uid,
         gid=raw.gid,
     )
@@ -140,6 +173,21 @@ def _nvidia_smi() -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout if out.returncode == 0 else None
+
+
+def _run(argv: list[str]) -> str | None:
+    exe = shutil.which(argv[0])
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run([exe, *argv[1:]], capture_output=True, text=True, timeout=15, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def _names(*patterns: str) -> tuple[str, ...]:
+    return tuple(sorted({os.path.basename(p) for pattern in patterns for p in glob.glob(pattern)}))
 
 
 def _sysctl(name: str) -> str | None:
@@ -177,6 +225,15 @@ def probe_raw() -> RawProbe:
         ),
         wired_limit_mb=_sysctl("iogpu.wired_limit_mb"),
         hw_memsize=_sysctl("hw.memsize"),
+        kernel=platform.release(),
+        kernel_cmdline=_read("/proc/cmdline"),
+        dri_nodes=_names("/dev/dri/*"),
+        vulkan_icds=_names("/usr/share/vulkan/icd.d/*.json", "/etc/vulkan/icd.d/*.json"),
+        nvidia_smi_banner=_run(["nvidia-smi"]),
+        cdi_specs=_names("/etc/cdi/*", "/var/run/cdi/*"),
+        xcode_clt=(_run(["xcode-select", "-p"]) or "").strip() or None
+        if platform.system() == "Darwin"
+        else None,
         uid=os.getuid() if hasattr(os, "getuid") else 1000,
         gid=os.getgid() if hasattr(os, "getgid") else 1000,
     )

@@ -329,3 +329,13 @@ def models_table(rows: Sequence[Any]) -> Table:
             str(row.path),
         )
     return table
+
+
+def doctor_table(target: str, checks: Sequence[Any]) -> Table:
+    table = Table(title=f"doctor: {target}", show_header=True, box=None, title_justify="left")
+    for column in ("", "check", "finding", "fix"):
+        table.add_column(column)
+    marks = {"pass": "[green]pass[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}
+    for check in checks:
+        table.add_row(marks[check.status], check.name, check.detail, check.fix or "")
+    return table

@@ -284,3 +284,19 @@ def _bench_once(
         missing=missing,
         error=error,
     )
+
+
+def doctor_facts(engine: Engine, plan: Plan) -> Any:
+    """Everything `doctor` judges, probed once: the host, Docker (for container targets), the disk."""
+    from orchestrator.doctor import DoctorFacts
+    from orchestrator.probe import probe
+
+    folder = plan.model.path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return DoctorFacts(
+        host=probe(),
+        engine=engine.versions() if plan.runtime == "container" else None,
+        disk_free_bytes=shutil.disk_usage(folder).free if folder.exists() else None,
+        disk_path=str(folder),
+    )

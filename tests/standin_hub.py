@@ -87,7 +87,9 @@ def _handler(hub: StandInHub) -> type[BaseHTTPRequestHandler]:
                     }
                     for name, data in hub.files.items()
                 ]
-                payload = json.dumps({"id": hub.repo, "modelId": hub.repo, "sha": COMMIT, "siblings": siblings})
+                payload = json.dumps(
+                    {"id": hub.repo, "modelId": hub.repo, "sha": COMMIT, "siblings": siblings}
+                )
                 raw = payload.encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -153,4 +155,7 @@ def serve(hub: StandInHub) -> Iterator[StandInHub]:
 
 
 def split_files(first: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(first.parent.glob(first.name.split("-00001-of-")[0] + "-*-of-*.gguf"))}
+    return {
+        p.name: p.read_bytes()
+        for p in sorted(first.parent.glob(first.name.split("-00001-of-")[0] + "-*-of-*.gguf"))
+    }
