@@ -107,12 +107,38 @@ def _reporter() -> Any:
     )
 
 
-def cmd_build(*, flags: dict[str, object], rebuild: bool) -> int:
+def cmd_build(
+    *, flags: dict[str, object], rebuild: bool, push: bool, registry: str | None, as_json: bool
+) -> int:
     from orchestrator import ui, workflow
     from orchestrator.engine import Engine
 
-    _plan, outcome = workflow.build(Engine(), flags, rebuild=rebuild, report=_reporter())
-    ui.build_done(outcome)
+    if push and not registry:
+        raise UsageError("--push needs --registry, e.g. --registry ghcr.io/OWNER")
+    out = ui.console
+    if as_json:
+        # Progress and notes go to stderr; stdout carries only the JSON.
+        ui.console = ui.err_console
+    engine = Engine()
+    try:
+        _plan, outcome = workflow.build(engine, flags, rebuild=rebuild, report=_reporter())
+        ui.build_done(outcome)
+        pushed, digest = engine.push(outcome.tag, registry) if push and registry else (None, None)
+        if pushed:
+            ui.console.print(f"pushed {pushed} ({digest})")
+    finally:
+        ui.console = out
+    if as_json:
+        ui.print_json(
+            {
+                "tag": outcome.tag,
+                "built": outcome.built,
+                "seconds": round(outcome.seconds, 1),
+                "pushed": pushed,
+                "digest": digest,
+                "image_id": engine.image_id(outcome.tag),
+            }
+        )
     return 0
 
 
@@ -381,6 +407,16 @@ def cmd_model_rm(*, name: str, models_dir: str | None, yes: bool) -> int:
     return 0
 
 
+def cmd_ci_matrix() -> int:
+    import json
+
+    from orchestrator.ci import ci_matrix
+
+    # One line: GitHub Actions reads it from $GITHUB_OUTPUT.
+    print(json.dumps(ci_matrix(), separators=(",", ":")))
+    return 0
+
+
 def cmd_doctor(*, flags: dict[str, object], as_json: bool) -> int:
     from orchestrator import ui
     from orchestrator.doctor import diagnose
@@ -429,7 +465,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build", help="build the target's image with llama.cpp compiled inside")
     _plan_options(p)
     p.add_argument("--rebuild", action="store_true", help="build even when an identical image exists")
-    p.set_defaults(handler=lambda a: cmd_build(flags=_flags(a), rebuild=a.rebuild))
+    p.add_argument("--push", action="store_true", help="push the image to --registry after building")
+    p.add_argument("--registry", help="registry and namespace to push to, e.g. ghcr.io/OWNER")
+    p.add_argument("--json", action="store_true", dest="as_json", help="print the outcome as JSON")
+    p.set_defaults(
+        handler=lambda a: cmd_build(
+            flags=_flags(a), rebuild=a.rebuild, push=a.push, registry=a.registry, as_json=a.as_json
+        )
+    )
 
     p = sub.add_parser("up", help="build if needed, load the model and serve it (OpenAI-compatible)")
     _plan_options(p)
@@ -502,6 +545,9 @@ def build_parser() -> argparse.ArgumentParser:
             force=a.force,
         )
     )
+
+    p = sub.add_parser("ci-matrix", help="the CI image-build matrix from the target catalogue, as JSON")
+    p.set_defaults(handler=lambda a: cmd_ci_matrix())
 
     p = sub.add_parser("doctor", help="check this host for what the target needs, each problem with its fix")
     _plan_options(p)

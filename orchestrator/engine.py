@@ -108,6 +108,23 @@ class Engine:
                 "(scripts/install-docker-plugins.sh)"
             )
 
+    def push(self, tag: str, registry: str) -> tuple[str, str | None]:
+        """Tag a local image into a registry and push it; the pushed reference and its digest."""
+        from python_on_whales.exceptions import DockerException
+
+        remote = f"{registry.rstrip('/')}/{tag}"
+        try:
+            self.docker.image.tag(tag, remote)
+            self.docker.image.push(remote, quiet=True)
+            digests = self.docker.image.inspect(remote).repo_digests or []
+        except DockerException as exc:
+            last = str(exc).strip().splitlines()[-1] if str(exc).strip() else "failed"
+            raise EngineError(
+                f"pushing {remote} failed ({last}); log in first (docker login {registry.split('/')[0]})"
+            ) from None
+        prefix = remote.rsplit(":", 1)[0] + "@"
+        return remote, next((d.split("@", 1)[1] for d in digests if d.startswith(prefix)), None)
+
     def versions(self) -> EngineFacts:
         """What `doctor` reports about Docker: never raises, an unreachable engine is a fact too."""
         import subprocess
@@ -175,6 +192,7 @@ class Engine:
         platform: str | None,
         log_path: Path,
         on_progress: Callable[[BuildProgress], None] = lambda _: None,
+        cache: str | None = None,
     ) -> None:
         from python_on_whales.exceptions import DockerException
 
@@ -193,6 +211,8 @@ class Engine:
                     load=True,
                     progress="plain",
                     stream_logs=True,
+                    cache_from=cache,
+                    cache_to=f"{cache},mode=max" if cache else None,
                 )
                 for line in _lines(stream):
                     log.write(line if line.endswith("\n") else line + "\n")

@@ -118,6 +118,7 @@ def build_image(
             platform=build.platform,
             log_path=log,
             on_progress=on_progress,
+            cache=build.cache,
         )
     finally:
         shutil.rmtree(context, ignore_errors=True)

@@ -63,6 +63,8 @@ class ImageBuild:
     # A local source is copied into the build context; a git source is fetched inside the build.
     source_dir: str | None
     digest: str
+    # BuildKit cache to read and fill (a CI cache); it does not change what is built.
+    cache: str | None = None
 
 
 @dataclass(frozen=True)
@@ -267,6 +269,7 @@ def image_build(
         labels=labels,
         source_dir=str(source.path) if source.kind == "local" else None,
         digest=digest,
+        cache=settings["build_cache"],
     )
 
 

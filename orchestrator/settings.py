@@ -100,6 +100,12 @@ FIELDS: tuple[Field, ...] = (
     Field("threads", _as_int, "CPU threads for llama.cpp, overriding the profile's"),
     Field("native", _as_bool, "build and run on the host instead of in a container"),
     Field("wait_timeout", _as_int, "seconds to wait for the server to become healthy"),
+    Field(
+        "build_cache",
+        _as_str,
+        "BuildKit layer cache shared between builds (cache-from, and cache-to with mode=max), "
+        "e.g. type=gha,scope=NAME or type=registry,ref=REGISTRY/cache",
+    ),
 )
 FIELD_NAMES = tuple(f.name for f in FIELDS)
 _BY_NAME = {f.name: f for f in FIELDS}
@@ -151,6 +157,7 @@ def default_layer(data_dir: Path) -> Layer:
             "threads": None,
             "native": False,
             "wait_timeout": 900,
+            "build_cache": None,
         },
     )
 

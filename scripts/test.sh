@@ -7,6 +7,11 @@ cd "$(dirname "$0")/.."
 # The image tests drive docker buildx and compose, and bootstrap bases with debootstrap.
 if command -v docker >/dev/null 2>&1; then
     scripts/install-docker-plugins.sh >/dev/null
+    # The push test runs a throwaway registry on 127.0.0.1 (Debian's docker-registry, the CNCF distribution).
+    if ! command -v docker-registry >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        DEBIAN_FRONTEND=noninteractive apt-get -qq install -y docker-registry >/dev/null 2>&1 \
+            || { apt-get -qq update && DEBIAN_FRONTEND=noninteractive apt-get -qq install -y docker-registry >/dev/null; }
+    fi
 fi
 
 python3 -m venv .venv

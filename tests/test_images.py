@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -224,3 +225,58 @@ def test_foreign_architecture_is_refused_before_building() -> None:
     out = run_cli("build", "--target", foreign, env=cli_env())
     assert out.returncode == 1
     assert "without QEMU emulation" in out.stderr and "--platform" in out.stderr
+
+
+@pytest.fixture
+def local_registry(tmp_path: Path) -> Iterator[str]:
+    """A throwaway registry on 127.0.0.1 (the engine pushes to loopback registries over plain HTTP)."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    exe = shutil.which("docker-registry")
+    assert exe, "scripts/test.sh installs Debian's docker-registry for this test"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "registry.yml"
+    config.write_text(
+        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'store'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+    )
+    process = subprocess.Popen(
+        [exe, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        for _ in range(50):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_build_push_to_a_registry(cpu_image: BuiltImage, local_registry: str) -> None:
+    import urllib.request
+
+    done = run_cli(
+        "build", *cpu_image.args, "--push", "--registry", f"{local_registry}/ci", "--json", env=cpu_image.env
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["tag"] == cpu_image.tag and result["built"] is False
+    assert result["pushed"] == f"{local_registry}/ci/{cpu_image.tag}"
+    assert str(result["digest"]).startswith("sha256:")
+    repo, tag = cpu_image.tag.split(":")
+    with urllib.request.urlopen(f"http://{local_registry}/v2/ci/{repo}/tags/list", timeout=10) as answer:
+        assert tag in json.loads(answer.read())["tags"]
+    refused = run_cli("build", *cpu_image.args, "--push", env=cpu_image.env)
+    assert refused.returncode == 2 and "--registry" in refused.stderr
