@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from orchestrator import __version__
-from orchestrator.errors import NotAvailableYet, OrchestratorError, UsageError
+from orchestrator.errors import OrchestratorError, UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -433,19 +433,6 @@ def cmd_doctor(*, flags: dict[str, object], as_json: bool) -> int:
     return 1 if any(c.status == "fail" for c in checks) else 0
 
 
-def _later(command: str, issue: str) -> Callable[..., int]:
-    def run(**_: Any) -> int:
-        raise NotAvailableYet(
-            f"'orchestrator {command}' is not available yet ({issue}); "
-            "'orchestrator plan' shows what it will do"
-        )
-
-    return run
-
-
-LATER: dict[str, tuple[str, str]] = {}
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="orchestrator", description="Build, serve and benchmark Step-3.5-Flash with llama.cpp."
@@ -595,10 +582,6 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--rebuild", action="store_true", help="make them again even when present")
     b.set_defaults(handler=lambda a: cmd_bases_bootstrap(family=a.family, mirror=a.mirror, rebuild=a.rebuild))
 
-    for name, (summary, issue) in LATER.items():
-        p = sub.add_parser(name, help=summary, description=summary)
-        p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-        p.set_defaults(handler=lambda a, _n=name, _i=issue: _later(_n, _i)())
     return parser
 
 

@@ -92,12 +92,6 @@ def test_bad_config_file_is_one_line_exit_2(clean_env: dict[str, str], isolated_
     assert len(out.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("command", ["doctor"])
-def test_later_commands_say_so(command: str, clean_env: dict[str, str]) -> None:
-    out = orchestrator(command, env=clean_env)
-    assert out.returncode == 2 and "not available yet" in out.stderr
-
-
 def test_help_imports_no_heavy_library() -> None:
     code = (
         "import sys\n"
