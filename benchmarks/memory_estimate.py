@@ -25,14 +25,17 @@ from tests.assets import demo_model
 from tests.integration import BuiltImage, build_cpu_image
 from tests.tiny_gguf import Shape, write_tiny
 
+# Short contexts, where the logits are the largest tensor, and long ones, where the attention masks are.
 WORKLOADS = (
     Workload(ctx=4096, batch=512, ubatch=512),
     Workload(ctx=16384, batch=2048, ubatch=1024, cache_k="q8_0", cache_v="q8_0"),
+    Workload(ctx=65536, batch=2048, ubatch=512),
+    Workload(ctx=32768, batch=2048, ubatch=2048, cache_k="q8_0", cache_v="q8_0"),
 )
 TINY = {
     "dense (llama)": (
         "dense",
-        Shape(n_embd=512, n_head=8, n_head_kv=2, head_dim=64, n_layer=4, n_ff=1536, extra_vocab=30000),
+        Shape(n_embd=512, n_head=8, n_head_kv=2, head_dim=64, n_layer=4, n_ff=1536, extra_vocab=30000, context=65536),
     ),
     "sliding window (gemma3)": (
         "swa",
@@ -45,7 +48,7 @@ TINY = {
             n_ff=1536,
             extra_vocab=30000,
             window=512,
-            context=32768,
+            context=65536,
         ),
     ),
     "mixture of experts (qwen3moe)": (
@@ -60,6 +63,7 @@ TINY = {
             n_expert_used=4,
             n_ff_exp=256,
             extra_vocab=30000,
+            context=65536,
         ),
     ),
 }
@@ -93,6 +97,8 @@ def measured(engine: Engine, image: BuiltImage, model: Path, work: Workload) -> 
         "1",
         "-t",
         "2",
+        # The sizes are logged at info level, which the tools print only when verbose.
+        "-v",
     ]
     lines: list[str] = []
     try:

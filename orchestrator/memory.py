@@ -113,32 +113,26 @@ def kv_bytes(arch: Architecture, work: Workload) -> tuple[int, int]:
 
 
 def compute_bytes(arch: Architecture, work: Workload) -> int:
-    """The worst-case graph of one ubatch: inputs that live through the graph plus the larger of the
-    output stage (logits) and one layer's activations."""
+    """The worst-case graph of one ubatch of t tokens, the larger of two moments:
+    - inside a layer: the attention masks (inputs, alive until the last layer; f16 with flash attention)
+      plus the feed-forward activations, per token 4 n_ff + n_embd floats for a dense layer and
+      3 x used x n_ff_exp + used x n_embd floats for a mixture-of-experts one;
+    - at the output: the logits (n_vocab floats per token) and two n_embd activations.
+    Fitted to llama.cpp's own reports (benchmarks/memory_estimate.py); without flash attention the
+    attention scores (heads x cells per token) are added."""
     t = min(work.ubatch, work.batch)
     t_pad = pad(t, 64)
     full_cells, swa_cells = cells(arch, work)
     f32 = 4
-    # Masks: f16 with flash attention, f32 without; one per cache.
     mask_elem = 2 if work.flash_attn else 4
-    masks = full_cells * t_pad * mask_elem + (swa_cells * t_pad * mask_elem if swa_cells else 0)
-    inputs = masks + arch.n_embd * t * f32
-    n_head = max(arch.n_head)
-    n_head_kv = max(arch.n_head_kv)
-    q = n_head * arch.key_length * t * f32
-    kv_new = 2 * n_head_kv * arch.key_length * t * f32
-    if work.flash_attn:
-        scores = n_head * arch.value_length * t * f32
-    else:
-        scores = n_head * t * max(full_cells, swa_cells) * f32
-    attention = q + kv_new + scores
-    if arch.n_expert:
-        ffn = arch.n_expert_used * arch.n_ff_exp * t * f32 * 3 + arch.n_expert * t * f32 * 4
-    else:
-        ffn = arch.n_ff * t * f32 * 3
-    layer = 2 * arch.n_embd * t * f32 + max(attention, ffn)
-    output = arch.n_vocab * t * f32 + arch.n_embd * t * f32
-    return inputs + max(layer, output)
+    masks = (full_cells + swa_cells) * t_pad * mask_elem
+    dense = 4 * arch.n_ff + arch.n_embd if arch.n_ff else 0
+    moe = 3 * arch.n_expert_used * arch.n_ff_exp + arch.n_expert_used * arch.n_embd + 8 if arch.n_expert else 0
+    layer = masks + max(dense, moe) * t * f32
+    if not work.flash_attn:
+        layer += max(arch.n_head) * max(full_cells, swa_cells) * t * f32
+    output = (arch.n_vocab + 2 * arch.n_embd) * t * f32
+    return max(layer, output)
 
 
 def estimate(arch: Architecture, weights: int, work: Workload) -> Estimate:

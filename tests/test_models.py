@@ -165,3 +165,42 @@ def test_fixes_are_named_and_each_would_fit() -> None:
     assert estimate(arch, weights, replace(work, ctx=ctx)).total <= usable
     assert estimate(arch, weights, replace(work, ctx=ctx + 4096)).total > usable
     assert "does not fit" in result.verdict() and "GiB" in result.verdict()
+
+
+def test_load_log_parsing_and_the_estimate_against_a_recorded_load() -> None:
+    from orchestrator.memory import parse_load_log
+
+    log = (Path(__file__).parent / "fixtures" / "llama-load-gemma-c4096-ub512.log").read_text().splitlines()
+    reported = parse_load_log(log)
+    assert (reported.cells, reported.swa_cells) == (4096, 1024)
+    assert (reported.kv, reported.kv_swa, reported.compute) == (12.0, 15.0, 514.5)
+    gemma = KNOWN_MODELS["gemma-3-270m"]
+    assert gemma.arch is not None
+    est = estimate(gemma.arch, 0, Workload(ctx=4096, batch=512, ubatch=512))
+    assert (est.cells, est.swa_cells) == (4096, 1024)
+    assert est.kv / MIB == reported.kv and est.kv_swa / MIB == reported.kv_swa
+    assert abs(est.compute / MIB / reported.compute - 1) < 0.05
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_estimate_matches_what_llama_cpp_allocates(cpu_image: object) -> None:
+    """The real thing: gemma loaded by llama-batched-bench in the cpu image at a long context, where the
+    attention masks rather than the logits set the compute buffer."""
+    from orchestrator.memory import parse_load_log
+    from tests.assets import demo_model
+    from tests.integration import docker
+
+    model = demo_model()
+    work = Workload(ctx=65536, batch=2048, ubatch=512)
+    done = docker(
+        "run", "--rm", "-v", f"{model.parent}:/models:ro", str(cpu_image.tag),
+        "llama-batched-bench", "-m", f"/models/{model.name}", "-c", str(work.ctx), "-b", str(work.batch),
+        "-ub", str(work.ubatch), "-fa", "on", "-npp", "8", "-ntg", "1", "-npl", "1", "-t", "2", "-v",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    reported = parse_load_log((done.stdout + done.stderr).splitlines())
+    gemma = read_model(model)
+    est = estimate(gemma.arch, gemma.weights_bytes, work)
+    assert est.kv / MIB == reported.kv and est.kv_swa / MIB == reported.kv_swa
+    assert abs(est.compute / MIB / reported.compute - 1) < 0.05
