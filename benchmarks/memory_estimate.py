@@ -35,7 +35,16 @@ WORKLOADS = (
 TINY = {
     "dense (llama)": (
         "dense",
-        Shape(n_embd=512, n_head=8, n_head_kv=2, head_dim=64, n_layer=4, n_ff=1536, extra_vocab=30000, context=65536),
+        Shape(
+            n_embd=512,
+            n_head=8,
+            n_head_kv=2,
+            head_dim=64,
+            n_layer=4,
+            n_ff=1536,
+            extra_vocab=30000,
+            context=65536,
+        ),
     ),
     "sliding window (gemma3)": (
         "swa",

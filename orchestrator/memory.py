@@ -127,7 +127,9 @@ def compute_bytes(arch: Architecture, work: Workload) -> int:
     mask_elem = 2 if work.flash_attn else 4
     masks = (full_cells + swa_cells) * t_pad * mask_elem
     dense = 4 * arch.n_ff + arch.n_embd if arch.n_ff else 0
-    moe = 3 * arch.n_expert_used * arch.n_ff_exp + arch.n_expert_used * arch.n_embd + 8 if arch.n_expert else 0
+    moe = (
+        3 * arch.n_expert_used * arch.n_ff_exp + arch.n_expert_used * arch.n_embd + 8 if arch.n_expert else 0
+    )
     layer = masks + max(dense, moe) * t * f32
     if not work.flash_attn:
         layer += max(arch.n_head) * max(full_cells, swa_cells) * t * f32
