@@ -177,7 +177,14 @@ def _ask(question: str) -> bool:
     return ui.console.input(f"{question} [y/N] ").strip().lower() in {"y", "yes"}
 
 
-def cmd_up(*, flags: dict[str, object], rebuild: bool, force: bool, drop_caches: bool | None) -> int:
+def cmd_up(
+    *,
+    flags: dict[str, object],
+    rebuild: bool,
+    force: bool,
+    drop_caches: bool | None,
+    wired_limit: bool | None,
+) -> int:
     from orchestrator import serve, ui, workflow
     from orchestrator.engine import Engine
 
@@ -187,7 +194,7 @@ def cmd_up(*, flags: dict[str, object], rebuild: bool, force: bool, drop_caches:
             flags,
             rebuild=rebuild,
             force=force,
-            decisions={"drop-page-cache": drop_caches},
+            decisions={"drop-page-cache": drop_caches, "wired-limit": wired_limit},
             report=_reporter(),
         )
     except workflow.ServeFailed as failure:
@@ -198,11 +205,26 @@ def cmd_up(*, flags: dict[str, object], rebuild: bool, force: bool, drop_caches:
     return 0
 
 
+def _native_plan(flags: dict[str, object]) -> Any:
+    from orchestrator.plan import NativeBuild
+    from orchestrator.resolve import plan_from_flags
+
+    plan = plan_from_flags(flags)
+    return plan if isinstance(plan.build, NativeBuild) else None
+
+
 def cmd_down(*, flags: dict[str, object]) -> int:
     from orchestrator import serve, ui
     from orchestrator.engine import Engine
     from orchestrator.plan import SERVICE
 
+    native_plan = _native_plan(flags)
+    if native_plan is not None:
+        from orchestrator import native
+
+        was_running = native.stop(native_plan)
+        ui.console.print("stopped llama-server; models are kept" if was_running else "nothing to stop")
+        return 0
     plan = _container_plan(flags)
     Engine().require(compose=True)
     compose = serve.compose_for(plan)
@@ -218,6 +240,9 @@ def cmd_status(*, flags: dict[str, object], as_json: bool) -> int:
     from orchestrator import serve, ui
     from orchestrator.engine import Engine
 
+    native_plan = _native_plan(flags)
+    if native_plan is not None:
+        return _native_status(native_plan, as_json)
     plan = _container_plan(flags)
     Engine().require(compose=True)
     result = serve.status(plan, serve.compose_for(plan))
@@ -228,11 +253,40 @@ def cmd_status(*, flags: dict[str, object], as_json: bool) -> int:
     return 0 if result.state == "running" else 3
 
 
+def _native_status(plan: Any, as_json: bool) -> int:
+    from orchestrator import native, ui
+    from orchestrator.health import http_readiness
+
+    current = native.state(plan)
+    health = http_readiness(plan.endpoint.removesuffix("/v1") + "/health") if current.running else "down"
+    data = {
+        "state": "running" if current.running else "stopped",
+        "health": health,
+        "pid": current.pid if current.running else None,
+        "endpoint": plan.endpoint,
+        "model": plan.model.alias,
+        "log": str(current.log),
+    }
+    if as_json:
+        ui.print_json(data)
+    else:
+        for key, value in data.items():
+            ui.console.print(f"{key:>9}: {value}", highlight=False)
+    return 0 if current.running else 3
+
+
 def cmd_logs(*, flags: dict[str, object], follow: bool, tail: int) -> int:
     from orchestrator import serve
     from orchestrator.engine import Engine
     from orchestrator.plan import SERVICE
 
+    native_plan = _native_plan(flags)
+    if native_plan is not None:
+        from orchestrator import native
+
+        for line in native.log_tail(native_plan, tail):
+            print(line, flush=True)
+        return 0
     plan = _container_plan(flags)
     Engine().require(compose=True)
     for line in serve.compose_for(plan).logs(SERVICE, tail=None if follow else tail, follow=follow):
@@ -471,8 +525,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="drop the page cache before loading (default: ask when not root)",
     )
+    p.add_argument(
+        "--raise-wired-limit",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        dest="wired_limit",
+        help="Mac: raise iogpu.wired_limit_mb as the profile needs (default: ask)",
+    )
     p.set_defaults(
-        handler=lambda a: cmd_up(flags=_flags(a), rebuild=a.rebuild, force=a.force, drop_caches=a.drop_caches)
+        handler=lambda a: cmd_up(
+            flags=_flags(a),
+            rebuild=a.rebuild,
+            force=a.force,
+            drop_caches=a.drop_caches,
+            wired_limit=a.wired_limit,
+        )
     )
 
     p = sub.add_parser("down", help="stop and remove the server; models and volumes are kept")

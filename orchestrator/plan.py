@@ -539,7 +539,7 @@ def make_plan(
     prompt: str = SEED_PROMPT,
 ) -> Plan:
     runtime = "native" if settings["native"] or target.runtime == "native" else "container"
-    flags = cmake_flags(target, profile)
+    flags = cmake_flags(target, profile, native=runtime == "native")
     warnings: list[str] = []
     build: ImageBuild | NativeBuild
     if runtime == "container":

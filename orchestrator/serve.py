@@ -68,11 +68,24 @@ def _published(plan: Plan) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def endpoint_address(plan: Plan) -> tuple[str, int]:
+    """Where the server listens on the host: the published port, or the native server's address."""
+    if plan.compose is not None:
+        return _published(plan)
+    netloc = plan.endpoint.split("//", 1)[1].split("/", 1)[0]
+    host, _, port = netloc.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
 def check_port_free(plan: Plan, running: ServiceState | None) -> None:
     """The port must be free, unless it is our own server that holds it."""
     host, port = _published(plan)
     if running is not None and running.state == "running" and f"{host}:{port}" in running.published:
         return
+    check_address_free(host, port)
+
+
+def check_address_free(host: str, port: int) -> None:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

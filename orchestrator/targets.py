@@ -124,6 +124,9 @@ class Target:
     env: Mapping[str, str] = field(default_factory=frozen_env)
     server_args: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    # For `--native` on a host that is not this target's own kind (a container target built on the
+    # host): the flags that replace the image family's GPU backend with what any such host has.
+    native_cmake_flags: tuple[CMakeFlag, ...] | None = None
 
     def profile(self, name: str) -> Profile:
         for profile in self.profiles:
@@ -333,7 +336,8 @@ MAC_STUDIO = Target(
         ("LLAMA_BUILD_COMMON", "ON"),
         ("GGML_LTO", "ON"),
     ),
-    extra_cmake_flags=(("LLAMA_BUILD_TESTS", "OFF"),),
+    # rpc-server is one of the shipped tools; it exists only with the RPC backend.
+    extra_cmake_flags=(("LLAMA_BUILD_TESTS", "OFF"), ("GGML_RPC", "ON")),
     devices="metal",
     memory=MemoryBudget(
         total_gib=128.0,
@@ -382,6 +386,16 @@ CPU = Target(
     devices="none",
     memory=MemoryBudget(total_gib=None, usable_gib=None, source="MemAvailable of this host"),
     default_model="gemma-3-270m",
+    # On the host (--native): the CPU backend tuned for this very CPU, nothing a host may lack.
+    native_cmake_flags=(
+        ("CMAKE_BUILD_TYPE", "Release"),
+        ("LLAMA_CURL", "OFF"),
+        ("LLAMA_OPENSSL", "OFF"),
+        ("GGML_NATIVE", "ON"),
+        ("GGML_RPC", "ON"),
+        ("LLAMA_BUILD_TESTS", "OFF"),
+        ("LLAMA_USE_PREBUILT_UI", "OFF"),
+    ),
     server_args=("--jinja", "--metrics"),
     profiles=(
         Profile(
@@ -409,16 +423,20 @@ def get_target(name: str) -> Target:
         raise UsageError(f"unknown target {name!r}; choose one of: {known} (or auto)") from None
 
 
-def cmake_flags(target: Target, profile: Profile) -> tuple[CMakeFlag, ...]:
+def cmake_flags(target: Target, profile: Profile, native: bool = False) -> tuple[CMakeFlag, ...]:
     """The one list of -D flags for this build: publisher's, then image family's, target's, variant's.
+    A container target built natively (--native) takes its native flags in place of the first three.
 
     A later entry replaces an earlier one of the same name, so a variant can override a default.
     """
     merged: dict[str, str] = {}
     layers = [target.seed_cmake_flags]
-    if target.family is not None:
-        layers.append(target.family.cmake_flags)
-    layers.append(target.extra_cmake_flags)
+    if native and target.native_cmake_flags is not None:
+        layers = [target.native_cmake_flags]
+    else:
+        if target.family is not None:
+            layers.append(target.family.cmake_flags)
+        layers.append(target.extra_cmake_flags)
     if profile.variant is not None:
         layers.append(profile.variant.cmake_flags)
     for layer in layers:

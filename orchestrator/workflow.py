@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from orchestrator import hooks, serve
+from orchestrator import hooks, native, serve
 from orchestrator.bases import base_specs, bootstrap_base
 from orchestrator.bench import (
     BenchRecord,
@@ -24,11 +24,11 @@ from orchestrator.bench import (
     parse_output,
 )
 from orchestrator.engine import BuildFailed, BuildProgress, CommandFailed, Engine
-from orchestrator.errors import NotAvailableYet, OrchestratorError
+from orchestrator.errors import OrchestratorError, UsageError
 from orchestrator.health import Probe, wait_until_ready
 from orchestrator.images import BuildOutcome, build_image, is_up_to_date
 from orchestrator.models import file_sha256, write_demo_model
-from orchestrator.plan import SERVICE, BenchOverride, BenchPlan, ImageBuild, Plan
+from orchestrator.plan import SERVICE, BenchOverride, BenchPlan, ImageBuild, NativeBuild, Plan
 from orchestrator.probe import host_summary
 from orchestrator.reference import BenchRow
 from orchestrator.resolve import plan_from_flags, resolve
@@ -56,8 +56,8 @@ def container_plan(flags: Mapping[str, object], source: Source | None = None, **
     """extras: bench_override, prompt (see resolve.plan_from_flags)."""
     plan = plan_from_flags(flags, source=source, **extras)
     if not isinstance(plan.build, ImageBuild):
-        raise NotAvailableYet(
-            f"the {plan.target} target builds and runs natively; that comes with the macOS work"
+        raise UsageError(
+            f"the {plan.target} plan builds and runs on the host (native); this command is for containers"
         )
     return plan
 
@@ -71,17 +71,16 @@ def build(
 ) -> tuple[Plan, BuildOutcome]:
     """Build the plan's image. Where the git server cannot be reached, the same commit comes from the
     source's package-index mirror; where the bases cannot be pulled, local ones are made (as root)."""
+    if isinstance(plan_from_flags(flags, **extras).build, NativeBuild):
+        return _native_build(flags, rebuild=rebuild, report=report, **extras)
     plan = container_plan(flags, **extras)
     assert isinstance(plan.build, ImageBuild)
     engine.require(buildx=True)
     engine.require_platform(plan.build.platform)
     if not rebuild and is_up_to_date(engine, plan.build):
         return plan, BuildOutcome(plan.build.tag, built=False, seconds=0.0, log=None)
+    plan = _mirrored(plan, flags, report, **extras)
     source = plan.source
-    if source.kind == "git" and source.mirror is not None and source.url and not git_reachable(source.url):
-        report.note(f"cannot reach {source.url}; taking the same commit from the {source.mirror.describe()}")
-        source = from_mirror(source, plan.data_dir / "sources")
-        plan = container_plan(flags, source, **extras)
     image = plan.build
     assert isinstance(image, ImageBuild)
     family = FAMILIES[image.family]
@@ -103,6 +102,28 @@ def build(
         report.note(f"{made.tag}: " + (f"made in {made.seconds:.0f} s" if made.made else "present"))
     plan = container_plan({**flags, "bases": "local"}, source, **extras)
     return plan, _build(engine, plan, rebuild, report)
+
+
+def _mirrored(plan: Plan, flags: Mapping[str, object], report: Reporter, **extras: Any) -> Plan:
+    source = plan.source
+    if source.kind == "git" and source.mirror is not None and source.url and not git_reachable(source.url):
+        report.note(f"cannot reach {source.url}; taking the same commit from the {source.mirror.describe()}")
+        return plan_from_flags(flags, source=from_mirror(source, plan.data_dir / "sources"), **extras)
+    return plan
+
+
+def _native_build(
+    flags: Mapping[str, object], *, rebuild: bool, report: Reporter, **extras: Any
+) -> tuple[Plan, BuildOutcome]:
+    """Build on the host through scripts/macos-native/build.sh (skipped when the prefix is complete)."""
+    plan = plan_from_flags(flags, **extras)
+    if native.is_built(plan) and not rebuild:
+        assert isinstance(plan.build, NativeBuild)
+        return plan, BuildOutcome(plan.build.prefix, built=False, seconds=0.0, log=None)
+    plan = _mirrored(plan, flags, report, **extras)
+    assert isinstance(plan.build, NativeBuild)
+    with report.building(plan.build.prefix):
+        return plan, native.build(plan, rebuild)
 
 
 def _build(engine: Engine, plan: Plan, rebuild: bool, report: Reporter) -> BuildOutcome:
@@ -129,6 +150,8 @@ def up(
     decisions: Mapping[str, bool | None],
     report: Reporter,
 ) -> Served:
+    if isinstance(plan_from_flags(flags).build, NativeBuild):
+        return _native_up(flags, rebuild=rebuild, force=force, decisions=decisions, report=report)
     plan = container_plan(flags)
     engine.require(buildx=True, compose=True)
     if write_demo_model(plan.model):
@@ -163,6 +186,43 @@ def up(
     return Served(plan, str(path), outcome)
 
 
+def _native_up(
+    flags: Mapping[str, object],
+    *,
+    rebuild: bool,
+    force: bool,
+    decisions: Mapping[str, bool | None],
+    report: Reporter,
+) -> Served:
+    plan = plan_from_flags(flags)
+    if write_demo_model(plan.model):
+        report.note(f"wrote the demo model to {plan.model.path}")
+        plan = plan_from_flags(flags)
+    serve.check_model(plan)
+    serve.check_memory(plan, force)
+    current = native.state(plan)
+    if not (current.running and current.argv == plan.server.argv):
+        serve.check_address_free(*serve.endpoint_address(plan))
+    plan, outcome = _native_build(flags, rebuild=rebuild, report=report)
+    for result in hooks.run_host_steps(plan.hooks, decisions=decisions, ask=report.ask):
+        report.note(result.message)
+    if not native.start(plan):
+        report.note(f"llama-server is already running with this plan (pid {current.pid}); kept")
+    with report.waiting("loading the model") as view:
+        last = wait_until_ready(
+            lambda: native.probe(plan),
+            timeout_s=plan.wait_timeout_s,
+            on_tick=lambda p, t: view.update(p, t, (native.log_tail(plan, 1) or [""])[0]),
+        )
+    if last.readiness != "ready":
+        reason = last.detail if last.readiness == "failed" else f"not ready after {plan.wait_timeout_s} s"
+        raise ServeFailed(
+            f"llama-server did not become ready: {reason}; its log ends above",
+            "\n".join(native.log_tail(plan, 25)),
+        )
+    return Served(plan, str(native.state(plan).log), outcome)
+
+
 class ServeFailed(OrchestratorError):
     def __init__(self, message: str, log_tail: str) -> None:
         super().__init__(message)
@@ -179,14 +239,24 @@ def _prepare(
 ) -> Plan:
     """What running anything in the image needs: the model (the demo one written if wanted) checked and
     fitting in memory, then the image."""
-    plan = container_plan(flags, **extras)
+    plan = plan_from_flags(flags, **extras)
     if write_demo_model(plan.model):
         report.note(f"wrote the demo model to {plan.model.path}")
-        plan = container_plan(flags, **extras)
+        plan = plan_from_flags(flags, **extras)
     serve.check_model(plan)
     serve.check_memory(plan, force, memory_uses)
     plan, _outcome = build(engine, flags, rebuild=False, report=report, **extras)
     return plan
+
+
+def _stream(
+    engine: Engine, plan: Plan, argv: Sequence[str], env: Mapping[str, str], script: str
+) -> Iterable[str]:
+    """A one-off llama.cpp program: in a fresh container, or on the host through the native scripts."""
+    if isinstance(plan.build, NativeBuild):
+        return native.stream(plan, script, argv, dict(env))
+    assert plan.container is not None
+    return engine.stream(plan.container, argv, env)
 
 
 def run_prompt(
@@ -194,8 +264,7 @@ def run_prompt(
 ) -> Iterable[str]:
     """The publisher's basic inference (llama-cli), streamed line by line."""
     plan = _prepare(engine, flags, report, ("server",), force, prompt=prompt)
-    assert plan.container is not None
-    yield from engine.stream(plan.container, plan.run.argv, plan.run.env)
+    yield from _stream(engine, plan, plan.run.argv, plan.run.env, "run.sh")
 
 
 def bench(
@@ -211,9 +280,8 @@ def bench(
 ) -> list[BenchRecord]:
     """Each of the profile's parameter sets once; a set whose rows come back short is run again once.
     Every run is recorded, an incomplete one marked so, with the rows it did measure."""
-    uses = [f"bench {b.name}" for b in container_plan(flags, bench_override=override).benches]
+    uses = [f"bench {b.name}" for b in plan_from_flags(flags, bench_override=override).benches]
     plan = _prepare(engine, flags, report, uses, force, bench_override=override)
-    assert plan.container is not None and isinstance(plan.build, ImageBuild)
     for result in hooks.run_host_steps(plan.hooks, decisions=decisions, ask=report.ask):
         report.note(result.message)
     facts = resolve(flags).facts
@@ -225,8 +293,9 @@ def bench(
             "sha256": file_sha256(plan.model.path, plan.data_dir / "cache" / "sha256.json"),
         },
         "build": {
-            "image": plan.build.tag,
-            "image_id": engine.image_id(plan.build.tag),
+            "image": plan.build.tag if isinstance(plan.build, ImageBuild) else None,
+            "image_id": engine.image_id(plan.build.tag) if isinstance(plan.build, ImageBuild) else None,
+            "prefix": plan.build.prefix if isinstance(plan.build, NativeBuild) else None,
             "source": plan.source.describe(),
             "commit": plan.source.commit or plan.source.revision,
             "cmake_flags": [f"-D{k}={v}" for k, v in plan.cmake_flags],
@@ -251,13 +320,12 @@ def _bench_once(
     common: Mapping[str, Any],
     on_row: Callable[[str, BenchRow, int], None],
 ) -> BenchRecord:
-    assert plan.container is not None
     argv = bench_plan.command.argv
     ctx, npp, ntg, npl = (argv[argv.index(flag) + 1] for flag in ("-c", "-npp", "-ntg", "-npl"))
     expected = expected_rows(int(ctx), *(tuple(int(v) for v in x.split(",")) for x in (npp, ntg, npl)))
     started, lines, error = time.time(), [], None
     try:
-        for line in engine.stream(plan.container, argv, bench_plan.command.env):
+        for line in _stream(engine, plan, argv, bench_plan.command.env, "bench.sh"):
             lines.append(line)
             if line.startswith("{"):
                 for row in parse_jsonl(line):
@@ -278,7 +346,11 @@ def _bench_once(
         reference=bench_plan.reference,
         model=dict(common["model"]),
         build=dict(common["build"]),
-        runtime={"argv": list(argv), "env": dict(bench_plan.command.env), "container": plan.container.image},
+        runtime={
+            "argv": list(argv),
+            "env": dict(bench_plan.command.env),
+            "container": plan.container.image if plan.container else None,
+        },
         host=dict(common["host"]),
         rows=rows,
         missing=missing,

@@ -7,11 +7,18 @@ cd "$(dirname "$0")/.."
 # The image tests drive docker buildx and compose, and bootstrap bases with debootstrap.
 if command -v docker >/dev/null 2>&1; then
     scripts/install-docker-plugins.sh >/dev/null
-    # The push test runs a throwaway registry on 127.0.0.1 (Debian's docker-registry, the CNCF distribution).
-    if ! command -v docker-registry >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        DEBIAN_FRONTEND=noninteractive apt-get -qq install -y docker-registry >/dev/null 2>&1 \
-            || { apt-get -qq update && DEBIAN_FRONTEND=noninteractive apt-get -qq install -y docker-registry >/dev/null; }
-    fi
+fi
+
+# Host tools some tests drive: a throwaway registry on 127.0.0.1 for the push test (Debian's
+# docker-registry), and cmake, ccache and shellcheck for the native (--native / macOS scripts) tests.
+missing=""
+for tool in docker-registry cmake ccache shellcheck; do
+    command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
+done
+if [ -n "$missing" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    # shellcheck disable=SC2086 # one package per word
+    DEBIAN_FRONTEND=noninteractive apt-get -qq install -y $missing >/dev/null 2>&1 \
+        || { apt-get -qq update && DEBIAN_FRONTEND=noninteractive apt-get -qq install -y $missing >/dev/null; }
 fi
 
 python3 -m venv .venv

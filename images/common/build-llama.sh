@@ -5,6 +5,8 @@
 #   build-llama.sh fetch             put the llama.cpp tree in /src (git clone at a commit, or the staged copy)
 #   build-llama.sh build             configure and build the shipped tools into /opt/llama
 #   build-llama.sh user UID          create the unprivileged user the server runs as
+# The macOS / --native scripts (scripts/macos-native/build.sh) run `build` on the host, with SRC_DIR,
+# BUILD_DIR, INSTALL_DIR and CCACHE_DIR pointing into the orchestrator's data directory.
 set -eu
 
 die() { echo "build-llama.sh: $*" >&2; exit 1; }
@@ -50,11 +52,14 @@ fetch() {
 build() {
     [ -n "${CMAKE_ARGS:-}" ] || die "CMAKE_ARGS is empty: build through 'orchestrator build' (see 'orchestrator plan')"
     [ -n "${LLAMA_TARGETS:-}" ] || die "LLAMA_TARGETS is empty"
-    export CCACHE_DIR="${CCACHE_DIR:-/ccache}" CCACHE_BASEDIR=/src CCACHE_COMPILERCHECK=content
+    src="${SRC_DIR:-/src}"
+    out="${BUILD_DIR:-$src/build}"
+    install="${INSTALL_DIR:-/opt/llama}"
+    export CCACHE_DIR="${CCACHE_DIR:-/ccache}" CCACHE_BASEDIR="$src" CCACHE_COMPILERCHECK=content
     # shellcheck disable=SC2086 # CMAKE_ARGS is a list of -D flags
-    cmake -S /src -B /src/build $CMAKE_ARGS ${LLAMA_BUILD_NUMBER:+-DLLAMA_BUILD_NUMBER=$LLAMA_BUILD_NUMBER}
+    cmake -S "$src" -B "$out" $CMAKE_ARGS ${LLAMA_BUILD_NUMBER:+-DLLAMA_BUILD_NUMBER=$LLAMA_BUILD_NUMBER}
     # A word may name alternatives (rpc-server|ggml-rpc-server): targets were renamed across versions.
-    known=$(cmake --build /src/build --target help)
+    known=$(cmake --build "$out" --target help)
     targets=""
     for word in $LLAMA_TARGETS; do
         found=""
@@ -65,20 +70,21 @@ build() {
         targets="$targets $found"
     done
     # shellcheck disable=SC2086 # one target per word
-    cmake --build /src/build --config Release -j "${BUILD_JOBS:-$(nproc)}" --target $targets
-    mkdir -p /opt/llama
+    cmake --build "$out" --config Release -j "${BUILD_JOBS:-$(getconf _NPROCESSORS_ONLN)}" --target $targets
+    mkdir -p "$install"
     for word in $LLAMA_TARGETS; do
         wanted="${word%%|*}"
         for name in $(echo "$word" | tr '|' ' '); do
-            if [ -x "/src/build/bin/$name" ]; then
-                cp "/src/build/bin/$name" /opt/llama/
-                [ "$name" = "$wanted" ] || ln -sf "$name" "/opt/llama/$wanted"
+            if [ -x "$out/bin/$name" ]; then
+                cp "$out/bin/$name" "$install/"
+                [ "$name" = "$wanted" ] || ln -sf "$name" "$install/$wanted"
                 break
             fi
         done
     done
-    # Backends (GPU and each CPU variant) are plugins found next to the executables.
-    find /src/build -name '*.so*' -exec cp -P {} /opt/llama/ \;
+    # Backends (GPU and each CPU variant) are plugins found next to the executables; on macOS the
+    # libraries are .dylib files.
+    find "$out" \( -name '*.so*' -o -name '*.dylib' \) -exec cp -P {} "$install/" \;
     ccache --show-stats 2>/dev/null | head -n 8 || true
 }
 
