@@ -55,6 +55,10 @@ def _ok(name: str, detail: str) -> Check:
     return Check(name, "pass", detail)
 
 
+def _judge(name: str, ok: bool, passed: str, problem: str, fix: str, severity: Status = "fail") -> Check:
+    return Check(name, "pass", passed) if ok else Check(name, severity, problem, fix)
+
+
 def docker_checks(engine: EngineFacts | None) -> list[Check]:
     if engine is None:
         return []
@@ -168,22 +172,20 @@ def dgx_checks(host: HostFacts, engine: EngineFacts | None) -> list[Check]:
     ]
     driver = version_tuple(host.driver_version)
     checks.append(
-        _ok("NVIDIA driver", f"driver {host.driver_version}")
-        if driver and driver >= MIN_DRIVER
-        else Check(
+        _judge(
             "NVIDIA driver",
-            "fail",
+            bool(driver) and driver >= MIN_DRIVER,
+            f"driver {host.driver_version}",
             f"driver {host.driver_version or 'not found'}; CUDA 13 needs R580 or newer",
             "install the R580+ driver (DGX OS updates ship it)",
         )
     )
     cuda = version_tuple(host.cuda_version)
     checks.append(
-        _ok("CUDA", f"the driver supports CUDA {host.cuda_version}")
-        if cuda and cuda >= MIN_CUDA
-        else Check(
+        _judge(
             "CUDA",
-            "fail",
+            bool(cuda) and cuda >= MIN_CUDA,
+            f"the driver supports CUDA {host.cuda_version}",
             f"the driver supports CUDA {host.cuda_version or 'unknown'}; the image is built with CUDA 13.0",
             "update the NVIDIA driver to one that supports CUDA 13",
         )

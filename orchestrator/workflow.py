@@ -152,13 +152,8 @@ def up(
 ) -> Served:
     if isinstance(plan_from_flags(flags).build, NativeBuild):
         return _native_up(flags, rebuild=rebuild, force=force, decisions=decisions, report=report)
-    plan = container_plan(flags)
     engine.require(buildx=True, compose=True)
-    if write_demo_model(plan.model):
-        report.note(f"wrote the demo model to {plan.model.path}")
-        plan = container_plan(flags)
-    serve.check_model(plan)
-    serve.check_memory(plan, force)
+    plan = _checked_plan(flags, report, ("server",), force)
     compose = serve.compose_for(plan)
     running = compose.service(SERVICE)
     serve.check_port_free(plan, running)
@@ -194,12 +189,7 @@ def _native_up(
     decisions: Mapping[str, bool | None],
     report: Reporter,
 ) -> Served:
-    plan = plan_from_flags(flags)
-    if write_demo_model(plan.model):
-        report.note(f"wrote the demo model to {plan.model.path}")
-        plan = plan_from_flags(flags)
-    serve.check_model(plan)
-    serve.check_memory(plan, force)
+    plan = _checked_plan(flags, report, ("server",), force)
     current = native.state(plan)
     if not (current.running and current.argv == plan.server.argv):
         serve.check_address_free(*serve.endpoint_address(plan))
@@ -237,15 +227,22 @@ def _prepare(
     force: bool = False,
     **extras: Any,
 ) -> Plan:
-    """What running anything in the image needs: the model (the demo one written if wanted) checked and
-    fitting in memory, then the image."""
+    """What running anything needs: the model checked and fitting in memory, then the build."""
+    _checked_plan(flags, report, memory_uses, force, **extras)
+    plan, _outcome = build(engine, flags, rebuild=False, report=report, **extras)
+    return plan
+
+
+def _checked_plan(
+    flags: Mapping[str, object], report: Reporter, memory_uses: Sequence[str], force: bool, **extras: Any
+) -> Plan:
+    """The plan once its model is there (the demo one written when wanted), sound, and fits in memory."""
     plan = plan_from_flags(flags, **extras)
     if write_demo_model(plan.model):
         report.note(f"wrote the demo model to {plan.model.path}")
         plan = plan_from_flags(flags, **extras)
     serve.check_model(plan)
     serve.check_memory(plan, force, memory_uses)
-    plan, _outcome = build(engine, flags, rebuild=False, report=report, **extras)
     return plan
 
 
