@@ -164,6 +164,13 @@ def test_native_build_serves_a_chat_completion_until_down(native_args: tuple[str
 
     ran = run_cli("run", *native_args, "--port", port, "The sky is", env=env, timeout=300)
     assert ran.returncode == 0, ran.stderr
+    results = Path(env["ORCHESTRATOR_DATA_DIR"]) / "native-results"
+    bench = run_cli(
+        "bench", *native_args, "--npp", "0,64", "--ntg", "8", "--results", str(results), env=env, timeout=600
+    )
+    assert bench.returncode == 0, bench.stderr + bench.stdout
+    record = json.loads((results / "bench.jsonl").read_text().splitlines()[-1])
+    assert record["complete"] and record["build"]["prefix"] and record["runtime"]["container"] is None
 
     down = run_cli("down", *native_args, "--port", port, env=env)
     assert down.returncode == 0 and "stopped" in down.stdout
