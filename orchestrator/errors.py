@@ -19,10 +19,6 @@ class ConfigError(UsageError):
     """orchestrator.yaml or ORCHESTRATOR_* variables are malformed or name unknown keys."""
 
 
-class NotAvailableYet(UsageError):
-    """A command whose capability has not been built yet."""
-
-
 class InvalidModel(OrchestratorError):
     """A model file that is missing, truncated, damaged, incomplete or not what it claims to be."""
 
