@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from orchestrator.detect import detect_target
 from orchestrator.errors import UsageError
@@ -54,7 +55,7 @@ def plan_from_flags(
     if settings["native"] and target.runtime == "container" and resolved.facts.system != "Linux":
         raise UsageError("--native on a container target needs a Linux host; drop --native")
     source = source or resolve_source(parse_source(settings["source"]))
-    model = resolve_model(settings["model"], target.default_model, settings["models_dir"])
+    model = resolve_model(_registered(settings), target.default_model, settings["models_dir"])
     model = describe(model, settings["data_dir"] / "cache" / "gguf.json")
     return make_plan(
         target,
@@ -67,3 +68,14 @@ def plan_from_flags(
         bench_override=bench_override,
         prompt=prompt or SEED_PROMPT,
     )
+
+
+def _registered(settings: Settings) -> Path | None:
+    """--model NAME names a registered model ('orchestrator model list') when no such file exists."""
+    wanted = settings["model"]
+    if wanted is None or Path(wanted).expanduser().exists() or len(Path(wanted).parts) != 1:
+        return wanted  # type: ignore[no-any-return]
+    from orchestrator.store import find
+
+    entry = find(settings["models_dir"], str(wanted))
+    return entry.first if entry is not None else Path(wanted)

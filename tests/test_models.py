@@ -89,6 +89,9 @@ def test_registry_add_list_verify_rm(split: Path, tmp_path: Path) -> None:
     assert code == 0 and '"name": "tiny"' in out and '"present": true' in out
     code, out, err = run_cli("model", "verify", "tiny", "--models-dir", models)
     assert code == 0 and "no published sha256" in out, err
+    # A registered name stands for its file wherever --model is taken.
+    code, out, err = run_cli("plan", "--target", "cpu", "--model", "tiny", "--models-dir", models, "--json")
+    assert code == 0 and f'"path": "{split}"' in out, err
     # Without a terminal, rm asks for --yes instead of deciding; an added model's files are never deleted.
     code, _out, err = run_cli("model", "rm", "tiny", "--models-dir", models)
     assert code == 2 and "--yes" in err
