@@ -10,6 +10,7 @@ import pytest
 from orchestrator.bench import compare, read_records
 from tests.assets import demo_model
 from tests.integration import BuiltImage, needs_docker, run_cli
+from tests.tiny_gguf import write_tiny
 
 pytestmark = [needs_docker, pytest.mark.docker, pytest.mark.slow]
 
@@ -43,7 +44,8 @@ def test_bench_records_and_reports(cpu_image: BuiltImage, tmp_path: Path) -> Non
 def test_bench_whose_process_dies_is_one_line_and_incomplete(cpu_image: BuiltImage, tmp_path: Path) -> None:
     broken = tmp_path / "models" / "broken.gguf"
     broken.parent.mkdir()
-    broken.write_bytes(demo_model().read_bytes()[:4_000_000])  # a real header, then cut off
+    # Well-formed, so every check before the run passes, but llama.cpp cannot load it.
+    write_tiny(broken, "dense", leave_out=("output_norm.weight",))
     results = tmp_path / "results"
     out = run_cli(
         "bench",
@@ -63,6 +65,12 @@ def test_bench_whose_process_dies_is_one_line_and_incomplete(cpu_image: BuiltIma
     assert len(lines) == 1 and "incomplete" in lines[0] and "exited with code" in lines[0], out.stderr
     (record,) = read_records(results)
     assert not record.complete and record.error and record.rows == []
+    # A file cut short never reaches llama.cpp: it is refused first, in one line, and left as it was.
+    cut = tmp_path / "models" / "cut.gguf"
+    cut.write_bytes(demo_model().read_bytes()[:4_000_000])
+    out = run_cli("bench", *cpu_image.args, "--model", str(cut), "--results", str(results), env=cpu_image.env)
+    assert out.returncode == 3 and "truncated" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert cut.stat().st_size == 4_000_000 and len(read_records(results)) == 1
 
 
 def test_run_answers_the_prompt(cpu_image: BuiltImage) -> None:

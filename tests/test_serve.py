@@ -139,7 +139,7 @@ def test_a_file_that_is_not_gguf_is_refused(cpu_image: BuiltImage, tmp_path: Pat
     fake = tmp_path / "model.gguf"
     fake.write_bytes(b"<html>not a model</html>")
     out = run_cli("up", *cpu_image.args, "--model", str(fake), env=cli_env())
-    assert out.returncode == 2 and "is not a GGUF file" in out.stderr
+    assert out.returncode == 3 and "is not a GGUF file" in out.stderr
     assert fake.read_bytes() == b"<html>not a model</html>"
 
 

@@ -43,10 +43,16 @@ def _vocab(extra: int) -> tuple[list[str], list[float], list[int]]:
 
 
 def write_tiny(
-    path: Path, kind: Kind = "moe", shape: Shape = Shape(), seed: int = 0, split_max_tensors: int = 0
+    path: Path,
+    kind: Kind = "moe",
+    shape: Shape = Shape(),
+    seed: int = 0,
+    split_max_tensors: int = 0,
+    leave_out: tuple[str, ...] = (),
 ) -> Path:
     """Write the model; with split_max_tensors the writer makes `<stem>-0000N-of-0000M.gguf` parts and
-    the first part's path is returned."""
+    the first part's path is returned. Tensors named in leave_out are not written: a well-formed file
+    that llama.cpp refuses to load."""
     import gguf
 
     rng = np.random.default_rng(seed)
@@ -81,6 +87,8 @@ def write_tiny(
     writer.add_uint32("tokenizer.ggml.unknown_token_id", 0)
 
     def tensor(name: str, *ne: int) -> None:
+        if name in leave_out:
+            return
         # numpy shapes are ggml's ne reversed.
         writer.add_tensor(name, (rng.standard_normal(tuple(reversed(ne))) * 0.05).astype(np.float32))
 

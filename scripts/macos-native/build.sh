@@ -22,6 +22,8 @@ fi
 work="$PREFIX.work"
 rm -rf "$work"
 mkdir -p "$work"
+# The work tree (checkout, objects) is gone when the script ends, built or not; ccache keeps the objects.
+trap 'rm -rf "$work"' EXIT
 case "${LLAMA_SOURCE_KIND:?}" in
     git)
         if [ -z "${LLAMA_GIT_URL:-}" ] || [ -z "${LLAMA_GIT_COMMIT:-}" ]; then
@@ -47,5 +49,4 @@ SRC_DIR="$src" BUILD_DIR="$work/build" INSTALL_DIR="$work/prefix/bin" \
 printf '%s\n' "$CMAKE_ARGS" > "$work/prefix/.complete"
 rm -rf "$PREFIX"
 mv "$work/prefix" "$PREFIX"
-rm -rf "$work"
 echo "built: $PREFIX"
