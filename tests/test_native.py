@@ -157,6 +157,8 @@ def test_native_build_serves_a_chat_completion_until_down(native_args: tuple[str
     state = json.loads(status.stdout)
     assert status.returncode == 0 and state["state"] == "running" and state["health"] == "ready"
     pid = state["pid"]
+    logs = run_cli("logs", *native_args, "--port", port, "--tail", "50", env=env)
+    assert logs.returncode == 0 and "llama" in logs.stdout
     # The same plan again keeps the running server.
     up_again = run_cli("up", *native_args, "--port", port, env=env, timeout=300)
     assert up_again.returncode == 0 and "kept" in up_again.stdout
