@@ -503,7 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", dest="as_json", help="print the plan as JSON")
     p.set_defaults(handler=lambda a: cmd_plan(flags=_flags(a), as_json=a.as_json))
 
-    p = sub.add_parser("build", help="build the target's image with llama.cpp compiled inside")
+    p = sub.add_parser("build", help="build llama.cpp for the target: its image, or on the host (native)")
     _plan_options(p)
     p.add_argument("--rebuild", action="store_true", help="build even when an identical image exists")
     p.add_argument("--push", action="store_true", help="push the image to --registry after building")
