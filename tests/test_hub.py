@@ -69,6 +69,14 @@ def test_pull_fetches_every_part_verifies_and_registers(
         code, out, err = run_cli("model", "verify", "tiny-gguf", "--models-dir", str(env))
         assert code == 0, err
         assert "3 part(s) all present" in out and "sha256 of 3 part(s) match" in out
+        # A byte changed on disk: verify says so in one line and leaves the file as it found it.
+        last = env / REPO / list(parts)[-1]
+        damaged = bytearray(last.read_bytes())
+        damaged[-1] ^= 0xFF
+        last.write_bytes(bytes(damaged))
+        code, _out, err = run_cli("model", "verify", "tiny-gguf", "--models-dir", str(env))
+        assert code == 3 and "does not match its published sha256" in err
+        assert len(err.strip().splitlines()) == 1 and last.read_bytes() == bytes(damaged)
 
 
 def test_a_dropped_connection_resumes_within_the_pull(
