@@ -207,3 +207,47 @@ def test_estimate_matches_what_llama_cpp_allocates(cpu_image: object) -> None:
     est = estimate(gemma.arch, gemma.weights_bytes, work)
     assert est.kv / MIB == reported.kv and est.kv_swa / MIB == reported.kv_swa
     assert abs(est.compute / MIB / reported.compute - 1) < 0.05
+
+
+def test_step35_metadata_as_upstreams_loader_reads_it(tmp_path: Path) -> None:
+    """A GGUF carrying Step-3.5-Flash's metadata the way upstream's step35 loader reads it (per-layer
+    arrays, a sliding_window_pattern array, 3 MTP layers on top of 45) plans like the published figures."""
+    import gguf
+    import numpy as np
+
+    arch, layers = "step35", 48
+    swa = [il % 4 != 0 for il in range(layers)]
+    path = tmp_path / "step35-meta.gguf"
+    writer = gguf.GGUFWriter(str(path), arch)
+    writer.add_uint32(f"{arch}.block_count", layers)
+    writer.add_uint32(f"{arch}.nextn_predict_layers", 3)
+    writer.add_uint32(f"{arch}.context_length", 262144)
+    writer.add_uint32(f"{arch}.embedding_length", 4096)
+    writer.add_array(f"{arch}.attention.head_count", [64 if not s else 96 for s in swa])
+    writer.add_array(f"{arch}.attention.head_count_kv", [8] * layers)
+    writer.add_uint32(f"{arch}.attention.key_length", 128)
+    writer.add_uint32(f"{arch}.attention.value_length", 128)
+    writer.add_uint32(f"{arch}.attention.sliding_window", 512)
+    writer.add_array(f"{arch}.attention.sliding_window_pattern", swa)
+    writer.add_uint32(f"{arch}.expert_count", 288)
+    writer.add_uint32(f"{arch}.expert_used_count", 8)
+    writer.add_array(f"{arch}.expert_feed_forward_length", [1280] * layers)
+    writer.add_array(f"{arch}.feed_forward_length", [11264] * 3 + [0] * (layers - 3))
+    writer.add_array("tokenizer.ggml.tokens", [f"t{i}" for i in range(128896)])
+    writer.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+    read = read_model(path).arch
+    published = STEP.arch
+    assert published is not None
+    assert read.n_layer == 45 and read.swa_layers == published.swa_layers
+    assert (read.n_vocab, read.n_ff, read.n_ff_exp, read.n_expert_used) == (128896, 11264, 1280, 8)
+    for work in (
+        Workload(ctx=16384, batch=2048, ubatch=2048, n_seq=4),
+        Workload(ctx=262150, batch=2048, ubatch=1024, cache_k="q8_0", cache_v="q8_0", n_seq=4),
+    ):
+        assert kv_bytes(read, work) == kv_bytes(published, work)
+        assert cells(read, work) == cells(published, work)
