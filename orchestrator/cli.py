@@ -326,6 +326,7 @@ def cmd_bench(
     out: str | None,
     drop_caches: bool | None,
     force: bool,
+    wired_limit: bool | None = None,
 ) -> int:
     from pathlib import Path
 
@@ -352,7 +353,7 @@ def cmd_bench(
         results=results_dir,
         report=_reporter(),
         on_row=ui.bench_row,
-        decisions={"drop-page-cache": drop_caches},
+        decisions={"drop-page-cache": drop_caches, "wired-limit": wired_limit},
         force=force,
     )
     for record in records:
@@ -581,6 +582,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="report: where to write the PNG (default: <results>/bench.png)")
     p.add_argument("--force", action="store_true", help="run even when a set will not fit in memory")
     p.add_argument(
+        "--raise-wired-limit",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        dest="wired_limit",
+        help="Mac: raise iogpu.wired_limit_mb as the profile needs (default: ask)",
+    )
+    p.add_argument(
         "--drop-caches",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -597,6 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
             out=a.out,
             drop_caches=a.drop_caches,
             force=a.force,
+            wired_limit=a.wired_limit,
         )
     )
 
