@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -32,49 +33,15 @@ WORKLOADS = (
     Workload(ctx=65536, batch=2048, ubatch=512),
     Workload(ctx=32768, batch=2048, ubatch=2048, cache_k="q8_0", cache_v="q8_0"),
 )
+# One width for all three, so only the layer kind differs; 30K words make the logits as large as the masks
+# of the short workloads.
+_BASE = Shape(
+    n_embd=512, n_head=8, n_head_kv=2, head_dim=64, n_layer=4, n_ff=1536, extra_vocab=30000, context=65536
+)
 TINY = {
-    "dense (llama)": (
-        "dense",
-        Shape(
-            n_embd=512,
-            n_head=8,
-            n_head_kv=2,
-            head_dim=64,
-            n_layer=4,
-            n_ff=1536,
-            extra_vocab=30000,
-            context=65536,
-        ),
-    ),
-    "sliding window (gemma3)": (
-        "swa",
-        Shape(
-            n_embd=512,
-            n_head=8,
-            n_head_kv=4,
-            head_dim=64,
-            n_layer=12,
-            n_ff=1536,
-            extra_vocab=30000,
-            window=512,
-            context=65536,
-        ),
-    ),
-    "mixture of experts (qwen3moe)": (
-        "moe",
-        Shape(
-            n_embd=512,
-            n_head=8,
-            n_head_kv=2,
-            head_dim=64,
-            n_layer=4,
-            n_expert=16,
-            n_expert_used=4,
-            n_ff_exp=256,
-            extra_vocab=30000,
-            context=65536,
-        ),
-    ),
+    "dense (llama)": ("dense", _BASE),
+    "sliding window (gemma3)": ("swa", replace(_BASE, n_head_kv=4, n_layer=12, window=512)),
+    "mixture of experts (qwen3moe)": ("moe", replace(_BASE, n_expert=16, n_expert_used=4, n_ff_exp=256)),
 }
 
 

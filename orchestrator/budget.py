@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from orchestrator.detect import detect_target
 from orchestrator.probe import HostFacts
-from orchestrator.targets import Profile, Target
+from orchestrator.targets import MAC_WIRED_LIMIT_MB, Profile, Target
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -36,8 +36,9 @@ def budget(target: Target, profile: Profile, facts: HostFacts) -> Budget:
         if hook_mb:
             return Budget(hook_mb * MIB, f"Metal wired limit once the profile's hook sets {hook_mb} MB")
         raise_to = (
-            "raise the Metal wired limit: sudo sysctl iogpu.wired_limit_mb=122880 (or --profile long-context)",
-            122880 * MIB,
+            f"raise the Metal wired limit: sudo sysctl iogpu.wired_limit_mb={MAC_WIRED_LIMIT_MB} "
+            "(or --profile long-context)",
+            MAC_WIRED_LIMIT_MB * MIB,
         )
         if on_target and facts.wired_limit_mb:
             return Budget(facts.wired_limit_mb * MIB, "iogpu.wired_limit_mb of this Mac", raise_to)

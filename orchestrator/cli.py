@@ -66,6 +66,27 @@ def _plan_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--wait-timeout", help="seconds to wait for the server to become healthy")
 
 
+def _host_step_options(parser: argparse.ArgumentParser) -> None:
+    """The profile's host steps (see 'orchestrator plan'): run, skip, or ask (the default)."""
+    parser.add_argument(
+        "--drop-caches",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="drop the page cache before loading where the target wants it (default: ask when not root)",
+    )
+    parser.add_argument(
+        "--raise-wired-limit",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        dest="wired_limit",
+        help="Mac: raise iogpu.wired_limit_mb as the profile needs (default: ask)",
+    )
+
+
+def _decisions(args: argparse.Namespace) -> dict[str, bool | None]:
+    return {"drop-page-cache": args.drop_caches, "wired-limit": args.wired_limit}
+
+
 def _flags(args: argparse.Namespace) -> dict[str, object]:
     return {name: getattr(args, name, None) for name in SETTING_FLAGS}
 
@@ -182,8 +203,7 @@ def cmd_up(
     flags: dict[str, object],
     rebuild: bool,
     force: bool,
-    drop_caches: bool | None,
-    wired_limit: bool | None,
+    decisions: dict[str, bool | None],
 ) -> int:
     from orchestrator import serve, ui, workflow
     from orchestrator.engine import Engine
@@ -194,7 +214,7 @@ def cmd_up(
             flags,
             rebuild=rebuild,
             force=force,
-            decisions={"drop-page-cache": drop_caches, "wired-limit": wired_limit},
+            decisions=decisions,
             report=_reporter(),
         )
     except workflow.ServeFailed as failure:
@@ -324,9 +344,8 @@ def cmd_bench(
     npl: str | None,
     results: str | None,
     out: str | None,
-    drop_caches: bool | None,
+    decisions: dict[str, bool | None],
     force: bool,
-    wired_limit: bool | None = None,
 ) -> int:
     from pathlib import Path
 
@@ -353,7 +372,7 @@ def cmd_bench(
         results=results_dir,
         report=_reporter(),
         on_row=ui.bench_row,
-        decisions={"drop-page-cache": drop_caches, "wired-limit": wired_limit},
+        decisions=decisions,
         force=force,
     )
     for record in records:
@@ -520,27 +539,9 @@ def build_parser() -> argparse.ArgumentParser:
     _plan_options(p)
     p.add_argument("--rebuild", action="store_true", help="build the image even when an identical one exists")
     p.add_argument("--force", action="store_true", help="go on even when the model will not fit in memory")
-    p.add_argument(
-        "--drop-caches",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="drop the page cache before loading (default: ask when not root)",
-    )
-    p.add_argument(
-        "--raise-wired-limit",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        dest="wired_limit",
-        help="Mac: raise iogpu.wired_limit_mb as the profile needs (default: ask)",
-    )
+    _host_step_options(p)
     p.set_defaults(
-        handler=lambda a: cmd_up(
-            flags=_flags(a),
-            rebuild=a.rebuild,
-            force=a.force,
-            drop_caches=a.drop_caches,
-            wired_limit=a.wired_limit,
-        )
+        handler=lambda a: cmd_up(flags=_flags(a), rebuild=a.rebuild, force=a.force, decisions=_decisions(a))
     )
 
     p = sub.add_parser("down", help="stop and remove the server; models and volumes are kept")
@@ -581,19 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", help="results folder (default: <data dir>/results)")
     p.add_argument("--out", help="report: where to write the PNG (default: <results>/bench.png)")
     p.add_argument("--force", action="store_true", help="run even when a set will not fit in memory")
-    p.add_argument(
-        "--raise-wired-limit",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        dest="wired_limit",
-        help="Mac: raise iogpu.wired_limit_mb as the profile needs (default: ask)",
-    )
-    p.add_argument(
-        "--drop-caches",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="drop the page cache first where the target wants it (default: ask when not root)",
-    )
+    _host_step_options(p)
     p.set_defaults(
         handler=lambda a: cmd_bench(
             flags=_flags(a),
@@ -603,9 +592,8 @@ def build_parser() -> argparse.ArgumentParser:
             npl=a.npl,
             results=a.results,
             out=a.out,
-            drop_caches=a.drop_caches,
+            decisions=_decisions(a),
             force=a.force,
-            wired_limit=a.wired_limit,
         )
     )
 

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from orchestrator.engine import EngineFacts
 from orchestrator.plan import Plan
 from orchestrator.probe import HostFacts
+from orchestrator.targets import CATALOGUE, GTT_KERNEL_PARAMS
 
 Status = Literal["pass", "warn", "fail"]
 GIB = 1 << 30
@@ -254,7 +255,7 @@ def ryzen_checks(host: HostFacts, needed_bytes: int | None) -> list[Check]:
                 "GTT size",
                 "fail",
                 f"{gtt / GIB:.1f} GiB but the model needs {need / GIB:.1f} GiB",
-                "raise it with kernel parameters ttm.pages_limit=31457280 amdgpu.gttsize=122880 (120 GiB), then reboot",
+                f"raise it with kernel parameters {GTT_KERNEL_PARAMS} (120 GiB), then reboot",
             )
         )
     params = dict.fromkeys(m.group(0).split("=")[0] for m in _GTT_PARAMS.finditer(host.kernel_cmdline))
@@ -265,7 +266,7 @@ def ryzen_checks(host: HostFacts, needed_bytes: int | None) -> list[Check]:
             "kernel parameters",
             "warn",
             "neither ttm.pages_limit nor amdgpu.gttsize is on the kernel command line",
-            "add ttm.pages_limit=31457280 amdgpu.gttsize=122880 to GRUB_CMDLINE_LINUX and update-grub",
+            f"add {GTT_KERNEL_PARAMS} to GRUB_CMDLINE_LINUX and update-grub",
         )
     )
     kernel = version_tuple(host.kernel)
@@ -296,17 +297,19 @@ def ryzen_checks(host: HostFacts, needed_bytes: int | None) -> list[Check]:
 def mac_checks(host: HostFacts, plan: Plan) -> list[Check]:
     hook = next((h for h in plan.hooks if h.name == "wired-limit"), None)
     limit = host.wired_limit_mb or 0
+    default_gib = CATALOGUE[plan.target].memory.usable_gib
     checks: list[Check] = []
-    if hook is not None:
-        wanted = int(hook.argv[-1].split("=")[-1])
+    if hook is not None and hook.wanted is not None:
         checks.append(
-            _ok("wired limit", f"iogpu.wired_limit_mb={limit}")
-            if limit >= wanted
-            else Check(
+            _judge(
                 "wired limit",
-                "warn",
-                f"iogpu.wired_limit_mb={limit} (0 = macOS default, about 107.5 GiB on 128 GiB); this profile needs {wanted}",
-                f"sudo sysctl iogpu.wired_limit_mb={wanted} (up asks; it resets at reboot), or a q8_0 KV cache at <= 76K context",
+                limit >= hook.wanted,
+                f"iogpu.wired_limit_mb={limit}",
+                f"iogpu.wired_limit_mb={limit} (0 = macOS default, about {default_gib} GiB on 128 GiB); "
+                f"this profile needs {hook.wanted}",
+                f"sudo sysctl iogpu.wired_limit_mb={hook.wanted} (up asks; it resets at reboot); "
+                f"or: {hook.alternative}",
+                severity="warn",
             )
         )
     else:

@@ -3,7 +3,6 @@ disk hold all of it. Every problem is an InvalidModel with one line that says wh
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import InvalidModel
+from orchestrator.files import file_key, read_cache, write_cache
 
 MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
@@ -316,24 +316,12 @@ def read_model(first: Path) -> GgufModel:
 def cached_architecture(first: Path, cache: Path) -> tuple[Architecture, int]:
     """The architecture and weight bytes of a model, remembered by path, size and mtime of every part: the
     gguf reader walks the whole tensor table, which `plan` should not pay for on every call."""
-    siblings = split_siblings(first)
-    stats = [p.stat() for p in siblings if p.is_file()]
-    key = "|".join(
-        f"{p.resolve()}:{s.st_size}:{s.st_mtime_ns}" for p, s in zip(siblings, stats, strict=False)
-    )
-    known: dict[str, Any] = {}
-    if cache.is_file():
-        try:
-            known = json.loads(cache.read_text())
-        except ValueError:
-            known = {}
+    key = "/".join(file_key(p) for p in split_siblings(first) if p.is_file())
+    known = read_cache(cache)
     if key in known:
         entry = known[key]
         return Architecture.from_dict(entry["arch"]), int(entry["weights_bytes"])
     model = read_model(first)
     known[key] = {"arch": model.arch.to_dict(), "weights_bytes": model.weights_bytes}
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    partial = cache.with_suffix(".partial")
-    partial.write_text(json.dumps(known, indent=1))
-    partial.replace(cache)
+    write_cache(cache, known)
     return model.arch, model.weights_bytes

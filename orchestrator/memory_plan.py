@@ -49,7 +49,12 @@ class MemoryPlan:
         return self.rows[0].fit.verdict()
 
     def failing(self, uses: Sequence[str] | None = None) -> list[MemoryRow]:
-        return [r for r in self.rows if r.fit.fits is False and (uses is None or r.use in uses)]
+        """Rows that will not fit, among those named ("server") or named by kind ("bench": every set)."""
+
+        def named(use: str) -> bool:
+            return uses is None or any(use == u or use.startswith(u + " ") for u in uses)
+
+        return [r for r in self.rows if r.fit.fits is False and named(r.use)]
 
     def to_dict(self) -> dict[str, Any]:
         return {

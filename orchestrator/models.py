@@ -9,6 +9,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from orchestrator.errors import InvalidModel, UsageError
+from orchestrator.files import file_key, read_cache, write_cache
 from orchestrator.gguf_info import Architecture, cached_architecture
 
 
@@ -235,40 +236,21 @@ def write_demo_model(model: ModelSpec) -> bool:
     return True
 
 
-def _sha_key(path: Path) -> str:
-    stat = path.stat()
-    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-
-
-def _sha_cache(cache: Path) -> dict[str, str]:
-    import json
-
-    try:
-        return dict(json.loads(cache.read_text())) if cache.is_file() else {}
-    except ValueError:
-        return {}
-
-
 def remember_sha256(path: Path, digest: str, cache: Path) -> None:
     """Record a digest computed elsewhere (before a rename, which keeps size and mtime)."""
-    import json
-
-    known = _sha_cache(cache)
-    known[_sha_key(path)] = digest
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    partial = cache.with_suffix(".partial")
-    partial.write_text(json.dumps(known, indent=1))
-    partial.replace(cache)
+    known = read_cache(cache)
+    known[file_key(path)] = digest
+    write_cache(cache, known)
 
 
 def file_sha256(path: Path, cache: Path, on_bytes: Callable[[int], None] | None = None) -> str:
     """sha256 of a model file, remembered by path, size and mtime: a 111 GB file is read once."""
     import hashlib
 
-    known = _sha_cache(cache)
-    key = _sha_key(path)
+    known = read_cache(cache)
+    key = file_key(path)
     if key in known:
-        return known[key]
+        return str(known[key])
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 22), b""):

@@ -81,6 +81,12 @@ class HostStep:
     summary: str
     argv: tuple[str, ...]
     needs_root: bool
+    # A step that sets a value: how to read it, and the value wanted (run only while it reads lower).
+    read: tuple[str, ...] = ()
+    wanted: int | None = None
+    # Asked even as root (a setting the user should decide), and what to do instead when not run.
+    ask_always: bool = False
+    alternative: str | None = None
 
     def shell(self) -> str:
         cmd = shlex.join(self.argv)
@@ -461,6 +467,10 @@ def host_steps(hooks: Sequence[HookSpec], facts: HostFacts) -> tuple[HostStep, .
                     f"let Metal wire up to {hook.value} MB (resets at reboot)",
                     ("sysctl", f"iogpu.wired_limit_mb={hook.value}"),
                     needs_root=not facts.is_root,
+                    read=("sysctl", "-n", "iogpu.wired_limit_mb"),
+                    wanted=hook.value,
+                    ask_always=True,
+                    alternative=hook.alternative,
                 )
             )
     return tuple(steps)

@@ -3,6 +3,7 @@ plain facts by `parse_facts`, so tests feed recorded outputs from each kind of m
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import platform
@@ -239,7 +240,9 @@ def probe_raw() -> RawProbe:
     )
 
 
+@functools.cache
 def probe() -> HostFacts:
+    """Once per process: one command plans several times (and doctor again), the host does not change."""
     return parse_facts(probe_raw())
 
 

@@ -31,7 +31,6 @@ class ReferenceTable:
     key: str
     target: str
     model: str
-    command: str
     rows: tuple[BenchRow, ...]
 
 
@@ -49,8 +48,6 @@ REFERENCES: Mapping[str, ReferenceTable] = MappingProxyType(
             key="mac-studio-256k",
             target="mac-studio",
             model=_MODEL,
-            command="llama-batched-bench -c 262150 -b 2048 -ub 1024 -npp 0,2048,8192,16384,32768,65536,262144 "
-            "-ntg 128 -npl 1",
             rows=_rows(
                 (0, 128, 1, 128, 0.000, 0.00, 2.657, 48.18, 2.657, 48.18),
                 (2048, 128, 1, 2176, 5.040, 406.35, 2.785, 45.96, 7.825, 278.08),
@@ -65,8 +62,6 @@ REFERENCES: Mapping[str, ReferenceTable] = MappingProxyType(
             key="dgx-spark-256k",
             target="dgx-spark",
             model=_MODEL,
-            command="GGML_CUDA_ENABLE_UNIFIED_MEMORY=1 llama-batched-bench -c 262150 -b 2048 -ub 1024 "
-            "-npp 0,2048,8192,16384,32768,65536,262144 -ntg 128 -npl 1 -ctk q8_0 -ctv q8_0",
             rows=_rows(
                 (0, 128, 1, 128, 0.000, 0.00, 6.468, 19.79, 6.468, 19.79),
                 (2048, 128, 1, 2176, 5.222, 392.17, 6.315, 20.27, 11.538, 188.60),
@@ -81,8 +76,6 @@ REFERENCES: Mapping[str, ReferenceTable] = MappingProxyType(
             key="ryzen-ai-max-64k",
             target="ryzen-ai-max",
             model=_MODEL,
-            command="llama-batched-bench -c 65540 -b 2048 -ub 2048 -npp 0,2048,8192,16384,32768,65536 -ntg 128 "
-            "-npl 1 --mmap -t 32",
             rows=_rows(
                 (0, 128, 1, 128, 0.000, 0.00, 37.337, 3.43, 37.337, 3.43),
                 (2048, 128, 1, 2176, 10.346, 197.94, 37.620, 3.40, 47.967, 45.36),

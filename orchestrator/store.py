@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import InvalidModel, UsageError
+from orchestrator.files import write_atomic
 from orchestrator.gguf_info import GgufModel, read_model, split_siblings
 from orchestrator.models import KNOWN_MODELS, file_sha256
 
@@ -64,12 +65,8 @@ def load(models_dir: Path) -> dict[str, Entry]:
 
 
 def save(models_dir: Path, entries: dict[str, Entry]) -> None:
-    models_dir.mkdir(parents=True, exist_ok=True)
-    path = models_dir / REGISTRY
-    partial = path.with_suffix(".json.partial")
     payload = {"models": {name: e.to_dict() for name, e in sorted(entries.items())}}
-    partial.write_text(json.dumps(payload, indent=1) + "\n")
-    partial.replace(path)
+    write_atomic(models_dir / REGISTRY, json.dumps(payload, indent=1) + "\n")
 
 
 def records(model: GgufModel, sha256: dict[str, str] | None = None) -> tuple[FileRecord, ...]:

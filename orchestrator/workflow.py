@@ -164,21 +164,38 @@ def up(
     path = serve.write_compose(plan)
     restarts = running.restarts if running else 0
     compose.up()
+    _await_ready(
+        plan,
+        report,
+        lambda: serve.probe(plan, compose, restarts),
+        lambda: serve.last_log_line(compose),
+        lambda: serve.log_tail(compose),
+    )
+    return Served(plan, str(path), outcome)
+
+
+def _await_ready(
+    plan: Plan,
+    report: Reporter,
+    probe: Callable[[], Probe],
+    last_line: Callable[[], str],
+    log_tail: Callable[[], list[str]],
+) -> None:
+    """Wait for /health with the server's latest log line on screen; a server that fails or never gets
+    ready is an error carrying the end of its log."""
     with report.waiting("loading the model") as view:
         last = wait_until_ready(
-            lambda: serve.probe(plan, compose, restarts),
-            timeout_s=plan.wait_timeout_s,
-            on_tick=lambda p, t: view.update(p, t, serve.last_log_line(compose)),
+            probe, timeout_s=plan.wait_timeout_s, on_tick=lambda p, t: view.update(p, t, last_line())
         )
     if last.readiness != "ready":
-        tail = "\n".join(serve.log_tail(compose))
         reason = (
             last.detail
             if last.readiness == "failed"
             else f"not ready after {plan.wait_timeout_s} s ({last.detail})"
         )
-        raise ServeFailed(f"llama-server did not become ready: {reason}; its log ends above", tail)
-    return Served(plan, str(path), outcome)
+        raise ServeFailed(
+            f"llama-server did not become ready: {reason}; its log ends above", "\n".join(log_tail())
+        )
 
 
 def _native_up(
@@ -198,18 +215,13 @@ def _native_up(
         report.note(result.message)
     if not native.start(plan):
         report.note(f"llama-server is already running with this plan (pid {current.pid}); kept")
-    with report.waiting("loading the model") as view:
-        last = wait_until_ready(
-            lambda: native.probe(plan),
-            timeout_s=plan.wait_timeout_s,
-            on_tick=lambda p, t: view.update(p, t, (native.log_tail(plan, 1) or [""])[0]),
-        )
-    if last.readiness != "ready":
-        reason = last.detail if last.readiness == "failed" else f"not ready after {plan.wait_timeout_s} s"
-        raise ServeFailed(
-            f"llama-server did not become ready: {reason}; its log ends above",
-            "\n".join(native.log_tail(plan, 25)),
-        )
+    _await_ready(
+        plan,
+        report,
+        lambda: native.probe(plan),
+        lambda: (native.log_tail(plan, 1) or [""])[0],
+        lambda: native.log_tail(plan, 25),
+    )
     return Served(plan, str(native.state(plan).log), outcome)
 
 
@@ -277,8 +289,7 @@ def bench(
 ) -> list[BenchRecord]:
     """Each of the profile's parameter sets once; a set whose rows come back short is run again once.
     Every run is recorded, an incomplete one marked so, with the rows it did measure."""
-    uses = [f"bench {b.name}" for b in plan_from_flags(flags, bench_override=override).benches]
-    plan = _prepare(engine, flags, report, uses, force, bench_override=override)
+    plan = _prepare(engine, flags, report, ("bench",), force, bench_override=override)
     for result in hooks.run_host_steps(plan.hooks, decisions=decisions, ask=report.ask):
         report.note(result.message)
     facts = resolve(flags).facts
