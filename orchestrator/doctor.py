@@ -136,7 +136,8 @@ def memory_checks(plan: Plan, facts: DoctorFacts) -> list[Check]:
                 if available >= total
                 else Check(
                     "MemAvailable",
-                    "fail" if plan.target != "cpu" else "warn",
+                    # A machine the catalogue has no memory figure for (any Linux box) only warns.
+                    "fail" if CATALOGUE[plan.target].memory.usable_gib is not None else "warn",
                     f"{available / GIB:.1f} GiB available but the server needs {total / GIB:.1f} GiB",
                     rows[0].fit.fixes[0] if rows[0].fit.fixes else "stop other programs using memory",
                 )
@@ -144,16 +145,14 @@ def memory_checks(plan: Plan, facts: DoctorFacts) -> list[Check]:
         cache = host.page_cache_kib
         total_kib = host.mem_total_kib or 0
         if cache is not None and total_kib:
-            hooked = any(h.name == "drop-page-cache" for h in plan.hooks)
+            drop = next((h for h in plan.hooks if h.name == "drop-page-cache"), None)
             large = cache > total_kib // 10
             checks.append(
                 Check(
                     "page cache",
-                    "warn" if large and hooked else "pass",
+                    "warn" if large and drop else "pass",
                     f"{cache / 2**20:.1f} GiB of page cache",
-                    "drop it before loading: sync && echo 3 | sudo tee /proc/sys/vm/drop_caches (up asks)"
-                    if large and hooked
-                    else None,
+                    f"drop it before loading: {drop.shell()} (up asks)" if large and drop else None,
                 )
             )
     return checks
