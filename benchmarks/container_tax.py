@@ -174,13 +174,13 @@ def main() -> None:
 
 
 def ignore_build_outputs(directory: str, names: list[str]) -> set[str]:
-    from orchestrator.images import ignore_build_outputs as ignore
+    from orchestrator.executors.images import ignore_build_outputs as ignore
 
     return ignore(directory, names)
 
 
 def _history(env: dict[str, str]) -> list[dict[str, object]]:
-    from orchestrator.images import build_history
+    from orchestrator.executors.images import build_history
 
     return build_history(Path(env["ORCHESTRATOR_DATA_DIR"]))
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from orchestrator.engine import CommandFailed, Engine
-from orchestrator.gguf_info import read_model
-from orchestrator.memory import MIB, Reported, Workload, estimate, parse_load_log
-from orchestrator.resolve import plan_from_flags
+from orchestrator.app.inputs import plan_from_flags
+from orchestrator.core.memory import MIB, Reported, Workload, estimate, parse_load_log
+from orchestrator.executors.docker import CommandFailed, Engine
+from orchestrator.models.gguf import read_model
 from tests.assets import demo_model
 from tests.integration import BuiltImage, build_cpu_image
 from tests.tiny_gguf import Shape, write_tiny

@@ -1,3 +1,3 @@
-from orchestrator.cli import main
+from orchestrator.app.cli import main
 
 raise SystemExit(main())

@@ -1,18 +1,39 @@
-"""Errors the CLI turns into one line and an exit code; anything else is a bug and keeps its traceback."""
+"""Errors the CLI turns into one line and an exit code; anything else is a bug and keeps its traceback.
+
+Each exit code means one thing (the README lists them):"""
 
 from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    # An operation failed (a build, compose, a run, a push; doctor found a failing check): the message says which.
+    FAILED = 1
+    # Bad input: unknown names, malformed config, conflicting options, a missing file or folder.
+    USAGE = 2
+    # A model file that is missing parts, truncated, damaged or not what it claims to be.
+    INVALID_MODEL = 3
+    # The plan needs more memory than the machine can give.
+    WONT_FIT = 4
+    # `status`: the server is not running.
+    NOT_RUNNING = 5
+    # Interrupted by Ctrl-C (SIGINT) or SIGTERM.
+    INTERRUPTED = 130
+    TERMINATED = 143
 
 
 class OrchestratorError(Exception):
     """A failure the user can act on. The message is one line that says what to do."""
 
-    exit_code = 1
+    exit_code = ExitCode.FAILED
 
 
 class UsageError(OrchestratorError):
     """Bad input: unknown names, malformed config, conflicting options."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class ConfigError(UsageError):
@@ -22,10 +43,10 @@ class ConfigError(UsageError):
 class InvalidModel(OrchestratorError):
     """A model file that is missing, truncated, damaged, incomplete or not what it claims to be."""
 
-    exit_code = 3
+    exit_code = ExitCode.INVALID_MODEL
 
 
 class WontFit(OrchestratorError):
     """The plan needs more memory than the machine can give; the message names the fix."""
 
-    exit_code = 4
+    exit_code = ExitCode.WONT_FIT

@@ -18,7 +18,8 @@ def cache_dir() -> Path:
 def llama_cpp_source() -> Path:
     """The pinned upstream commit, from its mirror on the package index: llama-cpp-python 0.3.36's sdist
     vendors ggml-org/llama.cpp at 0c1e570 (checked against the pinned sha256, unpacked once)."""
-    from orchestrator.sources import NAMED_SOURCES, from_mirror
+    from orchestrator.core.sources import NAMED_SOURCES
+    from orchestrator.executors.sources import from_mirror
 
     source = from_mirror(NAMED_SOURCES["upstream"], cache_dir() / "sources")
     assert source.path is not None

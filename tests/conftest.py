@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.probe import HostFacts, RawProbe, parse_facts
+from orchestrator.core.facts import HostFacts, RawProbe, parse_facts
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parent.parent

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from orchestrator.models import KNOWN_MODELS, ModelSpec
-from orchestrator.plan import Plan, make_plan
-from orchestrator.settings import Layer, default_layer, merge_layers
-from orchestrator.sources import NAMED_SOURCES, Source
-from orchestrator.targets import CATALOGUE
+from orchestrator.core.catalogue import CATALOGUE
+from orchestrator.core.models import KNOWN_MODELS, ModelSpec
+from orchestrator.core.plan import Plan, PlanInputs, make_plan
+from orchestrator.core.settings import Layer, default_layer, merge_layers
+from orchestrator.core.sources import NAMED_SOURCES, Source
 from tests.conftest import host_facts
 
 HOST_OF_TARGET = {
@@ -44,10 +44,12 @@ def fixed_plan(
     )
     t = CATALOGUE[target]
     return make_plan(
-        t,
-        t.profile(profile),
-        source or NAMED_SOURCES["upstream"],
-        fixed_model(target),
-        settings,
-        host_facts(HOST_OF_TARGET[target]),
+        PlanInputs(
+            target=t,
+            profile=t.profile(profile),
+            source=source or NAMED_SOURCES["upstream"],
+            model=fixed_model(target),
+            settings=settings,
+            facts=host_facts(HOST_OF_TARGET[target]),
+        )
     )

@@ -1,0 +1,83 @@
+"""Where settings come from: defaults < orchestrator.yaml (XDG config, then current directory) <
+ORCHESTRATOR_* < flags. This reads the files and the environment; orchestrator.core.settings merges them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import yaml
+
+from orchestrator.core.settings import (
+    APP_NAME,
+    BY_NAME,
+    Layer,
+    Settings,
+    default_layer,
+    merge_layers,
+    unknown_key_message,
+)
+from orchestrator.errors import ConfigError
+
+CONFIG_FILENAME = "orchestrator.yaml"
+ENV_PREFIX = "ORCHESTRATOR_"
+
+
+def env_layers(environ: Mapping[str, str]) -> list[Layer]:
+    layers = []
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        key = name[len(ENV_PREFIX) :].lower()
+        if key not in BY_NAME:
+            raise ConfigError(unknown_key_message(key, f"environment variable {name}"))
+        layers.append(Layer(f"env {name}", {key: raw}))
+    return layers
+
+
+def file_layer(path: Path) -> Layer:
+    origin = str(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(f"{origin} is not valid YAML{where}; fix it or move it away") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {origin}: {exc.strerror}") from None
+    if data is None:
+        return Layer(origin, {})
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin} must be a mapping of settings (key: value), not a {type(data).__name__}")
+    return Layer(origin, {str(k).replace("-", "_"): v for k, v in data.items()})
+
+
+def config_files(cwd: Path, config_home: Path) -> list[Path]:
+    """Files that exist, lowest precedence first: the user's XDG file, then the project's in cwd."""
+    candidates = [config_home / APP_NAME / CONFIG_FILENAME, cwd / CONFIG_FILENAME]
+    seen: list[Path] = []
+    for path in candidates:
+        if path.is_file() and path.resolve() not in [p.resolve() for p in seen]:
+            seen.append(path)
+    return seen
+
+
+def load_settings(
+    flags: Mapping[str, object], *, environ: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> Settings:
+    from platformdirs import user_config_path, user_data_path
+
+    environ = os.environ if environ is None else environ
+    cwd = Path.cwd() if cwd is None else cwd
+    config_home = Path(environ["XDG_CONFIG_HOME"]) if environ.get("XDG_CONFIG_HOME") else user_config_path()
+    data_home = (
+        Path(environ["XDG_DATA_HOME"]) / APP_NAME
+        if environ.get("XDG_DATA_HOME")
+        else user_data_path(APP_NAME)
+    )
+    layers = [default_layer(data_home)]
+    layers += [file_layer(p) for p in config_files(cwd, config_home)]
+    layers += env_layers(environ)
+    layers += [Layer("flag --" + k.replace("_", "-"), {k: v}) for k, v in flags.items() if v is not None]
+    return merge_layers(layers)

@@ -1,0 +1,72 @@
+"""Gathering a plan's inputs: settings, host facts, target, source and model. The I/O before planning,
+done once per command; `plan_for` hands the result to the pure planner."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.app.config import load_settings
+from orchestrator.core.catalogue import Target, get_target
+from orchestrator.core.detect import detect_target
+from orchestrator.core.facts import HostFacts
+from orchestrator.core.plan import SEED_PROMPT, BenchOverride, Plan, PlanInputs, make_plan
+from orchestrator.core.settings import Settings
+from orchestrator.core.sources import parse_source
+from orchestrator.executors.probe import probe
+from orchestrator.executors.sources import resolve_source
+from orchestrator.models.local import describe, resolve_model
+from orchestrator.models.store import find
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a command was asked for: the setting flags, plus what only some commands take."""
+
+    flags: Mapping[str, object]
+    bench_override: BenchOverride | None = None
+    prompt: str = SEED_PROMPT
+
+
+def resolve_target(settings: Settings, facts: HostFacts) -> tuple[Target, str | None]:
+    name = settings["target"]
+    if name == "auto":
+        detection = detect_target(facts)
+        return get_target(detection.target), detection.reason
+    return get_target(name), None
+
+
+def gather(request: Request, facts: HostFacts | None = None) -> PlanInputs:
+    settings = load_settings(request.flags)
+    facts = probe() if facts is None else facts
+    target, detection = resolve_target(settings, facts)
+    profile = target.profile(settings["profile"])
+    source = resolve_source(parse_source(settings["source"]))
+    model = resolve_model(_registered(settings), target.default_model, settings["models_dir"])
+    model = describe(model, settings["data_dir"] / "cache" / "gguf.json")
+    return PlanInputs(
+        target=target,
+        profile=profile,
+        source=source,
+        model=model,
+        settings=settings,
+        facts=facts,
+        detection=detection,
+        bench_override=request.bench_override,
+        prompt=request.prompt,
+    )
+
+
+def plan_for(request: Request, facts: HostFacts | None = None) -> Plan:
+    """The one plan of a command."""
+    return make_plan(gather(request, facts))
+
+
+def _registered(settings: Settings) -> Path | None:
+    """--model NAME names a registered model ('orchestrator model list') when no such file exists."""
+    wanted = settings["model"]
+    if wanted is None or Path(wanted).expanduser().exists() or len(Path(wanted).parts) != 1:
+        return wanted  # type: ignore[no-any-return]
+    entry = find(settings["models_dir"], str(wanted))
+    return entry.first if entry is not None else Path(wanted)

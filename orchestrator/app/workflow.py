@@ -1,0 +1,401 @@
+"""The steps of each command in order, with their fallbacks. Every function is handed the command's one
+plan and the executors (an `Engine` and a `Host`, as protocols); a fallback that changes the plan does
+so through a named function of orchestrator.core.plan and says so. The CLI gives it callbacks to show
+progress and renders what it returns."""
+
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from orchestrator.app.results import append_record
+from orchestrator.core.bench import BenchRecord, missing_rows, parse_jsonl, parse_output
+from orchestrator.core.catalogue import FAMILIES
+from orchestrator.core.doctor import DoctorFacts
+from orchestrator.core.plan import BenchPlan, ImageBuild, Plan, with_local_bases, with_model, with_source
+from orchestrator.core.preflight import check_memory, check_model
+from orchestrator.core.reference import BenchRow
+from orchestrator.errors import OrchestratorError, UsageError
+from orchestrator.executors.bases import base_specs
+from orchestrator.executors.engine import BuildFailed, BuildProgress, CommandFailed, Engine
+from orchestrator.executors.health import Probe, wait_until_ready
+from orchestrator.executors.host import Host
+from orchestrator.executors.images import BuildOutcome
+from orchestrator.executors.runtime import Runtime, ServerState, runtime_for
+from orchestrator.models.local import file_sha256, refresh, write_demo_model
+
+
+class BuildView(Protocol):
+    def update(self, progress: BuildProgress) -> None: ...
+
+
+class WaitView(Protocol):
+    def update(self, probe: Probe, elapsed: float, last_line: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Reporter:
+    note: Callable[[str], None]
+    building: Callable[[str], AbstractContextManager[BuildView]]
+    waiting: Callable[[str], AbstractContextManager[WaitView]]
+    ask: Callable[[str], bool] | None
+
+
+@dataclass(frozen=True)
+class Executors:
+    """What carries a plan out: the container engine and this host."""
+
+    engine: Engine
+    host: Host
+
+    def runtime(self, plan: Plan) -> Runtime:
+        return runtime_for(plan, self.engine, self.host)
+
+
+# --- build ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Built:
+    plan: Plan
+    outcome: BuildOutcome
+
+
+def build(plan: Plan, ex: Executors, report: Reporter, *, rebuild: bool) -> Built:
+    """Build the plan's image or native install. Where the git server cannot be reached, the same commit
+    comes from the source's package-index mirror; where the bases cannot be pulled, local ones are made
+    (as root) unless the bases were chosen."""
+    runtime = ex.runtime(plan)
+    runtime.require(serving=False)
+    if not rebuild and runtime.is_built(plan):
+        return Built(plan, BuildOutcome(_built_name(plan), built=False, seconds=0.0, log=None))
+    plan = mirrored(plan, ex.host, report)
+    try:
+        return Built(plan, _build(runtime, plan, report, rebuild))
+    except BuildFailed as failure:
+        if not _local_bases_would_help(plan, failure):
+            raise
+        if not ex.host.can_bootstrap():
+            name = _image(plan).family
+            raise OrchestratorError(
+                f"{failure}; making local bases needs root and debootstrap: "
+                f"sudo orchestrator bases bootstrap --family {name}"
+            ) from None
+    family = FAMILIES[_image(plan).family]
+    report.note(f"the {family.name} base images cannot be pulled here; making local ones with debootstrap")
+    for spec in base_specs(family):
+        made = ex.engine.make_base(spec, plan.data_dir)
+        report.note(f"{made.tag}: " + (f"made in {made.seconds:.0f} s" if made.made else "present"))
+    plan = with_local_bases(plan, "the upstream bases could not be pulled")
+    return Built(plan, _build(runtime, plan, report, rebuild))
+
+
+def _image(plan: Plan) -> ImageBuild:
+    assert isinstance(plan.build, ImageBuild)
+    return plan.build
+
+
+def _built_name(plan: Plan) -> str:
+    return plan.build.tag if isinstance(plan.build, ImageBuild) else plan.build.prefix
+
+
+def _local_bases_would_help(plan: Plan, failure: BuildFailed) -> bool:
+    """Only for the family's default bases that could not be pulled: an explicit --bases is obeyed."""
+    image = _image(plan)
+    chosen = plan.origin("bases") != "default"
+    return (
+        not chosen
+        and failure.pull_failed
+        and image.build_args["BUILD_BASE"] == FAMILIES[image.family].build_base
+    )
+
+
+def mirrored(plan: Plan, host: Host, report: Reporter) -> Plan:
+    """The plan with its git source taken from the package-index mirror when the git server is out of reach."""
+    source = plan.source
+    if (
+        source.kind == "git"
+        and source.mirror is not None
+        and source.url
+        and not host.git_reachable(source.url)
+    ):
+        report.note(f"cannot reach {source.url}; taking the same commit from the {source.mirror.describe()}")
+        return with_source(plan, host.mirror(source, plan.data_dir / "sources"))
+    return plan
+
+
+def _build(runtime: Runtime, plan: Plan, report: Reporter, rebuild: bool) -> BuildOutcome:
+    with report.building(_built_name(plan)) as view:
+        return runtime.build(plan, rebuild=rebuild, on_progress=view.update)
+
+
+# --- serving -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Served:
+    plan: Plan
+    location: str
+    build: BuildOutcome
+
+
+class ServeFailed(OrchestratorError):
+    def __init__(self, message: str, log_tail: str) -> None:
+        super().__init__(message)
+        self.log_tail = log_tail
+
+
+def up(
+    plan: Plan,
+    ex: Executors,
+    report: Reporter,
+    *,
+    rebuild: bool,
+    force: bool,
+    decisions: Mapping[str, bool | None],
+) -> Served:
+    runtime = ex.runtime(plan)
+    runtime.require(serving=True)
+    plan = checked(plan, report, ("server",), force)
+    check_api_key(plan)
+    runtime.check_port(plan)
+    built = build(plan, ex, report, rebuild=rebuild)
+    plan = built.plan
+    run_host_steps(plan, ex.host, report, decisions)
+    if not runtime.start(plan):
+        report.note(f"llama-server is already running with this plan (pid {runtime.state(plan).pid}); kept")
+    await_ready(plan, runtime, report)
+    return Served(plan, runtime.location(plan), built.outcome)
+
+
+def await_ready(plan: Plan, runtime: Runtime, report: Reporter) -> None:
+    """Wait for /health with the server's latest log line on screen; a server that fails or never gets
+    ready is an error carrying the end of its log."""
+
+    def last_line() -> str:
+        lines = [line for line in runtime.logs(plan, tail=5) if line.strip()]
+        return lines[-1] if lines else ""
+
+    with report.waiting("loading the model") as view:
+        last = wait_until_ready(
+            lambda: runtime.probe(plan),
+            timeout_s=plan.wait_timeout_s,
+            on_tick=lambda p, t: view.update(p, t, last_line()),
+        )
+    if last.readiness != "ready":
+        reason = (
+            last.detail
+            if last.readiness == "failed"
+            else f"not ready after {plan.wait_timeout_s} s ({last.detail})"
+        )
+        tail = "\n".join(runtime.logs(plan, tail=25))
+        raise ServeFailed(f"llama-server did not become ready: {reason}; its log ends above", tail)
+
+
+@dataclass(frozen=True)
+class Stopped:
+    was_running: bool
+    runtime: str
+
+
+def down(plan: Plan, ex: Executors) -> Stopped:
+    runtime = ex.runtime(plan)
+    runtime.require(serving=True)
+    return Stopped(runtime.stop(plan), runtime.kind)
+
+
+@dataclass(frozen=True)
+class Status:
+    server: ServerState
+    endpoint: str
+    model: str
+    target: str
+    profile: str
+    runtime: str
+    tokens_per_second: dict[str, float]
+
+    @property
+    def running(self) -> bool:
+        return self.server.running
+
+    def to_dict(self) -> dict[str, Any]:
+        data = self.server.to_dict()
+        del data["running"]
+        return {
+            **data,
+            "endpoint": self.endpoint,
+            "model": self.model,
+            "target": self.target,
+            "profile": self.profile,
+            "runtime": self.runtime,
+            "tokens_per_second": self.tokens_per_second,
+        }
+
+
+def status(plan: Plan, ex: Executors) -> Status:
+    runtime = ex.runtime(plan)
+    runtime.require(serving=True)
+    server = runtime.state(plan)
+    key = plan.api_key_file.read_text().strip() if plan.api_key_file and plan.api_key_file.is_file() else None
+    return Status(
+        server=server,
+        endpoint=plan.endpoint,
+        model=plan.model.alias,
+        target=plan.target,
+        profile=plan.profile,
+        runtime=runtime.kind,
+        tokens_per_second=ex.host.throughput(plan.base_url, key) if server.running else {},
+    )
+
+
+def logs(plan: Plan, ex: Executors, *, tail: int, follow: bool) -> Iterable[str]:
+    runtime = ex.runtime(plan)
+    runtime.require(serving=True)
+    return runtime.logs(plan, tail=tail, follow=follow)
+
+
+# --- preflight -----------------------------------------------------------------------------------
+
+
+def checked(plan: Plan, report: Reporter, memory_uses: Sequence[str], force: bool) -> Plan:
+    """The plan once its model is there (the demo one written when wanted), sound, and fits in memory."""
+    if write_demo_model(plan.model):
+        report.note(f"wrote the demo model to {plan.model.path}")
+        plan = with_model(plan, refresh(plan.model, plan.data_dir / "cache" / "gguf.json"))
+    check_model(plan)
+    check_memory(plan, force, memory_uses)
+    return plan
+
+
+def check_api_key(plan: Plan) -> None:
+    if plan.api_key_file is None:
+        return
+    if not plan.api_key_file.is_file() or not plan.api_key_file.read_text().strip():
+        raise UsageError(f"API key file {plan.api_key_file} is missing or empty; write the key into it")
+
+
+def run_host_steps(plan: Plan, host: Host, report: Reporter, decisions: Mapping[str, bool | None]) -> None:
+    for result in host.run_steps(plan.hooks, decisions=decisions, ask=report.ask):
+        report.note(result.message)
+
+
+# --- one-off programs ----------------------------------------------------------------------------
+
+
+def run_prompt(plan: Plan, ex: Executors, report: Reporter, *, force: bool = False) -> Iterable[str]:
+    """The publisher's basic inference (llama-cli), streamed line by line."""
+    runtime = ex.runtime(plan)
+    runtime.require(serving=False)
+    plan = checked(plan, report, ("server",), force)
+    plan = build(plan, ex, report, rebuild=False).plan
+    yield from runtime.run(plan)
+
+
+def bench(
+    plan: Plan,
+    ex: Executors,
+    report: Reporter,
+    *,
+    results: Path,
+    on_row: Callable[[str, BenchRow, int], None],
+    decisions: Mapping[str, bool | None],
+    force: bool = False,
+) -> list[BenchRecord]:
+    """Each of the profile's parameter sets once; a set whose rows come back short is run again once.
+    Every run is recorded, an incomplete one marked so, with the rows it did measure."""
+    runtime = ex.runtime(plan)
+    runtime.require(serving=False)
+    plan = checked(plan, report, ("bench",), force)
+    plan = build(plan, ex, report, rebuild=False).plan
+    run_host_steps(plan, ex.host, report, decisions)
+    common = {
+        "model": {
+            "alias": plan.model.alias,
+            "file": plan.model.path.name,
+            "size": plan.model.size_bytes,
+            "sha256": file_sha256(plan.model.path, plan.data_dir / "cache" / "sha256.json"),
+        },
+        "build": {
+            "image": plan.build.tag if isinstance(plan.build, ImageBuild) else None,
+            "image_id": ex.engine.image_id(plan.build.tag) if isinstance(plan.build, ImageBuild) else None,
+            "prefix": None if isinstance(plan.build, ImageBuild) else plan.build.prefix,
+            "source": plan.source.describe(),
+            "commit": plan.source.commit or plan.source.revision,
+            "cmake_flags": [f"-D{k}={v}" for k, v in plan.cmake_flags],
+        },
+        "host": ex.host.summary(plan.inputs.facts),
+    }
+    records = []
+    for bench_plan in plan.benches:
+        record = _bench_once(runtime, plan, bench_plan, common, on_row)
+        if not record.complete and record.error is None:
+            report.note(f"{bench_plan.name}: rows {record.missing} never arrived; running it again once")
+            record = _bench_once(runtime, plan, bench_plan, common, on_row)
+        append_record(results, record)
+        records.append(record)
+    return records
+
+
+def _bench_once(
+    runtime: Runtime,
+    plan: Plan,
+    bench_plan: BenchPlan,
+    common: Mapping[str, Any],
+    on_row: Callable[[str, BenchRow, int], None],
+) -> BenchRecord:
+    expected = bench_plan.expected()
+    started, lines, error = time.time(), [], None
+    try:
+        for line in runtime.bench(plan, bench_plan):
+            lines.append(line)
+            if line.startswith("{"):
+                for row in parse_jsonl(line):
+                    on_row(bench_plan.name, row, len(expected))
+    except CommandFailed as failure:
+        tail = " | ".join(line.strip() for line in lines[-3:] if line.strip())
+        error = f"{failure}; last output: {tail or 'none'}"
+    rows = parse_output("\n".join(lines))
+    missing = missing_rows(expected, rows)
+    return BenchRecord(
+        run_id=uuid.uuid4().hex[:12],
+        started=started,
+        finished=time.time(),
+        complete=not missing and error is None,
+        target=plan.target,
+        profile=plan.profile,
+        bench=bench_plan.name,
+        reference=bench_plan.reference,
+        model=dict(common["model"]),
+        build=dict(common["build"]),
+        runtime={
+            "argv": list(bench_plan.command.argv),
+            "env": dict(bench_plan.command.env),
+            "container": plan.container.image if plan.container else None,
+        },
+        host=dict(common["host"]),
+        rows=rows,
+        missing=missing,
+        error=error,
+    )
+
+
+# --- doctor --------------------------------------------------------------------------------------
+
+
+def doctor_facts(plan: Plan, ex: Executors) -> DoctorFacts:
+    """Everything `doctor` judges, probed once: the host, Docker (for container targets), the disk."""
+    folder = plan.model.path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return DoctorFacts(
+        host=plan.inputs.facts,
+        engine=ex.engine.versions() if plan.runtime == "container" else None,
+        disk_free_bytes=shutil.disk_usage(folder).free if folder.exists() else None,
+        disk_path=str(folder),
+    )

@@ -1,0 +1,256 @@
+"""Memory-fit arithmetic, pure: what llama.cpp will allocate for a model at a given context, batch and KV
+cache type, and what to change when that is more than the machine can give.
+
+The rules follow llama.cpp's own allocation (upstream at the pinned commit): the context is padded to 256
+cells; sliding-window layers get their own cache of min(context, window x sequences + ubatch) cells; the
+compute buffer is the worst-case prompt-processing graph of one ubatch, whose largest live tensors are the
+attention masks, the logits and one layer's activations.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+
+from orchestrator.core.architecture import Architecture
+
+GIB = 1 << 30
+MIB = 1 << 20
+
+# Bytes per block and elements per block of the types llama.cpp accepts for -ctk / -ctv.
+CACHE_TYPES: dict[str, tuple[int, int]] = {
+    "f32": (4, 1),
+    "f16": (2, 1),
+    "bf16": (2, 1),
+    "q8_0": (34, 32),
+    "q4_0": (18, 32),
+    "q4_1": (20, 32),
+    "iq4_nl": (18, 32),
+    "q5_0": (22, 32),
+    "q5_1": (24, 32),
+}
+CELL_PAD = 256
+
+
+def pad(value: int, multiple: int) -> int:
+    return (value + multiple - 1) // multiple * multiple
+
+
+def row_bytes(cache_type: str, elements: int) -> int:
+    block_bytes, block_elems = CACHE_TYPES[cache_type]
+    return elements // block_elems * block_bytes
+
+
+@dataclass(frozen=True)
+class Workload:
+    """How a llama.cpp program will use the model: its -c, -b, -ub, -ctk/-ctv, -fa and sequences."""
+
+    ctx: int
+    batch: int
+    ubatch: int
+    cache_k: str = "f16"
+    cache_v: str = "f16"
+    flash_attn: bool = True
+    # llama-server runs 4 slots sharing one unified cache unless told otherwise; the bench tools run npl.
+    n_seq: int = 1
+    swa_full: bool = False
+
+    def describe(self) -> str:
+        return f"-c {self.ctx} -b {self.batch} -ub {self.ubatch} -ctk {self.cache_k} -ctv {self.cache_v}" + (
+            "" if self.flash_attn else " -fa off"
+        )
+
+
+@dataclass(frozen=True)
+class Estimate:
+    weights: int
+    kv: int
+    kv_swa: int
+    cells: int
+    swa_cells: int
+    compute: int
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.kv + self.kv_swa + self.compute
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {
+            "weights_gib": round(self.weights / GIB, 2),
+            "kv_gib": round((self.kv + self.kv_swa) / GIB, 3),
+            "kv_full_mib": round(self.kv / MIB, 2),
+            "kv_swa_mib": round(self.kv_swa / MIB, 2),
+            "cells": self.cells,
+            "swa_cells": self.swa_cells,
+            "compute_mib": round(self.compute / MIB, 2),
+            "total_gib": round(self.total / GIB, 2),
+        }
+
+
+def cells(arch: Architecture, work: Workload) -> tuple[int, int]:
+    """KV cells of the full-attention cache and of the sliding-window cache (0 when no layer slides)."""
+    ctx = pad(work.ctx or arch.context_length, CELL_PAD)
+    if not any(arch.swa_layers):
+        return ctx, 0
+    if work.swa_full:
+        return ctx, ctx
+    return ctx, pad(min(ctx, arch.sliding_window * work.n_seq + work.ubatch), CELL_PAD)
+
+
+def kv_bytes(arch: Architecture, work: Workload) -> tuple[int, int]:
+    full_cells, swa_cells = cells(arch, work)
+    full = swa = 0
+    for il in range(arch.n_layer):
+        per_cell = row_bytes(work.cache_k, arch.n_head_kv[il] * arch.key_length) + row_bytes(
+            work.cache_v, arch.n_head_kv[il] * arch.value_length
+        )
+        if arch.swa_layers[il]:
+            swa += per_cell * swa_cells
+        else:
+            full += per_cell * full_cells
+    return full, swa
+
+
+def compute_bytes(arch: Architecture, work: Workload) -> int:
+    """The worst-case graph of one ubatch of t tokens, the larger of two moments:
+    - inside a layer: the attention masks (inputs, alive until the last layer; f16 with flash attention)
+      plus the feed-forward activations, per token 4 n_ff + n_embd floats for a dense layer and
+      3 x used x n_ff_exp + used x n_embd floats for a mixture-of-experts one;
+    - at the output: the logits (n_vocab floats per token) and two n_embd activations.
+    Fitted to llama.cpp's own reports (benchmarks/memory_estimate.py); without flash attention the
+    attention scores (heads x cells per token) are added."""
+    t = min(work.ubatch, work.batch)
+    t_pad = pad(t, 64)
+    full_cells, swa_cells = cells(arch, work)
+    f32 = 4
+    mask_elem = 2 if work.flash_attn else 4
+    masks = (full_cells + swa_cells) * t_pad * mask_elem
+    dense = 4 * arch.n_ff + arch.n_embd if arch.n_ff else 0
+    moe = (
+        3 * arch.n_expert_used * arch.n_ff_exp + arch.n_expert_used * arch.n_embd + 8 if arch.n_expert else 0
+    )
+    layer = masks + max(dense, moe) * t * f32
+    if not work.flash_attn:
+        layer += max(arch.n_head) * max(full_cells, swa_cells) * t * f32
+    output = (arch.n_vocab + 2 * arch.n_embd) * t * f32
+    return max(layer, output)
+
+
+def estimate(arch: Architecture, weights: int, work: Workload) -> Estimate:
+    full_cells, swa_cells = cells(arch, work)
+    kv_full, kv_swa = kv_bytes(arch, work)
+    return Estimate(weights, kv_full, kv_swa, full_cells, swa_cells, compute_bytes(arch, work))
+
+
+@dataclass(frozen=True)
+class Fit:
+    estimate: Estimate
+    usable: int | None
+    fixes: tuple[str, ...]
+
+    @property
+    def fits(self) -> bool | None:
+        return None if self.usable is None else self.estimate.total <= self.usable
+
+    def short(self) -> str:
+        if self.usable is None:
+            return "unknown"
+        spare = (self.usable - self.estimate.total) / GIB
+        return f"fits, {spare:.1f} GiB spare" if spare >= 0 else f"short by {-spare:.1f} GiB"
+
+    def verdict(self) -> str:
+        need = f"{self.estimate.total / GIB:.1f} GiB"
+        if self.usable is None:
+            return f"needs {need}; this host's usable memory is unknown"
+        have = f"{self.usable / GIB:.1f} GiB"
+        if self.fits:
+            return f"fits: needs {need} of {have} ({(self.usable - self.estimate.total) / GIB:.1f} GiB spare)"
+        fix = f"; {self.fixes[0]}" if self.fixes else ""
+        return f"does not fit: needs {need} but {have} is usable{fix}"
+
+
+def _largest_context(arch: Architecture, weights: int, work: Workload, usable: int) -> int | None:
+    step = 4096
+    fits: Callable[[int], bool] = lambda c: estimate(arch, weights, replace(work, ctx=c)).total <= usable  # noqa: E731
+    if not fits(step):
+        return None
+    low, high = 1, max(work.ctx or arch.context_length, step) // step
+    while low < high:
+        mid = (low + high + 1) // 2
+        if fits(mid * step):
+            low = mid
+        else:
+            high = mid - 1
+    return low * step
+
+
+def fit(
+    arch: Architecture,
+    weights: int,
+    work: Workload,
+    usable: int | None,
+    raise_limit: tuple[str, int] | None = None,
+) -> Fit:
+    """Whether the workload fits, and if not, each change that would make it fit, most effective first.
+    raise_limit is (how, bytes) where the usable memory itself can be raised (the Mac's wired limit)."""
+    base = estimate(arch, weights, work)
+    if usable is None or base.total <= usable:
+        return Fit(base, usable, ())
+    fixes: list[str] = []
+    if raise_limit is not None and estimate(arch, weights, work).total <= raise_limit[1]:
+        fixes.append(raise_limit[0])
+    if work.cache_k == "f16" or work.cache_v == "f16":
+        quantised = replace(work, cache_k="q8_0", cache_v="q8_0")
+        if estimate(arch, weights, quantised).total <= usable:
+            fixes.append("quantise the KV cache: -ctk q8_0 -ctv q8_0 (some loss of accuracy)")
+    ub = work.ubatch
+    while ub > 256:
+        ub //= 2
+        smaller = replace(work, ubatch=ub, batch=min(work.batch, max(ub, work.batch)))
+        if estimate(arch, weights, smaller).total <= usable:
+            fixes.append(f"a smaller micro-batch: -ub {ub} (slower prompt processing)")
+            break
+    largest = _largest_context(arch, weights, work, usable)
+    if largest is not None and largest < (work.ctx or arch.context_length):
+        fixes.append(f"a smaller context: -c {largest} or less")
+    if not fixes:
+        fixes.append("the weights alone do not leave room: choose a smaller quantisation of the model")
+    return Fit(base, usable, tuple(fixes))
+
+
+@dataclass(frozen=True)
+class Reported:
+    """What llama.cpp logs while loading: its own sizes, to hold the estimate against (MiB)."""
+
+    weights: float
+    kv: float
+    kv_swa: float
+    compute: float
+    cells: int
+    swa_cells: int
+
+
+_KV_LINE = re.compile(r"llama_kv_cache: size = +([\d.]+) MiB \( *(\d+) cells")
+_SWA_MARK = re.compile(r"creating +(non-SWA|SWA) KV cache")
+_COMPUTE = re.compile(r"(\S+) compute buffer size = +([\d.]+) MiB")
+_MODEL_BUF = re.compile(r"(\S+) model buffer size = +([\d.]+) MiB")
+
+
+def parse_load_log(lines: Iterable[str]) -> Reported:
+    weights = kv = kv_swa = compute = 0.0
+    cells_full = cells_swa = 0
+    swa_next = False
+    for line in lines:
+        if mark := _SWA_MARK.search(line):
+            swa_next = mark.group(1) == "SWA"
+        elif found := _KV_LINE.search(line):
+            if swa_next:
+                kv_swa, cells_swa = float(found.group(1)), int(found.group(2))
+            else:
+                kv, cells_full = float(found.group(1)), int(found.group(2))
+        elif found := _COMPUTE.search(line):
+            compute += float(found.group(2))
+        elif found := _MODEL_BUF.search(line):
+            weights += float(found.group(2))
+    return Reported(weights, kv, kv_swa, compute, cells_full, cells_swa)

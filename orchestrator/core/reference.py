@@ -1,0 +1,99 @@
+"""The publisher's published llama-batched-bench tables (Step-3.5-Flash Q4_K_S), kept as data.
+
+Columns as llama-batched-bench prints them: PP, TG, B, N_KV, T_PP s, S_PP t/s, T_TG s, S_TG t/s, T s, S t/s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from orchestrator.core.catalogue import CATALOGUE
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    pp: int
+    tg: int
+    pl: int
+    n_kv: int
+    t_pp: float
+    speed_pp: float
+    t_tg: float
+    speed_tg: float
+    t: float
+    speed: float
+
+
+@dataclass(frozen=True)
+class ReferenceTable:
+    key: str
+    target: str
+    model: str
+    rows: tuple[BenchRow, ...]
+
+
+def _rows(*rows: tuple[float, ...]) -> tuple[BenchRow, ...]:
+    return tuple(
+        BenchRow(int(r[0]), int(r[1]), int(r[2]), int(r[3]), r[4], r[5], r[6], r[7], r[8], r[9]) for r in rows
+    )
+
+
+_MODEL = "step-3.5-flash"
+
+REFERENCES: Mapping[str, ReferenceTable] = MappingProxyType(
+    {
+        "mac-studio-256k": ReferenceTable(
+            key="mac-studio-256k",
+            target="mac-studio",
+            model=_MODEL,
+            rows=_rows(
+                (0, 128, 1, 128, 0.000, 0.00, 2.657, 48.18, 2.657, 48.18),
+                (2048, 128, 1, 2176, 5.040, 406.35, 2.785, 45.96, 7.825, 278.08),
+                (8192, 128, 1, 8320, 20.923, 391.52, 2.916, 43.90, 23.839, 349.01),
+                (16384, 128, 1, 16512, 43.982, 372.52, 3.102, 41.27, 47.083, 350.70),
+                (32768, 128, 1, 32896, 97.454, 336.24, 3.349, 38.22, 100.803, 326.34),
+                (65536, 128, 1, 65664, 239.381, 273.77, 4.060, 31.52, 243.441, 269.73),
+                (262144, 128, 1, 262272, 2193.455, 119.51, 14.409, 8.88, 2207.864, 118.79),
+            ),
+        ),
+        "dgx-spark-256k": ReferenceTable(
+            key="dgx-spark-256k",
+            target="dgx-spark",
+            model=_MODEL,
+            rows=_rows(
+                (0, 128, 1, 128, 0.000, 0.00, 6.468, 19.79, 6.468, 19.79),
+                (2048, 128, 1, 2176, 5.222, 392.17, 6.315, 20.27, 11.538, 188.60),
+                (8192, 128, 1, 8320, 15.341, 533.99, 6.321, 20.25, 21.662, 384.08),
+                (16384, 128, 1, 16512, 31.008, 528.39, 6.652, 19.24, 37.659, 438.46),
+                (32768, 128, 1, 32896, 68.606, 477.63, 7.210, 17.75, 75.816, 433.89),
+                (65536, 128, 1, 65664, 167.820, 390.51, 8.303, 15.42, 176.122, 372.83),
+                (262144, 128, 1, 262272, 1206.853, 217.21, 15.265, 8.39, 1222.118, 214.60),
+            ),
+        ),
+        "ryzen-ai-max-64k": ReferenceTable(
+            key="ryzen-ai-max-64k",
+            target="ryzen-ai-max",
+            model=_MODEL,
+            rows=_rows(
+                (0, 128, 1, 128, 0.000, 0.00, 37.337, 3.43, 37.337, 3.43),
+                (2048, 128, 1, 2176, 10.346, 197.94, 37.620, 3.40, 47.967, 45.36),
+                (8192, 128, 1, 8320, 47.678, 171.82, 38.127, 3.36, 85.805, 96.96),
+                (16384, 128, 1, 16512, 124.570, 131.52, 38.773, 3.30, 164.343, 101.09),
+                (32768, 128, 1, 32896, 395.684, 82.81, 40.170, 3.19, 435.854, 75.47),
+                (65536, 128, 1, 65664, 1520.696, 43.10, 43.014, 2.98, 1563.710, 41.99),
+            ),
+        ),
+    }
+)
+
+
+def check_references() -> None:
+    """Every profile bench set that names a table names one that exists, for its own target."""
+    for target in CATALOGUE.values():
+        for profile in target.profiles:
+            for bench in profile.benches:
+                if bench.reference is not None:
+                    table = REFERENCES[bench.reference]
+                    assert table.target == target.name, bench.reference

@@ -1,0 +1,204 @@
+"""Resolved settings: defaults < orchestrator.yaml (XDG config, then current directory) < ORCHESTRATOR_* < flags.
+
+Every value remembers where it came from, so `orchestrator plan` can say why it is what it is.
+Pure: `merge_layers` parses and checks the layers that orchestrator.app.config reads from files, the
+environment and flags.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import ConfigError, UsageError
+
+APP_NAME = "step-flash-orchestrator"
+
+
+def _as_str(value: object) -> str:
+    if not isinstance(value, str | int | float) or isinstance(value, bool) or str(value).strip() == "":
+        raise ValueError("expected a non-empty string")
+    return str(value).strip()
+
+
+def _as_int(value: object) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected a whole number")
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise ValueError("expected a whole number") from None
+    if number < 0:
+        raise ValueError("expected a number >= 0")
+    return number
+
+
+def _as_port(value: object) -> int:
+    port = _as_int(value)
+    if not 1 <= port <= 65535:
+        raise ValueError("expected a port between 1 and 65535")
+    return port
+
+
+def _as_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true or false")
+
+
+def _as_path(value: object) -> Path:
+    return (value if isinstance(value, Path) else Path(_as_str(value))).expanduser()
+
+
+def _choice(*choices: str) -> Callable[[object], str]:
+    def parse(value: object) -> str:
+        text = _as_str(value)
+        if text not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return text
+
+    return parse
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    parse: Callable[[object], Any]
+    help: str
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("target", _as_str, "hardware target, or auto to detect it"),
+    Field("profile", _as_str, "profile of the target (default, long-context, ...)"),
+    Field(
+        "source", _as_str, "llama.cpp source: upstream, stepfun-fork, URL@COMMIT[#subdir=DIR] or a directory"
+    ),
+    Field("model", _as_path, "GGUF file to serve (first split part); default: the target's model"),
+    Field("data_dir", _as_path, "where models, results and native builds live"),
+    Field("models_dir", _as_path, "where models are downloaded and looked up"),
+    Field("host", _as_str, "address the server is published on"),
+    Field("port", _as_port, "port the server is published on"),
+    Field("api_key_file", _as_path, "file holding the API key clients must send"),
+    Field(
+        "bases", _choice("upstream", "local"), "base images: upstream (pulled) or local (bootstrapped here)"
+    ),
+    Field("image_repo", _as_str, "repository name of the images built here"),
+    Field("platform", _choice("linux/amd64", "linux/arm64"), "image platform, overriding the target's"),
+    Field("ctx_size", _as_int, "context size, overriding the profile's"),
+    Field("threads", _as_int, "CPU threads for llama.cpp, overriding the profile's"),
+    Field("native", _as_bool, "build and run on the host instead of in a container"),
+    Field("wait_timeout", _as_int, "seconds to wait for the server to become healthy"),
+    Field(
+        "build_cache",
+        _as_str,
+        "BuildKit layer cache shared between builds (cache-from, and cache-to with mode=max), "
+        "e.g. type=gha,scope=NAME or type=registry,ref=REGISTRY/cache",
+    ),
+)
+FIELD_NAMES = tuple(f.name for f in FIELDS)
+BY_NAME = {f.name: f for f in FIELDS}
+
+
+@dataclass(frozen=True)
+class Layer:
+    origin: str
+    values: Mapping[str, object]
+
+
+@dataclass(frozen=True)
+class Setting:
+    value: Any
+    origin: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    values: Mapping[str, Setting]
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name].value
+
+    def origin(self, name: str) -> str:
+        return self.values[name].origin
+
+    def with_value(self, name: str, value: object, origin: str) -> Settings:
+        """These settings with one value replaced, saying where the new one came from."""
+        parsed = BY_NAME[name].parse(value)
+        return Settings({**self.values, name: Setting(parsed, origin)})
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        return [(name, "" if s.value is None else str(s.value), s.origin) for name, s in self.values.items()]
+
+
+def default_layer(data_dir: Path) -> Layer:
+    return Layer(
+        "default",
+        {
+            "target": "auto",
+            "profile": "default",
+            "source": "upstream",
+            "model": None,
+            "data_dir": data_dir,
+            "models_dir": None,
+            "host": "127.0.0.1",
+            "port": 8080,
+            "api_key_file": None,
+            "bases": "upstream",
+            "image_repo": "step-flash-llama",
+            "platform": None,
+            "ctx_size": None,
+            "threads": None,
+            "native": False,
+            "wait_timeout": 900,
+            "build_cache": None,
+        },
+    )
+
+
+def unknown_key_message(key: str, origin: str) -> str:
+    close = difflib.get_close_matches(key, FIELD_NAMES, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(FIELD_NAMES)}"
+    return f"unknown setting {key!r} in {origin}; {hint}"
+
+
+def merge_layers(layers: Sequence[Layer]) -> Settings:
+    """Later layers win. Values are parsed and checked here, so every source gets the same rules."""
+    resolved: dict[str, Setting] = {}
+    for layer in layers:
+        for key, raw in layer.values.items():
+            if key not in BY_NAME:
+                raise ConfigError(unknown_key_message(key, layer.origin))
+            if raw is None:
+                if layer.origin == "default":
+                    resolved[key] = Setting(None, layer.origin)
+                continue
+            try:
+                value = BY_NAME[key].parse(raw)
+            except ValueError as exc:
+                raise ConfigError(f"bad value {raw!r} for {key} in {layer.origin}: {exc}") from None
+            resolved[key] = Setting(value, layer.origin)
+    if resolved["models_dir"].value is None:
+        resolved["models_dir"] = Setting(resolved["data_dir"].value / "models", "default (data_dir/models)")
+    return Settings({name: resolved[name] for name in FIELD_NAMES})
+
+
+def check_exposure(settings: Settings) -> None:
+    """A server reachable from other machines must demand a key."""
+    host = settings["host"]
+    if (
+        host not in {"127.0.0.1", "localhost", "::1"}
+        and not host.startswith("127.")
+        and not settings["api_key_file"]
+    ):
+        raise UsageError(
+            f"refusing to publish on {host} without an API key; set --api-key-file FILE "
+            "(or api_key_file in orchestrator.yaml), or keep the default 127.0.0.1"
+        )

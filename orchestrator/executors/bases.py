@@ -1,0 +1,236 @@
+"""Local base images for hosts that cannot pull from a registry: debootstrap a Debian root file
+system holding what a stage needs, and `docker import` it. Debian trixie, because bookworm's Vulkan
+headers are too old for llama.cpp. The CUDA toolkit is not in Debian main: the CUDA bases unpack
+NVIDIA's CUDA 13 wheels from PyPI into /usr/local/cuda, laid out as in NVIDIA's own images."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from orchestrator.core.catalogue import ImageFamily
+from orchestrator.core.plan import local_base_images
+from orchestrator.errors import OrchestratorError
+
+if TYPE_CHECKING:
+    from orchestrator.executors.docker import DockerEngine
+
+DEBIAN_SUITE = "trixie"
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+DIGEST_LABEL = "io.step-flash.base-digest"
+_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+Role = Literal["build", "runtime"]
+CUDA_PREFIX = "usr/local/cuda"
+# Bumped whenever the way bases are made changes, so existing ones are made again.
+RECIPE_VERSION = "2"
+
+
+@dataclass(frozen=True)
+class Wheel:
+    requirement: str
+    roles: tuple[Role, ...]
+
+
+# CUDA 13.0, as in the nvidia/cuda:13.0.1 images; cuobjdump and nvdisasm exist as wheels from 13.2 only.
+CUDA_WHEELS: tuple[Wheel, ...] = (
+    Wheel("nvidia-cuda-nvcc==13.0.88", ("build",)),
+    Wheel("nvidia-nvvm==13.0.88", ("build",)),
+    Wheel("nvidia-cuda-crt==13.0.88", ("build",)),
+    Wheel("nvidia-cuda-cccl==13.0.85", ("build",)),
+    Wheel("nvidia-cuda-runtime==13.0.96", ("build", "runtime")),
+    Wheel("nvidia-cublas==13.0.2.14", ("build", "runtime")),
+    Wheel("nvidia-cuda-cuobjdump==13.2.51", ("build",)),
+    Wheel("nvidia-cuda-nvdisasm==13.2.51", ("build",)),
+)
+
+
+@dataclass(frozen=True)
+class BaseSpec:
+    tag: str
+    role: Role
+    family: str
+    packages: tuple[str, ...]
+    suite: str
+    mirror: str
+    wheels: tuple[str, ...] = ()
+
+    @property
+    def digest(self) -> str:
+        text = "\n".join([RECIPE_VERSION, self.suite, self.mirror, *sorted(self.packages), *self.wheels])
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def debootstrap_argv(self, root: Path) -> list[str]:
+        return [
+            "debootstrap",
+            "--variant=minbase",
+            "--components=main",
+            f"--include={','.join(self.packages)}",
+            self.suite,
+            str(root),
+            self.mirror,
+        ]
+
+
+@dataclass(frozen=True)
+class BaseOutcome:
+    tag: str
+    made: bool
+    seconds: float
+
+
+def base_specs(family: ImageFamily, mirror: str = DEFAULT_MIRROR) -> tuple[BaseSpec, BaseSpec]:
+    build_tag, runtime_tag = local_base_images(family.name)
+
+    def wheels(role: Role) -> tuple[str, ...]:
+        return tuple(w.requirement for w in CUDA_WHEELS if role in w.roles) if family.name == "cuda" else ()
+
+    return (
+        BaseSpec(
+            build_tag, "build", family.name, family.build_packages, DEBIAN_SUITE, mirror, wheels("build")
+        ),
+        BaseSpec(
+            runtime_tag,
+            "runtime",
+            family.name,
+            family.runtime_packages,
+            DEBIAN_SUITE,
+            mirror,
+            wheels("runtime"),
+        ),
+    )
+
+
+def bootstrap_base(
+    engine: DockerEngine, spec: BaseSpec, work_dir: Path, *, rebuild: bool = False
+) -> BaseOutcome:
+    labels = engine.image_labels(spec.tag)
+    if labels is not None and labels.get(DIGEST_LABEL) == spec.digest and not rebuild:
+        return BaseOutcome(spec.tag, made=False, seconds=0.0)
+    if shutil.which("debootstrap") is None:
+        raise OrchestratorError("debootstrap is not installed; install it (apt-get install debootstrap)")
+    if os.geteuid() != 0:
+        raise OrchestratorError(
+            "making base images runs debootstrap, which needs root; run this command with sudo"
+        )
+    started = time.monotonic()
+    scratch = work_dir / "bases" / spec.tag.replace(":", "_")
+    shutil.rmtree(scratch, ignore_errors=True)
+    root, tarball, log = (
+        scratch / "rootfs",
+        scratch / "rootfs.tar",
+        work_dir / "logs" / f"base-{spec.role}-{spec.family}.log",
+    )
+    scratch.mkdir(parents=True)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with log.open("w") as out:
+            done = subprocess.run(
+                spec.debootstrap_argv(root), stdout=out, stderr=subprocess.STDOUT, check=False
+            )
+        if done.returncode != 0:
+            raise OrchestratorError(
+                f"debootstrap of {spec.tag} failed (exit {done.returncode}); full log: {log}"
+            )
+        if spec.wheels:
+            _install_cuda_wheels(spec, root, work_dir / "wheels", log)
+        for leftover in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            for entry in (root / leftover).glob("*"):
+                if entry.is_file():
+                    entry.unlink()
+        subprocess.run(["tar", "-C", str(root), "--numeric-owner", "-cf", str(tarball), "."], check=True)
+        engine.import_rootfs(
+            tarball,
+            spec.tag,
+            changes=[
+                f"ENV PATH={'/' + CUDA_PREFIX + '/bin:' if spec.wheels else ''}{_PATH}",
+                *([f"ENV CUDA_HOME=/{CUDA_PREFIX}"] if spec.wheels else []),
+                f"LABEL {DIGEST_LABEL}={spec.digest}",
+                'CMD ["/bin/bash"]',
+            ],
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return BaseOutcome(spec.tag, made=True, seconds=time.monotonic() - started)
+
+
+def _install_cuda_wheels(spec: BaseSpec, root: Path, cache: Path, log: Path) -> None:
+    """Unpack the CUDA wheels into /usr/local/cuda, as NVIDIA's images lay the toolkit out."""
+    machine = {"arm64": "aarch64"}.get(platform.machine(), platform.machine())
+    cache.mkdir(parents=True, exist_ok=True)
+    platforms = [f"--platform=manylinux_2_{n}_{machine}" for n in (17, 27, 28)] + [
+        f"--platform=manylinux2014_{machine}"
+    ]
+    with log.open("a") as out:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                *platforms,
+                "--python-version=3.11",
+                "--dest",
+                str(cache),
+                *spec.wheels,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+    if done.returncode != 0:
+        raise OrchestratorError(f"cannot download the CUDA wheels for {spec.tag}; full log: {log}")
+    prefix = root / CUDA_PREFIX
+    names = {w.split("==")[0].replace("-", "_") + "-" + w.split("==")[1] for w in spec.wheels}
+    for wheel in sorted(cache.glob("*.whl")):
+        if "-".join(wheel.name.split("-")[:2]) not in names:
+            continue
+        with zipfile.ZipFile(wheel) as archive:
+            for member in archive.infolist():
+                inner = member.filename.removeprefix("nvidia/cu13/")
+                if inner == member.filename or member.is_dir():
+                    continue
+                if spec.role == "runtime" and not inner.startswith("lib/"):
+                    continue
+                target = prefix / inner
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(archive.read(member))
+                target.chmod(0o755 if inner.startswith(("bin/", "nvvm/bin/")) or ".so" in inner else 0o644)
+    lib = prefix / "lib"
+    for versioned in lib.glob("*.so.*"):
+        unversioned = lib / (versioned.name.split(".so.")[0] + ".so")
+        if not unversioned.exists():
+            unversioned.symlink_to(versioned.name)
+    # nvcc's profile and CMake look in lib64, as NVIDIA's images lay it out.
+    (prefix / "lib64").symlink_to("lib")
+    (root / "etc/ld.so.conf.d/cuda.conf").write_text(f"/{CUDA_PREFIX}/lib\n")
+    if spec.role == "build":
+        # No driver on a build machine: link against an empty libcuda, the host's driver serves at run time.
+        (lib / "stubs").mkdir(exist_ok=True)
+        (root / "tmp/stub.c").write_text("void cuda_stub(void) {}\n")
+        subprocess.run(
+            [
+                "chroot",
+                str(root),
+                "gcc",
+                "-shared",
+                "-Wl,-soname,libcuda.so.1",
+                "-o",
+                f"/{CUDA_PREFIX}/lib/stubs/libcuda.so",
+                "/tmp/stub.c",
+            ],
+            check=True,
+        )
+        (root / "tmp/stub.c").unlink()
+    subprocess.run(["chroot", str(root), "ldconfig"], check=True)

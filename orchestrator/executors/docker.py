@@ -1,0 +1,312 @@
+"""The only module that talks to Docker, through python-on-whales: `DockerEngine` carries out what the
+workflow asks of an `Engine` (orchestrator.executors.engine); it decides nothing."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.core.facts import EngineFacts
+from orchestrator.core.plan import ContainerSpec
+from orchestrator.errors import OrchestratorError
+from orchestrator.executors.bases import BaseOutcome, BaseSpec, bootstrap_base
+from orchestrator.executors.engine import (
+    PULL_FAILURES,
+    BuildFailed,
+    BuildProgress,
+    CommandFailed,
+    EngineError,
+    ServiceState,
+)
+
+if TYPE_CHECKING:
+    from python_on_whales import DockerClient
+
+
+class DockerEngine:
+    def __init__(self, client: DockerClient | None = None) -> None:
+        if client is None:
+            from python_on_whales import DockerClient
+
+            client = DockerClient()
+        self.docker = client
+
+    # --- checks -------------------------------------------------------------------------------
+
+    def require(self, *, buildx: bool = False, compose: bool = False) -> None:
+        from python_on_whales.exceptions import DockerException
+
+        if shutil.which("docker") is None:
+            raise EngineError("the docker command is not installed; install Docker Engine >= 23")
+        try:
+            self.docker.version()
+        except DockerException:
+            raise EngineError(
+                "cannot reach the Docker engine; start it (systemctl start docker) or check DOCKER_HOST"
+            ) from None
+        if buildx and not self._plugin_works(["buildx", "version"]):
+            raise EngineError(
+                "docker buildx is missing; install the docker-buildx plugin (scripts/install-docker-plugins.sh)"
+            )
+        if compose and not self._plugin_works(["compose", "version"]):
+            raise EngineError(
+                "docker compose v2 is missing; install the docker-compose plugin "
+                "(scripts/install-docker-plugins.sh)"
+            )
+
+    def push(self, tag: str, registry: str) -> tuple[str, str | None]:
+        """Tag a local image into a registry and push it; the pushed reference and its digest."""
+        from python_on_whales.exceptions import DockerException
+
+        remote = f"{registry.rstrip('/')}/{tag}"
+        try:
+            self.docker.image.tag(tag, remote)
+            self.docker.image.push(remote, quiet=True)
+            digests = self.docker.image.inspect(remote).repo_digests or []
+        except DockerException as exc:
+            last = str(exc).strip().splitlines()[-1] if str(exc).strip() else "failed"
+            raise EngineError(
+                f"pushing {remote} failed ({last}); log in first (docker login {registry.split('/')[0]})"
+            ) from None
+        prefix = remote.rsplit(":", 1)[0] + "@"
+        return remote, next((d.split("@", 1)[1] for d in digests if d.startswith(prefix)), None)
+
+    def versions(self) -> EngineFacts:
+        """What `doctor` reports about Docker: never raises, an unreachable engine is a fact too."""
+        import subprocess
+
+        from python_on_whales.exceptions import DockerException
+
+        if shutil.which("docker") is None:
+            return EngineFacts(error="the docker command is not installed")
+        try:
+            info = self.docker.info()
+        except DockerException as exc:
+            return EngineFacts(error=str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreachable")
+
+        def plugin(args: list[str]) -> str | None:
+            out = subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
+            return out.stdout.strip() if out.returncode == 0 else None
+
+        return EngineFacts(
+            server=info.server_version,
+            runtimes=tuple(sorted((info.runtimes or {}).keys())),
+            buildx=plugin(["buildx", "version"]),
+            compose=plugin(["compose", "version"]),
+        )
+
+    def require_platform(self, platform: str) -> None:
+        """Building for another architecture runs its compilers under QEMU: say so before hours are lost."""
+        import os
+        import platform as host
+
+        wanted = platform.split("/")[-1]
+        here = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(host.machine(), host.machine())
+        emulator = {"arm64": "qemu-aarch64", "amd64": "qemu-x86_64"}.get(wanted, "")
+        if wanted != here and not os.path.exists(f"/proc/sys/fs/binfmt_misc/{emulator}"):
+            raise EngineError(
+                f"this {here} host cannot build {platform} images without QEMU emulation; build on an {wanted} "
+                f"machine, register QEMU (binfmt), or pass --platform linux/{here}"
+            )
+
+    def _plugin_works(self, args: list[str]) -> bool:
+        import subprocess
+
+        out = subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
+        return out.returncode == 0
+
+    # --- images -------------------------------------------------------------------------------
+
+    def image_id(self, tag: str) -> str | None:
+        return str(self.docker.image.inspect(tag).id) if self.docker.image.exists(tag) else None
+
+    def image_labels(self, tag: str) -> Mapping[str, str] | None:
+        if not self.docker.image.exists(tag):
+            return None
+        labels = self.docker.image.inspect(tag).config.labels
+        return dict(labels or {})
+
+    def build(
+        self,
+        *,
+        context: Path,
+        dockerfile: Path,
+        stage: str,
+        tag: str,
+        build_args: Mapping[str, str],
+        labels: Mapping[str, str],
+        platform: str | None,
+        log_path: Path,
+        on_progress: Callable[[BuildProgress], None] = lambda _: None,
+        cache: str | None = None,
+    ) -> None:
+        from python_on_whales.exceptions import DockerException
+
+        progress = BuildProgress()
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("w") as log:
+            try:
+                stream = self.docker.buildx.build(
+                    context,
+                    file=dockerfile,
+                    target=stage,
+                    tags=[tag],
+                    build_args=dict(build_args),
+                    labels=dict(labels),
+                    platforms=[platform] if platform else None,
+                    load=True,
+                    progress="plain",
+                    stream_logs=True,
+                    cache_from=cache,
+                    cache_to=f"{cache},mode=max" if cache else None,
+                )
+                for line in _lines(stream):
+                    log.write(line if line.endswith("\n") else line + "\n")
+                    progress.feed(line)
+                    on_progress(progress)
+            except DockerException as exc:
+                log.write(f"\n{exc}\n")
+                log.flush()
+                if progress.failed_stage is None:
+                    for line in str(exc).splitlines():
+                        progress.feed(line)
+                step = progress.failed_step or progress.step
+                hint = ""
+                pull_failed = step.startswith("load metadata for") or (
+                    progress.failed_stage is None and any(marker in str(exc) for marker in PULL_FAILURES)
+                )
+                if pull_failed:
+                    hint = (
+                        ": the base image could not be pulled; without a registry run "
+                        "'orchestrator bases bootstrap' and build with --bases local"
+                    )
+                raise BuildFailed(
+                    progress.failed_stage or progress.stage, step, log_path, hint, pull_failed
+                ) from None
+
+    def import_rootfs(self, tarball: Path, tag: str, changes: Sequence[str]) -> None:
+        self.docker.image.import_(tarball, tag=tag, changes=list(changes))
+
+    def make_base(self, spec: BaseSpec, work_dir: Path, *, rebuild: bool = False) -> BaseOutcome:
+        return bootstrap_base(self, spec, work_dir, rebuild=rebuild)
+
+    def stream(self, spec: ContainerSpec, argv: Sequence[str], env: Mapping[str, str]) -> Iterable[str]:
+        """Run a one-off command in a fresh container (a plan's ContainerSpec); yield its output lines.
+
+        Raises CommandFailed when it exits non-zero, after every line it printed was yielded."""
+        from python_on_whales.exceptions import DockerException
+
+        kwargs: dict[str, Any] = {
+            "remove": True,
+            "envs": dict(env),
+            "volumes": list(spec.volumes),
+            "devices": list(spec.devices),
+            "user": spec.user,
+            "read_only": spec.read_only,
+            "tmpfs": list(spec.tmpfs),
+            "cap_drop": list(spec.cap_drop),
+            "security_options": list(spec.security_opt),
+            # The image's health check is the server's; a one-off command has no /health.
+            "healthcheck": False,
+            "stream": True,
+        }
+        if spec.gpus:
+            kwargs["gpus"] = spec.gpus
+        if spec.group_add:
+            kwargs["groups_add"] = [str(g) for g in spec.group_add]
+        if spec.memlock_unlimited:
+            kwargs["ulimit"] = ["memlock=-1:-1"]
+        pending = ""
+        try:
+            for _source, chunk in self.docker.run(spec.image, list(argv), **kwargs):
+                pending += bytes(chunk).decode(errors="replace")
+                *complete, pending = pending.split("\n")
+                yield from complete
+        except DockerException as exc:
+            if pending:
+                yield pending
+            raise CommandFailed(argv[0], exc.return_code) from None
+        if pending:
+            yield pending
+
+    # --- compose projects ---------------------------------------------------------------------
+
+    def _compose(self, file: Path, project: str) -> DockerClient:
+        from python_on_whales import DockerClient
+
+        return DockerClient(compose_files=[file], compose_project_name=project)
+
+    def compose_up(self, file: Path, project: str) -> None:
+        from python_on_whales.exceptions import DockerException
+
+        try:
+            self._compose(file, project).compose.up(detach=True, quiet=True, pull="never")
+        except DockerException as exc:
+            raise OrchestratorError(
+                f"docker compose up failed: {_last_line(exc.stderr or exc.stdout or '')}"
+            ) from None
+
+    def compose_down(self, file: Path, project: str) -> None:
+        # Never volumes: models and anything the user keeps stay where they are.
+        self._compose(file, project).compose.down(volumes=False, quiet=True)
+
+    def _container(self, project: str, name: str) -> Any:
+        # By compose's labels, so the service is found even before (or without) the compose file.
+        found = self.docker.container.list(
+            all=True,
+            filters=[
+                ("label", f"com.docker.compose.project={project}"),
+                ("label", f"com.docker.compose.service={name}"),
+            ],
+        )
+        return found[0] if found else None
+
+    def service(self, project: str, name: str) -> ServiceState | None:
+        container = self._container(project, name)
+        if container is None:
+            return None
+        state = container.state
+        health = state.health.status if state.health else None
+        labels = container.config.labels or {}
+        return ServiceState(
+            container=container.name,
+            image=str(container.config.image),
+            state=str(state.status),
+            health=str(health) if health else None,
+            started_at=state.started_at.isoformat() if state.started_at else None,
+            exit_code=state.exit_code,
+            restarts=int(container.restart_count or 0),
+            config_hash=labels.get("com.docker.compose.config-hash"),
+            published=tuple(
+                f"{binding.host_ip or ''}:{binding.host_port or ''}"
+                for bindings in (container.host_config.port_bindings or {}).values()
+                for binding in (bindings or [])
+            ),
+        )
+
+    def service_logs(
+        self, project: str, name: str, *, tail: int | None = None, follow: bool = False
+    ) -> Iterable[str]:
+        container = self._container(project, name)
+        if container is None:
+            return
+        if follow:
+            stream: Iterable[tuple[str, bytes]] = self.docker.container.logs(  # type: ignore[assignment]
+                container, follow=True, stream=True
+            )
+            for _source, chunk in stream:
+                yield from chunk.decode(errors="replace").splitlines()
+            return
+        yield from str(self.docker.container.logs(container, tail=tail)).splitlines()
+
+
+def _lines(stream: Any) -> Iterable[str]:
+    for chunk in stream:
+        yield from str(chunk).splitlines()
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"

@@ -1,0 +1,102 @@
+"""What the workflow needs from the machine it runs on, as a protocol: network and process probes, the
+profile's host steps, source mirrors. `LocalHost` is the real one; tests hand in a recording fake."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from orchestrator.core.facts import HostFacts
+from orchestrator.core.plan import HostStep
+from orchestrator.core.sources import Source
+from orchestrator.executors.health import Readiness, http_readiness
+from orchestrator.executors.hooks import HookResult, run_host_steps
+from orchestrator.executors.probe import host_summary
+from orchestrator.executors.sources import from_mirror, git_reachable
+
+
+class Host(Protocol):
+    def git_reachable(self, url: str) -> bool: ...
+
+    def mirror(self, source: Source, cache: Path) -> Source: ...
+
+    def can_bootstrap(self) -> bool: ...
+
+    def run_steps(
+        self,
+        steps: Sequence[HostStep],
+        *,
+        decisions: Mapping[str, bool | None],
+        ask: Callable[[str], bool] | None,
+    ) -> list[HookResult]: ...
+
+    def address_free(self, host: str, port: int) -> bool: ...
+
+    def readiness(self, url: str, api_key: str | None = None) -> Readiness: ...
+
+    def throughput(self, base_url: str, api_key: str | None) -> dict[str, float]: ...
+
+    def summary(self, facts: HostFacts) -> dict[str, Any]: ...
+
+
+_METRIC = re.compile(r"^llamacpp:(prompt_tokens_seconds|predicted_tokens_seconds)\s+([0-9.eE+-]+)$")
+
+
+class LocalHost:
+    """This machine."""
+
+    def git_reachable(self, url: str) -> bool:
+        return git_reachable(url)
+
+    def mirror(self, source: Source, cache: Path) -> Source:
+        return from_mirror(source, cache)
+
+    def can_bootstrap(self) -> bool:
+        return os.geteuid() == 0 and shutil.which("debootstrap") is not None
+
+    def run_steps(
+        self,
+        steps: Sequence[HostStep],
+        *,
+        decisions: Mapping[str, bool | None],
+        ask: Callable[[str], bool] | None,
+    ) -> list[HookResult]:
+        return run_host_steps(steps, decisions=decisions, ask=ask)
+
+    def address_free(self, host: str, port: int) -> bool:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError:
+                return False
+        return True
+
+    def readiness(self, url: str, api_key: str | None = None) -> Readiness:
+        return http_readiness(url, api_key)
+
+    def throughput(self, base_url: str, api_key: str | None) -> dict[str, float]:
+        """Average prompt and generation speed since start, from llama-server's Prometheus metrics."""
+        request = urllib.request.Request(base_url + "/metrics")
+        if api_key:
+            request.add_header("Authorization", f"Bearer {api_key}")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                text = response.read().decode()
+        except (OSError, ValueError):
+            return {}
+        found = {}
+        for line in text.splitlines():
+            if match := _METRIC.match(line.strip()):
+                found[match[1].removesuffix("_tokens_seconds")] = round(float(match[2]), 2)
+        return found
+
+    def summary(self, facts: HostFacts) -> dict[str, Any]:
+        return host_summary(facts)

@@ -1,0 +1,149 @@
+"""Carrying out an ImageBuild: stage the build context, skip an identical image, build, report."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.core.plan import ImageBuild, local_base_images
+from orchestrator.errors import OrchestratorError
+from orchestrator.executors.assets import asset
+from orchestrator.executors.engine import BuildProgress, Engine
+
+BUILD_SCRIPT = "images/common/build-llama.sh"
+RECIPE_LABEL = "io.step-flash.recipe-digest"
+_SKIP_IN_SOURCE = {".git", "node_modules", "__pycache__", ".cache"}
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    tag: str
+    built: bool
+    seconds: float
+    log: Path | None
+
+
+def recipe_digest(build: ImageBuild, base_ids: list[str]) -> str:
+    """The plan's digest, the Dockerfile, the build script and the local bases' ids: a change to any
+    of them means a new image."""
+    digest = hashlib.sha256(build.digest.encode())
+    for path in (asset(build.dockerfile), asset(BUILD_SCRIPT)):
+        digest.update(path.read_bytes())
+    for base_id in base_ids:
+        digest.update(base_id.encode())
+    return digest.hexdigest()[:16]
+
+
+def ignore_build_outputs(directory: str, names: list[str]) -> set[str]:
+    """For shutil.copytree: VCS data and build folders, never source files (cmake/build-info.cmake is one)."""
+    return {
+        n
+        for n in names
+        if n in _SKIP_IN_SOURCE or (n.startswith("build") and os.path.isdir(os.path.join(directory, n)))
+    }
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    # Hard links make staging a 200 MB tree instant; a copy is the fallback across file systems.
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def stage_context(build: ImageBuild, work_dir: Path) -> Path:
+    """A build context holding the shared build script and, for a local source, the source tree."""
+    # A folder of its own per build: two builds at once never share (or delete) each other's context.
+    parent = work_dir / "contexts"
+    parent.mkdir(parents=True, exist_ok=True)
+    context = Path(tempfile.mkdtemp(prefix=build.tag.replace(":", "_").replace("/", "_") + "-", dir=parent))
+    shutil.copy2(asset(BUILD_SCRIPT), context / "build-llama.sh")
+    staged = context / "staged"
+    if build.source_dir:
+        shutil.copytree(
+            build.source_dir, staged, ignore=ignore_build_outputs, copy_function=_link_or_copy, symlinks=True
+        )
+    else:
+        staged.mkdir()
+    return context
+
+
+def _recipe(engine: Engine, build: ImageBuild) -> str:
+    base_ids = []
+    for role in ("BUILD_BASE", "RUNTIME_BASE"):
+        base = build.build_args[role]
+        base_id = engine.image_id(base)
+        if base in local_base_images(build.family) and base_id is None:
+            raise OrchestratorError(
+                f"local base image {base} is missing; make it with 'orchestrator bases bootstrap --family {build.family}'"
+            )
+        base_ids.append(base_id or base)
+    return recipe_digest(build, base_ids)
+
+
+def is_up_to_date(engine: Engine, build: ImageBuild) -> bool:
+    existing = engine.image_labels(build.tag)
+    return existing is not None and existing.get(RECIPE_LABEL) == _recipe(engine, build)
+
+
+def build_image(
+    engine: Engine,
+    build: ImageBuild,
+    *,
+    work_dir: Path,
+    rebuild: bool = False,
+    on_progress: Callable[[BuildProgress], None] = lambda _: None,
+) -> BuildOutcome:
+    recipe = _recipe(engine, build)
+    existing = engine.image_labels(build.tag)
+    if existing is not None and existing.get(RECIPE_LABEL) == recipe and not rebuild:
+        return BuildOutcome(build.tag, built=False, seconds=0.0, log=None)
+    started = time.monotonic()
+    context = stage_context(build, work_dir)
+    log = work_dir / "logs" / f"build-{build.tag.replace(':', '_').replace('/', '_')}.log"
+    try:
+        engine.build(
+            context=context,
+            dockerfile=asset(build.dockerfile),
+            stage=build.stage,
+            tag=build.tag,
+            build_args=build.build_args,
+            labels={**build.labels, RECIPE_LABEL: recipe},
+            platform=build.platform,
+            log_path=log,
+            on_progress=on_progress,
+            cache=build.cache,
+        )
+    finally:
+        shutil.rmtree(context, ignore_errors=True)
+    outcome = BuildOutcome(build.tag, built=True, seconds=time.monotonic() - started, log=log)
+    _record(work_dir, outcome)
+    return outcome
+
+
+def _record(work_dir: Path, outcome: BuildOutcome) -> None:
+    """Build history (logs/builds.jsonl): when each image was built and how long it took."""
+    entry = {
+        "tag": outcome.tag,
+        "seconds": round(outcome.seconds, 1),
+        "finished": time.time(),
+        "log": str(outcome.log),
+    }
+    history_file = work_dir / "logs" / "builds.jsonl"
+    history_file.parent.mkdir(parents=True, exist_ok=True)
+    with history_file.open("a") as history:
+        history.write(json.dumps(entry) + "\n")
+
+
+def build_history(work_dir: Path) -> list[dict[str, object]]:
+    path = work_dir / "logs" / "builds.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -1,0 +1,213 @@
+"""Builds and servers on the host, without containers: the Mac (Metal cannot be reached from a container)
+and any host given --native. It runs the plan through scripts/macos-native (build, serve, stop, run,
+bench); the server is a background process with a pid file and a log file under the data directory."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.core.plan import NativeBuild, Plan
+from orchestrator.errors import OrchestratorError, UsageError
+from orchestrator.executors.assets import asset
+from orchestrator.executors.engine import CommandFailed
+from orchestrator.executors.health import Probe, http_readiness
+from orchestrator.executors.images import BuildOutcome
+
+SCRIPTS = "scripts/macos-native"
+# A llama.cpp build tree with its objects: what the disk needs before a native build starts.
+BUILD_DISK_GIB = 3
+MIN_MACOS = (14, 0)
+
+
+class NativeFailed(OrchestratorError):
+    """A script of scripts/macos-native failed; the message names its log."""
+
+
+def script(name: str) -> Path:
+    return asset(f"{SCRIPTS}/{name}")
+
+
+def _build(plan: Plan) -> NativeBuild:
+    if not isinstance(plan.build, NativeBuild):
+        raise UsageError(
+            f"the {plan.target} target runs in a container; drop --native's opposite or pass --native"
+        )
+    return plan.build
+
+
+def state_dir(plan: Plan) -> Path:
+    return plan.data_dir / "native" / "state"
+
+
+def preflight(plan: Plan) -> None:
+    """What a host build needs, each missing piece in one line with the way to get it."""
+    if platform.system() == "Darwin":
+        if platform.machine() != "arm64":
+            raise UsageError("the mac-studio target needs Apple silicon (arm64); this Mac is Intel")
+        version = tuple(int(p) for p in platform.mac_ver()[0].split(".")[:2] if p.isdigit())
+        if version and version < MIN_MACOS:
+            raise UsageError(
+                f"macOS {'.'.join(map(str, version))} is too old for Metal builds; update to >= 14"
+            )
+        clt = subprocess.run(["xcode-select", "-p"], capture_output=True, text=True, check=False)
+        if clt.returncode != 0:
+            raise UsageError("the Xcode command line tools are missing; run: xcode-select --install")
+    for tool, how in (("cmake", "brew install cmake / apt-get install cmake"), ("c++", "a C++ compiler")):
+        if shutil.which(tool) is None:
+            raise UsageError(f"{tool} is not installed; install it ({how})")
+    if plan.source.kind == "git" and shutil.which("git") is None:
+        raise UsageError("git is not installed; install it, or pass --source DIR with a llama.cpp tree")
+    folder = plan.data_dir
+    while not folder.exists():
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free / 2**30
+    if free < BUILD_DISK_GIB:
+        raise UsageError(f"a build needs {BUILD_DISK_GIB} GiB free at {folder}; only {free:.1f} GiB is")
+
+
+def is_built(plan: Plan) -> bool:
+    return (Path(_build(plan).prefix) / ".complete").is_file()
+
+
+def build(plan: Plan, rebuild: bool = False) -> BuildOutcome:
+    native = _build(plan)
+    prefix = Path(native.prefix)
+    if is_built(plan) and not rebuild:
+        return BuildOutcome(str(prefix), built=False, seconds=0.0, log=None)
+    preflight(plan)
+    if rebuild:
+        (prefix / ".complete").unlink(missing_ok=True)
+    log = plan.data_dir / "logs" / f"native-{prefix.name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **native.env, "CCACHE_DIR": str(plan.data_dir / "ccache")}
+    started = time.monotonic()
+    with log.open("w") as out:
+        done = subprocess.run(
+            ["sh", str(script("build.sh"))], env=env, stdout=out, stderr=subprocess.STDOUT, check=False
+        )
+    if done.returncode != 0:
+        tail = [line for line in log.read_text(errors="replace").splitlines() if line.strip()][-1:]
+        raise NativeFailed(f"the native build failed ({tail[0] if tail else done.returncode}); log: {log}")
+    return BuildOutcome(str(prefix), built=True, seconds=time.monotonic() - started, log=log)
+
+
+@dataclass(frozen=True)
+class NativeState:
+    pid: int | None
+    running: bool
+    argv: tuple[str, ...]
+    log: Path
+
+
+def state(plan: Plan) -> NativeState:
+    folder = state_dir(plan)
+    pid_file = folder / "llama-server.pid"
+    pid = int(pid_file.read_text().strip()) if pid_file.is_file() else None
+    running = pid is not None and _alive(pid)
+    argv_file = folder / "llama-server.argv"
+    argv = tuple(argv_file.read_text().splitlines()) if argv_file.is_file() else ()
+    return NativeState(pid, running, argv, folder / "llama-server.log")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped) is not a server.
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.is_file() and ") Z " in stat.read_text())
+
+
+def _script_env(plan: Plan) -> dict[str, str]:
+    return {**os.environ, **plan.server.env, "PREFIX": _build(plan).prefix, "STATE_DIR": str(state_dir(plan))}
+
+
+def start(plan: Plan) -> bool:
+    """Start the server unless the same one already runs; a different one is stopped first."""
+    current = state(plan)
+    if current.running and current.argv == plan.server.argv:
+        return False
+    if current.running:
+        stop(plan)
+    done = subprocess.run(
+        ["sh", str(script("serve.sh")), "--", *plan.server.argv],
+        env=_script_env(plan),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise NativeFailed(f"llama-server did not start: {(done.stderr or done.stdout).strip()}")
+    return True
+
+
+def stop(plan: Plan) -> bool:
+    current = state(plan)
+    if current.pid is None:
+        return False
+    done = subprocess.run(
+        ["sh", str(script("stop.sh"))], env=_script_env(plan), capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0 and current.pid and _alive(current.pid):
+        os.kill(current.pid, signal.SIGKILL)
+    return current.running
+
+
+def probe(plan: Plan) -> Probe:
+    current = state(plan)
+    if not current.running:
+        tail = log_tail(plan, 1)
+        return Probe("failed", f"llama-server exited ({tail[0] if tail else 'no log'})")
+    return Probe(http_readiness(plan.endpoint.removesuffix("/v1") + "/health"), f"pid {current.pid}")
+
+
+def log_tail(plan: Plan, lines: int) -> list[str]:
+    log = state(plan).log
+    if not log.is_file():
+        return []
+    return [line for line in log.read_text(errors="replace").splitlines() if line.strip()][-lines:]
+
+
+def log_lines(plan: Plan, tail: int | None, follow: bool) -> Iterator[str]:
+    """The log's last lines; with follow, then each new line as the server writes it, until interrupted."""
+    log = state(plan).log
+    if not log.is_file():
+        return
+    with log.open(errors="replace") as handle:
+        lines = handle.read().splitlines()
+        yield from lines if tail is None else lines[-tail:]
+        while follow:
+            line = handle.readline()
+            if line:
+                yield line.rstrip("\n")
+            else:
+                time.sleep(0.5)
+
+
+def stream(plan: Plan, script_name: str, argv: Iterable[str], env: dict[str, str]) -> Iterable[str]:
+    """Run llama-cli or llama-batched-bench on the host through run.sh / bench.sh, line by line."""
+    argv = list(argv)
+    program = argv[0] if argv else script_name
+    process = subprocess.Popen(
+        ["sh", str(script(script_name)), *argv],
+        env={**os.environ, **env, "PREFIX": _build(plan).prefix},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+    )
+    assert process.stdout is not None
+    yield from (line.rstrip("\n") for line in process.stdout)
+    if process.wait() != 0:
+        raise CommandFailed(Path(program).name, process.returncode)

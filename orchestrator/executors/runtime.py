@@ -1,0 +1,297 @@
+"""Where a plan's programs run: in containers (`ContainerRuntime`: images, a compose service, one-off
+containers) or on the host (`NativeRuntime`: scripts/macos-native, a background process). Both behind one
+interface, chosen once from the plan by `runtime_for`, so no command below the CLI asks which it is."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+
+from orchestrator.core.plan import (
+    COMPOSE_PROJECT,
+    SERVICE,
+    BenchPlan,
+    Command,
+    ImageBuild,
+    Plan,
+    secret_copy_path,
+)
+from orchestrator.errors import UsageError
+from orchestrator.executors import native
+from orchestrator.executors.engine import BuildProgress, Engine
+from orchestrator.executors.health import Probe
+from orchestrator.executors.host import Host
+from orchestrator.executors.images import BuildOutcome, build_image, is_up_to_date
+from orchestrator.files import write_atomic
+
+
+@dataclass(frozen=True)
+class ServerState:
+    """The server as `status` shows it, whichever runtime serves it."""
+
+    state: str
+    running: bool
+    health: str | None = None
+    container: str | None = None
+    image: str | None = None
+    pid: int | None = None
+    uptime_s: float | None = None
+    restarts: int = 0
+    log: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Runtime(Protocol):
+    kind: str
+
+    def require(self, *, serving: bool) -> None:
+        """What this runtime needs before anything runs (the engine and its plugins)."""
+
+    def is_built(self, plan: Plan) -> bool: ...
+
+    def build(
+        self, plan: Plan, *, rebuild: bool, on_progress: Callable[[BuildProgress], None]
+    ) -> BuildOutcome: ...
+
+    def check_port(self, plan: Plan) -> None:
+        """The server's address is free, or held by this plan's own server."""
+
+    def start(self, plan: Plan) -> bool:
+        """Start (or replace) the server; False when the same one already runs and was kept."""
+
+    def stop(self, plan: Plan) -> bool:
+        """Stop the server; whether there was one."""
+
+    def state(self, plan: Plan) -> ServerState: ...
+
+    def probe(self, plan: Plan) -> Probe:
+        """Is the server started by `start` ready, loading, or gone?"""
+
+    def logs(self, plan: Plan, *, tail: int | None, follow: bool = False) -> Iterable[str]: ...
+
+    def run(self, plan: Plan) -> Iterable[str]:
+        """The plan's llama-cli answer, line by line."""
+
+    def bench(self, plan: Plan, bench: BenchPlan) -> Iterable[str]:
+        """One llama-batched-bench run, line by line."""
+
+    def location(self, plan: Plan) -> str:
+        """What the user can read to see how the server runs (the compose file, the log)."""
+
+
+def runtime_for(plan: Plan, engine: Engine, host: Host) -> Runtime:
+    if isinstance(plan.build, ImageBuild):
+        return ContainerRuntime(engine, host)
+    return NativeRuntime(host)
+
+
+def _api_key(plan: Plan) -> str | None:
+    return (
+        plan.api_key_file.read_text().strip() if plan.api_key_file and plan.api_key_file.is_file() else None
+    )
+
+
+def _uptime(started_at: str | None) -> float | None:
+    if not started_at:
+        return None
+    return round((datetime.now(UTC) - datetime.fromisoformat(started_at)).total_seconds(), 1)
+
+
+class ContainerRuntime:
+    kind = "container"
+
+    def __init__(self, engine: Engine, host: Host) -> None:
+        self.engine = engine
+        self.host = host
+        self._restarts_at_start = 0
+
+    def require(self, *, serving: bool) -> None:
+        self.engine.require(buildx=True, compose=serving)
+
+    def _image(self, plan: Plan) -> ImageBuild:
+        assert isinstance(plan.build, ImageBuild)
+        return plan.build
+
+    def is_built(self, plan: Plan) -> bool:
+        self.engine.require_platform(self._image(plan).platform)
+        return is_up_to_date(self.engine, self._image(plan))
+
+    def build(
+        self, plan: Plan, *, rebuild: bool, on_progress: Callable[[BuildProgress], None]
+    ) -> BuildOutcome:
+        return build_image(
+            self.engine, self._image(plan), work_dir=plan.data_dir, rebuild=rebuild, on_progress=on_progress
+        )
+
+    def _compose_file(self, plan: Plan) -> Path:
+        assert plan.compose_file is not None
+        return plan.compose_file
+
+    def check_port(self, plan: Plan) -> None:
+        running = self.engine.service(COMPOSE_PROJECT, SERVICE)
+        address = plan.publish
+        held = f"{address.host}:{address.port}"
+        if running is not None and running.state == "running" and held in running.published:
+            return
+        if not self.host.address_free(address.host, address.port):
+            raise UsageError(
+                f"port {address.port} on {address.host} is already in use; stop what holds it or pass --port N"
+            )
+
+    def start(self, plan: Plan) -> bool:
+        running = self.engine.service(COMPOSE_PROJECT, SERVICE)
+        self._restarts_at_start = running.restarts if running else 0
+        install_api_key(plan)
+        write_compose(plan)
+        self.engine.compose_up(self._compose_file(plan), COMPOSE_PROJECT)
+        return True
+
+    def stop(self, plan: Plan) -> bool:
+        if not self._compose_file(plan).exists():
+            return False
+        self.engine.compose_down(self._compose_file(plan), COMPOSE_PROJECT)
+        return True
+
+    def state(self, plan: Plan) -> ServerState:
+        service = self.engine.service(COMPOSE_PROJECT, SERVICE)
+        if service is None:
+            return ServerState(state="not created", running=False)
+        running = service.state == "running"
+        return ServerState(
+            state=service.state,
+            running=running,
+            health=service.health,
+            container=service.container,
+            image=service.image,
+            uptime_s=_uptime(service.started_at) if running else None,
+            restarts=service.restarts,
+            log=f"docker logs {service.container}",
+        )
+
+    def probe(self, plan: Plan) -> Probe:
+        service = self.engine.service(COMPOSE_PROJECT, SERVICE)
+        if service is None:
+            return Probe("failed", "the container is gone")
+        if service.state in ("exited", "dead") or service.restarts > self._restarts_at_start:
+            return Probe(
+                "failed",
+                f"the container {service.state} (exit code {service.exit_code}, restarts {service.restarts})",
+            )
+        return Probe(self.host.readiness(plan.base_url + "/health"), service.health or service.state)
+
+    def logs(self, plan: Plan, *, tail: int | None, follow: bool = False) -> Iterable[str]:
+        return self.engine.service_logs(
+            COMPOSE_PROJECT, SERVICE, tail=None if follow else tail, follow=follow
+        )
+
+    def _one_off(self, plan: Plan, command: Command) -> Iterable[str]:
+        assert plan.container is not None
+        return self.engine.stream(plan.container, command.argv, command.env)
+
+    def run(self, plan: Plan) -> Iterable[str]:
+        return self._one_off(plan, plan.run)
+
+    def bench(self, plan: Plan, bench: BenchPlan) -> Iterable[str]:
+        return self._one_off(plan, bench.command)
+
+    def location(self, plan: Plan) -> str:
+        return str(self._compose_file(plan))
+
+
+def write_compose(plan: Plan) -> Path:
+    """Write the plan's compose document where users can read and run it; replaced whole, never half-written."""
+    assert plan.compose is not None and plan.compose_file is not None
+    path = plan.compose_file
+    header = (
+        f"# Generated by step-flash-orchestrator for target {plan.target}, profile {plan.profile}.\n"
+        f"# Run it without the tool: docker compose -f {path} up -d\n"
+    )
+    write_atomic(path, header + yaml.safe_dump(dict(plan.compose), sort_keys=False))
+    return path
+
+
+def install_api_key(plan: Plan) -> None:
+    """Copy the key where the container's user can read it: mode 0644 inside a folder only we can open."""
+    if plan.api_key_file is None:
+        return
+    target = secret_copy_path(plan.data_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.parent.chmod(0o700)
+    partial = target.with_suffix(".partial")
+    shutil.copyfile(plan.api_key_file, partial)
+    partial.chmod(0o644)
+    os.replace(partial, target)
+
+
+class NativeRuntime:
+    kind = "native"
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+
+    def require(self, *, serving: bool) -> None:
+        return None
+
+    def is_built(self, plan: Plan) -> bool:
+        return native.is_built(plan)
+
+    def build(
+        self, plan: Plan, *, rebuild: bool, on_progress: Callable[[BuildProgress], None]
+    ) -> BuildOutcome:
+        return native.build(plan, rebuild)
+
+    def check_port(self, plan: Plan) -> None:
+        current = native.state(plan)
+        if current.running and current.argv == plan.server.argv:
+            return
+        if not self.host.address_free(plan.publish.host, plan.publish.port):
+            raise UsageError(
+                f"port {plan.publish.port} on {plan.publish.host} is already in use; stop what holds it or "
+                "pass --port N"
+            )
+
+    def start(self, plan: Plan) -> bool:
+        return native.start(plan)
+
+    def stop(self, plan: Plan) -> bool:
+        return native.stop(plan)
+
+    def state(self, plan: Plan) -> ServerState:
+        current = native.state(plan)
+        return ServerState(
+            state="running" if current.running else "stopped",
+            running=current.running,
+            health=self.host.readiness(plan.base_url + "/health", _api_key(plan))
+            if current.running
+            else "down",
+            pid=current.pid if current.running else None,
+            log=str(current.log),
+        )
+
+    def probe(self, plan: Plan) -> Probe:
+        current = native.state(plan)
+        if not current.running:
+            tail = native.log_tail(plan, 1)
+            return Probe("failed", f"llama-server exited ({tail[0] if tail else 'no log'})")
+        return Probe(self.host.readiness(plan.base_url + "/health"), f"pid {current.pid}")
+
+    def logs(self, plan: Plan, *, tail: int | None, follow: bool = False) -> Iterable[str]:
+        return native.log_lines(plan, tail, follow)
+
+    def run(self, plan: Plan) -> Iterable[str]:
+        return native.stream(plan, "run.sh", plan.run.argv, dict(plan.run.env))
+
+    def bench(self, plan: Plan, bench: BenchPlan) -> Iterable[str]:
+        return native.stream(plan, "bench.sh", bench.command.argv, dict(bench.command.env))
+
+    def location(self, plan: Plan) -> str:
+        return str(native.state(plan).log)

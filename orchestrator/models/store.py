@@ -1,0 +1,195 @@
+"""The model store: what is under the models directory, pulled or registered, in `<models dir>/models.json`.
+
+Pulled models live in `<models dir>/<owner>/<repo>/` and are the store's own: `rm` deletes them (after
+asking). Added models stay where the user keeps them: `rm` only forgets them. Nothing here deletes or
+rewrites a model file unless asked; the registry is replaced atomically.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator.core.models import KNOWN_MODELS
+from orchestrator.errors import InvalidModel, UsageError
+from orchestrator.files import write_atomic
+from orchestrator.models.gguf import GgufModel, read_model, split_siblings
+from orchestrator.models.local import file_sha256
+
+REGISTRY = "models.json"
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    name: str
+    size: int
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    path: str
+    origin: str
+    managed: bool
+    files: tuple[FileRecord, ...] = field(default=())
+    architecture: str | None = None
+
+    @property
+    def first(self) -> Path:
+        return Path(self.path)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Entry:
+        files = tuple(FileRecord(**f) for f in data.get("files", ()))
+        return cls(**{**data, "files": files})
+
+
+def load(models_dir: Path) -> dict[str, Entry]:
+    path = models_dir / REGISTRY
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+        return {name: Entry.from_dict(entry) for name, entry in data["models"].items()}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UsageError(
+            f"{path} is not a model registry this version can read ({exc}); move it aside and "
+            "'orchestrator model add' the files again"
+        ) from None
+
+
+def save(models_dir: Path, entries: dict[str, Entry]) -> None:
+    payload = {"models": {name: e.to_dict() for name, e in sorted(entries.items())}}
+    write_atomic(models_dir / REGISTRY, json.dumps(payload, indent=1) + "\n")
+
+
+def records(model: GgufModel, sha256: dict[str, str] | None = None) -> tuple[FileRecord, ...]:
+    return tuple(FileRecord(p.path.name, p.size, (sha256 or {}).get(p.path.name)) for p in model.parts)
+
+
+def name_for(first: Path) -> str:
+    known = next((r.name for r in KNOWN_MODELS.values() if first.match(r.pattern)), None)
+    if known:
+        return known
+    stem = first.name.removesuffix(".gguf")
+    return stem.split("-00001-of-")[0].lower()
+
+
+def add(models_dir: Path, path: Path, name: str | None) -> Entry:
+    """Register a GGUF the user already has (air-gapped machines): checked, never moved or copied."""
+    first = path.expanduser().absolute()
+    model = read_model(first)
+    entries = load(models_dir)
+    name = name or name_for(first)
+    if name in entries and entries[name].first != first:
+        raise UsageError(
+            f"a model named {name!r} is already registered ({entries[name].path}); pass --name to choose another"
+        )
+    entry = Entry(name, str(first), "added", False, records(model), model.arch.name)
+    entries[name] = entry
+    save(models_dir, entries)
+    return entry
+
+
+def record_pull(models_dir: Path, name: str, entry: Entry) -> None:
+    entries = load(models_dir)
+    entries[name] = entry
+    save(models_dir, entries)
+
+
+def find(models_dir: Path, name: str) -> Entry | None:
+    return load(models_dir).get(name)
+
+
+@dataclass(frozen=True)
+class Listed:
+    name: str
+    path: Path
+    origin: str
+    present: bool
+    size: int
+
+
+def listing(models_dir: Path) -> Iterator[Listed]:
+    """Registered models, then known models found in their usual place without being registered."""
+    entries = load(models_dir)
+    seen: set[Path] = set()
+    for entry in entries.values():
+        present = all(p.is_file() for p in split_siblings(entry.first))
+        size = sum(f.size for f in entry.files)
+        seen.add(entry.first)
+        yield Listed(entry.name, entry.first, entry.origin, present, size)
+    for ref in KNOWN_MODELS.values():
+        directory = models_dir / ref.directory
+        for first in sorted(directory.glob(ref.pattern)) if directory.is_dir() else []:
+            if first.absolute() in seen or ("-of-" in first.name and "-00001-of-" not in first.name):
+                continue
+            size = sum(p.stat().st_size for p in split_siblings(first) if p.is_file())
+            yield Listed(ref.name, first.absolute(), ref.origin, True, size)
+
+
+@dataclass(frozen=True)
+class Verified:
+    model: GgufModel
+    hashed: tuple[str, ...]
+
+
+def verify(
+    first: Path,
+    expected: dict[str, FileRecord],
+    sha_cache: Path,
+    on_bytes: Callable[[int], None] | None = None,
+) -> Verified:
+    """Every check `model verify` promises; raises InvalidModel with the first problem found."""
+    model = read_model(first)
+    hashed: list[str] = []
+    for part in model.parts:
+        record = expected.get(part.path.name)
+        if record is None:
+            continue
+        if record.size != part.size:
+            raise InvalidModel(
+                f"{part.path} has {part.size} bytes but {record.size} were published; "
+                "pull it again ('orchestrator model pull' resumes)"
+            )
+        if record.sha256:
+            digest = file_sha256(part.path, sha_cache, on_bytes)
+            if digest != record.sha256:
+                raise InvalidModel(
+                    f"{part.path} does not match its published sha256 (got {digest[:12]}..., want "
+                    f"{record.sha256[:12]}...); it is damaged: delete it and pull again"
+                )
+            hashed.append(part.path.name)
+    return Verified(model, tuple(hashed))
+
+
+def remove(models_dir: Path, name: str, confirm: Callable[[str], bool]) -> list[Path]:
+    """Forget a model; a pulled one's files are deleted too, only if confirm says yes."""
+    entries = load(models_dir)
+    entry = entries.get(name)
+    if entry is None:
+        known = ", ".join(sorted(entries)) or "none"
+        raise UsageError(
+            f"no registered model named {name!r} (registered: {known}); see 'orchestrator model list'"
+        )
+    files = [p for p in split_siblings(entry.first) if p.is_file()] if entry.managed else []
+    question = (
+        f"delete {len(files)} file(s) of {name} ({sum(p.stat().st_size for p in files) / 2**30:.1f} GiB) "
+        f"in {entry.first.parent}?"
+        if files
+        else f"forget {name} ({entry.path})? its files are left where they are"
+    )
+    if not confirm(question):
+        raise UsageError(f"kept {name}; nothing was changed")
+    for path in files:
+        path.unlink()
+    del entries[name]
+    save(models_dir, entries)
+    return files

@@ -1,0 +1,81 @@
+"""`orchestrator bench`, `bench report` and `run` for real, on the cpu target with the gemma model."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from orchestrator.app.results import read_records
+from orchestrator.core.bench import compare
+from tests.assets import demo_model
+from tests.integration import BuiltImage, needs_docker, run_cli
+from tests.tiny_gguf import write_tiny
+
+pytestmark = [needs_docker, pytest.mark.docker, pytest.mark.slow]
+
+
+def test_bench_records_and_reports(cpu_image: BuiltImage, tmp_path: Path) -> None:
+    model = demo_model()
+    results = tmp_path / "results"
+    args = [*cpu_image.args, "--model", str(model), "--results", str(results)]
+    out = run_cli("bench", *args, "--npp", "0,64", "--ntg", "128", env=cpu_image.env)
+    assert out.returncode == 0, out.stderr + out.stdout
+    (record,) = read_records(results)
+    assert record.complete and record.error is None
+    assert [(r.pp, r.tg, r.pl) for r in record.rows] == [(0, 128, 1), (64, 128, 1)]
+    assert record.model["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+    assert record.build["image"] == cpu_image.tag and record.build["image_id"]
+    assert "-DGGML_VULKAN=ON" in record.build["cmake_flags"]
+    assert record.runtime["argv"][0] == "llama-batched-bench" and record.host["kernel"]
+    # The (0, 128, 1) row lines up with every published table.
+    (against,) = compare(record.rows, "dgx-spark-256k")
+    assert against.published_tg == 19.79 and against.ratio_tg == pytest.approx(
+        record.rows[0].speed_tg / 19.79
+    )
+
+    report = run_cli("bench", "report", "--results", str(results), env=cpu_image.env)
+    assert report.returncode == 0, report.stderr
+    png = results / "bench.png"
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert "| 64 | 128 | 1 |" in (results / "bench.md").read_text()
+
+
+def test_bench_whose_process_dies_is_one_line_and_incomplete(cpu_image: BuiltImage, tmp_path: Path) -> None:
+    broken = tmp_path / "models" / "broken.gguf"
+    broken.parent.mkdir()
+    # Well-formed, so every check before the run passes, but llama.cpp cannot load it.
+    write_tiny(broken, "dense", leave_out=("output_norm.weight",))
+    results = tmp_path / "results"
+    out = run_cli(
+        "bench",
+        *cpu_image.args,
+        "--model",
+        str(broken),
+        "--results",
+        str(results),
+        "--npp",
+        "64",
+        "--ntg",
+        "8",
+        env=cpu_image.env,
+    )
+    assert out.returncode == 1
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "incomplete" in lines[0] and "exited with code" in lines[0], out.stderr
+    (record,) = read_records(results)
+    assert not record.complete and record.error and record.rows == []
+    # A file cut short never reaches llama.cpp: it is refused first, in one line, and left as it was.
+    cut = tmp_path / "models" / "cut.gguf"
+    cut.write_bytes(demo_model().read_bytes()[:4_000_000])
+    out = run_cli("bench", *cpu_image.args, "--model", str(cut), "--results", str(results), env=cpu_image.env)
+    assert out.returncode == 3 and "truncated" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert cut.stat().st_size == 4_000_000 and len(read_records(results)) == 1
+
+
+def test_run_answers_the_prompt(cpu_image: BuiltImage) -> None:
+    out = run_cli("run", *cpu_image.args, "--model", str(demo_model()), "Name a colour.", env=cpu_image.env)
+    assert out.returncode == 0, out.stderr
+    assert "Name a colour." in out.stdout
+    assert "Generation:" in out.stdout

@@ -1,0 +1,282 @@
+"""The Vulkan image, built for real from local bases and the pinned llama.cpp source, then run on the
+CPU backend and on Vulkan through Mesa's lavapipe with the gemma-3-270m GGUF mounted read-only."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orchestrator.core.sources import UPSTREAM_COMMIT
+from tests.assets import demo_model, tiny_moe_model
+from tests.integration import BuiltImage, cli_env, docker, image_labels, model_mount, needs_docker, run_cli
+
+pytestmark = [needs_docker, pytest.mark.docker, pytest.mark.slow]
+
+
+def _run(image: str, *argv: str, model: Path | None = None, env: dict[str, str] | None = None) -> str:
+    model = model or demo_model()
+    flags = [f"--env={k}={v}" for k, v in (env or {}).items()]
+    out = docker(
+        "run",
+        "--rm",
+        "--read-only",
+        "--tmpfs",
+        "/tmp",
+        *model_mount(model),
+        *flags,
+        image,
+        *argv,
+        timeout=900,
+    )
+    assert out.returncode == 0, f"{argv[0]} exited {out.returncode}: {out.stderr[-2000:]}"
+    return out.stdout + out.stderr
+
+
+def test_image_carries_its_recipe(cpu_image: BuiltImage) -> None:
+    labels = image_labels(cpu_image.tag)
+    assert labels["io.step-flash.target"] == "cpu"
+    assert labels["org.opencontainers.image.source"] == str(cpu_image.source)
+    # Unpacked from the package-index mirror, the tree still knows the commit it holds.
+    assert labels["org.opencontainers.image.revision"] == UPSTREAM_COMMIT
+    assert "-DGGML_VULKAN=ON" in labels["io.step-flash.cmake-flags"]
+    assert "-DGGML_BACKEND_DL=ON" in labels["io.step-flash.cmake-flags"]
+    config = json.loads(docker("image", "inspect", cpu_image.tag, "--format", "{{json .Config}}").stdout)
+    assert config["User"] == "10001"
+    assert "/health" in " ".join(config["Healthcheck"]["Test"])
+
+
+def test_unchanged_plan_is_not_rebuilt(cpu_image: BuiltImage) -> None:
+    again = run_cli(
+        "build", "--target", "cpu", "--source", str(cpu_image.source), "--bases", "local", env=cpu_image.env
+    )
+    assert again.returncode == 0, again.stderr
+    assert "up to date" in again.stdout
+
+
+def test_cpu_backend_answers(cpu_image: BuiltImage) -> None:
+    assert _run(cpu_image.tag, "id", "-u").strip() == "10001"
+    text = _run(
+        cpu_image.tag,
+        "llama-cli",
+        "-m",
+        "/models/gemma-3-270m-Q4_K_M.gguf",
+        "--chat-template",
+        "gemma",
+        "-p",
+        "Name a colour.",
+        "-n",
+        "12",
+        "--temp",
+        "0",
+        "-st",
+        "-c",
+        "512",
+        "-v",
+    )
+    # The CPU code is a plugin picked for this processor at run time.
+    assert "loaded CPU backend from /opt/llama/libggml-cpu-" in text
+    assert "assigned to device CPU" in text
+    assert "Generation:" in text, text[-1500:]
+
+
+def _bench_rows(image: str, npp: list[int], env: dict[str, str] | None = None) -> list[dict[str, object]]:
+    argv = [
+        "llama-batched-bench",
+        "-m",
+        "/models/gemma-3-270m-Q4_K_M.gguf",
+        "-c",
+        "1024",
+        "-b",
+        "256",
+        "-ub",
+        "256",
+        "-npp",
+        ",".join(map(str, npp)),
+        "-ntg",
+        "8",
+        "-npl",
+        "1",
+        "--output-format",
+        "jsonl",
+    ]
+    # llama-batched-bench can exit 0 with its last row lost (field notes): a short run is retried once.
+    for _ in range(2):
+        output = _run(image, *argv, env=env)
+        rows = [json.loads(line) for line in output.splitlines() if line.startswith("{") and '"pp"' in line]
+        if len(rows) == len(npp):
+            return rows
+    raise AssertionError(f"expected {len(npp)} rows, got {len(rows)}: {output[-1500:]}")
+
+
+def test_batched_bench_on_cpu(cpu_image: BuiltImage) -> None:
+    rows = _bench_rows(cpu_image.tag, [64, 128])
+    assert [row["pp"] for row in rows] == [64, 128]
+    assert all(float(str(row["speed_tg"])) > 0 for row in rows)
+
+
+def test_vulkan_on_lavapipe(cpu_image: BuiltImage) -> None:
+    # llama.cpp skips CPU-type Vulkan devices unless they are named; Mesa's lavapipe is one. It is
+    # ~100x slower than the CPU backend, so the run uses a tiny mixture-of-experts GGUF.
+    env = {"GGML_VK_VISIBLE_DEVICES": "0"}
+    model = tiny_moe_model()
+    devices = _run(cpu_image.tag, "llama-cli", "--list-devices", model=model, env=env)
+    assert "Vulkan0: llvmpipe" in devices, devices
+    text = _run(
+        cpu_image.tag,
+        "llama-cli",
+        "-m",
+        f"/models/{model.name}",
+        "-p",
+        "hello",
+        "-n",
+        "6",
+        "--temp",
+        "0",
+        "-st",
+        "-c",
+        "256",
+        "-ngl",
+        "99",
+        "-v",
+        model=model,
+        env=env,
+    )
+    assert "using device Vulkan0 (llvmpipe" in text
+    assert "offloaded 3/3 layers to GPU" in text
+    assert "Generation:" in text, text[-1500:]
+
+
+def test_build_failure_names_the_stage(cpu_image: BuiltImage, tmp_path: Path) -> None:
+    broken = tmp_path / "broken-llama"
+    (broken / "ggml").mkdir(parents=True)
+    (broken / "CMakeLists.txt").write_text(
+        'cmake_minimum_required(VERSION 3.14)\nmessage(FATAL_ERROR "broken on purpose")\n'
+    )
+    args = ["--target", "cpu", "--source", str(broken), "--bases", "local"]
+    tag = json.loads(run_cli("plan", *args, "--json", env=cpu_image.env).stdout)["build"]["tag"]
+    out = run_cli("build", *args, env=cpu_image.env)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    message = out.stderr.strip().splitlines()[-1]
+    assert "stage 'build'" in message, out.stderr
+    log = Path(message.rsplit("full log: ", 1)[1])
+    assert "broken on purpose" in log.read_text()
+    assert docker("image", "inspect", tag).returncode != 0, "a failed build must not leave a tagged image"
+
+
+def test_defaults_fall_back_to_the_mirror_and_local_bases(cpu_image: BuiltImage) -> None:
+    """`orchestrator build --target cpu` with nothing else: on a host without GitHub and without a
+    registry the same commit comes from the package index and the bases are made locally."""
+    if os.geteuid() != 0:
+        pytest.skip("making local bases needs root")
+    out = run_cli("build", "--target", "cpu", env=cpu_image.env)
+    assert out.returncode == 0, out.stderr + out.stdout
+    if "cannot reach" in out.stdout:
+        assert "llama-cpp-python 0.3.36 sdist" in out.stdout
+    if "cannot be pulled here" in out.stdout:
+        assert "step-flash-base:vulkan-build: present" in out.stdout
+    # Same commit, same flags, same bases: the image the tests built is the one the defaults want.
+    assert "up to date" in out.stdout
+
+
+def test_unpullable_base_says_how_to_bootstrap(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "ggml").mkdir(parents=True)
+    (tree / "CMakeLists.txt").write_text("project(x)\n")
+    # The real default bases (ubuntu:24.04) come from a registry this machine cannot reach.
+    out = run_cli("build", "--target", "cpu", "--source", str(tree), "--bases", "upstream", env=cli_env())
+    if "could not be pulled" not in out.stderr and out.returncode == 0:
+        pytest.skip("this machine can pull from Docker Hub")
+    assert out.returncode == 1
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "could not be pulled" in out.stderr and "bases bootstrap" in out.stderr
+
+
+def test_unknown_commit_fails_in_the_build_stage(cpu_image: BuiltImage) -> None:
+    out = run_cli(
+        "build",
+        "--target",
+        "cpu",
+        "--bases",
+        "local",
+        "--source",
+        "https://github.com/ggml-org/llama.cpp.git@0000000",
+        env=cpu_image.env,
+    )
+    assert out.returncode == 1
+    message = out.stderr.strip().splitlines()[-1]
+    assert "stage 'build'" in message and "build-llama.sh fetch" in message, out.stderr
+    assert "cannot fetch 0000000" in Path(message.rsplit("full log: ", 1)[1]).read_text()
+
+
+def test_foreign_architecture_is_refused_before_building() -> None:
+    import platform
+
+    foreign = "dgx-spark" if platform.machine() in {"x86_64", "AMD64"} else "ryzen-ai-max"
+    if (
+        Path("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists()
+        or Path("/proc/sys/fs/binfmt_misc/qemu-x86_64").exists()
+    ):
+        pytest.skip("QEMU emulation is registered here")
+    out = run_cli("build", "--target", foreign, env=cli_env())
+    assert out.returncode == 1
+    assert "without QEMU emulation" in out.stderr and "--platform" in out.stderr
+
+
+@pytest.fixture
+def local_registry(tmp_path: Path) -> Iterator[str]:
+    """A throwaway registry on 127.0.0.1 (the engine pushes to loopback registries over plain HTTP)."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    exe = shutil.which("docker-registry")
+    assert exe, "scripts/test.sh installs Debian's docker-registry for this test"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "registry.yml"
+    config.write_text(
+        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'store'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+    )
+    process = subprocess.Popen(
+        [exe, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        for _ in range(50):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_build_push_to_a_registry(cpu_image: BuiltImage, local_registry: str) -> None:
+    import urllib.request
+
+    done = run_cli(
+        "build", *cpu_image.args, "--push", "--registry", f"{local_registry}/ci", "--json", env=cpu_image.env
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["tag"] == cpu_image.tag and result["built"] is False
+    assert result["pushed"] == f"{local_registry}/ci/{cpu_image.tag}"
+    assert str(result["digest"]).startswith("sha256:")
+    repo, tag = cpu_image.tag.split(":")
+    with urllib.request.urlopen(f"http://{local_registry}/v2/ci/{repo}/tags/list", timeout=10) as answer:
+        assert tag in json.loads(answer.read())["tags"]
+    refused = run_cli("build", *cpu_image.args, "--push", env=cpu_image.env)
+    assert refused.returncode == 2 and "--registry" in refused.stderr

@@ -1,0 +1,197 @@
+"""`orchestrator up / status / down` for real: the cpu target's image, the gemma demo GGUF, compose,
+and an OpenAI client talking to llama-server."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration import BuiltImage, cli_env, docker, needs_docker, run_cli
+
+pytestmark = [needs_docker, pytest.mark.docker, pytest.mark.slow]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def container_id() -> str:
+    out = docker("ps", "-aq", "--filter", "label=com.docker.compose.project=step-flash")
+    return out.stdout.strip()
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def served(cpu_image: BuiltImage, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
+    models = tmp_path_factory.mktemp("models")
+    port = free_port()
+    env = cli_env(ORCHESTRATOR_MODELS_DIR=str(models), ORCHESTRATOR_WAIT_TIMEOUT="180")
+    args = [*cpu_image.args, "--port", str(port)]
+    up = run_cli("up", *args, env=env)
+    assert up.returncode == 0, up.stderr + up.stdout
+    yield {"args": args, "env": env, "port": port, "models": models, "up": up.stdout}
+    run_cli("down", *args, env=env)
+
+
+def test_up_serves_the_demo_model(served: dict[str, object]) -> None:
+    from openai import OpenAI
+
+    assert f"http://127.0.0.1:{served['port']}/v1" in str(served["up"])
+    client = OpenAI(base_url=f"http://127.0.0.1:{served['port']}/v1", api_key="unused")
+    reply = client.chat.completions.create(
+        model="gemma-3-270m",
+        messages=[{"role": "user", "content": "Say hello."}],
+        max_tokens=16,
+        temperature=0,
+    )
+    assert reply.choices[0].message.content
+    assert reply.usage is not None and reply.usage.completion_tokens > 0
+    # The demo model has no template of its own: gemma's turn markers must wrap the 4-token message.
+    assert reply.usage.prompt_tokens >= 10
+
+
+def test_status_json(served: dict[str, object]) -> None:
+    out = run_cli("status", *served["args"], "--json", env=served["env"])  # type: ignore[misc]
+    assert out.returncode == 0, out.stderr
+    status = json.loads(out.stdout)
+    assert status["state"] == "running"
+    assert status["model"] == "gemma-3-270m"
+    assert status["endpoint"] == f"http://127.0.0.1:{served['port']}/v1"
+    assert status["uptime_s"] >= 0
+    assert "predicted" in status["tokens_per_second"]
+
+
+def test_container_is_locked_down(served: dict[str, object]) -> None:
+    config = json.loads(docker("inspect", container_id()).stdout)[0]
+    host = config["HostConfig"]
+    assert config["Config"]["User"] == "10001:10001"
+    assert host["CapDrop"] == ["ALL"] and not host["Privileged"]
+    assert "no-new-privileges:true" in host["SecurityOpt"]
+    assert host["ReadonlyRootfs"] is True
+    mount = next(m for m in config["Mounts"] if m["Destination"] == "/models")
+    assert mount["RW"] is False
+    bindings = host["PortBindings"]["8080/tcp"]
+    assert bindings == [{"HostIp": "127.0.0.1", "HostPort": str(served["port"])}]
+
+
+def test_up_twice_changes_nothing(served: dict[str, object]) -> None:
+    before = container_id()
+    again = run_cli("up", *served["args"], env=served["env"])  # type: ignore[misc]
+    assert again.returncode == 0, again.stderr
+    assert container_id() == before
+
+
+def test_crashed_server_comes_back(served: dict[str, object]) -> None:
+    from orchestrator.executors.health import Probe, http_readiness, wait_until_ready
+
+    cid = container_id()
+    pid = docker("inspect", "-f", "{{.State.Pid}}", cid).stdout.strip()
+    subprocess.run(["kill", "-9", pid], check=True)  # llama-server is the container's first process
+    url = f"http://127.0.0.1:{served['port']}/health"
+    last = wait_until_ready(lambda: Probe(http_readiness(url)), timeout_s=120)
+    assert last.readiness == "ready"
+    assert int(docker("inspect", "-f", "{{.RestartCount}}", cid).stdout.strip()) >= 1
+    status = json.loads(run_cli("status", *served["args"], "--json", env=served["env"]).stdout)  # type: ignore[misc]
+    assert status["state"] == "running" and status["restarts"] >= 1
+
+
+def test_changed_plan_recreates_the_service(served: dict[str, object]) -> None:
+    before = container_id()
+    changed = run_cli("up", *served["args"], "--ctx-size", "2048", env=served["env"])  # type: ignore[misc]
+    assert changed.returncode == 0, changed.stderr
+    after = container_id()
+    assert after and after != before
+    command = json.loads(docker("inspect", after).stdout)[0]["Config"]["Cmd"]
+    assert command[command.index("-c") + 1] == "2048"
+
+
+def test_port_in_use_is_refused_before_anything_starts(cpu_image: BuiltImage) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        env = cli_env()
+        docker_before = container_id()
+        out = run_cli("up", *cpu_image.args, "--port", str(port), "--model", str(_demo()), env=env)
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0 and "already in use" in out.stderr
+    assert container_id() == docker_before
+
+
+def test_missing_model_is_refused(cpu_image: BuiltImage, tmp_path: Path) -> None:
+    out = run_cli("up", *cpu_image.args, "--model", str(tmp_path / "nope.gguf"), env=cli_env())
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr and "nope.gguf is missing" in out.stderr
+
+
+def test_a_file_that_is_not_gguf_is_refused(cpu_image: BuiltImage, tmp_path: Path) -> None:
+    fake = tmp_path / "model.gguf"
+    fake.write_bytes(b"<html>not a model</html>")
+    out = run_cli("up", *cpu_image.args, "--model", str(fake), env=cli_env())
+    assert out.returncode == 3 and "is not a GGUF file" in out.stderr
+    assert fake.read_bytes() == b"<html>not a model</html>"
+
+
+def test_engine_not_running_is_one_line(cpu_image: BuiltImage, tmp_path: Path) -> None:
+    env = cli_env(DOCKER_HOST=f"unix://{tmp_path}/no-docker.sock")
+    out = run_cli("up", *cpu_image.args, env=env)
+    assert out.returncode == 1
+    assert len(out.stderr.strip().splitlines()) == 1 and "cannot reach the Docker engine" in out.stderr
+
+
+def _demo() -> Path:
+    from tests.assets import demo_model
+
+    return demo_model()
+
+
+def test_exposed_server_needs_its_key(cpu_image: BuiltImage, tmp_path: Path) -> None:
+    key = tmp_path / "api-key"
+    key.write_text("s3cret-test-key\n")
+    key.chmod(0o600)
+    port = free_port()
+    env = cli_env(ORCHESTRATOR_WAIT_TIMEOUT="180")
+    args = [*cpu_image.args, "--model", str(_demo()), "--port", str(port), "--host", "0.0.0.0"]
+    refused = run_cli("up", *args, env=env)
+    assert refused.returncode == 2 and "without an API key" in refused.stderr
+    up = run_cli("up", *args, "--api-key-file", str(key), env=env)
+    assert up.returncode == 0, up.stderr + up.stdout
+    try:
+        import urllib.error
+        import urllib.request
+
+        url = f"http://127.0.0.1:{port}/v1/models"
+        with pytest.raises(urllib.error.HTTPError) as denied:
+            urllib.request.urlopen(url, timeout=10)
+        assert denied.value.code == 401
+        request = urllib.request.Request(url, headers={"Authorization": "Bearer s3cret-test-key"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+        inspect = docker("inspect", container_id()).stdout
+        assert "s3cret-test-key" not in inspect
+    finally:
+        run_cli("down", *args, "--api-key-file", str(key), env=env)
+
+
+def test_down_keeps_the_model(cpu_image: BuiltImage, tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    env = cli_env(ORCHESTRATOR_MODELS_DIR=str(models), ORCHESTRATOR_WAIT_TIMEOUT="180")
+    args = [*cpu_image.args, "--port", str(free_port())]
+    assert run_cli("up", *args, env=env).returncode == 0
+    model = models / "demo" / "gemma-3-270m-Q4_K_M.gguf"
+    digest = sha256(model)
+    down = run_cli("down", *args, env=env)
+    assert down.returncode == 0, down.stderr
+    assert container_id() == ""
+    assert sha256(model) == digest

@@ -1,0 +1,202 @@
+"""Recording stand-ins for the executors the workflow is handed: a container engine and a host that do
+nothing but remember what they were asked and answer as each test sets them up. The real ones are
+tested against Docker and this machine in tests/engine and tests/host."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from orchestrator.app.workflow import Executors, Reporter
+from orchestrator.core.facts import EngineFacts, HostFacts
+from orchestrator.core.models import ModelSpec
+from orchestrator.core.plan import ContainerSpec, HostStep, Plan
+from orchestrator.core.sources import Source
+from orchestrator.executors.bases import BaseOutcome, BaseSpec
+from orchestrator.executors.engine import BuildFailed, BuildProgress, CommandFailed, ServiceState
+from orchestrator.executors.health import Readiness
+from orchestrator.executors.hooks import HookResult
+from tests.planning import fixed_plan
+
+
+@dataclass
+class FakeEngine:
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+    images: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Base images this engine cannot pull (a build on them fails the way BuildKit says so).
+    unpullable: set[str] = field(default_factory=set)
+    # What the service is once `compose up` ran: running (the default), or a state a test sets.
+    state_after_up: str = "running"
+    service_state: ServiceState | None = None
+    service_log: list[str] = field(default_factory=lambda: ["llama-server: loading model"])
+    # One list of output lines per one-off run, used in order; a run may end with a failure.
+    outputs: list[list[str]] = field(default_factory=list)
+    fail_run_with: int | None = None
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.calls]
+
+    def require(self, *, buildx: bool = False, compose: bool = False) -> None:
+        self.calls.append(("require", (buildx, compose)))
+
+    def require_platform(self, platform: str) -> None:
+        self.calls.append(("require_platform", platform))
+
+    def versions(self) -> EngineFacts:
+        return EngineFacts(server="99.0", buildx="buildx v0", compose="compose v2")
+
+    def image_id(self, tag: str) -> str | None:
+        return f"sha256:{abs(hash(tag)):x}" if tag in self.images else None
+
+    def image_labels(self, tag: str) -> Mapping[str, str] | None:
+        return self.images.get(tag)
+
+    def build(
+        self,
+        *,
+        context: Path,
+        dockerfile: Path,
+        stage: str,
+        tag: str,
+        build_args: Mapping[str, str],
+        labels: Mapping[str, str],
+        platform: str | None,
+        log_path: Path,
+        on_progress: Callable[[BuildProgress], None] = lambda _: None,
+        cache: str | None = None,
+    ) -> None:
+        self.calls.append(("build", dict(build_args)))
+        assert (context / "build-llama.sh").is_file(), "the build context holds the shared build script"
+        if build_args["BUILD_BASE"] in self.unpullable:
+            raise BuildFailed(
+                "toolchain", f"load metadata for {build_args['BUILD_BASE']}", log_path, pull_failed=True
+            )
+        self.images[tag] = dict(labels)
+
+    def push(self, tag: str, registry: str) -> tuple[str, str | None]:
+        self.calls.append(("push", (tag, registry)))
+        return f"{registry}/{tag}", "sha256:0"
+
+    def make_base(self, spec: BaseSpec, work_dir: Path, *, rebuild: bool = False) -> BaseOutcome:
+        self.calls.append(("make_base", spec.tag))
+        self.images[spec.tag] = {}
+        return BaseOutcome(spec.tag, made=True, seconds=0.0)
+
+    def stream(self, spec: ContainerSpec, argv: Sequence[str], env: Mapping[str, str]) -> Iterable[str]:
+        self.calls.append(("stream", tuple(argv)))
+        yield from self.outputs.pop(0) if self.outputs else []
+        if self.fail_run_with is not None:
+            raise CommandFailed(argv[0], self.fail_run_with)
+
+    def compose_up(self, file: Path, project: str) -> None:
+        self.calls.append(("compose_up", (file, project)))
+        assert file.is_file(), "compose up is given the file it runs"
+        self.service_state = ServiceState(
+            container=f"{project}-llama-server-1",
+            image="image",
+            state=self.state_after_up,
+            health=None,
+            started_at=None,
+            exit_code=1 if self.state_after_up == "exited" else None,
+            restarts=0,
+            config_hash=None,
+            published=(),
+        )
+
+    def compose_down(self, file: Path, project: str) -> None:
+        self.calls.append(("compose_down", (file, project)))
+        self.service_state = None
+
+    def service(self, project: str, name: str) -> ServiceState | None:
+        return self.service_state
+
+    def service_logs(
+        self, project: str, name: str, *, tail: int | None = None, follow: bool = False
+    ) -> Iterable[str]:
+        return list(self.service_log[-tail:] if tail else self.service_log)
+
+
+@dataclass
+class FakeHost:
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+    reachable: bool = True
+    bootstrap: bool = True
+    ports_in_use: set[int] = field(default_factory=set)
+    ready: Readiness = "ready"
+
+    def git_reachable(self, url: str) -> bool:
+        self.calls.append(("git_reachable", url))
+        return self.reachable
+
+    def mirror(self, source: Source, cache: Path) -> Source:
+        self.calls.append(("mirror", source.name))
+        tree = cache / "tree"
+        tree.mkdir(parents=True, exist_ok=True)
+        (tree / "CMakeLists.txt").write_text("project(llama.cpp)\n")
+        return replace(
+            source,
+            name=f"{source.name} via mirror",
+            kind="local",
+            path=cache / "tree",
+            revision=source.commit,
+            mirror=None,
+        )
+
+    def can_bootstrap(self) -> bool:
+        return self.bootstrap
+
+    def run_steps(
+        self,
+        steps: Sequence[HostStep],
+        *,
+        decisions: Mapping[str, bool | None],
+        ask: Callable[[str], bool] | None,
+    ) -> list[HookResult]:
+        self.calls.append(("run_steps", tuple(s.name for s in steps)))
+        return [HookResult(s.name, False, f"skipped {s.name}") for s in steps]
+
+    def address_free(self, host: str, port: int) -> bool:
+        return port not in self.ports_in_use
+
+    def readiness(self, url: str, api_key: str | None = None) -> Readiness:
+        return self.ready
+
+    def throughput(self, base_url: str, api_key: str | None) -> dict[str, float]:
+        return {"predicted": 1.0}
+
+    def summary(self, facts: HostFacts) -> dict[str, Any]:
+        return {"system": facts.system}
+
+
+@dataclass
+class Notes:
+    lines: list[str] = field(default_factory=list)
+
+    def reporter(self) -> Reporter:
+        class View:
+            def update(self, *_args: object) -> None:
+                return None
+
+        @contextmanager
+        def view(_what: str) -> Any:
+            yield View()
+
+        return Reporter(note=self.lines.append, building=view, waiting=view, ask=None)
+
+
+def executors(engine: FakeEngine | None = None, host: FakeHost | None = None) -> Executors:
+    return Executors(engine or FakeEngine(), host or FakeHost())
+
+
+def cpu_plan(data_dir: Path, model: Path | None = None, **settings: object) -> Plan:
+    """The cpu target's plan with its data under data_dir and, when given, a real model file."""
+    plan = fixed_plan("cpu", "default", {"data_dir": data_dir, **settings})
+    if model is None:
+        return plan
+    spec: ModelSpec = replace(plan.model, path=model, size_bytes=model.stat().st_size)
+    from orchestrator.core.plan import with_model
+
+    return with_model(plan, spec)

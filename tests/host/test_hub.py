@@ -1,0 +1,186 @@
+"""`orchestrator model pull` end to end against a stand-in hub on 127.0.0.1 (HF_ENDPOINT), serving a small
+GGUF split in parts: listing, disk check, transfers that drop and resume, sha256 checks, HF_TOKEN."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orchestrator.errors import UsageError
+from orchestrator.models import hub
+from tests.integration import run_cli as _run
+from tests.standin_hub import Faults, StandInHub, serve, split_files
+from tests.tiny_gguf import Shape, write_tiny
+
+REPO = "someone/Tiny-GGUF"
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    # A vocabulary big enough that the first part spans several of the downloader's 10 MB chunks, so a
+    # transfer cut short leaves whole chunks on disk to resume from.
+    src = tmp_path_factory.mktemp("hub-src")
+    first = write_tiny(src / "tiny_Q4_K_S.gguf", "dense", Shape(extra_vocab=60000), split_max_tensors=8)
+    return split_files(first)
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("ORCHESTRATOR_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    yield tmp_path / "models"
+
+
+def run_cli(*args: str) -> tuple[int, str, str]:
+    done = _run(*args, timeout=300)
+    return done.returncode, done.stdout, done.stderr
+
+
+def _pull(models: Path, *extra: str) -> tuple[int, str, str]:
+    return run_cli("model", "pull", REPO, "--models-dir", str(models), *extra)
+
+
+def _with_hub(monkeypatch: pytest.MonkeyPatch, stand_in: StandInHub) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", stand_in.url)
+
+
+def test_pull_fetches_every_part_verifies_and_registers(
+    parts: dict[str, bytes], env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with serve(StandInHub(REPO, dict(parts))) as stand_in:
+        _with_hub(monkeypatch, stand_in)
+        code, out, err = _pull(env)
+        assert code == 0, err
+        assert "3 fetched" in out and "sha256" in out
+        for name, data in parts.items():
+            assert hashlib.sha256((env / REPO / name).read_bytes()).digest() == hashlib.sha256(data).digest()
+        assert not list((env / REPO).glob("*.part"))
+        code, out, _ = run_cli("model", "list", "--models-dir", str(env))
+        assert code == 0 and "tiny-gguf" in out
+        # A second pull transfers nothing: every part is there and matches.
+        before = len(stand_in.requests)
+        code, out, _ = _pull(env)
+        assert code == 0 and "0 fetched, 3 already there" in out
+        assert not [r for r in stand_in.requests[before:] if r[0] == "GET" and "/resolve/" in r[1]]
+        code, out, err = run_cli("model", "verify", "tiny-gguf", "--models-dir", str(env))
+        assert code == 0, err
+        assert "3 part(s) all present" in out and "sha256 of 3 part(s) match" in out
+        # A byte changed on disk: verify says so in one line and leaves the file as it found it.
+        last = env / REPO / list(parts)[-1]
+        damaged = bytearray(last.read_bytes())
+        damaged[-1] ^= 0xFF
+        last.write_bytes(bytes(damaged))
+        code, _out, err = run_cli("model", "verify", "tiny-gguf", "--models-dir", str(env))
+        assert code == 3 and "does not match its published sha256" in err
+        assert len(err.strip().splitlines()) == 1 and last.read_bytes() == bytes(damaged)
+
+
+def test_a_dropped_connection_resumes_within_the_pull(
+    parts: dict[str, bytes], env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = next(iter(parts))
+    cut = 15 << 20
+    with serve(StandInHub(REPO, dict(parts), faults=Faults(cuts={first: [cut]}))) as stand_in:
+        _with_hub(monkeypatch, stand_in)
+        code, _out, err = _pull(env)
+        assert code == 0, err
+        ranges = stand_in.ranges(first)
+        assert len(ranges) == 2 and ranges[0] is None and ranges[1] is not None
+        assert (env / REPO / first).read_bytes() == parts[first]
+
+
+def test_an_interrupted_pull_keeps_its_part_and_the_next_one_resumes(
+    parts: dict[str, bytes], env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = next(iter(parts))
+    faults = Faults(cuts={first: [15 << 20]}, errors_after_cut=10)
+    with serve(StandInHub(REPO, dict(parts), faults=faults)) as stand_in:
+        _with_hub(monkeypatch, stand_in)
+        code, _out, err = _pull(env)
+        assert code == 1
+        assert "stopped" in err and "resumes" in err and "Traceback" not in err
+        part = env / REPO / (first + ".part")
+        kept = part.stat().st_size
+        assert 0 < kept < len(parts[first])
+        assert parts[first].startswith(part.read_bytes())
+        assert not (env / REPO / first).exists()
+        faults.pending_errors.clear()
+        code, out, err = _pull(env)
+        assert code == 0, err
+        assert f"resuming at {kept / 2**20:.1f} MiB" in out
+        assert stand_in.ranges(first)[-1] == f"bytes={kept}-"
+        assert (env / REPO / first).read_bytes() == parts[first]
+
+
+def test_a_damaged_download_is_discarded_not_kept(
+    parts: dict[str, bytes], env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    last = list(parts)[-1]
+    with serve(StandInHub(REPO, dict(parts), published_sha={last: "0" * 64})) as stand_in:
+        _with_hub(monkeypatch, stand_in)
+        code, _out, err = _pull(env)
+        assert code == 3 and "arrived damaged" in err and "Traceback" not in err
+        assert not (env / REPO / last).exists() and not (env / REPO / (last + ".part")).exists()
+        # The good parts stay in place for the next pull.
+        assert all((env / REPO / name).is_file() for name in list(parts)[:-1])
+
+
+def test_a_file_already_there_that_differs_is_left_alone(
+    parts: dict[str, bytes], env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = next(iter(parts))
+    mine = env / REPO / first
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"GGUF my own file")
+    with serve(StandInHub(REPO, dict(parts))) as stand_in:
+        _with_hub(monkeypatch, stand_in)
+        code, _out, err = _pull(env)
+    assert code == 3 and "move it aside" in err
+    assert mine.read_bytes() == b"GGUF my own file"
+
+
+def test_hf_token_is_sent(parts: dict[str, bytes], env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with serve(StandInHub(REPO, dict(parts), token="hf_secret")) as stand_in:
+        _with_hub(monkeypatch, stand_in)
+        code, _out, err = _pull(env)
+        assert code == 1 and "HF_TOKEN" in err and "Traceback" not in err
+        monkeypatch.setenv("HF_TOKEN", "hf_secret")
+        code, _out, err = _pull(env)
+        assert code == 0, err
+
+
+def test_unreachable_hub_and_unknown_quant_are_one_line(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    code, _out, err = _pull(env)
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "HF_ENDPOINT" in err
+
+
+def test_choose_files_picks_one_quant_and_every_part() -> None:
+    files = [
+        hub.RemoteFile("m-Q4_K_S-00002-of-00002.gguf", 5, None),
+        hub.RemoteFile("m-Q4_K_S-00001-of-00002.gguf", 5, None),
+        hub.RemoteFile("m-Q8_0.gguf", 9, None),
+        hub.RemoteFile("mmproj-m-F16.gguf", 1, None),
+        hub.RemoteFile("README.md", 1, None),
+    ]
+    chosen = hub.choose_files(files, "q4_k_s", "o/m")
+    assert [f.name for f in chosen] == ["m-Q4_K_S-00001-of-00002.gguf", "m-Q4_K_S-00002-of-00002.gguf"]
+    with pytest.raises(UsageError, match="several quantisations"):
+        hub.choose_files(files, None, "o/m")
+    with pytest.raises(UsageError, match="has: Q4_K_S, Q8_0"):
+        hub.choose_files(files, "IQ2_XS", "o/m")
+    assert hub.parse_ref(None) == (hub.DEFAULT_REPO, None)
+    assert hub.parse_ref("a/b:Q8_0") == ("a/b", "Q8_0")
+    with pytest.raises(UsageError):
+        hub.parse_ref("not a repo")
+
+
+def test_disk_check_refuses_before_transferring(tmp_path: Path) -> None:
+    plan = hub.PullPlan("o/m", "c", (hub.RemoteFile("huge.gguf", 1 << 60, None),), tmp_path / "o" / "m")
+    with pytest.raises(UsageError, match="GiB free"):
+        hub.check_disk(plan)
+    assert not (tmp_path / "o").exists()

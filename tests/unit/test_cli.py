@@ -1,0 +1,104 @@
+"""The CLI as a user meets it: a real process, its exit code, and what it prints."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestrator.core.catalogue import CATALOGUE
+from tests.integration import run_cli
+
+
+def orchestrator(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return run_cli(*args, env=env, cwd=cwd, timeout=60)
+
+
+@pytest.fixture
+def clean_env(isolated_env: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
+    env["COLUMNS"] = "200"
+    return env
+
+
+def test_targets_lists_the_four_machines(clean_env: dict[str, str]) -> None:
+    out = orchestrator("targets", "--json", env=clean_env)
+    assert out.returncode == 0, out.stderr
+    assert [t["name"] for t in json.loads(out.stdout)] == ["dgx-spark", "ryzen-ai-max", "mac-studio", "cpu"]
+    table = orchestrator("targets", env=clean_env)
+    assert all(name in table.stdout for name in CATALOGUE)
+
+
+@pytest.mark.parametrize("target", list(CATALOGUE))
+def test_plan_json_for_every_target_and_profile(target: str, clean_env: dict[str, str]) -> None:
+    for profile in CATALOGUE[target].profile_names:
+        out = orchestrator("plan", "--target", target, "--profile", profile, "--json", env=clean_env)
+        assert out.returncode == 0, out.stderr
+        plan = json.loads(out.stdout)
+        assert (plan["target"], plan["profile"]) == (target, profile)
+        assert ["target", target, "flag --target"] in plan["settings"]
+
+
+def test_plan_human_output_shows_origins(clean_env: dict[str, str], isolated_env: Path) -> None:
+    (isolated_env / "work" / "orchestrator.yaml").write_text("port: 8123\n")
+    out = orchestrator("plan", "--target", "cpu", env=clean_env, cwd=isolated_env / "work")
+    assert out.returncode == 0, out.stderr
+    assert "8123" in out.stdout and "orchestrator.yaml" in out.stdout
+    assert "127.0.0.1:8123:8080" in out.stdout
+
+
+def test_auto_detects_this_host(clean_env: dict[str, str]) -> None:
+    out = orchestrator("plan", "--json", env=clean_env)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["detection"]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["plan", "--target", "tpu"], "unknown target 'tpu'"),
+        (["plan", "--target", "cpu", "--profile", "long-context"], "no profile 'long-context'"),
+        (["plan", "--target", "cpu", "--source", "https://x.org/l.git@main"], "pin a commit"),
+        (["plan", "--target", "cpu", "--source", "./nowhere"], "does not exist"),
+        (["plan", "--target", "cpu", "--port", "http"], "whole number"),
+        (["plan", "--target", "cpu", "--host", "0.0.0.0"], "without an API key"),
+        (["plan", "--target", "cpu", "--native", "--no-native"], ""),
+        (["plan", "--bases", "cloud"], "invalid choice"),
+        (["plan", "--no-such-flag"], "unrecognized arguments"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(args: list[str], says: str, clean_env: dict[str, str]) -> None:
+    out = orchestrator(*args, env=clean_env)
+    if args[-1] == "--no-native":  # argparse: the last of two opposite flags wins, as for any option
+        assert out.returncode == 0, out.stderr
+        return
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert says in out.stderr
+
+
+def test_bad_config_file_is_one_line_exit_2(clean_env: dict[str, str], isolated_env: Path) -> None:
+    (isolated_env / "work" / "orchestrator.yaml").write_text("target: cpu\nprofle: default\n")
+    out = orchestrator("plan", env=clean_env, cwd=isolated_env / "work")
+    assert out.returncode == 2 and "did you mean 'profile'" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_help_imports_no_heavy_library() -> None:
+    code = (
+        "import sys\n"
+        "from orchestrator.app.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('python_on_whales', 'huggingface_hub', 'gguf', 'rich', 'yaml') if m in sys.modules]\n"
+        "print('HEAVY=' + ','.join(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines()[-1] == "HEAVY="

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from orchestrator.core.plan import ImageBuild, NativeBuild
+from orchestrator.core.sources import Source
+from tests.planning import fixed_plan
+
+
+def test_cuda_image_targets_gb10_and_starts_without_a_gpu() -> None:
+    plan = fixed_plan("dgx-spark", "default")
+    assert isinstance(plan.build, ImageBuild)
+    args = plan.build.build_args
+    assert "-DCMAKE_CUDA_ARCHITECTURES=121a-real" in args["CMAKE_ARGS"]
+    assert "-DGGML_BACKEND_DL=ON" in args["CMAKE_ARGS"] and "-DGGML_NATIVE=OFF" in args["CMAKE_ARGS"]
+    assert args["BUILD_BASE"].startswith("nvidia/cuda:13.") and plan.build.platform == "linux/arm64"
+    assert plan.build.tag == "step-flash-llama:cuda-dgx-spark-0c1e570"
+    assert fixed_plan("dgx-spark", "long-context").build.tag == "step-flash-llama:cuda-dgx-spark-mmq-0c1e570"
+
+
+def test_local_bases_and_local_source() -> None:
+    src = Source(
+        name="local", kind="local", path=__import__("pathlib").Path("/src/llama.cpp"), revision="tree-abc"
+    )
+    plan = fixed_plan("cpu", "default", {"bases": "local"}, source=src)
+    assert isinstance(plan.build, ImageBuild)
+    assert plan.build.build_args["BUILD_BASE"] == "step-flash-base:vulkan-build"
+    assert plan.build.build_args["LLAMA_SOURCE_KIND"] == "local"
+    assert plan.build.source_dir == "/src/llama.cpp"
+    assert plan.build.tag.endswith("vulkan-cpu-tree-abc")
+
+
+def test_compose_is_locked_down() -> None:
+    plan = fixed_plan("cpu", "default")
+    assert plan.compose is not None
+    service = plan.compose["services"]["llama-server"]
+    assert service["ports"] == ["127.0.0.1:8080:8080"]
+    assert service["volumes"][0]["read_only"] is True
+    assert service["cap_drop"] == ["ALL"] and service["security_opt"] == ["no-new-privileges:true"]
+    assert not service["user"].startswith("0")
+    assert "privileged" not in service
+    assert "--chat-template" in service["command"]
+
+
+def test_exposed_server_reads_key_from_a_secret_file() -> None:
+    plan = fixed_plan("cpu", "default", {"host": "0.0.0.0", "api_key_file": "/etc/step/key"})
+    assert plan.compose is not None
+    service = plan.compose["services"]["llama-server"]
+    assert service["ports"] == ["0.0.0.0:8080:8080"]
+    assert plan.compose["secrets"] == {"api_key": {"file": "/data/secrets/api_key"}}
+    assert plan.api_key_file is not None and str(plan.api_key_file) == "/etc/step/key"
+    assert service["command"][-2:] == ["--api-key-file", "/run/secrets/api_key"]
+    assert all("key" not in k.lower() for k in service["environment"])
+
+
+def test_devices_per_target() -> None:
+    ryzen = fixed_plan("ryzen-ai-max", "default").compose
+    assert ryzen is not None
+    assert ryzen["services"]["llama-server"]["devices"] == ["/dev/dri:/dev/dri"]
+    assert ryzen["services"]["llama-server"]["group_add"] == [991, 44]
+    dgx = fixed_plan("dgx-spark", "default").compose
+    assert dgx is not None
+    assert (
+        dgx["services"]["llama-server"]["deploy"]["resources"]["reservations"]["devices"][0]["driver"]
+        == "nvidia"
+    )
+
+
+def test_mac_is_native_and_overrides_apply() -> None:
+    plan = fixed_plan("mac-studio", "default", {"ctx_size": 8192, "threads": 12, "port": 9000})
+    assert plan.runtime == "native" and plan.compose is None
+    assert isinstance(plan.build, NativeBuild)
+    assert plan.server.argv[0].endswith("/bin/llama-server")
+    assert plan.build.env["CMAKE_ARGS"].startswith("-DCMAKE_BUILD_TYPE=Release -DGGML_METAL=ON")
+    assert "-c 8192" in plan.server.shell() and "-t 12" in plan.server.shell()
+    assert plan.endpoint == "http://127.0.0.1:9000/v1"
+
+
+def test_memory_verdict() -> None:
+    assert "fit" in fixed_plan("dgx-spark", "default").memory.verdict
+    assert fixed_plan("cpu", "default").memory.usable_gib == round(23000000 / 2**20, 1)

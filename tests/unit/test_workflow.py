@@ -1,0 +1,193 @@
+"""The workflow's decisions and fallbacks, driven through recording fakes of the engine and the host: no
+Docker, no network, milliseconds each. The same steps against the real engine are in tests/engine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from orchestrator.app import workflow
+from orchestrator.core.plan import local_base_images
+from orchestrator.errors import OrchestratorError, UsageError
+from tests.fakes import FakeEngine, FakeHost, Notes, cpu_plan, executors
+
+NO_HOOKS: dict[str, bool | None] = {}
+
+
+def test_a_built_image_is_not_built_again(tmp_path: Path) -> None:
+    engine = FakeEngine()
+    ex = executors(engine)
+    plan = cpu_plan(tmp_path)
+    first = workflow.build(plan, ex, Notes().reporter(), rebuild=False)
+    again = workflow.build(plan, ex, Notes().reporter(), rebuild=False)
+    assert first.outcome.built and not again.outcome.built
+    assert engine.names().count("build") == 1
+    # Every build stages its own context and leaves none behind.
+    assert not list((tmp_path / "contexts").glob("*"))
+
+
+def test_unreachable_git_builds_the_same_commit_from_the_mirror(tmp_path: Path) -> None:
+    engine, host, notes = FakeEngine(), FakeHost(reachable=False), Notes()
+    plan = cpu_plan(tmp_path)
+    built = workflow.build(plan, executors(engine, host), notes.reporter(), rebuild=False)
+    assert ("mirror", "upstream") in host.calls
+    assert built.plan.source.kind == "local" and built.plan.source.revision == plan.source.commit
+    (args,) = [a for name, a in engine.calls if name == "build"]
+    assert args["LLAMA_SOURCE_KIND"] == "local"
+    # The same commit from elsewhere is the same image.
+    assert built.plan.build.tag == plan.build.tag  # type: ignore[union-attr]
+    assert any("taking the same commit from the llama-cpp-python 0.3.36 sdist" in n for n in notes.lines)
+
+
+def test_reachable_git_is_built_from_git(tmp_path: Path) -> None:
+    engine, host = FakeEngine(), FakeHost(reachable=True)
+    built = workflow.build(cpu_plan(tmp_path), executors(engine, host), Notes().reporter(), rebuild=False)
+    assert "mirror" not in [name for name, _ in host.calls]
+    (args,) = [a for name, a in engine.calls if name == "build"]
+    assert args["LLAMA_SOURCE_KIND"] == "git" and built.plan.source.kind == "git"
+
+
+def test_bases_that_cannot_be_pulled_are_made_here(tmp_path: Path) -> None:
+    plan = cpu_plan(tmp_path)
+    engine = FakeEngine(unpullable={plan.build.build_args["BUILD_BASE"]})  # type: ignore[union-attr]
+    notes = Notes()
+    built = workflow.build(plan, executors(engine), notes.reporter(), rebuild=False)
+    assert [a for name, a in engine.calls if name == "make_base"] == list(local_base_images("vulkan"))
+    builds = [a["BUILD_BASE"] for name, a in engine.calls if name == "build"]
+    assert builds == [plan.build.build_args["BUILD_BASE"], "step-flash-base:vulkan-build"]  # type: ignore[union-attr]
+    assert built.plan.origin("bases").startswith("fallback")
+    assert any("making local ones with debootstrap" in n for n in notes.lines)
+
+
+def test_bases_chosen_by_the_user_are_obeyed_and_fail(tmp_path: Path) -> None:
+    plan = cpu_plan(tmp_path, bases="upstream")
+    engine = FakeEngine(unpullable={plan.build.build_args["BUILD_BASE"]})  # type: ignore[union-attr]
+    with pytest.raises(OrchestratorError, match=r"stage 'toolchain'"):
+        workflow.build(plan, executors(engine), Notes().reporter(), rebuild=False)
+    assert "make_base" not in engine.names()
+
+
+def test_without_root_the_bases_fallback_says_how(tmp_path: Path) -> None:
+    plan = cpu_plan(tmp_path)
+    engine = FakeEngine(unpullable={plan.build.build_args["BUILD_BASE"]})  # type: ignore[union-attr]
+    with pytest.raises(OrchestratorError, match="sudo orchestrator bases bootstrap --family vulkan"):
+        workflow.build(plan, executors(engine, FakeHost(bootstrap=False)), Notes().reporter(), rebuild=False)
+
+
+@pytest.fixture
+def model(tmp_path: Path) -> Path:
+    from tests.tiny_gguf import write_tiny_moe
+
+    path = tmp_path / "models" / "tiny-moe.gguf"
+    path.parent.mkdir()
+    write_tiny_moe(path)
+    return path
+
+
+def test_up_builds_writes_compose_and_waits(tmp_path: Path, model: Path) -> None:
+    engine, host = FakeEngine(), FakeHost()
+    served = workflow.up(
+        cpu_plan(tmp_path, model),
+        executors(engine, host),
+        Notes().reporter(),
+        rebuild=False,
+        force=False,
+        decisions=NO_HOOKS,
+    )
+    assert engine.names().index("build") < engine.names().index("compose_up")
+    compose = Path(served.location)
+    assert compose.is_file() and "llama-server" in compose.read_text()
+    assert ("run_steps", ()) in host.calls
+
+
+def test_a_server_that_dies_while_loading_is_an_error_with_its_log(tmp_path: Path, model: Path) -> None:
+    engine = FakeEngine(state_after_up="exited", service_log=["load_tensors: out of memory"])
+    with pytest.raises(workflow.ServeFailed) as failed:
+        workflow.up(
+            cpu_plan(tmp_path, model),
+            executors(engine),
+            Notes().reporter(),
+            rebuild=False,
+            force=False,
+            decisions=NO_HOOKS,
+        )
+    assert "exited (exit code 1" in str(failed.value)
+    assert "out of memory" in failed.value.log_tail
+
+
+def test_a_port_in_use_stops_up_before_any_build(tmp_path: Path, model: Path) -> None:
+    engine = FakeEngine()
+    with pytest.raises(UsageError, match=r"port 8080 on 127\.0\.0\.1 is already in use"):
+        workflow.up(
+            cpu_plan(tmp_path, model),
+            executors(engine, FakeHost(ports_in_use={8080})),
+            Notes().reporter(),
+            rebuild=False,
+            force=False,
+            decisions=NO_HOOKS,
+        )
+    assert "build" not in engine.names() and "compose_up" not in engine.names()
+
+
+def _row(pp: int) -> str:
+    row = {"pp": pp, "tg": 32, "pl": 1, "n_kv": pp + 32, "t_pp": 0.1, "speed_pp": 100.0}
+    return json.dumps(row | {"t_tg": 0.5, "speed_tg": 64.0, "t": 0.6, "speed": 60.0})
+
+
+def test_a_bench_run_that_lost_rows_is_run_again_once(tmp_path: Path, model: Path) -> None:
+    engine = FakeEngine(outputs=[[_row(0), _row(128)], [_row(0), _row(128), _row(512)]])
+    notes = Notes()
+    records = workflow.bench(
+        cpu_plan(tmp_path, model),
+        executors(engine),
+        notes.reporter(),
+        results=tmp_path / "results",
+        on_row=lambda *_: None,
+        decisions=NO_HOOKS,
+    )
+    assert engine.names().count("stream") == 2
+    (record,) = records
+    assert record.complete and [r.pp for r in record.rows] == [0, 128, 512]
+    assert any("rows [(512, 32, 1)] never arrived; running it again once" in n for n in notes.lines)
+    assert len((tmp_path / "results" / "bench.jsonl").read_text().splitlines()) == 1
+
+
+def test_a_bench_run_short_twice_is_recorded_incomplete(tmp_path: Path, model: Path) -> None:
+    engine = FakeEngine(outputs=[[_row(0)], [_row(0), _row(128)]])
+    (record,) = workflow.bench(
+        cpu_plan(tmp_path, model),
+        executors(engine),
+        Notes().reporter(),
+        results=tmp_path / "results",
+        on_row=lambda *_: None,
+        decisions=NO_HOOKS,
+    )
+    assert not record.complete and record.missing == [(512, 32, 1)]
+
+
+def test_a_bench_process_that_fails_is_not_run_again(tmp_path: Path, model: Path) -> None:
+    engine = FakeEngine(outputs=[["error: failed to load model"]], fail_run_with=1)
+    (record,) = workflow.bench(
+        cpu_plan(tmp_path, model),
+        executors(engine),
+        Notes().reporter(),
+        results=tmp_path / "results",
+        on_row=lambda *_: None,
+        decisions=NO_HOOKS,
+    )
+    assert engine.names().count("stream") == 1
+    assert record.error is not None and "failed to load model" in record.error
+
+
+def test_status_and_down_ask_the_runtime_the_plan_chose(tmp_path: Path, model: Path) -> None:
+    engine = FakeEngine()
+    ex = executors(engine)
+    plan = cpu_plan(tmp_path, model)
+    assert workflow.status(plan, ex).to_dict()["state"] == "not created"
+    workflow.up(plan, ex, Notes().reporter(), rebuild=False, force=False, decisions=NO_HOOKS)
+    status = workflow.status(plan, ex)
+    assert status.running and status.runtime == "container" and status.tokens_per_second == {"predicted": 1.0}
+    assert workflow.down(plan, ex).was_running
+    assert "compose_down" in engine.names()
