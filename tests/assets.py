@@ -6,6 +6,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# Written here by hand from the field notes (shared/notes/field-notes.md: "llama-cpp-python==0.3.36 ...
+# vendors a full llama.cpp tree ... commit 0c1e57098bba (2026-10-01)"), not read from the code, so a
+# wrong pin in orchestrator.core.sources fails the tests that compare with it.
+PINNED_UPSTREAM_COMMIT = "0c1e57098bba43ac29e6e3b677cdceebdd22334f"
+
 
 def cache_dir() -> Path:
     root = Path(

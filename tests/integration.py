@@ -59,9 +59,13 @@ def model_mount(model: Path) -> list[str]:
 
 
 def cli_env(**extra: str) -> dict[str, str]:
-    """The developer's own config and ORCHESTRATOR_* never reach a test; builds share one data dir."""
+    """The developer's own config and ORCHESTRATOR_* never reach a test; builds share one data dir, and
+    the suite's images and servers have names of their own."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
     env["ORCHESTRATOR_DATA_DIR"] = str(cache_dir() / "data")
+    # Never the user's images or server: the suite's own image repository and compose project.
+    env["ORCHESTRATOR_IMAGE_REPO"] = "step-flash-test"
+    env["ORCHESTRATOR_PROJECT"] = "sfo-test"
     env["XDG_CONFIG_HOME"] = str(cache_dir() / "no-config")
     env["COLUMNS"] = "200"
     env.update(extra)

@@ -30,7 +30,6 @@ CONTAINER_PORT = 8080
 CONTAINER_API_KEY = PurePosixPath("/run/secrets/api_key")
 # The runtime images create this user; compose runs the server as it, never as root.
 CONTAINER_UID = 10001
-COMPOSE_PROJECT = "step-flash"
 SERVICE = "llama-server"
 # Built in every image and native install; nothing else of llama.cpp is compiled. `a|b`: the first
 # target the source has (llama.cpp renamed rpc-server to ggml-rpc-server in 2026); installed as `a`.
@@ -209,6 +208,8 @@ class Plan:
     # The user's key file, copied by `up` to the secret the compose file names (never into env or argv).
     api_key_file: Path | None
     publish: Address
+    # The compose project the server runs as (several can run side by side under different names).
+    project: str
     # What the plan was made from, for the fallbacks that make it again with one thing changed.
     inputs: PlanInputs = field(repr=False, compare=False, metadata={"json": False})
 
@@ -580,7 +581,7 @@ def compose_document(
             service["group_add"] = list(container.group_add)
         else:
             warnings.append("no render/video group on this host: the container may not open /dev/dri")
-    document: dict[str, Any] = {"name": COMPOSE_PROJECT, "services": {SERVICE: service}}
+    document: dict[str, Any] = {"name": settings["project"], "services": {SERVICE: service}}
     if settings["api_key_file"]:
         service["secrets"] = [{"source": "api_key", "target": str(CONTAINER_API_KEY)}]
         document["secrets"] = {"api_key": {"file": str(secret_copy_path(Path(settings["data_dir"])))}}
@@ -645,7 +646,10 @@ def make_plan(inputs: PlanInputs) -> Plan:
         notes=profile.notes + target.notes,
         warnings=tuple(warnings),
         data_dir=Path(settings["data_dir"]),
-        compose_file=Path(settings["data_dir"]) / "compose" / f"{COMPOSE_PROJECT}.yaml" if compose else None,
+        compose_file=Path(settings["data_dir"]) / "compose" / f"{settings['project']}.yaml"
+        if compose
+        else None,
+        project=settings["project"],
         api_key_file=Path(settings["api_key_file"]).absolute() if settings["api_key_file"] else None,
         wait_timeout_s=settings["wait_timeout"],
         publish=Address(settings["host"], settings["port"]),

@@ -8,6 +8,7 @@ environment and flags.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,14 @@ def _as_path(value: object) -> Path:
     return (value if isinstance(value, Path) else Path(_as_str(value))).expanduser()
 
 
+def _as_project(value: object) -> str:
+    # Docker Compose's own rule for project names.
+    text = _as_str(value)
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", text):
+        raise ValueError("expected lowercase letters, digits, '-' and '_', starting with a letter or digit")
+    return text
+
+
 def _choice(*choices: str) -> Callable[[object], str]:
     def parse(value: object) -> str:
         text = _as_str(value)
@@ -91,6 +100,7 @@ FIELDS: tuple[Field, ...] = (
         "bases", _choice("upstream", "local"), "base images: upstream (pulled) or local (bootstrapped here)"
     ),
     Field("image_repo", _as_str, "repository name of the images built here"),
+    Field("project", _as_project, "compose project of the server (several servers run side by side by name)"),
     Field("platform", _choice("linux/amd64", "linux/arm64"), "image platform, overriding the target's"),
     Field("ctx_size", _as_int, "context size, overriding the profile's"),
     Field("threads", _as_int, "CPU threads for llama.cpp, overriding the profile's"),
@@ -153,6 +163,7 @@ def default_layer(data_dir: Path) -> Layer:
             "api_key_file": None,
             "bases": "upstream",
             "image_repo": "step-flash-llama",
+            "project": "step-flash",
             "platform": None,
             "ctx_size": None,
             "threads": None,

@@ -15,7 +15,6 @@ from typing import Any, Protocol
 import yaml
 
 from orchestrator.core.plan import (
-    COMPOSE_PROJECT,
     SERVICE,
     BenchPlan,
     Command,
@@ -137,7 +136,7 @@ class ContainerRuntime:
         return plan.compose_file
 
     def check_port(self, plan: Plan) -> None:
-        running = self.engine.service(COMPOSE_PROJECT, SERVICE)
+        running = self.engine.service(plan.project, SERVICE)
         address = plan.publish
         held = f"{address.host}:{address.port}"
         if running is not None and running.state == "running" and held in running.published:
@@ -148,21 +147,21 @@ class ContainerRuntime:
             )
 
     def start(self, plan: Plan) -> bool:
-        running = self.engine.service(COMPOSE_PROJECT, SERVICE)
+        running = self.engine.service(plan.project, SERVICE)
         self._restarts_at_start = running.restarts if running else 0
         install_api_key(plan)
         write_compose(plan)
-        self.engine.compose_up(self._compose_file(plan), COMPOSE_PROJECT)
+        self.engine.compose_up(self._compose_file(plan), plan.project)
         return True
 
     def stop(self, plan: Plan) -> bool:
         if not self._compose_file(plan).exists():
             return False
-        self.engine.compose_down(self._compose_file(plan), COMPOSE_PROJECT)
+        self.engine.compose_down(self._compose_file(plan), plan.project)
         return True
 
     def state(self, plan: Plan) -> ServerState:
-        service = self.engine.service(COMPOSE_PROJECT, SERVICE)
+        service = self.engine.service(plan.project, SERVICE)
         if service is None:
             return ServerState(state="not created", running=False)
         running = service.state == "running"
@@ -178,7 +177,7 @@ class ContainerRuntime:
         )
 
     def probe(self, plan: Plan) -> Probe:
-        service = self.engine.service(COMPOSE_PROJECT, SERVICE)
+        service = self.engine.service(plan.project, SERVICE)
         if service is None:
             return Probe("failed", "the container is gone")
         if service.state in ("exited", "dead") or service.restarts > self._restarts_at_start:
@@ -189,9 +188,7 @@ class ContainerRuntime:
         return Probe(self.host.readiness(plan.base_url + "/health"), service.health or service.state)
 
     def logs(self, plan: Plan, *, tail: int | None, follow: bool = False) -> Iterable[str]:
-        return self.engine.service_logs(
-            COMPOSE_PROJECT, SERVICE, tail=None if follow else tail, follow=follow
-        )
+        return self.engine.service_logs(plan.project, SERVICE, tail=None if follow else tail, follow=follow)
 
     def _one_off(self, plan: Plan, command: Command) -> Iterable[str]:
         assert plan.container is not None

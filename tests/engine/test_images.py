@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.core.sources import UPSTREAM_COMMIT
-from tests.assets import demo_model, tiny_moe_model
+from tests.assets import PINNED_UPSTREAM_COMMIT, demo_model, tiny_moe_model
 from tests.integration import BuiltImage, cli_env, docker, image_labels, model_mount, needs_docker, run_cli
 
 pytestmark = [needs_docker, pytest.mark.docker, pytest.mark.slow]
@@ -41,7 +40,7 @@ def test_image_carries_its_recipe(cpu_image: BuiltImage) -> None:
     assert labels["io.step-flash.target"] == "cpu"
     assert labels["org.opencontainers.image.source"] == str(cpu_image.source)
     # Unpacked from the package-index mirror, the tree still knows the commit it holds.
-    assert labels["org.opencontainers.image.revision"] == UPSTREAM_COMMIT
+    assert labels["org.opencontainers.image.revision"] == PINNED_UPSTREAM_COMMIT
     assert "-DGGML_VULKAN=ON" in labels["io.step-flash.cmake-flags"]
     assert "-DGGML_BACKEND_DL=ON" in labels["io.step-flash.cmake-flags"]
     config = json.loads(docker("image", "inspect", cpu_image.tag, "--format", "{{json .Config}}").stdout)

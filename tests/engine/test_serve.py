@@ -1,5 +1,7 @@
 """`orchestrator up / status / down` for real: the cpu target's image, the gemma demo GGUF, compose,
-and an OpenAI client talking to llama-server."""
+and an OpenAI client talking to llama-server. Tests that only look share one server; a test that kills,
+changes or removes a server starts its own, under its own compose project, so no test depends on
+another's order."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import json
 import socket
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -23,8 +26,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def container_id() -> str:
-    out = docker("ps", "-aq", "--filter", "label=com.docker.compose.project=step-flash")
+def container_id(project: str) -> str:
+    out = docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={project}")
     return out.stdout.strip()
 
 
@@ -32,23 +35,52 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture(scope="module")
-def served(cpu_image: BuiltImage, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
-    models = tmp_path_factory.mktemp("models")
+@dataclass(frozen=True)
+class Server:
+    project: str
+    port: int
+    args: list[str]
+    env: dict[str, str]
+    models: Path
+    up: str
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return run_cli(*args, *self.args, env=self.env)
+
+
+def start(cpu_image: BuiltImage, project: str, models: Path) -> Server:
     port = free_port()
-    env = cli_env(ORCHESTRATOR_MODELS_DIR=str(models), ORCHESTRATOR_WAIT_TIMEOUT="180")
+    env = cli_env(
+        ORCHESTRATOR_MODELS_DIR=str(models), ORCHESTRATOR_WAIT_TIMEOUT="180", ORCHESTRATOR_PROJECT=project
+    )
     args = [*cpu_image.args, "--port", str(port)]
     up = run_cli("up", *args, env=env)
     assert up.returncode == 0, up.stderr + up.stdout
-    yield {"args": args, "env": env, "port": port, "models": models, "up": up.stdout}
-    run_cli("down", *args, env=env)
+    return Server(project, port, args, env, models, up.stdout)
 
 
-def test_up_serves_the_demo_model(served: dict[str, object]) -> None:
+@pytest.fixture(scope="module")
+def shared(cpu_image: BuiltImage, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for the tests that only look at it."""
+    server = start(cpu_image, "sfo-test-shared", tmp_path_factory.mktemp("models"))
+    yield server
+    server.cli("down")
+
+
+@pytest.fixture
+def own(cpu_image: BuiltImage, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Server]:
+    """A server of the test's own, for a test that changes or breaks it."""
+    name = "sfo-test-" + request.node.name.removeprefix("test_").replace("_", "-")[:40]
+    server = start(cpu_image, name, tmp_path / "models")
+    yield server
+    server.cli("down")
+
+
+def test_up_serves_the_demo_model(shared: Server) -> None:
     from openai import OpenAI
 
-    assert f"http://127.0.0.1:{served['port']}/v1" in str(served["up"])
-    client = OpenAI(base_url=f"http://127.0.0.1:{served['port']}/v1", api_key="unused")
+    assert f"http://127.0.0.1:{shared.port}/v1" in shared.up
+    client = OpenAI(base_url=f"http://127.0.0.1:{shared.port}/v1", api_key="unused")
     reply = client.chat.completions.create(
         model="gemma-3-270m",
         messages=[{"role": "user", "content": "Say hello."}],
@@ -61,19 +93,19 @@ def test_up_serves_the_demo_model(served: dict[str, object]) -> None:
     assert reply.usage.prompt_tokens >= 10
 
 
-def test_status_json(served: dict[str, object]) -> None:
-    out = run_cli("status", *served["args"], "--json", env=served["env"])  # type: ignore[misc]
+def test_status_json(shared: Server) -> None:
+    out = shared.cli("status", "--json")
     assert out.returncode == 0, out.stderr
     status = json.loads(out.stdout)
     assert status["state"] == "running"
     assert status["model"] == "gemma-3-270m"
-    assert status["endpoint"] == f"http://127.0.0.1:{served['port']}/v1"
+    assert status["endpoint"] == f"http://127.0.0.1:{shared.port}/v1"
     assert status["uptime_s"] >= 0
     assert "predicted" in status["tokens_per_second"]
 
 
-def test_container_is_locked_down(served: dict[str, object]) -> None:
-    config = json.loads(docker("inspect", container_id()).stdout)[0]
+def test_container_is_locked_down(shared: Server) -> None:
+    config = json.loads(docker("inspect", container_id(shared.project)).stdout)[0]
     host = config["HostConfig"]
     assert config["Config"]["User"] == "10001:10001"
     assert host["CapDrop"] == ["ALL"] and not host["Privileged"]
@@ -82,35 +114,35 @@ def test_container_is_locked_down(served: dict[str, object]) -> None:
     mount = next(m for m in config["Mounts"] if m["Destination"] == "/models")
     assert mount["RW"] is False
     bindings = host["PortBindings"]["8080/tcp"]
-    assert bindings == [{"HostIp": "127.0.0.1", "HostPort": str(served["port"])}]
+    assert bindings == [{"HostIp": "127.0.0.1", "HostPort": str(shared.port)}]
 
 
-def test_up_twice_changes_nothing(served: dict[str, object]) -> None:
-    before = container_id()
-    again = run_cli("up", *served["args"], env=served["env"])  # type: ignore[misc]
+def test_up_twice_changes_nothing(shared: Server) -> None:
+    before = container_id(shared.project)
+    again = shared.cli("up")
     assert again.returncode == 0, again.stderr
-    assert container_id() == before
+    assert container_id(shared.project) == before
 
 
-def test_crashed_server_comes_back(served: dict[str, object]) -> None:
+def test_crashed_server_comes_back(own: Server) -> None:
     from orchestrator.executors.health import Probe, http_readiness, wait_until_ready
 
-    cid = container_id()
+    cid = container_id(own.project)
     pid = docker("inspect", "-f", "{{.State.Pid}}", cid).stdout.strip()
     subprocess.run(["kill", "-9", pid], check=True)  # llama-server is the container's first process
-    url = f"http://127.0.0.1:{served['port']}/health"
+    url = f"http://127.0.0.1:{own.port}/health"
     last = wait_until_ready(lambda: Probe(http_readiness(url)), timeout_s=120)
     assert last.readiness == "ready"
     assert int(docker("inspect", "-f", "{{.RestartCount}}", cid).stdout.strip()) >= 1
-    status = json.loads(run_cli("status", *served["args"], "--json", env=served["env"]).stdout)  # type: ignore[misc]
+    status = json.loads(own.cli("status", "--json").stdout)
     assert status["state"] == "running" and status["restarts"] >= 1
 
 
-def test_changed_plan_recreates_the_service(served: dict[str, object]) -> None:
-    before = container_id()
-    changed = run_cli("up", *served["args"], "--ctx-size", "2048", env=served["env"])  # type: ignore[misc]
+def test_changed_plan_recreates_the_service(own: Server) -> None:
+    before = container_id(own.project)
+    changed = own.cli("up", "--ctx-size", "2048")
     assert changed.returncode == 0, changed.stderr
-    after = container_id()
+    after = container_id(own.project)
     assert after and after != before
     command = json.loads(docker("inspect", after).stdout)[0]["Config"]["Cmd"]
     assert command[command.index("-c") + 1] == "2048"
@@ -121,12 +153,11 @@ def test_port_in_use_is_refused_before_anything_starts(cpu_image: BuiltImage) ->
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        env = cli_env()
-        docker_before = container_id()
+        env = cli_env(ORCHESTRATOR_PROJECT="sfo-test-port-in-use")
         out = run_cli("up", *cpu_image.args, "--port", str(port), "--model", str(_demo()), env=env)
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "already in use" in out.stderr
-    assert container_id() == docker_before
+    assert container_id("sfo-test-port-in-use") == ""
 
 
 def test_missing_model_is_refused(cpu_image: BuiltImage, tmp_path: Path) -> None:
@@ -161,7 +192,7 @@ def test_exposed_server_needs_its_key(cpu_image: BuiltImage, tmp_path: Path) -> 
     key.write_text("s3cret-test-key\n")
     key.chmod(0o600)
     port = free_port()
-    env = cli_env(ORCHESTRATOR_WAIT_TIMEOUT="180")
+    env = cli_env(ORCHESTRATOR_WAIT_TIMEOUT="180", ORCHESTRATOR_PROJECT="sfo-test-key")
     args = [*cpu_image.args, "--model", str(_demo()), "--port", str(port), "--host", "0.0.0.0"]
     refused = run_cli("up", *args, env=env)
     assert refused.returncode == 2 and "without an API key" in refused.stderr
@@ -178,20 +209,17 @@ def test_exposed_server_needs_its_key(cpu_image: BuiltImage, tmp_path: Path) -> 
         request = urllib.request.Request(url, headers={"Authorization": "Bearer s3cret-test-key"})
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 200
-        inspect = docker("inspect", container_id()).stdout
+        inspect = docker("inspect", container_id("sfo-test-key")).stdout
         assert "s3cret-test-key" not in inspect
     finally:
         run_cli("down", *args, "--api-key-file", str(key), env=env)
 
 
-def test_down_keeps_the_model(cpu_image: BuiltImage, tmp_path: Path) -> None:
-    models = tmp_path / "models"
-    env = cli_env(ORCHESTRATOR_MODELS_DIR=str(models), ORCHESTRATOR_WAIT_TIMEOUT="180")
-    args = [*cpu_image.args, "--port", str(free_port())]
-    assert run_cli("up", *args, env=env).returncode == 0
-    model = models / "demo" / "gemma-3-270m-Q4_K_M.gguf"
+def test_down_keeps_the_model(own: Server) -> None:
+    model = own.models / "demo" / "gemma-3-270m-Q4_K_M.gguf"
     digest = sha256(model)
-    down = run_cli("down", *args, env=env)
+    assert container_id(own.project)
+    down = own.cli("down")
     assert down.returncode == 0, down.stderr
-    assert container_id() == ""
+    assert container_id(own.project) == ""
     assert sha256(model) == digest

@@ -196,7 +196,10 @@ def test_step35_metadata_as_upstreams_loader_reads_it(tmp_path: Path) -> None:
     import numpy as np
 
     arch, layers = "step35", 48
-    swa = [il % 4 != 0 for il in range(layers)]
+    # Written out, not computed the way orchestrator.core.models computes it: the 12 full-attention
+    # layers of the 45-layer trunk as the publisher describes them (the rest slide over 512 tokens).
+    full_attention = (0, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44)
+    swa = [il not in full_attention for il in range(layers)]
     path = tmp_path / "step35-meta.gguf"
     writer = gguf.GGUFWriter(str(path), arch)
     writer.add_uint32(f"{arch}.block_count", layers)
@@ -224,6 +227,7 @@ def test_step35_metadata_as_upstreams_loader_reads_it(tmp_path: Path) -> None:
     published = STEP.arch
     assert published is not None
     assert read.n_layer == 45 and read.swa_layers == published.swa_layers
+    assert tuple(il for il, sliding in enumerate(published.swa_layers) if not sliding) == full_attention
     assert (read.n_vocab, read.n_ff, read.n_ff_exp, read.n_expert_used) == (128896, 11264, 1280, 8)
     for work in (
         Workload(ctx=16384, batch=2048, ubatch=2048, n_seq=4),

@@ -8,11 +8,12 @@ import pytest
 from orchestrator.core.sources import NAMED_SOURCES, UPSTREAM_COMMIT, parse_source
 from orchestrator.errors import UsageError
 from orchestrator.executors.sources import resolve_source
+from tests.assets import PINNED_UPSTREAM_COMMIT
 
 
 def test_named_sources() -> None:
     upstream = parse_source("upstream")
-    assert upstream.kind == "git" and upstream.commit == UPSTREAM_COMMIT
+    assert upstream.kind == "git" and upstream.commit == PINNED_UPSTREAM_COMMIT
     assert upstream.url == "https://github.com/ggml-org/llama.cpp.git"
     assert upstream.short_revision == "0c1e570"
     fork = parse_source("stepfun-fork")
