@@ -50,3 +50,7 @@ class WontFit(OrchestratorError):
     """The plan needs more memory than the machine can give; the message names the fix."""
 
     exit_code = ExitCode.WONT_FIT
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is so that it unwinds like Ctrl-C (exit 143)."""

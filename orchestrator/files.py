@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from orchestrator.errors import UsageError
+
 
 def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -32,3 +34,25 @@ def read_cache(path: Path) -> dict[str, Any]:
 
 def write_cache(path: Path, data: dict[str, Any]) -> None:
     write_atomic(path, json.dumps(data, indent=1))
+
+
+def writable_folder(path: Path, what: str) -> Path:
+    """path as a folder we can write in (made when missing), or one line that says why not."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{what} {path} is a file, not a folder; give a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot make {what} {path} ({exc.strerror}); give a folder you can write in"
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write in {what} {path}; give a folder you can write in")
+    return path
+
+
+def readable_folder(path: Path, what: str) -> Path:
+    """path when it is a folder or not there yet (nothing in it), or one line that says why not."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{what} {path} is a file, not a folder; give a folder")
+    return path

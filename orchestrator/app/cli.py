@@ -5,14 +5,16 @@ line (or a JSON object with --json) and an exit code from orchestrator.errors.Ex
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from orchestrator import __version__
-from orchestrator.errors import ExitCode, OrchestratorError, UsageError
+from orchestrator.errors import ExitCode, OrchestratorError, Terminated, UsageError
 
 if TYPE_CHECKING:
     from orchestrator.app.inputs import Request
@@ -91,6 +93,18 @@ def _host_step_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         dest="wired_limit",
         help="Mac: raise iogpu.wired_limit_mb as the profile needs (default: ask)",
+    )
+
+
+def _writes(parser: argparse.ArgumentParser, folder: str) -> None:
+    """This command changes what a folder holds ("data": the data directory, "models": the models
+    directory), so it runs alone there: a second one waits, or with --no-wait refuses."""
+    parser.set_defaults(writes=folder)
+    parser.add_argument(
+        "--no-wait",
+        action="store_false",
+        dest="wait",
+        help="when another command is changing the same folder, stop instead of waiting for it",
     )
 
 
@@ -237,8 +251,10 @@ def cmd_run(session: Session, *, flags: dict[str, object], prompt: str, force: b
 
 def _results_dir(flags: dict[str, object], results: str | None) -> Path:
     from orchestrator.app.config import load_settings
+    from orchestrator.files import writable_folder
 
-    return Path(results) if results else Path(load_settings(flags)["data_dir"]) / "results"
+    folder = Path(results) if results else Path(load_settings(flags)["data_dir"]) / "results"
+    return writable_folder(folder, "the results folder")
 
 
 def cmd_bench(
@@ -256,9 +272,9 @@ def cmd_bench(
     from orchestrator.app.outcomes import BenchDone
     from orchestrator.core.plan import BenchOverride
 
+    results_dir = _results_dir(flags, results)
     override = BenchOverride(_csv_ints(npp, "npp"), _csv_ints(ntg, "ntg"), _csv_ints(npl, "npl"))
     plan = _plan(flags, override if any((override.npp, override.ntg, override.npl)) else None)
-    results_dir = _results_dir(flags, results)
     records = workflow.bench(
         plan,
         session.executors(),
@@ -291,9 +307,10 @@ def cmd_bench_report(
 
 def _models_dirs(models_dir: str | None) -> tuple[Path, Path]:
     from orchestrator.app.config import load_settings
+    from orchestrator.files import readable_folder
 
     settings = load_settings({"models_dir": models_dir})
-    return settings["models_dir"], settings["data_dir"]
+    return readable_folder(settings["models_dir"], "the models directory"), settings["data_dir"]
 
 
 def cmd_model_pull(
@@ -388,6 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("build", help="build llama.cpp for the target: its image, or on the host (native)")
     _plan_options(p)
+    _writes(p, "data")
     p.add_argument("--rebuild", action="store_true", help="build even when an identical image exists")
     p.add_argument("--push", action="store_true", help="push the image to --registry after building")
     p.add_argument("--registry", help="registry and namespace to push to, e.g. ghcr.io/OWNER")
@@ -400,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("up", help="build if needed, load the model and serve it (OpenAI-compatible)")
     _plan_options(p)
+    _writes(p, "data")
     p.add_argument("--rebuild", action="store_true", help="build the image even when an identical one exists")
     p.add_argument("--force", action="store_true", help="go on even when the model will not fit in memory")
     _host_step_options(p)
@@ -411,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("down", help="stop and remove the server; models and volumes are kept")
     _plan_options(p)
+    _writes(p, "data")
     p.set_defaults(handler=lambda s, a: cmd_down(s, flags=_flags(a)))
 
     p = sub.add_parser("status", help="state, health, endpoint, model, uptime and tokens/s of the server")
@@ -426,6 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="one answer from llama-cli: the publisher's basic inference")
     _plan_options(p)
+    _writes(p, "data")
     p.add_argument(
         "prompt", nargs="?", default="What's your name?", help="the prompt (default: the publisher's)"
     )
@@ -434,6 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="the publisher's llama-batched-bench runs, compared with its tables")
     _plan_options(p)
+    _writes(p, "data")
     p.add_argument(
         "action",
         nargs="?",
@@ -484,6 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument("--revision", help="branch, tag or commit (default: main)")
     m.add_argument("--models-dir", help="where models are kept")
+    _writes(m, "models")
     m.set_defaults(
         handler=lambda s, a: cmd_model_pull(s, ref=a.ref, models_dir=a.models_dir, revision=a.revision)
     )
@@ -491,6 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("path", help="the .gguf file (the first part of a split model)")
     m.add_argument("--name", help="name to register it under (default: from the file name)")
     m.add_argument("--models-dir", help="where the registry is kept")
+    _writes(m, "models")
     m.set_defaults(handler=lambda s, a: cmd_model_add(s, path=a.path, name=a.name, models_dir=a.models_dir))
     m = model.add_parser("list", help="registered and known models")
     m.add_argument("--models-dir", help="where models are kept")
@@ -506,6 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("name", help="the registered name (see 'orchestrator model list')")
     m.add_argument("--models-dir", help="where models are kept")
     m.add_argument("--yes", action="store_true", help="do not ask")
+    _writes(m, "models")
     m.set_defaults(handler=lambda s, a: cmd_model_rm(s, name=a.name, models_dir=a.models_dir, yes=a.yes))
 
     p = sub.add_parser("bases", help="make local base images without a registry (air-gapped hosts)")
@@ -514,6 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--family", default="vulkan", help="image family: vulkan (default) or cuda")
     b.add_argument("--mirror", default="http://deb.debian.org/debian", help="Debian mirror")
     b.add_argument("--rebuild", action="store_true", help="make them again even when present")
+    _writes(b, "data")
     b.set_defaults(
         handler=lambda s, a: cmd_bases_bootstrap(s, family=a.family, mirror=a.mirror, rebuild=a.rebuild)
     )
@@ -531,10 +557,34 @@ def _renderer(as_json: bool) -> Renderer:
     return Renderer(as_json=as_json, interactive=sys.stdin.isatty())
 
 
+@contextmanager
+def _alone(args: argparse.Namespace, render: Renderer) -> Iterator[None]:
+    """The lock of the folder the command changes, for as long as it runs (its output included)."""
+    folder_kind = getattr(args, "writes", None)
+    if folder_kind is None:
+        yield
+        return
+    from orchestrator.app.config import load_settings
+    from orchestrator.executors.lock import exclusive
+
+    if folder_kind == "models":
+        folder, what = load_settings({"models_dir": args.models_dir})["models_dir"], "the models directory"
+    else:
+        folder, what = load_settings(_flags(args))["data_dir"], "the data directory"
+    with exclusive(folder, wait=args.wait, on_wait=render.note, what=what):
+        yield
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Known before parsing, so that even a parse error answers in JSON.
     as_json = "--json" in argv
+    # SIGTERM unwinds like Ctrl-C: every `finally` and context manager on the way runs.
+    signal.signal(signal.SIGTERM, _terminate)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -542,11 +592,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return ExitCode.USAGE
         render = _renderer(as_json)
-        outcome = args.handler(Session(render), args)
-        return int(render.show(outcome))
+        with _alone(args, render):
+            outcome = args.handler(Session(render), args)
+            return int(render.show(outcome))
     except OrchestratorError as exc:
         _renderer(as_json).error(exc)
         return int(exc.exit_code)
+    except Terminated:
+        _renderer(as_json).interrupted(ExitCode.TERMINATED)
+        return int(ExitCode.TERMINATED)
     except KeyboardInterrupt:
         _renderer(as_json).interrupted(ExitCode.INTERRUPTED)
         return int(ExitCode.INTERRUPTED)

@@ -428,9 +428,13 @@ class Renderer:
             self._json({"error": {"exit_code": int(exc.exit_code), "message": str(exc)}})
 
     def interrupted(self, code: ExitCode) -> None:
-        self.errors.print("interrupted", highlight=False)
+        how = "terminated" if code == ExitCode.TERMINATED else "interrupted"
+        message = (
+            f"{how}; nothing half-done was kept where the next run would trust it: run it again to carry on"
+        )
+        self.errors.print(message, highlight=False)
         if self.as_json:
-            self._json({"error": {"exit_code": int(code), "message": "interrupted"}})
+            self._json({"error": {"exit_code": int(code), "message": message}})
 
     def show(self, outcome: Outcome) -> ExitCode:
         """Print what a command returned; the exit code it means."""

@@ -160,10 +160,10 @@ def up(
     force: bool,
     decisions: Mapping[str, bool | None],
 ) -> Served:
+    check_api_key(plan)
     runtime = ex.runtime(plan)
     runtime.require(serving=True)
     plan = checked(plan, report, ("server",), force)
-    check_api_key(plan)
     runtime.check_port(plan)
     built = build(plan, ex, report, rebuild=rebuild)
     plan = built.plan

@@ -8,6 +8,7 @@ authentication (HF_TOKEN), and resuming within one run when the connection drops
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import os
 import re
@@ -227,6 +228,15 @@ def fetch(plan: PullPlan, remote: RemoteFile, on_bytes: Callable[[int], None]) -
             )
     except PullFailed:
         raise
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise _hub_error(exc, f"downloading {remote.name} stopped") from None
+        kept = part.stat().st_size if part.is_file() else 0
+        raise PullFailed(
+            f"the disk holding {part.parent} is full after {kept / 2**20:.1f} MiB of {remote.name}; "
+            f"{(remote.size - kept) / 2**20:.1f} MiB more are needed for it (+{DISK_MARGIN >> 30} GiB spare): "
+            "free space and pull again, it resumes from the kept part"
+        ) from None
     except Exception as exc:  # network and hub errors: the part stays for the next pull.
         raise _hub_error(exc, f"downloading {remote.name} stopped") from None
     return part
