@@ -24,6 +24,10 @@ class Faults:
     # after a cut, answer this many following requests for the file with 500
     errors_after_cut: int = 0
     pending_errors: dict[str, int] = field(default_factory=dict)
+    # file name -> bytes to send before the transfer stalls (the connection stays open, nothing more
+    # comes) until `release` is set: a slow network, for interrupting a pull at a known point.
+    stalls: dict[str, int] = field(default_factory=dict)
+    release: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass
@@ -127,6 +131,14 @@ def _handler(hub: StandInHub) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
             self.send_header("Content-Length", str(len(chunk)))
             self.end_headers()
+            stall = hub.faults.stalls.pop(name, None)
+            if stall is not None:
+                self.wfile.write(chunk[:stall])
+                self.wfile.flush()
+                hub.faults.release.wait(timeout=120)
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return
             cuts = hub.faults.cuts.get(name)
             if cuts:
                 sent = cuts.pop(0)

@@ -599,8 +599,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         _renderer(as_json).error(exc)
         return int(exc.exit_code)
     except Terminated:
-        _renderer(as_json).interrupted(ExitCode.TERMINATED)
-        return int(ExitCode.TERMINATED)
+        return _interrupted(as_json, ExitCode.TERMINATED, signal.SIGTERM)
     except KeyboardInterrupt:
-        _renderer(as_json).interrupted(ExitCode.INTERRUPTED)
-        return int(ExitCode.INTERRUPTED)
+        return _interrupted(as_json, ExitCode.INTERRUPTED, signal.SIGINT)
+
+
+def _interrupted(as_json: bool, code: ExitCode, signum: int) -> int:
+    from orchestrator.executors.children import stop_children
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    stop_children(signum)
+    _renderer(as_json).interrupted(code)
+    return int(code)

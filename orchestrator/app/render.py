@@ -432,7 +432,7 @@ class Renderer:
         message = (
             f"{how}; nothing half-done was kept where the next run would trust it: run it again to carry on"
         )
-        self.errors.print(message, highlight=False)
+        self.errors.print(message, highlight=False, soft_wrap=True)
         if self.as_json:
             self._json({"error": {"exit_code": int(code), "message": message}})
 

@@ -4,7 +4,13 @@ GGUF split in parts: listing, disk check, transfers that drop and resume, sha256
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -114,6 +120,79 @@ def test_an_interrupted_pull_keeps_its_part_and_the_next_one_resumes(
         assert f"resuming at {kept / 2**20:.1f} MiB" in out
         assert stand_in.ranges(first)[-1] == f"bytes={kept}-"
         assert (env / REPO / first).read_bytes() == parts[first]
+
+
+def _pull_process(models: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "model", "pull", REPO, "--models-dir", str(models)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _when(condition: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_pull_stopped_by_a_signal_keeps_its_part_and_resumes(
+    parts: dict[str, bytes], env: Path, monkeypatch: pytest.MonkeyPatch, signum: int, code: int
+) -> None:
+    first = next(iter(parts))
+    faults = Faults(stalls={first: 15 << 20})
+    part = env / REPO / (first + ".part")
+    with serve(StandInHub(REPO, dict(parts), faults=faults)) as stand_in:
+        _with_hub(monkeypatch, stand_in)
+        pulling = _pull_process(env)
+        # The downloader writes 10 MB chunks: once one is on disk the transfer is under way.
+        _when(lambda: part.is_file() and part.stat().st_size >= 10 << 20)
+        pulling.send_signal(signum)
+        _out, err = pulling.communicate(timeout=60)
+        faults.release.set()
+        assert pulling.returncode == code, err
+        assert len(err.strip().splitlines()) == 1 and "carry on" in err
+        kept = part.stat().st_size
+        assert kept >= 10 << 20 and parts[first].startswith(part.read_bytes())
+        assert not (env / REPO / first).exists()
+        again, _out, err = _pull(env)
+        assert again == 0, err
+        assert stand_in.ranges(first)[-1] == f"bytes={kept}-"
+        assert (env / REPO / first).read_bytes() == parts[first]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_a_disk_that_fills_during_a_pull_keeps_the_part_and_says_how_much(
+    parts: dict[str, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disk = tmp_path / "small-disk"
+    disk.mkdir()
+    # Big enough for the check before the transfer (the files + 2 GiB spare); then filled while the
+    # transfer stalls, as another program writing to the same disk would.
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2200m", "tmpfs", str(disk)], check=True)
+    try:
+        first = next(iter(parts))
+        faults = Faults(stalls={first: 12 << 20})
+        models = disk / "models"
+        part = models / REPO / (first + ".part")
+        with serve(StandInHub(REPO, dict(parts), faults=faults)) as stand_in:
+            _with_hub(monkeypatch, stand_in)
+            pulling = _pull_process(models)
+            _when(lambda: part.is_file() and part.stat().st_size >= 10 << 20)
+            free = shutil.disk_usage(disk).free
+            subprocess.run(["fallocate", "-l", str(free - (1 << 20)), str(disk / "filler")], check=True)
+            faults.release.set()
+            _out, err = pulling.communicate(timeout=60)
+        assert pulling.returncode == 1, err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+        assert "is full after" in err and "MiB more are needed" in err and "resumes" in err
+        assert part.is_file() and parts[first].startswith(part.read_bytes())
+        assert not (models / REPO / first).exists()
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
 
 
 def test_a_damaged_download_is_discarded_not_kept(
