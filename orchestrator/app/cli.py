@@ -108,6 +108,15 @@ def _writes(parser: argparse.ArgumentParser, folder: str) -> None:
     )
 
 
+def _stop_server_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--stop-server",
+        action="store_true",
+        help="when this target's server is up and both will not fit in memory: stop it for the run, then "
+        "start it again",
+    )
+
+
 def _decisions(args: argparse.Namespace) -> dict[str, bool | None]:
     return {"drop-page-cache": args.drop_caches, "wired-limit": args.wired_limit}
 
@@ -241,12 +250,17 @@ def _csv_ints(text: str | None, name: str) -> tuple[int, ...] | None:
     return values
 
 
-def cmd_run(session: Session, *, flags: dict[str, object], prompt: str, force: bool) -> Outcome:
+def cmd_run(
+    session: Session, *, flags: dict[str, object], prompt: str, force: bool, stop_server: bool
+) -> Outcome:
     from orchestrator.app import workflow
     from orchestrator.app.outcomes import Lines
 
     plan = _plan(flags, prompt=prompt)
-    return Lines(workflow.run_prompt(plan, session.executors(), session.render.reporter(), force=force))
+    lines = workflow.run_prompt(
+        plan, session.executors(), session.render.reporter(), force=force, stop_server=stop_server
+    )
+    return Lines(lines)
 
 
 def _results_dir(flags: dict[str, object], results: str | None) -> Path:
@@ -267,6 +281,7 @@ def cmd_bench(
     results: str | None,
     decisions: dict[str, bool | None],
     force: bool,
+    stop_server: bool,
 ) -> Outcome:
     from orchestrator.app import workflow
     from orchestrator.app.outcomes import BenchDone
@@ -283,6 +298,7 @@ def cmd_bench(
         on_row=session.render.bench_row,
         decisions=decisions,
         force=force,
+        stop_server=stop_server,
     )
     return BenchDone(tuple(records), results_dir)
 
@@ -451,7 +467,12 @@ def build_parser() -> argparse.ArgumentParser:
         "prompt", nargs="?", default="What's your name?", help="the prompt (default: the publisher's)"
     )
     p.add_argument("--force", action="store_true", help="go on even when the model will not fit in memory")
-    p.set_defaults(handler=lambda s, a: cmd_run(s, flags=_flags(a), prompt=a.prompt, force=a.force))
+    _stop_server_option(p)
+    p.set_defaults(
+        handler=lambda s, a: cmd_run(
+            s, flags=_flags(a), prompt=a.prompt, force=a.force, stop_server=a.stop_server
+        )
+    )
 
     p = sub.add_parser("bench", help="the publisher's llama-batched-bench runs, compared with its tables")
     _plan_options(p)
@@ -469,6 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", help="results folder (default: <data dir>/results)")
     p.add_argument("--out", help="report: where to write the PNG (default: <results>/bench.png)")
     p.add_argument("--force", action="store_true", help="run even when a set will not fit in memory")
+    _stop_server_option(p)
     _host_step_options(p)
     p.set_defaults(
         handler=lambda s, a: (
@@ -483,6 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
                 results=a.results,
                 decisions=_decisions(a),
                 force=a.force,
+                stop_server=a.stop_server,
             )
         )
     )

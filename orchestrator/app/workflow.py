@@ -8,8 +8,8 @@ from __future__ import annotations
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,7 +19,7 @@ from orchestrator.core.bench import BenchRecord, missing_rows, parse_jsonl, pars
 from orchestrator.core.catalogue import FAMILIES
 from orchestrator.core.doctor import DoctorFacts
 from orchestrator.core.plan import BenchPlan, ImageBuild, Plan, with_local_bases, with_model, with_source
-from orchestrator.core.preflight import check_memory, check_model
+from orchestrator.core.preflight import check_beside_server, check_memory, check_model
 from orchestrator.core.reference import BenchRow
 from orchestrator.errors import OrchestratorError, UsageError
 from orchestrator.executors.bases import base_specs
@@ -288,13 +288,39 @@ def run_host_steps(plan: Plan, host: Host, report: Reporter, decisions: Mapping[
 # --- one-off programs ----------------------------------------------------------------------------
 
 
-def run_prompt(plan: Plan, ex: Executors, report: Reporter, *, force: bool = False) -> Iterable[str]:
+@contextmanager
+def beside_server(
+    plan: Plan, runtime: Runtime, report: Reporter, uses: Sequence[str], *, force: bool, stop_server: bool
+) -> Iterator[None]:
+    """A one-off run while this plan's server may be up: counted beside it, or (--stop-server) with the
+    server stopped for the run and started again after it, however the run ends."""
+    if not runtime.state(plan).running:
+        yield
+        return
+    if not stop_server:
+        check_beside_server(plan, force, uses)
+        yield
+        return
+    report.note("stopping the running server for this run (--stop-server); it starts again afterwards")
+    runtime.stop(plan)
+    try:
+        yield
+    finally:
+        report.note("starting the server again")
+        runtime.start(plan)
+        await_ready(plan, runtime, report)
+
+
+def run_prompt(
+    plan: Plan, ex: Executors, report: Reporter, *, force: bool = False, stop_server: bool = False
+) -> Iterable[str]:
     """The publisher's basic inference (llama-cli), streamed line by line."""
     runtime = ex.runtime(plan)
     runtime.require(serving=False)
     plan = checked(plan, report, ("server",), force)
     plan = build(plan, ex, report, rebuild=False).plan
-    yield from runtime.run(plan)
+    with beside_server(plan, runtime, report, ("run",), force=force, stop_server=stop_server):
+        yield from runtime.run(plan)
 
 
 def bench(
@@ -306,6 +332,7 @@ def bench(
     on_row: Callable[[str, BenchRow, int], None],
     decisions: Mapping[str, bool | None],
     force: bool = False,
+    stop_server: bool = False,
 ) -> list[BenchRecord]:
     """Each of the profile's parameter sets once; a set whose rows come back short is run again once.
     Every run is recorded, an incomplete one marked so, with the rows it did measure."""
@@ -332,13 +359,14 @@ def bench(
         "host": ex.host.summary(plan.inputs.facts),
     }
     records = []
-    for bench_plan in plan.benches:
-        record = _bench_once(runtime, plan, bench_plan, common, on_row)
-        if not record.complete and record.error is None:
-            report.note(f"{bench_plan.name}: rows {record.missing} never arrived; running it again once")
+    with beside_server(plan, runtime, report, ("bench",), force=force, stop_server=stop_server):
+        for bench_plan in plan.benches:
             record = _bench_once(runtime, plan, bench_plan, common, on_row)
-        append_record(results, record)
-        records.append(record)
+            if not record.complete and record.error is None:
+                report.note(f"{bench_plan.name}: rows {record.missing} never arrived; running it again once")
+                record = _bench_once(runtime, plan, bench_plan, common, on_row)
+            append_record(results, record)
+            records.append(record)
     return records
 
 

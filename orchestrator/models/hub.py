@@ -200,7 +200,6 @@ def fetch(plan: PullPlan, remote: RemoteFile, on_bytes: Callable[[int], None]) -
     """Bring one file to `<destination>/<name>.part` (resuming a kept part) and return the part's path."""
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
     from huggingface_hub.file_download import http_get
-    from huggingface_hub.utils import logging as hub_logging
     from huggingface_hub.utils._headers import build_hf_headers
 
     # Its own warnings ("Error while downloading ..., trying to resume") would break our one line: a

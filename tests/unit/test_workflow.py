@@ -4,14 +4,16 @@ Docker, no network, milliseconds each. The same steps against the real engine ar
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from orchestrator.app import workflow
-from orchestrator.core.plan import local_base_images
-from orchestrator.errors import OrchestratorError, UsageError
+from orchestrator.core.plan import Plan, local_base_images, with_model
+from orchestrator.errors import OrchestratorError, UsageError, WontFit
 from tests.fakes import FakeEngine, FakeHost, Notes, cpu_plan, executors
+from tests.planning import fixed_plan
 
 NO_HOOKS: dict[str, bool | None] = {}
 
@@ -191,3 +193,88 @@ def test_status_and_down_ask_the_runtime_the_plan_chose(tmp_path: Path, model: P
     assert status.running and status.runtime == "container" and status.tokens_per_second == {"predicted": 1.0}
     assert workflow.down(plan, ex).was_running
     assert "compose_down" in engine.names()
+
+
+def _spark_plan(tmp_path: Path) -> Plan:
+    """DGX Spark's default plan (Step-3.5-Flash as published, ~104 GiB of weights) with a stand-in file
+    for the model's bytes, so that its memory rows are the real ones."""
+    plan = fixed_plan("dgx-spark", "default", {"data_dir": tmp_path})
+    stand_in = tmp_path / "models" / "step3.5_flash_Q4_K_S.gguf"
+    stand_in.parent.mkdir(parents=True, exist_ok=True)
+    stand_in.write_bytes(b"GGUF stand-in")
+    return with_model(plan, replace(plan.model, path=stand_in))
+
+
+def _spark_rows() -> list[str]:
+    return [
+        json.dumps(
+            {"pp": pp, "tg": 128, "pl": 1, "n_kv": pp + 128, "t_pp": 1.0, "speed_pp": 400.0}
+            | {"t_tg": 6.0, "speed_tg": 20.0, "t": 7.0, "speed": 300.0}
+        )
+        for pp in (0, 2048, 8192, 16384)
+    ]
+
+
+def _running(engine: FakeEngine, plan: Plan) -> None:
+    workflow.up(plan, executors(engine), Notes().reporter(), rebuild=False, force=False, decisions=NO_HOOKS)
+    assert engine.service_state is not None and engine.service_state.state == "running"
+
+
+def test_bench_beside_a_running_server_that_would_not_fit_is_refused(tmp_path: Path) -> None:
+    engine = FakeEngine()
+    plan = _spark_plan(tmp_path)
+    _running(engine, plan)
+    with pytest.raises(WontFit, match=r"beside the running server's 10\d\.\d GiB.*--stop-server"):
+        workflow.bench(
+            plan,
+            executors(engine),
+            Notes().reporter(),
+            results=tmp_path / "results",
+            on_row=lambda *_: None,
+            decisions=NO_HOOKS,
+        )
+    assert "stream" not in engine.names()
+
+
+def test_run_beside_a_running_server_that_would_not_fit_is_refused(tmp_path: Path) -> None:
+    engine = FakeEngine()
+    plan = _spark_plan(tmp_path)
+    _running(engine, plan)
+    with pytest.raises(WontFit, match="run needs"):
+        list(workflow.run_prompt(plan, executors(engine), Notes().reporter()))
+    assert "stream" not in engine.names()
+
+
+def test_stop_server_stops_it_for_the_run_and_starts_it_again(tmp_path: Path) -> None:
+    engine = FakeEngine()
+    plan = _spark_plan(tmp_path)
+    _running(engine, plan)
+    engine.outputs = [_spark_rows()]
+    (record,) = workflow.bench(
+        plan,
+        executors(engine),
+        Notes().reporter(),
+        results=tmp_path / "results",
+        on_row=lambda *_: None,
+        decisions=NO_HOOKS,
+        stop_server=True,
+    )
+    assert record.complete
+    after_up = engine.names()[engine.names().index("compose_up") + 1 :]
+    assert after_up.index("compose_down") < after_up.index("stream") < after_up.index("compose_up")
+    assert engine.service_state is not None and engine.service_state.state == "running"
+
+
+def test_a_small_model_runs_beside_its_server(tmp_path: Path, model: Path) -> None:
+    engine = FakeEngine(outputs=[[_row(0), _row(128), _row(512)]])
+    plan = cpu_plan(tmp_path, model)
+    _running(engine, plan)
+    (record,) = workflow.bench(
+        plan,
+        executors(engine),
+        Notes().reporter(),
+        results=tmp_path / "results",
+        on_row=lambda *_: None,
+        decisions=NO_HOOKS,
+    )
+    assert record.complete and "compose_down" not in engine.names()
