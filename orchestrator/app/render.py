@@ -273,6 +273,15 @@ def status_table(status: Status) -> Table:
         ("uptime", f"{server.uptime_s:.0f} s" if server.uptime_s is not None else "-"),
         ("restarts", str(server.restarts)),
     ]
+    if server.model_changed:
+        rows.append(
+            (
+                "model file",
+                "[yellow]changed on disk since the server loaded it; 'orchestrator up' reloads it[/]",
+            )
+        )
+    elif server.state == "not created":
+        rows.append(("note", "no server container: 'orchestrator up' starts one"))
     rows += [(f"{k} tokens/s", f"{v}") for k, v in status.tokens_per_second.items()]
     return _kv_table(rows)
 

@@ -127,6 +127,8 @@ class ModelSpec:
     arch_source: str | None = None
     # Why the file cannot be served (truncated, incomplete split, foreign architecture ...), if it cannot.
     problem: str | None = None
+    # Size and modification time of the file(s) as read: a server started from other bytes is stale.
+    identity: str | None = None
 
     @property
     def directory(self) -> Path:

@@ -41,6 +41,8 @@ SHIPPED_TOOLS = (
     "rpc-server|ggml-rpc-server",
 )
 SEED_PROMPT = "What's your name?"
+# On the server's container: which bytes of the model it was started from.
+MODEL_IDENTITY_LABEL = "io.step-flash.model-identity"
 SEED_TEMPERATURE = "1.0"
 
 
@@ -540,7 +542,12 @@ def _publish_address(host: str) -> str:
 
 
 def compose_document(
-    target: Target, settings: Settings, build: ImageBuild, server: Command, container: ContainerSpec
+    target: Target,
+    settings: Settings,
+    build: ImageBuild,
+    server: Command,
+    container: ContainerSpec,
+    model: ModelSpec,
 ) -> tuple[dict[str, Any], list[str]]:
     """The server's service: the container spec's image, mounts, user, devices and lock-down, plus
     what only a long-running service has (port, restart, health check, logs, secret)."""
@@ -568,7 +575,8 @@ def compose_document(
             "start_period": f"{settings['wait_timeout']}s",
         },
         "logging": {"driver": "json-file", "options": {"max-size": "20m", "max-file": "3"}},
-        "labels": {"io.step-flash.target": target.name, "io.step-flash.plan-digest": build.digest},
+        "labels": {"io.step-flash.target": target.name, "io.step-flash.plan-digest": build.digest}
+        | ({MODEL_IDENTITY_LABEL: model.identity} if model.identity else {}),
     }
     if container.gpus:
         gpu = {"driver": "nvidia", "count": container.gpus, "capabilities": ["gpu"]}
@@ -615,7 +623,7 @@ def make_plan(inputs: PlanInputs) -> Plan:
     container = None
     if isinstance(build, ImageBuild):
         container = container_spec(target, model, facts, build)
-        compose, compose_warnings = compose_document(target, settings, build, server, container)
+        compose, compose_warnings = compose_document(target, settings, build, server, container, model)
         warnings += compose_warnings
     benches = [bench_override.apply(b) if bench_override else b for b in profile.benches]
     if not model.present:

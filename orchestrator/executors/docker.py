@@ -279,6 +279,7 @@ class DockerEngine:
             exit_code=state.exit_code,
             restarts=int(container.restart_count or 0),
             config_hash=labels.get("com.docker.compose.config-hash"),
+            labels=dict(labels),
             published=tuple(
                 f"{binding.host_ip or ''}:{binding.host_port or ''}"
                 for bindings in (container.host_config.port_bindings or {}).values()

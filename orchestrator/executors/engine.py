@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -84,6 +84,7 @@ class ServiceState:
     restarts: int
     config_hash: str | None
     published: tuple[str, ...]
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 class Engine(Protocol):

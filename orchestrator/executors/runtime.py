@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import yaml
 
 from orchestrator.core.plan import (
+    MODEL_IDENTITY_LABEL,
     SERVICE,
     BenchPlan,
     Command,
@@ -44,6 +45,8 @@ class ServerState:
     uptime_s: float | None = None
     restarts: int = 0
     log: str | None = None
+    # The model file changed on disk since the server loaded it (None: not known).
+    model_changed: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,6 +100,12 @@ def _api_key(plan: Plan) -> str | None:
     return (
         plan.api_key_file.read_text().strip() if plan.api_key_file and plan.api_key_file.is_file() else None
     )
+
+
+def _model_changed(plan: Plan, started_from: str | None) -> bool | None:
+    if started_from is None or plan.model.identity is None:
+        return None
+    return started_from != plan.model.identity
 
 
 def _uptime(started_at: str | None) -> float | None:
@@ -174,6 +183,7 @@ class ContainerRuntime:
             uptime_s=_uptime(service.started_at) if running else None,
             restarts=service.restarts,
             log=f"docker logs {service.container}",
+            model_changed=_model_changed(plan, service.labels.get(MODEL_IDENTITY_LABEL)),
         )
 
     def probe(self, plan: Plan) -> Probe:

@@ -11,7 +11,7 @@ from pathlib import Path
 from orchestrator.core.models import DEMO_PACKAGE, KNOWN_MODELS, ModelSpec
 from orchestrator.errors import InvalidModel, UsageError
 from orchestrator.files import file_key, read_cache, write_cache
-from orchestrator.models.gguf import cached_architecture
+from orchestrator.models.gguf import cached_architecture, split_siblings
 
 
 def describe(model: ModelSpec, cache: Path) -> ModelSpec:
@@ -68,6 +68,7 @@ def resolve_model(model: Path | None, default_model: str, models_dir: Path) -> M
             origin="local file",
             chat_template=known.chat_template if known else None,
             size_bytes=_total_size(path) if present else None,
+            identity=file_identity(path) if present else None,
             max_tokens=known.max_tokens if known else None,
             expected_arch=known.expected_arch if known else None,
         )
@@ -82,9 +83,16 @@ def resolve_model(model: Path | None, default_model: str, models_dir: Path) -> M
         origin=ref.origin,
         chat_template=ref.chat_template,
         size_bytes=_total_size(path) if found else None,
+        identity=file_identity(path) if found else None,
         max_tokens=ref.max_tokens,
         expected_arch=ref.expected_arch,
     )
+
+
+def file_identity(first: Path) -> str:
+    """What changes when the model's bytes are replaced: every part's size and modification time."""
+    parts = split_siblings(first) if "-00001-of-" in first.name else [first]
+    return ",".join(f"{p.stat().st_size}-{p.stat().st_mtime_ns}" for p in parts if p.is_file())
 
 
 def _total_size(first: Path) -> int:
@@ -139,5 +147,10 @@ def file_sha256(path: Path, cache: Path, on_bytes: Callable[[int], None] | None 
 def refresh(model: ModelSpec, cache: Path) -> ModelSpec:
     """The same model read again from disk, once its file has been written."""
     present = model.path.is_file()
-    found = replace(model, present=present, size_bytes=_total_size(model.path) if present else None)
+    found = replace(
+        model,
+        present=present,
+        size_bytes=_total_size(model.path) if present else None,
+        identity=file_identity(model.path) if present else None,
+    )
     return describe(found, cache)
