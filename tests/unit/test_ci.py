@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 from orchestrator.core.catalogue import CATALOGUE
@@ -67,7 +66,17 @@ def test_workflow_is_valid_and_wired_to_the_catalogue() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.skipif(shutil.which("actionlint") is None, reason="actionlint is not installed here")
+ACTIONLINT = Path(sys.executable).with_name("actionlint")
+
+
 def test_workflow_passes_actionlint() -> None:
-    done = subprocess.run(["actionlint", str(WORKFLOW)], capture_output=True, text=True, check=False)
+    done = subprocess.run([str(ACTIONLINT), str(WORKFLOW)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout
+
+
+def test_actionlint_flags_an_action_on_a_retired_runtime(tmp_path: Path) -> None:
+    """The check above can fail: the same workflow on the node20 actions it used to have is refused."""
+    old = tmp_path / "images.yml"
+    old.write_text(WORKFLOW.read_text().replace("actions/checkout@v5", "actions/checkout@v4"))
+    done = subprocess.run([str(ACTIONLINT), str(old)], capture_output=True, text=True, check=False)
+    assert done.returncode != 0 and 'runtime "node20" is deprecated' in done.stdout
