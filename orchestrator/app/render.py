@@ -251,7 +251,8 @@ def served_panel(served: Served) -> Panel:
 
 
 def curl_example(plan: Plan) -> str:
-    body = json.dumps({"model": plan.model.alias, "messages": [{"role": "user", "content": "Hello!"}]})
+    question = {"role": "user", "content": "What is the capital of France?"}
+    body = json.dumps({"model": plan.model.alias, "messages": [question], "max_tokens": 64})
     auth = f' -H "Authorization: Bearer $(cat {plan.api_key_file})"' if plan.api_key_file else ""
     return f"curl -s {plan.endpoint}/chat/completions -H 'Content-Type: application/json'{auth} -d '{body}'"
 

@@ -265,7 +265,7 @@ def logs(plan: Plan, ex: Executors, *, tail: int, follow: bool) -> Iterable[str]
 
 def checked(plan: Plan, report: Reporter, memory_uses: Sequence[str], force: bool) -> Plan:
     """The plan once its model is there (the demo one written when wanted), sound, and fits in memory."""
-    if write_demo_model(plan.model):
+    if write_demo_model(plan.model, plan.data_dir / "cache"):
         report.note(f"wrote the demo model to {plan.model.path}")
         plan = with_model(plan, refresh(plan.model, plan.data_dir / "cache" / "gguf.json"))
     check_model(plan)

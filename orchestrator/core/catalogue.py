@@ -390,7 +390,7 @@ CPU = Target(
     extra_cmake_flags=(),
     devices="none",
     memory=MemoryBudget(total_gib=None, usable_gib=None, source="MemAvailable of this host"),
-    default_model="gemma-3-270m",
+    default_model="smollm2-135m-instruct",
     # On the host (--native): the CPU backend tuned for this very CPU, nothing a host may lack.
     native_cmake_flags=(
         ("CMAKE_BUILD_TYPE", "Release"),

