@@ -174,6 +174,17 @@ class FakeHost:
 @dataclass
 class Notes:
     lines: list[str] = field(default_factory=list)
+    # How questions are answered: None for no terminal, else the answer given (and questions kept).
+    answers: bool | None = None
+    questions: list[str] = field(default_factory=list)
+
+    def answer_with(self, question: str) -> bool:
+        self.questions.append(question)
+        return bool(self.answers)
+
+    @property
+    def answer(self) -> Callable[[str], bool] | None:
+        return None if self.answers is None else self.answer_with
 
     def reporter(self) -> Reporter:
         class View:
@@ -184,7 +195,13 @@ class Notes:
         def view(_what: str) -> Any:
             yield View()
 
-        return Reporter(note=self.lines.append, building=view, waiting=view, ask=None)
+        @contextmanager
+        def transfer(_label: str, _total: int, _initial: int) -> Any:
+            yield lambda _n: None
+
+        return Reporter(
+            note=self.lines.append, building=view, waiting=view, ask=self.answer, transfer=transfer
+        )
 
 
 def executors(engine: FakeEngine | None = None, host: FakeHost | None = None) -> Executors:

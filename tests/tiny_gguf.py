@@ -130,3 +130,39 @@ def write_tiny(
 
 def write_tiny_moe(path: Path, seed: int = 0) -> Path:
     return write_tiny(path, "moe", seed=seed)
+
+
+def write_step35_metadata(
+    path: Path, layers: int = 48, full_attention: tuple[int, ...] | None = None
+) -> Path:
+    """A GGUF that carries Step-3.5-Flash's metadata the way upstream's step35 loader reads it (per-layer
+    arrays, a sliding_window_pattern array, 3 MTP layers on top of 45) and a single small tensor: enough
+    to be read, registered and planned, not to be run. full_attention: the layers that attend to the
+    whole context, written out by the caller."""
+    import gguf
+
+    arch = "step35"
+    full = full_attention if full_attention is not None else (0, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44)
+    swa = [il not in full for il in range(layers)]
+    writer = gguf.GGUFWriter(str(path), arch)
+    writer.add_uint32(f"{arch}.block_count", layers)
+    writer.add_uint32(f"{arch}.nextn_predict_layers", 3)
+    writer.add_uint32(f"{arch}.context_length", 262144)
+    writer.add_uint32(f"{arch}.embedding_length", 4096)
+    writer.add_array(f"{arch}.attention.head_count", [64 if not s else 96 for s in swa])
+    writer.add_array(f"{arch}.attention.head_count_kv", [8] * layers)
+    writer.add_uint32(f"{arch}.attention.key_length", 128)
+    writer.add_uint32(f"{arch}.attention.value_length", 128)
+    writer.add_uint32(f"{arch}.attention.sliding_window", 512)
+    writer.add_array(f"{arch}.attention.sliding_window_pattern", swa)
+    writer.add_uint32(f"{arch}.expert_count", 288)
+    writer.add_uint32(f"{arch}.expert_used_count", 8)
+    writer.add_array(f"{arch}.expert_feed_forward_length", [1280] * layers)
+    writer.add_array(f"{arch}.feed_forward_length", [11264] * 3 + [0] * (layers - 3))
+    writer.add_array("tokenizer.ggml.tokens", [f"t{i}" for i in range(128896)])
+    writer.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path

@@ -205,6 +205,7 @@ def cmd_up(
     rebuild: bool,
     force: bool,
     decisions: dict[str, bool | None],
+    pull: bool | None,
 ) -> Outcome:
     from orchestrator.app import workflow
 
@@ -215,6 +216,7 @@ def cmd_up(
         session.render.reporter(),
         rebuild=rebuild,
         force=force,
+        pull=pull,
         decisions=decisions,
     )
 
@@ -437,10 +439,16 @@ def build_parser() -> argparse.ArgumentParser:
     _writes(p, "data")
     p.add_argument("--rebuild", action="store_true", help="build the image even when an identical one exists")
     p.add_argument("--force", action="store_true", help="go on even when the model will not fit in memory")
+    p.add_argument(
+        "--pull",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="fetch the target's model from the hub when it is not on disk (default: ask on a terminal)",
+    )
     _host_step_options(p)
     p.set_defaults(
         handler=lambda s, a: cmd_up(
-            s, flags=_flags(a), rebuild=a.rebuild, force=a.force, decisions=_decisions(a)
+            s, flags=_flags(a), rebuild=a.rebuild, force=a.force, decisions=_decisions(a), pull=a.pull
         )
     )
 

@@ -412,6 +412,7 @@ class Renderer:
             building=lambda tag: BuildStatus(self.live, tag),
             waiting=lambda what: WaitStatus(self.live, what),
             ask=self.ask if self.can_ask else None,
+            transfer=self.byte_progress,
         )
 
     def status(self, text: str) -> AbstractContextManager[object]:

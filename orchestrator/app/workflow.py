@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,6 +18,7 @@ from orchestrator.app.results import append_record
 from orchestrator.core.bench import BenchRecord, missing_rows, parse_jsonl, parse_output
 from orchestrator.core.catalogue import FAMILIES
 from orchestrator.core.doctor import DoctorFacts
+from orchestrator.core.models import KNOWN_MODELS
 from orchestrator.core.plan import BenchPlan, ImageBuild, Plan, with_local_bases, with_model, with_source
 from orchestrator.core.preflight import check_beside_server, check_memory, check_model
 from orchestrator.core.reference import BenchRow
@@ -28,7 +29,10 @@ from orchestrator.executors.health import Probe, wait_until_ready
 from orchestrator.executors.host import Host
 from orchestrator.executors.images import BuildOutcome
 from orchestrator.executors.runtime import Runtime, ServerState, runtime_for
+from orchestrator.models.hub import PullPlan
 from orchestrator.models.local import file_sha256, refresh, write_demo_model
+from orchestrator.models.pull import PullReport
+from orchestrator.models.pull import pull as pull_model
 
 
 class BuildView(Protocol):
@@ -45,6 +49,8 @@ class Reporter:
     building: Callable[[str], AbstractContextManager[BuildView]]
     waiting: Callable[[str], AbstractContextManager[WaitView]]
     ask: Callable[[str], bool] | None
+    # A byte counter per file transferred: (label, total bytes, bytes already there).
+    transfer: Callable[[str, int, int], AbstractContextManager[Callable[[int], None]]]
 
 
 @dataclass(frozen=True)
@@ -159,10 +165,13 @@ def up(
     rebuild: bool,
     force: bool,
     decisions: Mapping[str, bool | None],
+    pull: bool | None = False,
 ) -> Served:
+    """pull: fetch the plan's hub model when it is not on disk (True), never (False), or ask (None)."""
     check_api_key(plan)
     runtime = ex.runtime(plan)
     runtime.require(serving=True)
+    plan = fetched(plan, report, pull)
     plan = checked(plan, report, ("server",), force)
     runtime.check_port(plan)
     built = build(plan, ex, report, rebuild=rebuild)
@@ -271,6 +280,40 @@ def checked(plan: Plan, report: Reporter, memory_uses: Sequence[str], force: boo
     check_model(plan)
     check_memory(plan, force, memory_uses)
     return plan
+
+
+def fetched(plan: Plan, report: Reporter, pull: bool | None) -> Plan:
+    """The plan with its hub model on disk: pulled when told to, or when asked and the answer is yes.
+    Without a terminal and without --pull it stays missing, and the preflight says how to fetch it."""
+    ref = next((r for r in KNOWN_MODELS.values() if r.origin == plan.model.origin), None)
+    if plan.model.present or ref is None or ref.repo is None or pull is False:
+        return plan
+    ask = report.ask
+    if pull is None and ask is None:
+        return plan
+
+    def confirm(listing: PullPlan) -> bool:
+        if pull or ask is None:
+            return True
+        folder = listing.destination
+        while not folder.exists():
+            folder = folder.parent
+        free = shutil.disk_usage(folder).free / 2**30
+        return ask(
+            f"{plan.model.alias} is not here: pull {listing.repo} ({listing.missing_bytes() / 2**30:.1f} GiB, "
+            f"{free:.1f} GiB free at {folder})?"
+        )
+
+    settings = plan.inputs.settings
+    pulled = pull_model(
+        ref.repo,
+        settings["models_dir"],
+        plan.data_dir,
+        PullReport(note=report.note, transfer=report.transfer),
+        confirm=confirm,
+    )
+    model = replace(plan.model, path=Path(pulled.entry.path))
+    return with_model(plan, refresh(model, plan.data_dir / "cache" / "gguf.json"))
 
 
 def check_api_key(plan: Plan) -> None:

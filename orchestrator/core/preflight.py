@@ -13,8 +13,8 @@ from orchestrator.errors import InvalidModel, UsageError, WontFit
 def check_model(plan: Plan) -> None:
     if not plan.model.present:
         raise UsageError(
-            f"model file {plan.model.path} is missing; fetch it with 'orchestrator model pull', or pass "
-            "--model PATH to a GGUF"
+            f"model file {plan.model.path} is missing; fetch it with 'orchestrator model pull' (or "
+            "'orchestrator up --pull'), or pass --model PATH to a GGUF"
         )
     if plan.model.problem:
         raise InvalidModel(plan.model.problem)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.core.models import KNOWN_MODELS
-from orchestrator.errors import InvalidModel
+from orchestrator.errors import InvalidModel, UsageError
 from orchestrator.models import hub, store
 from orchestrator.models.gguf import read_model
 from orchestrator.models.local import file_sha256, remember_sha256
@@ -51,8 +51,14 @@ def _sha_of(path: Path, report: PullReport, label: str) -> str:
 
 
 def pull(
-    ref: str | None, models_dir: Path, data_dir: Path, report: PullReport, revision: str | None = None
+    ref: str | None,
+    models_dir: Path,
+    data_dir: Path,
+    report: PullReport,
+    revision: str | None = None,
+    confirm: Callable[[hub.PullPlan], bool] | None = None,
 ) -> Pulled:
+    """confirm: asked with the listing (sizes) once the disk check passed, before any transfer."""
     repo, quant = hub.parse_ref(ref)
     plan = hub.plan_pull(repo, quant, models_dir / repo, revision)
     sha_cache = data_dir / "cache" / "sha256.json"
@@ -61,6 +67,8 @@ def pull(
         f"into {plan.destination}"
     )
     hub.check_disk(plan)
+    if confirm is not None and not confirm(plan):
+        raise UsageError(f"not pulling {repo}, as you said; nothing was fetched")
     fetched: list[str] = []
     kept: list[str] = []
     for remote in plan.files:

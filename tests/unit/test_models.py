@@ -14,7 +14,7 @@ from orchestrator.core.models import KNOWN_MODELS
 from orchestrator.errors import InvalidModel
 from orchestrator.models.gguf import read_model
 from tests.integration import run_cli as _run
-from tests.tiny_gguf import Shape, write_tiny
+from tests.tiny_gguf import Shape, write_step35_metadata, write_tiny
 
 
 def run_cli(*args: str) -> tuple[int, str, str]:
@@ -192,36 +192,10 @@ def test_load_log_parsing_and_the_estimate_against_a_recorded_load() -> None:
 def test_step35_metadata_as_upstreams_loader_reads_it(tmp_path: Path) -> None:
     """A GGUF carrying Step-3.5-Flash's metadata the way upstream's step35 loader reads it (per-layer
     arrays, a sliding_window_pattern array, 3 MTP layers on top of 45) plans like the published figures."""
-    import gguf
-    import numpy as np
-
-    arch, layers = "step35", 48
     # Written out, not computed the way orchestrator.core.models computes it: the 12 full-attention
     # layers of the 45-layer trunk as the publisher describes them (the rest slide over 512 tokens).
     full_attention = (0, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44)
-    swa = [il not in full_attention for il in range(layers)]
-    path = tmp_path / "step35-meta.gguf"
-    writer = gguf.GGUFWriter(str(path), arch)
-    writer.add_uint32(f"{arch}.block_count", layers)
-    writer.add_uint32(f"{arch}.nextn_predict_layers", 3)
-    writer.add_uint32(f"{arch}.context_length", 262144)
-    writer.add_uint32(f"{arch}.embedding_length", 4096)
-    writer.add_array(f"{arch}.attention.head_count", [64 if not s else 96 for s in swa])
-    writer.add_array(f"{arch}.attention.head_count_kv", [8] * layers)
-    writer.add_uint32(f"{arch}.attention.key_length", 128)
-    writer.add_uint32(f"{arch}.attention.value_length", 128)
-    writer.add_uint32(f"{arch}.attention.sliding_window", 512)
-    writer.add_array(f"{arch}.attention.sliding_window_pattern", swa)
-    writer.add_uint32(f"{arch}.expert_count", 288)
-    writer.add_uint32(f"{arch}.expert_used_count", 8)
-    writer.add_array(f"{arch}.expert_feed_forward_length", [1280] * layers)
-    writer.add_array(f"{arch}.feed_forward_length", [11264] * 3 + [0] * (layers - 3))
-    writer.add_array("tokenizer.ggml.tokens", [f"t{i}" for i in range(128896)])
-    writer.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    path = write_step35_metadata(tmp_path / "step35-meta.gguf", full_attention=full_attention)
 
     read = read_model(path).arch
     published = STEP.arch
