@@ -57,7 +57,10 @@ build() {
     install="${INSTALL_DIR:-/opt/llama}"
     export CCACHE_DIR="${CCACHE_DIR:-/ccache}" CCACHE_BASEDIR="$src" CCACHE_COMPILERCHECK=content
     # shellcheck disable=SC2086 # CMAKE_ARGS is a list of -D flags
-    cmake -S "$src" -B "$out" $CMAKE_ARGS ${LLAMA_BUILD_NUMBER:+-DLLAMA_BUILD_NUMBER=$LLAMA_BUILD_NUMBER}
+    # The commit (and build number where one is known) the binaries report in /props, the web UI and
+    # every response's system_fingerprint; a tree without its git history would say b0-unknown.
+    cmake -S "$src" -B "$out" $CMAKE_ARGS ${LLAMA_BUILD_NUMBER:+-DLLAMA_BUILD_NUMBER=$LLAMA_BUILD_NUMBER} \
+        ${LLAMA_BUILD_COMMIT:+-DLLAMA_BUILD_COMMIT=$LLAMA_BUILD_COMMIT}
     # A word may name alternatives (rpc-server|ggml-rpc-server): targets were renamed across versions.
     known=$(cmake --build "$out" --target help)
     targets=""

@@ -290,6 +290,7 @@ def image_build(
         **source_build_args(source),
         "CMAKE_ARGS": cmake_args(flags),
         "LLAMA_TARGETS": " ".join(SHIPPED_TOOLS),
+        "LLAMA_BUILD_COMMIT": source.short_revision,
         "LLAMA_UID": str(CONTAINER_UID),
         "SERVER_PORT": str(CONTAINER_PORT),
     }
@@ -339,6 +340,7 @@ def native_build(
         "LLAMA_SOURCE_DIR": str(source.path) if source.path else "",
         "CMAKE_ARGS": cmake_args(flags),
         "LLAMA_TARGETS": " ".join(SHIPPED_TOOLS),
+        "LLAMA_BUILD_COMMIT": source.short_revision,
     }
     digest = _digest({"target": target.name, "env": env, "revision": source.revision or source.commit})
     prefix = Path(settings["data_dir"]) / "native" / f"{target.name}-{source.short_revision}-{digest[:8]}"

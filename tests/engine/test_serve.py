@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.assets import PINNED_UPSTREAM_COMMIT
 from tests.integration import BuiltImage, cli_env, docker, needs_docker, run_cli
 
 pytestmark = [needs_docker, pytest.mark.docker, pytest.mark.slow]
@@ -93,6 +94,12 @@ def test_up_serves_the_demo_model(shared: Server) -> None:
     assert "Paris" in (reply.choices[0].message.content or "")
     assert reply.choices[0].finish_reason == "stop"
     assert reply.usage is not None and 0 < reply.usage.completion_tokens < 64
+    # The build says what it is: the pinned commit, in every response and in /props (not b0-unknown).
+    assert reply.system_fingerprint is not None and PINNED_UPSTREAM_COMMIT[:7] in reply.system_fingerprint
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{shared.port}/props", timeout=10) as response:
+        assert PINNED_UPSTREAM_COMMIT[:7] in json.load(response)["build_info"]
 
 
 def test_status_json(shared: Server) -> None:
