@@ -126,6 +126,7 @@ class FakeHost:
     bootstrap: bool = True
     ports_in_use: set[int] = field(default_factory=set)
     ready: Readiness = "ready"
+    page: int | None = 404
 
     def git_reachable(self, url: str) -> bool:
         self.calls.append(("git_reachable", url))
@@ -169,6 +170,9 @@ class FakeHost:
 
     def summary(self, facts: HostFacts) -> dict[str, Any]:
         return {"system": facts.system}
+
+    def page_status(self, url: str) -> int | None:
+        return self.page
 
 
 @dataclass

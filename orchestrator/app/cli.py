@@ -47,6 +47,7 @@ SETTING_FLAGS = (
     "threads",
     "native",
     "wait_timeout",
+    "ui",
 )
 
 
@@ -77,6 +78,11 @@ def _plan_options(parser: argparse.ArgumentParser) -> None:
         help="build and run on the host instead of in a container",
     )
     group.add_argument("--wait-timeout", help="seconds to wait for the server to become healthy")
+    group.add_argument(
+        "--ui",
+        help="the web page: auto (the image's own, if it has one), off, or DIR: a built web UI to serve "
+        "(read-only)",
+    )
 
 
 def _host_step_options(parser: argparse.ArgumentParser) -> None:

@@ -247,6 +247,10 @@ def served_panel(served: Served) -> Panel:
         ("compose file" if plan.runtime == "container" else "log", served.location),
         ("try", curl_example(plan)),
     ]
+    if served.page:
+        rows.insert(1, ("open in a browser", served.page))
+    elif served.no_page:
+        rows.append(("web page", served.no_page))
     return Panel(_kv_table(rows), title="llama-server is ready", title_align="left")
 
 

@@ -149,6 +149,9 @@ class Served:
     plan: Plan
     location: str
     build: BuildOutcome
+    # The address to open in a browser, or why there is no page there.
+    page: str | None = None
+    no_page: str | None = None
 
 
 class ServeFailed(OrchestratorError):
@@ -180,7 +183,25 @@ def up(
     if not runtime.start(plan):
         report.note(f"llama-server is already running with this plan (pid {runtime.state(plan).pid}); kept")
     await_ready(plan, runtime, report)
-    return Served(plan, runtime.location(plan), built.outcome)
+    page, no_page = web_page(plan, ex.host)
+    return Served(plan, runtime.location(plan), built.outcome, page, no_page)
+
+
+def web_page(plan: Plan, host: Host) -> tuple[str | None, str | None]:
+    """What a browser gets at the server's address: the page to open, or why there is none."""
+    ui = plan.inputs.settings["ui"]
+    if ui == "off":
+        return None, "the web page is off (ui: off); the API answers at " + plan.endpoint
+    url = plan.base_url + "/"
+    status = host.page_status(url)
+    if status == 200:
+        return url, None
+    if ui == "auto":
+        return None, (
+            f"no web page at {url} (HTTP {status}): this image was built without llama-server's web UI; "
+            "serve a built one with --ui DIR"
+        )
+    return None, f"no web page at {url} (HTTP {status}): {ui} holds no index.html the server can serve"
 
 
 def await_ready(plan: Plan, runtime: Runtime, report: Reporter) -> None:

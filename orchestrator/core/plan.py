@@ -28,6 +28,7 @@ from orchestrator.errors import UsageError
 CONTAINER_MODELS_DIR = PurePosixPath("/models")
 CONTAINER_PORT = 8080
 CONTAINER_API_KEY = PurePosixPath("/run/secrets/api_key")
+CONTAINER_UI_DIR = PurePosixPath("/webui")
 # The runtime images create this user; compose runs the server as it, never as root.
 CONTAINER_UID = 10001
 SERVICE = "llama-server"
@@ -421,7 +422,16 @@ def server_command(
     argv += _template_args(model)
     if settings["api_key_file"]:
         argv += ["--api-key-file", str(CONTAINER_API_KEY) if in_container else str(settings["api_key_file"])]
+    argv += _ui_args(settings["ui"], in_container)
     return Command(tuple(argv), {**target.env, **profile.env})
+
+
+def _ui_args(ui: str, in_container: bool) -> list[str]:
+    if ui == "off":
+        return ["--no-webui"]
+    if ui == "auto":
+        return []
+    return ["--path", str(CONTAINER_UI_DIR) if in_container else ui]
 
 
 def run_command(
@@ -498,10 +508,14 @@ def bench_command(
     )
 
 
-def container_spec(target: Target, model: ModelSpec, facts: HostFacts, build: ImageBuild) -> ContainerSpec:
+def container_spec(
+    target: Target, model: ModelSpec, facts: HostFacts, build: ImageBuild, settings: Settings
+) -> ContainerSpec:
+    ui = settings["ui"]
+    ui_mount = () if ui in ("auto", "off") else ((ui, str(CONTAINER_UI_DIR), "ro"),)
     return ContainerSpec(
         image=build.tag,
-        volumes=((str(model.directory), str(CONTAINER_MODELS_DIR), "ro"),),
+        volumes=((str(model.directory), str(CONTAINER_MODELS_DIR), "ro"), *ui_mount),
         devices=("/dev/dri:/dev/dri",) if target.devices == "dri" else (),
         gpus="all" if target.devices == "nvidia" else None,
         group_add=tuple(g for g in (facts.render_gid, facts.video_gid) if g is not None)
@@ -624,7 +638,7 @@ def make_plan(inputs: PlanInputs) -> Plan:
     compose = None
     container = None
     if isinstance(build, ImageBuild):
-        container = container_spec(target, model, facts, build)
+        container = container_spec(target, model, facts, build, settings)
         compose, compose_warnings = compose_document(target, settings, build, server, container, model)
         warnings += compose_warnings
     benches = [bench_override.apply(b) if bench_override else b for b in profile.benches]

@@ -67,6 +67,14 @@ def _as_project(value: object) -> str:
     return text
 
 
+def _as_ui(value: object) -> str:
+    """auto (the image's own page, if it has one), off, or a folder of a built web UI to serve."""
+    text = _as_str(value)
+    if text in {"auto", "off"}:
+        return text
+    return str(_as_path(text))
+
+
 def _choice(*choices: str) -> Callable[[object], str]:
     def parse(value: object) -> str:
         text = _as_str(value)
@@ -106,6 +114,12 @@ FIELDS: tuple[Field, ...] = (
     Field("threads", _as_int, "CPU threads for llama.cpp, overriding the profile's"),
     Field("native", _as_bool, "build and run on the host instead of in a container"),
     Field("wait_timeout", _as_int, "seconds to wait for the server to become healthy"),
+    Field(
+        "ui",
+        _as_ui,
+        "llama-server's web page: auto (the one built into the image, if any), off, or a folder of a built "
+        "web UI to serve instead (mounted read-only; for air-gapped sites)",
+    ),
     Field(
         "build_cache",
         _as_str,
@@ -169,6 +183,7 @@ def default_layer(data_dir: Path) -> Layer:
             "threads": None,
             "native": False,
             "wait_timeout": 900,
+            "ui": "auto",
             "build_cache": None,
         },
     )

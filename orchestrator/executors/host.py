@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import socket
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -41,6 +42,9 @@ class Host(Protocol):
     def readiness(self, url: str, api_key: str | None = None) -> Readiness: ...
 
     def throughput(self, base_url: str, api_key: str | None) -> dict[str, float]: ...
+
+    def page_status(self, url: str) -> int | None:
+        """The HTTP status a browser gets for url (it accepts gzip), or None when nothing answers."""
 
     def summary(self, facts: HostFacts) -> dict[str, Any]: ...
 
@@ -100,3 +104,14 @@ class LocalHost:
 
     def summary(self, facts: HostFacts) -> dict[str, Any]:
         return host_summary(facts)
+
+    def page_status(self, url: str) -> int | None:
+        # llama-server serves its built-in page gzip-only (415 to a client that does not accept it).
+        request = urllib.request.Request(url, headers={"Accept-Encoding": "gzip", "Accept": "text/html"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+        except (OSError, ValueError):
+            return None

@@ -278,3 +278,33 @@ def test_a_small_model_runs_beside_its_server(tmp_path: Path, model: Path) -> No
         decisions=NO_HOOKS,
     )
     assert record.complete and "compose_down" not in engine.names()
+
+
+def test_up_names_the_page_to_open_or_why_there_is_none(tmp_path: Path, model: Path) -> None:
+    served = workflow.up(
+        cpu_plan(tmp_path, model),
+        executors(FakeEngine(), FakeHost(page=200)),
+        Notes().reporter(),
+        rebuild=False,
+        force=False,
+        decisions=NO_HOOKS,
+    )
+    assert served.page == "http://127.0.0.1:8080/" and served.no_page is None
+    without = workflow.up(
+        cpu_plan(tmp_path / "b", model),
+        executors(FakeEngine(), FakeHost(page=404)),
+        Notes().reporter(),
+        rebuild=False,
+        force=False,
+        decisions=NO_HOOKS,
+    )
+    assert without.page is None and without.no_page is not None
+    assert "built without llama-server's web UI; serve a built one with --ui DIR" in without.no_page
+
+
+def test_a_ui_folder_is_mounted_read_only_and_served(tmp_path: Path) -> None:
+    plan = cpu_plan(tmp_path, ui=str(tmp_path / "webui"))
+    assert plan.container is not None and (str(tmp_path / "webui"), "/webui", "ro") in plan.container.volumes
+    assert plan.server.argv[-2:] == ("--path", "/webui")
+    assert cpu_plan(tmp_path, ui="off").server.argv[-1] == "--no-webui"
+    assert "--path" not in cpu_plan(tmp_path).server.argv
