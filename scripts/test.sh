@@ -11,9 +11,12 @@ fi
 
 # Host tools some tests drive: a throwaway registry on 127.0.0.1 for the push test (Debian's
 # docker-registry), and cmake, ccache and shellcheck for the native (--native / macOS scripts) tests.
+# chromium + chromedriver for the browser test of the web page.
 missing=""
-for tool in docker-registry cmake ccache shellcheck; do
-    command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
+for tool in docker-registry cmake ccache shellcheck chromium chromium-driver; do
+    command="$tool"
+    [ "$tool" = chromium-driver ] && command=chromedriver
+    command -v "$command" >/dev/null 2>&1 || missing="$missing $tool"
 done
 if [ -n "$missing" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     # shellcheck disable=SC2086 # one package per word

@@ -51,3 +51,36 @@ def tiny_moe_model() -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         write_tiny_moe(target)
     return target
+
+
+# An older llama-cpp-python sdist still carries llama.cpp's built web UI in one file (later ones do not):
+# the page the browser test serves through the `ui` setting. Version and sha256 as downloaded here.
+WEBUI_SDIST = (
+    "llama-cpp-python",
+    "0.3.16",
+    "34ed0f9bd9431af045bb63d9324ae620ad0536653740e9bb163a2e1fcb973be6",
+)
+WEBUI_MEMBER = "vendor/llama.cpp/tools/server/public/index.html.gz"
+
+
+def built_webui() -> Path:
+    """A folder holding that web UI's index.html, unpacked once."""
+    import gzip
+    import tarfile
+
+    from orchestrator.fetch import fetch_sdist
+
+    folder = cache_dir() / "webui-0.3.16"
+    if (folder / "index.html").is_file():
+        return folder
+    package, version, sha256 = WEBUI_SDIST
+    archive = fetch_sdist(package, version, sha256, cache_dir() / "sources")
+    with tarfile.open(archive) as tar:
+        member = tar.extractfile(f"llama_cpp_python-{version}/{WEBUI_MEMBER}")
+        assert member is not None
+        page = gzip.decompress(member.read())
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / "index.html.partial"
+    partial.write_bytes(page)
+    partial.replace(folder / "index.html")
+    return folder
