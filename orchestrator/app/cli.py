@@ -17,7 +17,6 @@ from orchestrator import __version__
 from orchestrator.errors import ExitCode, OrchestratorError, Terminated, UsageError
 
 if TYPE_CHECKING:
-    from orchestrator.app.inputs import Request
     from orchestrator.app.outcomes import Outcome
     from orchestrator.app.render import Renderer
     from orchestrator.app.workflow import Executors
@@ -146,12 +145,11 @@ class Session:
 
 
 def _plan(flags: dict[str, object], override: BenchOverride | None = None, prompt: str | None = None) -> Plan:
+    """The command's one plan."""
     from orchestrator.app.inputs import Request, plan_for
+    from orchestrator.core.plan import SEED_PROMPT
 
-    request: Request = Request(flags, bench_override=override)
-    if prompt is not None:
-        request = Request(flags, bench_override=override, prompt=prompt)
-    return plan_for(request)
+    return plan_for(Request(flags, bench_override=override, prompt=prompt or SEED_PROMPT))
 
 
 def cmd_targets(session: Session) -> Outcome:

@@ -10,12 +10,25 @@ from pathlib import Path
 import pytest
 
 from orchestrator.app import workflow
+from orchestrator.core.bench import BenchRecord
 from orchestrator.core.plan import Plan, local_base_images, with_model
 from orchestrator.errors import OrchestratorError, UsageError, WontFit
 from tests.fakes import FakeEngine, FakeHost, Notes, cpu_plan, executors
 from tests.planning import fixed_plan
 
 NO_HOOKS: dict[str, bool | None] = {}
+
+
+def bench(plan: Plan, engine: FakeEngine, notes: Notes | None = None, **options: bool) -> list[BenchRecord]:
+    return workflow.bench(
+        plan,
+        executors(engine),
+        (notes or Notes()).reporter(),
+        results=plan.data_dir / "results",
+        on_row=lambda *_: None,
+        decisions=NO_HOOKS,
+        **options,
+    )
 
 
 def test_a_built_image_is_not_built_again(tmp_path: Path) -> None:
@@ -141,14 +154,7 @@ def _row(pp: int) -> str:
 def test_a_bench_run_that_lost_rows_is_run_again_once(tmp_path: Path, model: Path) -> None:
     engine = FakeEngine(outputs=[[_row(0), _row(128)], [_row(0), _row(128), _row(512)]])
     notes = Notes()
-    records = workflow.bench(
-        cpu_plan(tmp_path, model),
-        executors(engine),
-        notes.reporter(),
-        results=tmp_path / "results",
-        on_row=lambda *_: None,
-        decisions=NO_HOOKS,
-    )
+    records = bench(cpu_plan(tmp_path, model), engine, notes)
     assert engine.names().count("stream") == 2
     (record,) = records
     assert record.complete and [r.pp for r in record.rows] == [0, 128, 512]
@@ -158,27 +164,13 @@ def test_a_bench_run_that_lost_rows_is_run_again_once(tmp_path: Path, model: Pat
 
 def test_a_bench_run_short_twice_is_recorded_incomplete(tmp_path: Path, model: Path) -> None:
     engine = FakeEngine(outputs=[[_row(0)], [_row(0), _row(128)]])
-    (record,) = workflow.bench(
-        cpu_plan(tmp_path, model),
-        executors(engine),
-        Notes().reporter(),
-        results=tmp_path / "results",
-        on_row=lambda *_: None,
-        decisions=NO_HOOKS,
-    )
+    (record,) = bench(cpu_plan(tmp_path, model), engine)
     assert not record.complete and record.missing == [(512, 32, 1)]
 
 
 def test_a_bench_process_that_fails_is_not_run_again(tmp_path: Path, model: Path) -> None:
     engine = FakeEngine(outputs=[["error: failed to load model"]], fail_run_with=1)
-    (record,) = workflow.bench(
-        cpu_plan(tmp_path, model),
-        executors(engine),
-        Notes().reporter(),
-        results=tmp_path / "results",
-        on_row=lambda *_: None,
-        decisions=NO_HOOKS,
-    )
+    (record,) = bench(cpu_plan(tmp_path, model), engine)
     assert engine.names().count("stream") == 1
     assert record.error is not None and "failed to load model" in record.error
 
@@ -225,14 +217,7 @@ def test_bench_beside_a_running_server_that_would_not_fit_is_refused(tmp_path: P
     plan = _spark_plan(tmp_path)
     _running(engine, plan)
     with pytest.raises(WontFit, match=r"beside the running server's 10\d\.\d GiB.*--stop-server"):
-        workflow.bench(
-            plan,
-            executors(engine),
-            Notes().reporter(),
-            results=tmp_path / "results",
-            on_row=lambda *_: None,
-            decisions=NO_HOOKS,
-        )
+        bench(plan, engine)
     assert "stream" not in engine.names()
 
 
@@ -250,15 +235,7 @@ def test_stop_server_stops_it_for_the_run_and_starts_it_again(tmp_path: Path) ->
     plan = _spark_plan(tmp_path)
     _running(engine, plan)
     engine.outputs = [_spark_rows()]
-    (record,) = workflow.bench(
-        plan,
-        executors(engine),
-        Notes().reporter(),
-        results=tmp_path / "results",
-        on_row=lambda *_: None,
-        decisions=NO_HOOKS,
-        stop_server=True,
-    )
+    (record,) = bench(plan, engine, stop_server=True)
     assert record.complete
     after_up = engine.names()[engine.names().index("compose_up") + 1 :]
     assert after_up.index("compose_down") < after_up.index("stream") < after_up.index("compose_up")
@@ -269,14 +246,7 @@ def test_a_small_model_runs_beside_its_server(tmp_path: Path, model: Path) -> No
     engine = FakeEngine(outputs=[[_row(0), _row(128), _row(512)]])
     plan = cpu_plan(tmp_path, model)
     _running(engine, plan)
-    (record,) = workflow.bench(
-        plan,
-        executors(engine),
-        Notes().reporter(),
-        results=tmp_path / "results",
-        on_row=lambda *_: None,
-        decisions=NO_HOOKS,
-    )
+    (record,) = bench(plan, engine)
     assert record.complete and "compose_down" not in engine.names()
 
 
