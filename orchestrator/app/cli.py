@@ -618,8 +618,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Known before parsing, so that even a parse error answers in JSON.
     as_json = "--json" in argv
-    # SIGTERM unwinds like Ctrl-C: every `finally` and context manager on the way runs.
+    # SIGTERM unwinds like Ctrl-C: every `finally` and context manager on the way runs. SIGINT is set
+    # too, since a process started in the background inherits it ignored: `kill -INT` still stops it.
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

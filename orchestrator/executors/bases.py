@@ -9,13 +9,14 @@ import hashlib
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import IO, TYPE_CHECKING, Literal
 
 from orchestrator.core.catalogue import ImageFamily
 from orchestrator.core.plan import local_base_images
@@ -124,7 +125,7 @@ def bootstrap_base(
         )
     started = time.monotonic()
     scratch = work_dir / "bases" / spec.tag.replace(":", "_")
-    shutil.rmtree(scratch, ignore_errors=True)
+    remove_scratch(scratch)
     root, tarball, log = (
         scratch / "rootfs",
         scratch / "rootfs.tar",
@@ -134,13 +135,9 @@ def bootstrap_base(
     log.parent.mkdir(parents=True, exist_ok=True)
     try:
         with log.open("w") as out:
-            done = subprocess.run(
-                spec.debootstrap_argv(root), stdout=out, stderr=subprocess.STDOUT, check=False
-            )
-        if done.returncode != 0:
-            raise OrchestratorError(
-                f"debootstrap of {spec.tag} failed (exit {done.returncode}); full log: {log}"
-            )
+            code = _run_whole(spec.debootstrap_argv(root), out)
+        if code != 0:
+            raise OrchestratorError(f"debootstrap of {spec.tag} failed (exit {code}); full log: {log}")
         if spec.wheels:
             _install_cuda_wheels(spec, root, work_dir / "wheels", log)
         for leftover in ("var/cache/apt/archives", "var/lib/apt/lists"):
@@ -159,8 +156,74 @@ def bootstrap_base(
             ],
         )
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        remove_scratch(scratch)
     return BaseOutcome(spec.tag, made=True, seconds=time.monotonic() - started)
+
+
+def _run_whole(argv: list[str], out: IO[str]) -> int:
+    """Run argv in a process group of its own; when we are interrupted, the whole group (debootstrap
+    forks shells and dpkg) is stopped and waited for before anything removes what it was writing."""
+    process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        return process.wait()
+    except BaseException:
+        for signum, grace in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 20.0)):
+            try:
+                os.killpg(process.pid, signum)
+            except ProcessLookupError:
+                break
+            try:
+                process.wait(timeout=grace)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        # The group's other members (forked shells, dpkg) may outlive its leader for a moment.
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and _group_alive(process.pid):
+            time.sleep(0.2)
+        raise
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def mounts_below(root: Path, mounts_text: str) -> list[Path]:
+    """Mount points at or below root (deepest first), from the text of /proc/self/mounts."""
+    prefix = str(root.resolve())
+    found = []
+    for line in mounts_text.splitlines():
+        fields = line.split()
+        if len(fields) < 2:
+            continue
+        # /proc/self/mounts escapes spaces and the like as octal (\040).
+        point = fields[1].encode().decode("unicode_escape")
+        if point == prefix or point.startswith(prefix + "/"):
+            found.append(Path(point))
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)
+
+
+def remove_scratch(scratch: Path) -> None:
+    """Remove a bootstrap's scratch folder, but never through a mount: debootstrap bind-mounts /dev,
+    /proc and /sys into the root it makes, and a run cut short (a failure, Ctrl-C) can leave them
+    there. They are unmounted first; if one stays, the folder stays too (and says so)."""
+    if not scratch.exists():
+        return
+    mounts = Path("/proc/self/mounts")
+    text = mounts.read_text() if mounts.is_file() else ""
+    for point in mounts_below(scratch, text):
+        subprocess.run(["umount", "--lazy", str(point)], capture_output=True, check=False)
+    left = mounts_below(scratch, mounts.read_text() if mounts.is_file() else "")
+    if left:
+        raise OrchestratorError(
+            f"{left[0]} is still mounted inside {scratch}; unmount it (sudo umount -R {scratch}) and "
+            "remove the folder, nothing else was touched"
+        )
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _install_cuda_wheels(spec: BaseSpec, root: Path, cache: Path, log: Path) -> None:

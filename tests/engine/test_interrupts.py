@@ -5,6 +5,8 @@ on."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -88,3 +90,30 @@ def test_build_stopped_by_a_signal_keeps_the_image_and_the_next_build_carries_on
     assert not list(contexts.glob("*")), "the interrupted build's context was removed"
     again = run_cli("build", *cpu_image.args, env=cpu_image.env)
     assert again.returncode == 0 and "up to date" in again.stdout, again.stderr
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("debootstrap") is None, reason="needs root and debootstrap"
+)
+def test_a_base_bootstrap_stopped_by_a_signal_keeps_the_base_and_leaves_nothing(
+    cpu_image: BuiltImage,
+) -> None:
+    """bases bootstrap --rebuild, stopped while debootstrap runs: the base image the suite built on is
+    still there under its tag, unchanged, and the scratch root is gone (nothing left mounted in it)."""
+    tag = "step-flash-base:vulkan-build"
+    before = docker("image", "inspect", tag, "--format", "{{.Id}}").stdout.strip()
+    assert before
+    scratch = Path(cpu_image.env["ORCHESTRATOR_DATA_DIR"]) / "bases"
+    making = _start("bases", "bootstrap", "--family", "vulkan", "--rebuild", env=cpu_image.env)
+    deadline = time.monotonic() + 120
+    while not list(scratch.glob("*/rootfs/*")):
+        assert making.poll() is None, making.communicate()
+        assert time.monotonic() < deadline, "debootstrap never started writing"
+        time.sleep(0.5)
+    time.sleep(3)
+    making.send_signal(signal.SIGINT)
+    _out, err = making.communicate(timeout=120)
+    assert making.returncode == 130, err
+    assert docker("image", "inspect", tag, "--format", "{{.Id}}").stdout.strip() == before
+    assert not list(scratch.glob("*")), "the scratch root was removed"
+    assert str(scratch) not in Path("/proc/self/mounts").read_text()
