@@ -75,6 +75,15 @@ build() {
     # shellcheck disable=SC2086 # one target per word
     cmake --build "$out" --config Release -j "${BUILD_JOBS:-$(getconf _NPROCESSORS_ONLN)}" --target $targets
     mkdir -p "$install"
+    # Whether llama-server has its web page inside: upstream's UI step leaves the bundle it embedded in
+    # tools/ui/dist. One line for the build log (the orchestrator reports it) and a file in the image.
+    if [ -f "$out/tools/ui/dist/index.html" ]; then
+        webui="embedded"
+    else
+        webui="none: the build could not fetch llama.cpp's web UI bundle; serve one with 'orchestrator up --ui DIR'"
+    fi
+    echo "$webui" > "$install/webui.txt"
+    echo "web UI: $webui"
     for word in $LLAMA_TARGETS; do
         wanted="${word%%|*}"
         for name in $(echo "$word" | tr '|' ' '); do

@@ -223,7 +223,8 @@ class BuildStatus(_Spinner):
 
 def build_text(outcome: BuildOutcome) -> str:
     if outcome.built:
-        return f"built {outcome.tag} in {outcome.seconds:.0f} s (log: {outcome.log})"
+        page = f"; web UI: {outcome.webui}" if outcome.webui else ""
+        return f"built {outcome.tag} in {outcome.seconds:.0f} s (log: {outcome.log}){page}"
     return f"{outcome.tag} is up to date (same plan, Dockerfile and build script); --rebuild forces a build"
 
 
@@ -471,6 +472,7 @@ class Renderer:
                             "pushed": outcome.pushed,
                             "digest": outcome.digest,
                             "image_id": outcome.image_id,
+                            "webui": outcome.outcome.webui,
                         }
                     )
             case BasesMade(bases):

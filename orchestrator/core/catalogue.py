@@ -146,14 +146,17 @@ class Target:
 
 # Flags every image needs on top of the publisher's: portable CPU code selected at run time
 # (GGML_BACKEND_DL + all CPU variants, so the GPU backend is a plugin and the image starts without a
-# GPU), the RPC backend for multi-machine use, no tests, and no web-UI download during the build.
+# GPU), the RPC backend for multi-machine use, no tests, and llama-server's web UI the way upstream
+# provisions it: the prebuilt bundle for the build (then `latest`) from its Hugging Face bucket,
+# checked against the bundle's published sha256; where the build cannot reach it, upstream's build
+# goes on without a page and build-llama.sh says so in one line.
 _IMAGE_FLAGS: tuple[CMakeFlag, ...] = (
     ("GGML_NATIVE", "OFF"),
     ("GGML_BACKEND_DL", "ON"),
     ("GGML_CPU_ALL_VARIANTS", "ON"),
     ("GGML_RPC", "ON"),
     ("LLAMA_BUILD_TESTS", "OFF"),
-    ("LLAMA_USE_PREBUILT_UI", "OFF"),
+    ("LLAMA_USE_PREBUILT_UI", "ON"),
     ("LLAMA_OPENSSL", "OFF"),
 )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -28,6 +29,8 @@ class BuildOutcome:
     built: bool
     seconds: float
     log: Path | None
+    # What the build said about llama-server's web page ("embedded", or "none: why"), when it said.
+    webui: str | None = None
 
 
 def recipe_digest(build: ImageBuild, base_ids: list[str]) -> str:
@@ -123,9 +126,19 @@ def build_image(
         )
     finally:
         shutil.rmtree(context, ignore_errors=True)
-    outcome = BuildOutcome(build.tag, built=True, seconds=time.monotonic() - started, log=log)
+    outcome = BuildOutcome(
+        build.tag, built=True, seconds=time.monotonic() - started, log=log, webui=webui_line(log)
+    )
     _record(work_dir, outcome)
     return outcome
+
+
+def webui_line(log: Path) -> str | None:
+    """What build-llama.sh said about the web page, from BuildKit's log ('#12 345.6 web UI: ...')."""
+    if not log.is_file():
+        return None
+    found = re.findall(r"web UI: (.+)$", log.read_text(errors="replace"), re.MULTILINE)
+    return found[-1].strip() if found else None
 
 
 def _record(work_dir: Path, outcome: BuildOutcome) -> None:

@@ -43,6 +43,11 @@ def test_image_carries_its_recipe(cpu_image: BuiltImage) -> None:
     assert labels["org.opencontainers.image.revision"] == PINNED_UPSTREAM_COMMIT
     assert "-DGGML_VULKAN=ON" in labels["io.step-flash.cmake-flags"]
     assert "-DGGML_BACKEND_DL=ON" in labels["io.step-flash.cmake-flags"]
+    # The build fetched upstream's web UI bundle where it could reach it, and says which it was.
+    webui = _run(cpu_image.tag, "cat", "/opt/llama/webui.txt").strip()
+    assert webui == "embedded" or webui.startswith(
+        "none: the build could not fetch llama.cpp's web UI bundle"
+    )
     config = json.loads(docker("image", "inspect", cpu_image.tag, "--format", "{{json .Config}}").stdout)
     assert config["User"] == "10001"
     assert "/health" in " ".join(config["Healthcheck"]["Test"])
