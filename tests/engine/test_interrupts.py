@@ -77,6 +77,7 @@ def test_build_stopped_by_a_signal_keeps_the_image_and_the_next_build_carries_on
 ) -> None:
     before = docker("image", "inspect", cpu_image.tag, "--format", "{{.Id}}").stdout.strip()
     contexts = Path(cpu_image.env["ORCHESTRATOR_DATA_DIR"]) / "contexts"
+    earlier = set(contexts.glob("*"))  # left by runs killed before this test (not ours to judge)
     building = _start("build", "--rebuild", *cpu_image.args, env=cpu_image.env)
     time.sleep(3)
     if building.poll() is not None:
@@ -87,7 +88,7 @@ def test_build_stopped_by_a_signal_keeps_the_image_and_the_next_build_carries_on
     assert "Traceback" not in err
     # The image the last finished build made is still there under its tag, and still current.
     assert docker("image", "inspect", cpu_image.tag, "--format", "{{.Id}}").stdout.strip() == before
-    assert not list(contexts.glob("*")), "the interrupted build's context was removed"
+    assert set(contexts.glob("*")) <= earlier, "the interrupted build's context was removed"
     again = run_cli("build", *cpu_image.args, env=cpu_image.env)
     assert again.returncode == 0 and "up to date" in again.stdout, again.stderr
 

@@ -86,7 +86,7 @@ def test_up_serves_the_demo_model(shared: Server) -> None:
     assert "max_tokens" in shared.up and "capital of France" in shared.up
     reply = client.chat.completions.create(
         model="smollm2-135m-instruct",
-        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        messages=[{"role": "user", "content": "What is the capital of France? Answer in one sentence."}],
         max_tokens=64,
         temperature=0,
     )
