@@ -76,6 +76,13 @@ class FakeEngine:
             )
         self.images[tag] = dict(labels)
 
+    def read_file(self, tag: str, path: str) -> str | None:
+        return "none: the build could not fetch llama.cpp's web UI bundle" if tag in self.images else None
+
+    def add_labels(self, tag: str, labels: Mapping[str, str]) -> None:
+        self.calls.append(("add_labels", dict(labels)))
+        self.images[tag] = {**self.images[tag], **labels}
+
     def push(self, tag: str, registry: str) -> tuple[str, str | None]:
         self.calls.append(("push", (tag, registry)))
         return f"{registry}/{tag}", "sha256:0"

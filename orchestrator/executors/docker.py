@@ -122,6 +122,24 @@ class DockerEngine:
     def image_id(self, tag: str) -> str | None:
         return str(self.docker.image.inspect(tag).id) if self.docker.image.exists(tag) else None
 
+    def read_file(self, tag: str, path: str) -> str | None:
+        from python_on_whales.exceptions import DockerException
+
+        try:
+            text = self.docker.run(tag, [path], entrypoint="cat", remove=True, healthcheck=False)
+        except DockerException:
+            return None
+        return str(text)
+
+    def add_labels(self, tag: str, labels: Mapping[str, str]) -> None:
+        import json
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="step-flash-labels-") as folder:
+            lines = [f"FROM {tag}", *(f"LABEL {key}={json.dumps(value)}" for key, value in labels.items())]
+            (Path(folder) / "Dockerfile").write_text("\n".join(lines) + "\n")
+            self.docker.buildx.build(folder, tags=[tag], load=True, pull=False, progress=False)
+
     def image_labels(self, tag: str) -> Mapping[str, str] | None:
         if not self.docker.image.exists(tag):
             return None

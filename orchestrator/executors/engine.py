@@ -117,6 +117,12 @@ class Engine(Protocol):
 
     def push(self, tag: str, registry: str) -> tuple[str, str | None]: ...
 
+    def read_file(self, tag: str, path: str) -> str | None:
+        """A file's text inside an image (None when it is not there)."""
+
+    def add_labels(self, tag: str, labels: Mapping[str, str]) -> None:
+        """The same image under the same tag, with these labels added (a config-only step)."""
+
     def make_base(self, spec: BaseSpec, work_dir: Path, *, rebuild: bool = False) -> BaseOutcome: ...
 
     def stream(self, spec: ContainerSpec, argv: Sequence[str], env: Mapping[str, str]) -> Iterable[str]: ...

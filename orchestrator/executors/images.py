@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -20,6 +19,11 @@ from orchestrator.executors.engine import BuildProgress, Engine
 
 BUILD_SCRIPT = "images/common/build-llama.sh"
 RECIPE_LABEL = "io.step-flash.recipe-digest"
+# Whether llama-server has its web page inside ("embedded" or "none"), from what the build found.
+WEBUI_LABEL = "io.step-flash.webui"
+WEBUI_FILE = "/opt/llama/webui.txt"
+# Bumped when the steps around the image build change (2: the web-page label after the build).
+RECIPE_VERSION = "2"
 _SKIP_IN_SOURCE = {".git", "node_modules", "__pycache__", ".cache"}
 
 
@@ -34,9 +38,9 @@ class BuildOutcome:
 
 
 def recipe_digest(build: ImageBuild, base_ids: list[str]) -> str:
-    """The plan's digest, the Dockerfile, the build script and the local bases' ids: a change to any
-    of them means a new image."""
-    digest = hashlib.sha256(build.digest.encode())
+    """The plan's digest, the Dockerfile, the build script, the local bases' ids and the way this module
+    makes images (RECIPE_VERSION): a change to any of them means a new image."""
+    digest = hashlib.sha256(f"{RECIPE_VERSION}|{build.digest}".encode())
     for path in (asset(build.dockerfile), asset(BUILD_SCRIPT)):
         digest.update(path.read_bytes())
     for base_id in base_ids:
@@ -126,19 +130,13 @@ def build_image(
         )
     finally:
         shutil.rmtree(context, ignore_errors=True)
-    outcome = BuildOutcome(
-        build.tag, built=True, seconds=time.monotonic() - started, log=log, webui=webui_line(log)
-    )
+    # Known only once the build ran, so recorded in a config-only step after it.
+    webui = (engine.read_file(build.tag, WEBUI_FILE) or "").strip() or None
+    if webui is not None:
+        engine.add_labels(build.tag, {WEBUI_LABEL: "embedded" if webui == "embedded" else "none"})
+    outcome = BuildOutcome(build.tag, built=True, seconds=time.monotonic() - started, log=log, webui=webui)
     _record(work_dir, outcome)
     return outcome
-
-
-def webui_line(log: Path) -> str | None:
-    """What build-llama.sh said about the web page, from BuildKit's log ('#12 345.6 web UI: ...')."""
-    if not log.is_file():
-        return None
-    found = re.findall(r"web UI: (.+)$", log.read_text(errors="replace"), re.MULTILINE)
-    return found[-1].strip() if found else None
 
 
 def _record(work_dir: Path, outcome: BuildOutcome) -> None:

@@ -48,6 +48,7 @@ def test_image_carries_its_recipe(cpu_image: BuiltImage) -> None:
     assert webui == "embedded" or webui.startswith(
         "none: the build could not fetch llama.cpp's web UI bundle"
     )
+    assert labels["io.step-flash.webui"] == ("embedded" if webui == "embedded" else "none")
     config = json.loads(docker("image", "inspect", cpu_image.tag, "--format", "{{json .Config}}").stdout)
     assert config["User"] == "10001"
     assert "/health" in " ".join(config["Healthcheck"]["Test"])

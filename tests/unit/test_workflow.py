@@ -39,6 +39,9 @@ def test_a_built_image_is_not_built_again(tmp_path: Path) -> None:
     again = workflow.build(plan, ex, Notes().reporter(), rebuild=False)
     assert first.outcome.built and not again.outcome.built
     assert engine.names().count("build") == 1
+    # What the build found about the web page is a label once the build ran.
+    assert ("add_labels", {"io.step-flash.webui": "none"}) in engine.calls
+    assert first.outcome.webui is not None and first.outcome.webui.startswith("none:")
     # Every build stages its own context and leaves none behind.
     assert not list((tmp_path / "contexts").glob("*"))
 
