@@ -258,7 +258,7 @@ def served_panel(served: Served) -> Panel:
 def curl_example(plan: Plan) -> str:
     # Small enough for the 135M demo model to answer in one line (without "in one sentence" it rambles).
     question = {"role": "user", "content": "What is the capital of France? Answer in one sentence."}
-    body = json.dumps({"model": plan.model.alias, "messages": [question], "max_tokens": 64})
+    body = json.dumps({"model": plan.model.alias, "messages": [question], "max_tokens": 64, "temperature": 0})
     auth = f' -H "Authorization: Bearer $(cat {plan.api_key_file})"' if plan.api_key_file else ""
     return f"curl -s {plan.endpoint}/chat/completions -H 'Content-Type: application/json'{auth} -d '{body}'"
 
