@@ -582,10 +582,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _wants_json(argv: Sequence[str]) -> bool:
-    return "--json" in argv
-
-
 def _renderer(as_json: bool) -> Renderer:
     from orchestrator.app.render import Renderer
 

@@ -28,7 +28,7 @@ from orchestrator.executors.engine import BuildFailed, BuildProgress, CommandFai
 from orchestrator.executors.health import Probe, wait_until_ready
 from orchestrator.executors.host import Host
 from orchestrator.executors.images import BuildOutcome
-from orchestrator.executors.runtime import Runtime, ServerState, runtime_for
+from orchestrator.executors.runtime import Runtime, ServerState, api_key, runtime_for
 from orchestrator.models.hub import PullPlan
 from orchestrator.models.local import file_sha256, refresh, write_demo_model
 from orchestrator.models.pull import PullReport
@@ -272,7 +272,6 @@ def status(plan: Plan, ex: Executors) -> Status:
     runtime = ex.runtime(plan)
     runtime.require(serving=True)
     server = runtime.state(plan)
-    key = plan.api_key_file.read_text().strip() if plan.api_key_file and plan.api_key_file.is_file() else None
     return Status(
         server=server,
         endpoint=plan.endpoint,
@@ -280,7 +279,7 @@ def status(plan: Plan, ex: Executors) -> Status:
         target=plan.target,
         profile=plan.profile,
         runtime=runtime.kind,
-        tokens_per_second=ex.host.throughput(plan.base_url, key) if server.running else {},
+        tokens_per_second=ex.host.throughput(plan.base_url, api_key(plan)) if server.running else {},
     )
 
 

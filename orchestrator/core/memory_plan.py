@@ -24,6 +24,10 @@ class MemoryRow:
     workload: Workload
     fit: Fit
 
+    def named_by(self, uses: Sequence[str]) -> bool:
+        """Named by a use ("server"), or by its kind ("bench" names every benchmark set)."""
+        return any(self.use == u or self.use.startswith(u + " ") for u in uses)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "use": self.use,
@@ -49,12 +53,8 @@ class MemoryPlan:
         return self.rows[0].fit.verdict()
 
     def failing(self, uses: Sequence[str] | None = None) -> list[MemoryRow]:
-        """Rows that will not fit, among those named ("server") or named by kind ("bench": every set)."""
-
-        def named(use: str) -> bool:
-            return uses is None or any(use == u or use.startswith(u + " ") for u in uses)
-
-        return [r for r in self.rows if r.fit.fits is False and named(r.use)]
+        """Rows that will not fit, among those the uses name (all rows without uses)."""
+        return [r for r in self.rows if r.fit.fits is False and (uses is None or r.named_by(uses))]
 
     def to_dict(self) -> dict[str, Any]:
         return {

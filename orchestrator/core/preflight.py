@@ -37,11 +37,7 @@ def check_beside_server(plan: Plan, force: bool, uses: Sequence[str]) -> None:
     held = server.fit.estimate.total
     # llama-cli loads what the server loads; each benchmark set has its own row.
     needs = [("run", server)] if "run" in uses else []
-    needs += [
-        (row.use, row)
-        for row in plan.memory.rows
-        if row.use != "server" and any(row.use == u or row.use.startswith(u + " ") for u in uses)
-    ]
+    needs += [(row.use, row) for row in plan.memory.rows if row.use != "server" and row.named_by(uses)]
     for use, row in needs:
         usable = row.fit.usable
         if usable is not None and row.fit.estimate.total + held > usable:

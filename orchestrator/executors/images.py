@@ -21,6 +21,7 @@ BUILD_SCRIPT = "images/common/build-llama.sh"
 RECIPE_LABEL = "io.step-flash.recipe-digest"
 # Whether llama-server has its web page inside ("embedded" or "none"), from what the build found.
 WEBUI_LABEL = "io.step-flash.webui"
+# Written by build-llama.sh into its install prefix, /opt/llama in both Dockerfiles.
 WEBUI_FILE = "/opt/llama/webui.txt"
 # Bumped when the steps around the image build change (2: the web-page label after the build).
 RECIPE_VERSION = "2"
@@ -151,10 +152,3 @@ def _record(work_dir: Path, outcome: BuildOutcome) -> None:
     history_file.parent.mkdir(parents=True, exist_ok=True)
     with history_file.open("a") as history:
         history.write(json.dumps(entry) + "\n")
-
-
-def build_history(work_dir: Path) -> list[dict[str, object]]:
-    path = work_dir / "logs" / "builds.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

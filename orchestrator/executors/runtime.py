@@ -17,6 +17,7 @@ import yaml
 from orchestrator.core.plan import (
     MODEL_IDENTITY_LABEL,
     SERVICE,
+    Address,
     BenchPlan,
     Command,
     ImageBuild,
@@ -96,10 +97,18 @@ def runtime_for(plan: Plan, engine: Engine, host: Host) -> Runtime:
     return NativeRuntime(host)
 
 
-def _api_key(plan: Plan) -> str | None:
+def api_key(plan: Plan) -> str | None:
+    """The key clients must send, read from the user's file (None when the plan has none)."""
     return (
         plan.api_key_file.read_text().strip() if plan.api_key_file and plan.api_key_file.is_file() else None
     )
+
+
+def _require_free(host: Host, address: Address) -> None:
+    if not host.address_free(address.host, address.port):
+        raise UsageError(
+            f"port {address.port} on {address.host} is already in use; stop what holds it or pass --port N"
+        )
 
 
 def _model_changed(plan: Plan, started_from: str | None) -> bool | None:
@@ -146,14 +155,10 @@ class ContainerRuntime:
 
     def check_port(self, plan: Plan) -> None:
         running = self.engine.service(plan.project, SERVICE)
-        address = plan.publish
-        held = f"{address.host}:{address.port}"
+        held = f"{plan.publish.host}:{plan.publish.port}"
         if running is not None and running.state == "running" and held in running.published:
             return
-        if not self.host.address_free(address.host, address.port):
-            raise UsageError(
-                f"port {address.port} on {address.host} is already in use; stop what holds it or pass --port N"
-            )
+        _require_free(self.host, plan.publish)
 
     def start(self, plan: Plan) -> bool:
         running = self.engine.service(plan.project, SERVICE)
@@ -260,11 +265,7 @@ class NativeRuntime:
         current = native.state(plan)
         if current.running and current.argv == plan.server.argv:
             return
-        if not self.host.address_free(plan.publish.host, plan.publish.port):
-            raise UsageError(
-                f"port {plan.publish.port} on {plan.publish.host} is already in use; stop what holds it or "
-                "pass --port N"
-            )
+        _require_free(self.host, plan.publish)
 
     def start(self, plan: Plan) -> bool:
         return native.start(plan)
@@ -277,7 +278,7 @@ class NativeRuntime:
         return ServerState(
             state="running" if current.running else "stopped",
             running=current.running,
-            health=self.host.readiness(plan.base_url + "/health", _api_key(plan))
+            health=self.host.readiness(plan.base_url + "/health", api_key(plan))
             if current.running
             else "down",
             pid=current.pid if current.running else None,
