@@ -134,6 +134,12 @@ class FakeHost:
     ports_in_use: set[int] = field(default_factory=set)
     ready: Readiness = "ready"
     page: int | None = 404
+    # What chat() answers: whether the server it talks to drafts (set by the test), diverges when it does,
+    # or fails from the Nth request on.
+    drafting: Callable[[], bool] = lambda: False
+    diverge: bool = False
+    chat_fails_after: int | None = None
+    chats: list[dict[str, Any]] = field(default_factory=list)
 
     def git_reachable(self, url: str) -> bool:
         self.calls.append(("git_reachable", url))
@@ -180,6 +186,31 @@ class FakeHost:
 
     def page_status(self, url: str) -> int | None:
         return self.page
+
+    def free_port(self, host: str) -> int:
+        return 18080
+
+    def chat(self, base_url: str, api_key: str | None, body: Mapping[str, Any]) -> dict[str, Any]:
+        """A canned completion: drafting (a plan with --spec-type) reports draft counts and decodes faster;
+        refusing: the server answers an error status from the given request on."""
+        self.calls.append(("chat", base_url))
+        if self.chat_fails_after is not None and len(self.chats) >= self.chat_fails_after:
+            from orchestrator.executors.host import ServerRequestFailed
+
+            raise ServerRequestFailed("llama-server answered HTTP 500: boom")
+        self.chats.append(dict(body))
+        drafting = self.drafting()
+        timings = {
+            "prompt_n": 20,
+            "prompt_ms": 40.0,
+            "prompt_per_second": 500.0,
+            "predicted_n": 30,
+            "predicted_per_second": 60.0 if drafting else 40.0,
+            "draft_n": 12 if drafting else 0,
+            "draft_n_accepted": 9 if drafting else 0,
+        }
+        text = "same text" if not self.diverge or not drafting else "other text"
+        return {"choices": [{"message": {"content": text}}], "timings": timings}
 
 
 @dataclass

@@ -166,3 +166,95 @@ def write_step35_metadata(
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+Step35Layout = Literal["combined", "trunk-only", "mtp-only", "no-heads"]
+
+
+def write_tiny_step35(
+    path: Path, layout: Step35Layout = "combined", heads: int = 2, vocab: str = "default", n_layer: int = 2
+) -> Path:
+    """A runnable step35 model with MTP ("nextn") blocks, written from the tensor names and shapes
+    upstream's loader reads: the trunk with its heads (combined), the trunk with the heads declared but
+    absent (trunk-only), the heads alone (mtp-only, the sidecar upstream's converter writes as
+    mtp-<name>.gguf), or a step35 without heads. Every tensor's random values come from its name, so the
+    same trunk and heads are written whichever the layout: a trunk-only file plus its sidecar is the
+    combined file split in two. vocab="other" gives a smaller vocabulary (a sidecar of another model)."""
+    import zlib
+
+    import gguf
+
+    arch = "step35"
+    e, n_head, n_kv, hd, n_exp, used, ff_exp, ff_sh = 64, 4, 2, 16, 4, 2, 32, 32
+    declared = 0 if layout == "no-heads" else heads
+    n_all = n_layer + declared
+    # Layer 0 attends to the whole context, the others slide (heads included), as in Step-3.5-Flash.
+    swa = [il != 0 for il in range(n_all)]
+    tokens, scores, types = _vocab(10 if vocab == "default" else 4)
+    writer = gguf.GGUFWriter(str(path), arch)
+    writer.add_name(f"tiny-step35-{layout}")
+    writer.add_uint32(f"{arch}.context_length", 512)
+    writer.add_uint32(f"{arch}.embedding_length", e)
+    writer.add_uint32(f"{arch}.block_count", n_all)
+    if declared:
+        writer.add_uint32(f"{arch}.nextn_predict_layers", declared)
+    writer.add_array(f"{arch}.feed_forward_length", [ff_exp] * n_all)
+    writer.add_array(f"{arch}.attention.head_count", [n_head] * n_all)
+    writer.add_array(f"{arch}.attention.head_count_kv", [n_kv] * n_all)
+    writer.add_uint32(f"{arch}.attention.key_length", hd)
+    writer.add_uint32(f"{arch}.attention.value_length", hd)
+    writer.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", 1e-5)
+    writer.add_uint32(f"{arch}.attention.sliding_window", 128)
+    writer.add_array(f"{arch}.attention.sliding_window_pattern", swa)
+    writer.add_float32(f"{arch}.rope.freq_base", 10000.0)
+    writer.add_uint32(f"{arch}.expert_count", n_exp)
+    writer.add_uint32(f"{arch}.expert_used_count", used)
+    writer.add_array(f"{arch}.expert_feed_forward_length", [ff_exp] * n_all)
+    writer.add_uint32(f"{arch}.expert_shared_feed_forward_length", ff_sh)
+    writer.add_string("tokenizer.ggml.model", "llama")
+    writer.add_array("tokenizer.ggml.tokens", tokens)
+    writer.add_array("tokenizer.ggml.scores", scores)
+    writer.add_array("tokenizer.ggml.token_type", types)
+    writer.add_uint32("tokenizer.ggml.bos_token_id", 1)
+    writer.add_uint32("tokenizer.ggml.eos_token_id", 2)
+    writer.add_uint32("tokenizer.ggml.unknown_token_id", 0)
+
+    def tensor(name: str, *ne: int, scale: float = 0.3) -> None:
+        rng = np.random.default_rng(zlib.crc32(name.encode()))
+        writer.add_tensor(name, (rng.standard_normal(tuple(reversed(ne))) * scale).astype(np.float32))
+
+    def block(il: int) -> None:
+        for norm in ("attn_norm", "ffn_norm"):
+            writer.add_tensor(f"blk.{il}.{norm}.weight", np.ones(e, dtype=np.float32))
+        for norm in ("attn_q_norm", "attn_k_norm"):
+            writer.add_tensor(f"blk.{il}.{norm}.weight", np.ones(hd, dtype=np.float32))
+        tensor(f"blk.{il}.attn_q.weight", e, n_head * hd)
+        tensor(f"blk.{il}.attn_k.weight", e, n_kv * hd)
+        tensor(f"blk.{il}.attn_v.weight", e, n_kv * hd)
+        tensor(f"blk.{il}.attn_output.weight", n_head * hd, e)
+        tensor(f"blk.{il}.ffn_gate_inp.weight", e, n_exp)
+        tensor(f"blk.{il}.ffn_gate_exps.weight", e, ff_exp, n_exp)
+        tensor(f"blk.{il}.ffn_down_exps.weight", ff_exp, e, n_exp)
+        tensor(f"blk.{il}.ffn_up_exps.weight", e, ff_exp, n_exp)
+        writer.add_tensor(f"blk.{il}.exp_probs_b.bias", np.zeros(n_exp, dtype=np.float32))
+        tensor(f"blk.{il}.ffn_gate_shexp.weight", e, ff_sh)
+        tensor(f"blk.{il}.ffn_up_shexp.weight", e, ff_sh)
+        tensor(f"blk.{il}.ffn_down_shexp.weight", ff_sh, e)
+
+    tensor("token_embd.weight", e, len(tokens), scale=1.0)
+    writer.add_tensor("output_norm.weight", np.ones(e, dtype=np.float32))
+    if layout != "mtp-only":
+        tensor("output.weight", e, len(tokens))
+        for il in range(n_layer):
+            block(il)
+    if layout in ("combined", "mtp-only"):
+        for il in range(n_layer, n_all):
+            block(il)
+            tensor(f"blk.{il}.nextn.eh_proj.weight", 2 * e, e)
+            for norm in ("enorm", "hnorm", "shared_head_norm"):
+                writer.add_tensor(f"blk.{il}.nextn.{norm}.weight", np.ones(e, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path

@@ -44,6 +44,8 @@ SETTING_FLAGS = (
     "platform",
     "ctx_size",
     "threads",
+    "speculative",
+    "draft_model",
     "native",
     "wait_timeout",
     "ui",
@@ -70,6 +72,13 @@ def _plan_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--ctx-size", "-c", help="context size, overriding the profile")
     group.add_argument("--threads", help="CPU threads, overriding the profile")
+    group.add_argument(
+        "--spec",
+        dest="speculative",
+        help="speculative decoding: off, mtp (the model's MTP heads), mtp:N (N draft tokens), or an n-gram "
+        "type such as ngram-mod (overrides the profile's)",
+    )
+    group.add_argument("--draft-model", help="MTP sidecar GGUF (mtp-*.gguf) for a model without its heads")
     group.add_argument(
         "--native",
         action=argparse.BooleanOptionalAction,
@@ -313,18 +322,54 @@ def cmd_bench_report(
     session: Session, *, flags: dict[str, object], results: str | None, out: str | None
 ) -> Outcome:
     from orchestrator.app.outcomes import BenchReport
-    from orchestrator.app.results import plot, read_records
+    from orchestrator.app.results import plot, plot_serving, read_records, read_serving_pairs
     from orchestrator.core.bench import latest_per_set, markdown_report
+    from orchestrator.core.serve_bench import serving_markdown
     from orchestrator.files import write_atomic
 
     results_dir = _results_dir(flags, results)
     records = latest_per_set(read_records(results_dir))
-    if not records:
-        raise UsageError(f"no benchmark results in {results_dir}; run 'orchestrator bench' first")
-    png = plot(records, Path(out) if out else results_dir / "bench.png")
+    serving = read_serving_pairs(results_dir)
+    if not records and not serving:
+        raise UsageError(
+            f"no benchmark results in {results_dir}; run 'orchestrator bench' or 'orchestrator bench serve' first"
+        )
+    png = plot(records, Path(out) if out else results_dir / "bench.png") if records else None
+    serving_png = plot_serving(serving[-4:], results_dir / "serving.png") if serving else None
     summary = results_dir / "bench.md"
-    write_atomic(summary, markdown_report(records))
-    return BenchReport(png, summary)
+    text = (markdown_report(records) if records else "") + (serving_markdown(serving) if serving else "")
+    write_atomic(summary, text)
+    return BenchReport(png, summary, serving_png)
+
+
+def cmd_bench_serve(
+    session: Session,
+    *,
+    flags: dict[str, object],
+    clients: str | None,
+    results: str | None,
+    decisions: dict[str, bool | None],
+    force: bool,
+    stop_server: bool,
+) -> Outcome:
+    from orchestrator.app import workflow
+    from orchestrator.app.outcomes import ServingDone
+
+    results_dir = _results_dir(flags, results)
+    counts = _csv_ints(clients, "clients") or (1, 4)
+    if any(c < 1 or c > 64 for c in counts):
+        raise UsageError(f"--clients {clients}: each count must be 1 to 64")
+    comparison = workflow.bench_serve(
+        _plan(flags),
+        session.executors(),
+        session.render.reporter(),
+        results=results_dir,
+        clients=counts,
+        decisions=decisions,
+        force=force,
+        stop_server=stop_server,
+    )
+    return ServingDone(comparison, results_dir)
 
 
 def _models_dirs(models_dir: str | None) -> tuple[Path, Path]:
@@ -486,16 +531,23 @@ def build_parser() -> argparse.ArgumentParser:
         )
     )
 
-    p = sub.add_parser("bench", help="the publisher's llama-batched-bench runs, compared with its tables")
+    p = sub.add_parser(
+        "bench",
+        help="the publisher's llama-batched-bench runs, compared with its tables; serve: the server with "
+        "speculative decoding off and on",
+    )
     _plan_options(p)
     _writes(p, "data")
     p.add_argument(
         "action",
         nargs="?",
-        choices=("run", "report"),
+        choices=("run", "report", "serve"),
         default="run",
-        help="run (default) the profile's parameter sets, or report: plot and summarise the results",
+        help="run (default) the profile's parameter sets; report: plot and summarise the results; serve: "
+        "start the planned server with speculative decoding off, then on, send a fixed prompt set at "
+        "temperature 0 with each client count, and compare",
     )
+    p.add_argument("--clients", help="serve: concurrent clients per round, e.g. 1,4 (default)")
     p.add_argument("--npp", help="prompt lengths, e.g. 0,512 (overrides the profile's)")
     p.add_argument("--ntg", help="generation lengths, e.g. 32")
     p.add_argument("--npl", help="parallel sequences, e.g. 1")
@@ -508,6 +560,16 @@ def build_parser() -> argparse.ArgumentParser:
         handler=lambda s, a: (
             cmd_bench_report(s, flags=_flags(a), results=a.results, out=a.out)
             if a.action == "report"
+            else cmd_bench_serve(
+                s,
+                flags=_flags(a),
+                clients=a.clients,
+                results=a.results,
+                decisions=_decisions(a),
+                force=a.force,
+                stop_server=a.stop_server,
+            )
+            if a.action == "serve"
             else cmd_bench(
                 s,
                 flags=_flags(a),

@@ -44,7 +44,7 @@ def gather(request: Request, facts: HostFacts | None = None) -> PlanInputs:
     profile = target.profile(settings["profile"])
     source = resolve_source(parse_source(settings["source"]))
     model = resolve_model(_registered(settings), target.default_model, settings["models_dir"])
-    model = describe(model, settings["data_dir"] / "cache" / "gguf.json")
+    model = describe(model, settings["data_dir"] / "cache" / "gguf.json", settings["draft_model"])
     return PlanInputs(
         target=target,
         profile=profile,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.app.workflow import Served, Status, Stopped
+from orchestrator.app.workflow import Served, ServingComparison, Status, Stopped
 from orchestrator.core.bench import BenchRecord
 from orchestrator.core.catalogue import Target
 from orchestrator.core.doctor import Check
@@ -61,8 +61,15 @@ class BenchDone:
 
 @dataclass(frozen=True)
 class BenchReport:
-    png: Path
+    png: Path | None
     summary: Path
+    serving_png: Path | None = None
+
+
+@dataclass(frozen=True)
+class ServingDone:
+    comparison: ServingComparison
+    results: Path
 
 
 @dataclass(frozen=True)
@@ -119,6 +126,7 @@ Outcome = (
     | Status
     | BenchDone
     | BenchReport
+    | ServingDone
     | ModelPulled
     | ModelAdded
     | ModelListing

@@ -36,9 +36,10 @@ from orchestrator.app.outcomes import (
     ModelVerified,
     Outcome,
     PlanShown,
+    ServingDone,
     TargetList,
 )
-from orchestrator.app.workflow import Reporter, Served, ServeFailed, Status, Stopped
+from orchestrator.app.workflow import Reporter, Served, ServeFailed, ServingComparison, Status, Stopped
 from orchestrator.core.bench import BenchRecord, compare
 from orchestrator.core.catalogue import Target, cmake_flags
 from orchestrator.core.doctor import Check
@@ -104,6 +105,12 @@ def plan_panels(plan: Plan, width: int) -> list[Panel]:
         ("runtime", plan.runtime),
         ("source", f"{plan.source.name}: {plan.source.describe()}"),
         ("model", f"{plan.model.path}" + ("" if plan.model.present else "  [yellow](not present)[/]")),
+        *(
+            [("MTP heads", plan.model.mtp.describe().removeprefix("MTP heads: "))]
+            if plan.model.mtp is not None
+            else []
+        ),
+        ("speculative", plan.speculation.describe()),
         ("endpoint", plan.endpoint),
         (
             "memory",
@@ -298,6 +305,51 @@ def bench_row_text(name: str, row: BenchRow, expected: int) -> str:
         f"  {name}: PP {row.pp:>6}  TG {row.tg:>4}  B {row.pl}  S_PP {row.speed_pp:9.2f} t/s  "
         f"S_TG {row.speed_tg:8.2f} t/s   ({expected} rows expected)"
     )
+
+
+def serving_table(comparison: ServingComparison) -> Table:
+    off, on = comparison.off, comparison.on
+    table = Table(
+        title=f"{on.target} {on.profile}: {on.model.get('alias')}, speculative decoding {off.speculation} vs "
+        f"{on.speculation} ({on.runtime.get('speculation')})",
+        title_justify="left",
+    )
+    columns = ("clients", "decode off t/s", "decode on t/s", "ratio", "aggregate ratio", "acceptance")
+    for column in (*columns, "TTFT off / on ms", "identical text"):
+        table.add_column(column, justify="right")
+    for row in comparison.rows:
+        table.add_row(
+            str(row.clients),
+            f"{row.decode_off:.2f}",
+            f"{row.decode_on:.2f}",
+            _ratio_text(row.ratio),
+            _ratio_text(row.aggregate_ratio),
+            "-" if row.acceptance is None else f"{row.acceptance:.0%} ({row.accepted}/{row.drafted})",
+            f"{row.ttft_off_ms:.0f} / {row.ttft_on_ms:.0f}",
+            f"{row.identical}/{row.compared}",
+        )
+    return table
+
+
+def serving_data(comparison: ServingComparison) -> dict[str, Any]:
+    return {
+        "off": comparison.off.speculation,
+        "on": comparison.on.speculation,
+        "divergent": comparison.divergent,
+        "rows": [
+            {
+                **row.__dict__,
+                "ratio": row.ratio,
+                "aggregate_ratio": row.aggregate_ratio,
+                "acceptance": row.acceptance,
+            }
+            for row in comparison.rows
+        ],
+    }
+
+
+def _ratio_text(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def bench_table(record: BenchRecord) -> Table:
@@ -508,8 +560,22 @@ class Renderer:
                     raise OrchestratorError(
                         f"benchmark {failed.bench} is incomplete ({reason}); kept as incomplete in the results"
                     )
-            case BenchReport(png, summary):
-                self.out.print(f"plot: {png}\nsummary: {summary}")
+            case BenchReport(png, summary, serving_png):
+                for label, path in (("plot", png), ("serving plot", serving_png), ("summary", summary)):
+                    if path is not None:
+                        self.out.print(f"{label}: {path}")
+            case ServingDone(comparison, results):
+                self._either(serving_data(comparison), lambda: self.out.print(serving_table(comparison)))
+                self.out.print(f"recorded in {results / 'bench.jsonl'}")
+                cut_short = comparison.off.error or comparison.on.error
+                if cut_short:
+                    raise OrchestratorError(f"serving benchmark incomplete: {cut_short}; kept as recorded")
+                if comparison.divergent:
+                    raise OrchestratorError(
+                        "with speculative decoding on, the greedy text of "
+                        f"{', '.join(comparison.divergent)} differs from the text with it off (one client); "
+                        "speculation should be lossless at temperature 0: report it with the records"
+                    )
             case ModelPulled(pulled):
                 entry = pulled.entry
                 self.out.print(
@@ -540,7 +606,7 @@ class Renderer:
                 self.out.print(
                     f"{first.name}: GGUF v{model.parts[0].version}, {model.arch.name}, {len(model.parts)} part(s) "
                     f"all present and consistent, {model.weights_bytes / 2**30:.2f} GiB of tensors within the "
-                    f"files; {hashes}"
+                    f"files; {hashes}; {model.mtp.describe()}"
                 )
             case ModelRemoved(name, deleted):
                 self.out.print(

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from orchestrator.core.bench import BenchRecord
 from orchestrator.core.reference import REFERENCES
+from orchestrator.core.serve_bench import SERVE_KIND, ServeRecord, compare_serving, record_kind
 
 
-def append_record(results: Path, record: BenchRecord) -> Path:
+def append_record(results: Path, record: BenchRecord | ServeRecord) -> Path:
     results.mkdir(parents=True, exist_ok=True)
     path = results / "bench.jsonl"
     with path.open("a") as out:
@@ -17,11 +18,49 @@ def append_record(results: Path, record: BenchRecord) -> Path:
     return path
 
 
-def read_records(results: Path) -> list[BenchRecord]:
+def _lines(results: Path, kind: str) -> list[str]:
     path = results / "bench.jsonl"
     if not path.is_file():
         return []
-    return [BenchRecord.from_json(line) for line in path.read_text().splitlines() if line.strip()]
+    return [line for line in path.read_text().splitlines() if line.strip() and record_kind(line) == kind]
+
+
+def read_records(results: Path) -> list[BenchRecord]:
+    """The llama-batched-bench records."""
+    return [BenchRecord.from_json(line) for line in _lines(results, "batched")]
+
+
+def read_serving_pairs(results: Path) -> list[tuple[ServeRecord, ServeRecord]]:
+    """The serving benchmark's records, as the (off, on) pairs each `bench serve` wrote."""
+    by_comparison: dict[str, list[ServeRecord]] = {}
+    for line in _lines(results, SERVE_KIND):
+        record = ServeRecord.from_json(line)
+        by_comparison.setdefault(record.comparison, []).append(record)
+    return [(pair[0], pair[1]) for pair in by_comparison.values() if len(pair) == 2]
+
+
+def plot_serving(pairs: Sequence[tuple[ServeRecord, ServeRecord]], out: Path) -> Path:
+    """Decode tokens/s per client count, speculation off and on side by side, one panel per comparison."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(pairs), figsize=(5 * len(pairs), 4), squeeze=False)
+    for axis, (off, on) in zip(axes[0], pairs, strict=True):
+        rows = compare_serving(off, on)
+        positions = range(len(rows))
+        axis.bar([x - 0.2 for x in positions], [r.decode_off for r in rows], width=0.4, label=off.speculation)
+        axis.bar([x + 0.2 for x in positions], [r.decode_on for r in rows], width=0.4, label=on.speculation)
+        axis.set_xticks(list(positions), [f"{r.clients} client{'s' if r.clients > 1 else ''}" for r in rows])
+        axis.set_ylabel("decode t/s per request")
+        axis.set_title(f"{on.target} {on.profile} ({on.model.get('alias')})", fontsize=9)
+        axis.legend(fontsize=7)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
 
 
 def plot(records: Sequence[BenchRecord], out: Path) -> Path:

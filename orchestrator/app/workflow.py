@@ -9,6 +9,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,14 +20,34 @@ from orchestrator.core.bench import BenchRecord, missing_rows, parse_jsonl, pars
 from orchestrator.core.catalogue import FAMILIES
 from orchestrator.core.doctor import DoctorFacts
 from orchestrator.core.models import KNOWN_MODELS
-from orchestrator.core.plan import BenchPlan, ImageBuild, Plan, with_local_bases, with_model, with_source
+from orchestrator.core.plan import (
+    BenchPlan,
+    ImageBuild,
+    Plan,
+    for_serving_bench,
+    with_local_bases,
+    with_model,
+    with_source,
+)
 from orchestrator.core.preflight import check_beside_server, check_memory, check_model
 from orchestrator.core.reference import BenchRow
+from orchestrator.core.serve_bench import (
+    Prompt,
+    ServeRecord,
+    ServeRow,
+    ServeSample,
+    compare_serving,
+    divergent,
+    prompt_set,
+    request_body,
+    sample_from_response,
+)
+from orchestrator.core.speculation import OFF
 from orchestrator.errors import OrchestratorError, UsageError
 from orchestrator.executors.bases import base_specs
 from orchestrator.executors.engine import BuildFailed, BuildProgress, CommandFailed, Engine
 from orchestrator.executors.health import Probe, wait_until_ready
-from orchestrator.executors.host import Host
+from orchestrator.executors.host import Host, ServerRequestFailed
 from orchestrator.executors.images import BuildOutcome
 from orchestrator.executors.runtime import Runtime, ServerState, api_key, runtime_for
 from orchestrator.models.hub import PullPlan
@@ -404,23 +425,7 @@ def bench(
     plan = checked(plan, report, ("bench",), force)
     plan = build(plan, ex, report, rebuild=False).plan
     run_host_steps(plan, ex.host, report, decisions)
-    common = {
-        "model": {
-            "alias": plan.model.alias,
-            "file": plan.model.path.name,
-            "size": plan.model.size_bytes,
-            "sha256": file_sha256(plan.model.path, plan.data_dir / "cache" / "sha256.json"),
-        },
-        "build": {
-            "image": plan.build.tag if isinstance(plan.build, ImageBuild) else None,
-            "image_id": ex.engine.image_id(plan.build.tag) if isinstance(plan.build, ImageBuild) else None,
-            "prefix": None if isinstance(plan.build, ImageBuild) else plan.build.prefix,
-            "source": plan.source.describe(),
-            "commit": plan.source.commit or plan.source.revision,
-            "cmake_flags": [f"-D{k}={v}" for k, v in plan.cmake_flags],
-        },
-        "host": ex.host.summary(plan.inputs.facts),
-    }
+    common = _provenance(plan, ex)
     records = []
     with beside_server(plan, runtime, report, ("bench",), force=force, stop_server=stop_server):
         for bench_plan in plan.benches:
@@ -431,6 +436,140 @@ def bench(
             append_record(results, record)
             records.append(record)
     return records
+
+
+def _provenance(plan: Plan, ex: Executors) -> dict[str, dict[str, Any]]:
+    """What a benchmark record says it ran: the model's bytes, the build, the host."""
+    image = plan.build.tag if isinstance(plan.build, ImageBuild) else None
+    return {
+        "model": {
+            "alias": plan.model.alias,
+            "file": plan.model.path.name,
+            "size": plan.model.size_bytes,
+            "sha256": file_sha256(plan.model.path, plan.data_dir / "cache" / "sha256.json"),
+            "mtp": plan.model.mtp.describe() if plan.model.mtp else None,
+        },
+        "build": {
+            "image": image,
+            "image_id": ex.engine.image_id(image) if image else None,
+            "prefix": None if isinstance(plan.build, ImageBuild) else plan.build.prefix,
+            "source": plan.source.describe(),
+            "commit": plan.source.commit or plan.source.revision,
+            "cmake_flags": [f"-D{k}={v}" for k, v in plan.cmake_flags],
+        },
+        "host": ex.host.summary(plan.inputs.facts),
+    }
+
+
+# --- the serving benchmark --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServingComparison:
+    off: ServeRecord
+    on: ServeRecord
+
+    @property
+    def rows(self) -> list[ServeRow]:
+        return compare_serving(self.off, self.on)
+
+    @property
+    def divergent(self) -> list[str]:
+        return divergent(self.off, self.on)
+
+
+def bench_serve(
+    plan: Plan,
+    ex: Executors,
+    report: Reporter,
+    *,
+    results: Path,
+    clients: Sequence[int],
+    decisions: Mapping[str, bool | None],
+    force: bool = False,
+    stop_server: bool = False,
+) -> ServingComparison:
+    """The plan's server with speculation off, then on, each started for the run on a free port and
+    sent the prompt set at each client count; both recorded, and compared."""
+    speculation = plan.speculation
+    if not speculation.active:
+        why = speculation.fallback or f"the {plan.profile} profile does not speculate"
+        raise UsageError(
+            f"bench serve compares speculative decoding off and on, and it would be off: {why}; "
+            "pass --spec mtp (a model with MTP heads) or --spec ngram-mod"
+        )
+    runtime = ex.runtime(plan)
+    runtime.require(serving=True)
+    plan = checked(plan, report, ("server",), force)
+    plan = build(plan, ex, report, rebuild=False).plan
+    run_host_steps(plan, ex.host, report, decisions)
+    common = _provenance(plan, ex)
+    comparison = uuid.uuid4().hex[:12]
+    measured = []
+    with beside_server(plan, runtime, report, ("server",), force=force, stop_server=stop_server):
+        for wanted in (OFF, speculation.requested):
+            variant = for_serving_bench(plan, wanted, ex.host.free_port(plan.publish.host))
+            report.note(f"serving benchmark: speculative decoding {variant.speculation.describe()}")
+            record = _serve_once(variant, ex, runtime, report, clients, common, comparison)
+            append_record(results, record)
+            measured.append(record)
+    return ServingComparison(measured[0], measured[1])
+
+
+def _serve_once(
+    plan: Plan,
+    ex: Executors,
+    runtime: Runtime,
+    report: Reporter,
+    clients: Sequence[int],
+    common: Mapping[str, Any],
+    comparison: str,
+) -> ServeRecord:
+    started = time.time()
+    samples: list[ServeSample] = []
+    rounds: dict[str, float] = {}
+    error = None
+    runtime.start(plan)
+    try:
+        await_ready(plan, runtime, report)
+        key = api_key(plan)
+        for count in clients:
+            for prompt in prompt_set(plan.memory.rows[0].workload.ctx if plan.memory.rows else 4096):
+                began = time.monotonic()
+                with ThreadPoolExecutor(max_workers=count) as pool:
+                    answers = list(
+                        pool.map(_timed_chat, *zip(*[(ex.host, plan, key, prompt)] * count, strict=True))
+                    )
+                rounds[f"{prompt.name}@{count}"] = time.monotonic() - began
+                samples += [
+                    sample_from_response(prompt.name, count, answer, wall) for answer, wall in answers
+                ]
+    except ServerRequestFailed as failure:
+        error = str(failure)
+    finally:
+        runtime.stop(plan)
+    return ServeRecord(
+        run_id=uuid.uuid4().hex[:12],
+        comparison=comparison,
+        started=started,
+        finished=time.time(),
+        target=plan.target,
+        profile=plan.profile,
+        speculation=str(plan.speculation.requested) if plan.speculation.active else "off",
+        model=dict(common["model"]),
+        build=dict(common["build"]),
+        runtime={"argv": list(plan.server.argv), "speculation": plan.speculation.describe()},
+        host=dict(common["host"]),
+        samples=samples,
+        rounds=rounds,
+        error=error,
+    )
+
+
+def _timed_chat(host: Host, plan: Plan, key: str | None, prompt: Prompt) -> tuple[dict[str, Any], float]:
+    began = time.monotonic()
+    answer = host.chat(plan.base_url, key, request_body(prompt))
+    return answer, time.monotonic() - began
 
 
 def _bench_once(

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Literal
 
+from orchestrator.core.speculation import OFF, Speculative
 from orchestrator.errors import UsageError
 
 Runtime = Literal["container", "native"]
@@ -80,6 +81,10 @@ class Profile:
     hooks: tuple[HookSpec, ...] = ()
     benches: tuple[BenchSet, ...] = ()
     notes: tuple[str, ...] = ()
+    # Speculative decoding (a model that cannot draft is served without it), and the server's slots while
+    # it speculates (None: llama-server's default).
+    speculative: Speculative = OFF
+    speculative_slots: int | None = None
 
 
 @dataclass(frozen=True)
@@ -226,6 +231,22 @@ _SEED_VULKAN_FLAGS: tuple[CMakeFlag, ...] = (
     ("GGML_VULKAN", "ON"),
 )
 
+# Speculative decoding per machine, from public measurements (none made here: no such hardware).
+_SPARK_MTP = Speculative("mtp", draft_n=2)
+_SPARK_MTP_NOTE = (
+    "MTP speculation with 2 draft tokens when the model has its heads: reported on a DGX Spark "
+    "(Step-3.7-Flash IQ4, llama.cpp PR #23274) as 23.7 t/s without, 31-32 with one draft token, up to "
+    "36.6 with two, less with three. Check it here with 'orchestrator bench serve'."
+)
+_RYZEN_SPEC_NOTE = (
+    "Speculative decoding off: on Strix Halo with Vulkan one report has MTP slower (5.1 vs 21.4 t/s, "
+    "llama.cpp #27836). Measure with 'orchestrator bench serve --spec mtp' before turning it on."
+)
+_MAC_SPEC_NOTE = (
+    "Speculative decoding off: MTP reports on Metal are mixed (llama.cpp #23752). Measure with "
+    "'orchestrator bench serve --spec mtp' before turning it on."
+)
+
 # --- targets -----------------------------------------------------------------------------------------
 
 DGX_SPARK = Target(
@@ -253,10 +274,16 @@ DGX_SPARK = Target(
     default_model="step-3.5-flash",
     server_args=("--jinja", "--metrics"),
     profiles=(
-        replace(_DEFAULT_PROFILE, hooks=(DROP_PAGE_CACHE,)),
+        replace(
+            _DEFAULT_PROFILE,
+            hooks=(DROP_PAGE_CACHE,),
+            speculative=_SPARK_MTP,
+            notes=(*_DEFAULT_NOTES, _SPARK_MTP_NOTE),
+        ),
         Profile(
             name="long-context",
             summary="256K context: unified memory, q8_0 KV cache, MMQ kernels, -ub 1024",
+            speculative=_SPARK_MTP,
             ctx=262150,
             batch=2048,
             ubatch=1024,
@@ -281,6 +308,7 @@ DGX_SPARK = Target(
             notes=(
                 "The publisher's remedies for out-of-memory at 256K: GGML_CUDA_FORCE_MMQ=ON, "
                 "GGML_CUDA_ENABLE_UNIFIED_MEMORY=1 and a q8_0 KV cache.",
+                _SPARK_MTP_NOTE,
             ),
         ),
     ),
@@ -306,7 +334,7 @@ RYZEN_AI_MAX = Target(
     default_model="step-3.5-flash",
     server_args=("--jinja", "--metrics"),
     profiles=(
-        replace(_DEFAULT_PROFILE, hooks=(DROP_PAGE_CACHE,)),
+        replace(_DEFAULT_PROFILE, hooks=(DROP_PAGE_CACHE,), notes=(*_DEFAULT_NOTES, _RYZEN_SPEC_NOTE)),
         Profile(
             name="long-context",
             summary="64K context (the largest the publisher ran here), mmap, 32 threads",
@@ -328,7 +356,10 @@ RYZEN_AI_MAX = Target(
                     reference="ryzen-ai-max-64k",
                 ),
             ),
-            notes=("The publisher's largest context on this machine is 64K; 256K is on its to-do list.",),
+            notes=(
+                "The publisher's largest context on this machine is 64K; 256K is on its to-do list.",
+                _RYZEN_SPEC_NOTE,
+            ),
         ),
     ),
 )
@@ -360,7 +391,7 @@ MAC_STUDIO = Target(
     default_model="step-3.5-flash",
     server_args=("--jinja", "--metrics"),
     profiles=(
-        _DEFAULT_PROFILE,
+        replace(_DEFAULT_PROFILE, notes=(*_DEFAULT_NOTES, _MAC_SPEC_NOTE)),
         Profile(
             name="long-context",
             summary="256K context with -ub 1024; needs the Metal wired limit raised to 120 GiB",
@@ -378,7 +409,7 @@ MAC_STUDIO = Target(
                     reference="mac-studio-256k",
                 ),
             ),
-            notes=(MAC_WIRED_ALTERNATIVE[0].upper() + MAC_WIRED_ALTERNATIVE[1:] + ".",),
+            notes=(MAC_WIRED_ALTERNATIVE[0].upper() + MAC_WIRED_ALTERNATIVE[1:] + ".", _MAC_SPEC_NOTE),
         ),
     ),
 )

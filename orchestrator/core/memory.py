@@ -55,10 +55,17 @@ class Workload:
     # llama-server runs 4 slots sharing one unified cache unless told otherwise; the bench tools run npl.
     n_seq: int = 1
     swa_full: bool = False
+    # Logits rows the program reserves per ubatch: llama-batched-bench keeps every token's (None);
+    # llama-server one per slot, plus one per draft token when it speculates.
+    outputs: int | None = None
+    # The MTP blocks a speculating server's draft context runs (their own KV cache and graph).
+    draft_heads: Architecture | None = None
 
     def describe(self) -> str:
-        return f"-c {self.ctx} -b {self.batch} -ub {self.ubatch} -ctk {self.cache_k} -ctv {self.cache_v}" + (
-            "" if self.flash_attn else " -fa off"
+        return (
+            f"-c {self.ctx} -b {self.batch} -ub {self.ubatch} -ctk {self.cache_k} -ctv {self.cache_v}"
+            + ("" if self.flash_attn else " -fa off")
+            + (f" + {self.draft_heads.n_layer} MTP heads" if self.draft_heads else "")
         )
 
 
@@ -70,10 +77,12 @@ class Estimate:
     cells: int
     swa_cells: int
     compute: int
+    # The draft context of MTP speculation: the heads' KV cache and compute buffer.
+    draft: int = 0
 
     @property
     def total(self) -> int:
-        return self.weights + self.kv + self.kv_swa + self.compute
+        return self.weights + self.kv + self.kv_swa + self.compute + self.draft
 
     def to_dict(self) -> dict[str, float | int]:
         return {
@@ -84,6 +93,7 @@ class Estimate:
             "cells": self.cells,
             "swa_cells": self.swa_cells,
             "compute_mib": round(self.compute / MIB, 2),
+            "draft_mib": round(self.draft / MIB, 2),
             "total_gib": round(self.total / GIB, 2),
         }
 
@@ -117,9 +127,11 @@ def compute_bytes(arch: Architecture, work: Workload) -> int:
     - inside a layer: the attention masks (inputs, alive until the last layer; f16 with flash attention)
       plus the feed-forward activations, per token 4 n_ff + n_embd floats for a dense layer and
       3 x used x n_ff_exp + used x n_embd floats for a mixture-of-experts one;
-    - at the output: the logits (n_vocab floats per token) and two n_embd activations.
-    Fitted to llama.cpp's own reports (benchmarks/memory_estimate.py); without flash attention the
-    attention scores (heads x cells per token) are added."""
+    - at the output: the logits (n_vocab floats per output row) and two n_embd activations per token.
+    A program reserves one logits row per token of the ubatch (llama-batched-bench) or only the outputs it
+    can ask for (llama-server: one per slot and draft token). Fitted to llama.cpp's own reports of both
+    programs (benchmarks/memory_estimate.py); without flash attention the attention scores (heads x cells
+    per token) are added."""
     t = min(work.ubatch, work.batch)
     t_pad = pad(t, 64)
     full_cells, swa_cells = cells(arch, work)
@@ -133,14 +145,25 @@ def compute_bytes(arch: Architecture, work: Workload) -> int:
     layer = masks + max(dense, moe) * t * f32
     if not work.flash_attn:
         layer += max(arch.n_head) * max(full_cells, swa_cells) * t * f32
-    output = (arch.n_vocab + 2 * arch.n_embd) * t * f32
+    rows = t if work.outputs is None else min(t, work.outputs)
+    output = (arch.n_vocab * rows + 2 * arch.n_embd * t) * f32
     return max(layer, output)
+
+
+def draft_bytes(work: Workload) -> int:
+    """The MTP draft context: as many cells as the main context, over the heads' layers only."""
+    if work.draft_heads is None or work.draft_heads.n_layer == 0:
+        return 0
+    full, swa = kv_bytes(work.draft_heads, work)
+    return full + swa + compute_bytes(work.draft_heads, work)
 
 
 def estimate(arch: Architecture, weights: int, work: Workload) -> Estimate:
     full_cells, swa_cells = cells(arch, work)
     kv_full, kv_swa = kv_bytes(arch, work)
-    return Estimate(weights, kv_full, kv_swa, full_cells, swa_cells, compute_bytes(arch, work))
+    return Estimate(
+        weights, kv_full, kv_swa, full_cells, swa_cells, compute_bytes(arch, work), draft_bytes(work)
+    )
 
 
 @dataclass(frozen=True)

@@ -4,15 +4,16 @@ workload, its estimate from the model's architecture, and whether it fits this t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from orchestrator.core.budget import Budget, budget
 from orchestrator.core.catalogue import BenchSet, Profile, Target
 from orchestrator.core.facts import HostFacts
-from orchestrator.core.memory import GIB, Fit, Workload, fit
+from orchestrator.core.memory import GIB, Fit, Workload, estimate, fit
 from orchestrator.core.models import ModelSpec
 from orchestrator.core.settings import Settings
+from orchestrator.core.speculation import Speculation
 
 # llama-server's default when -np is not given: 4 slots sharing one unified cache.
 SERVER_SLOTS = 4
@@ -66,7 +67,17 @@ class MemoryPlan:
         }
 
 
-def server_workload(profile: Profile, settings: Settings) -> Workload:
+def server_outputs(slots: int, batch: int, draft_n: int) -> int:
+    """llama-server's output rows: one per slot and per draft token, at most a batch (server_output_limits)."""
+    return min(batch, slots * (1 + draft_n))
+
+
+def server_workload(
+    profile: Profile, settings: Settings, model: ModelSpec, speculation: Speculation
+) -> Workload:
+    slots = (profile.speculative_slots if speculation.active else None) or SERVER_SLOTS
+    arch = model.arch
+    heads = arch.heads() if arch is not None and speculation.heads else None
     return Workload(
         ctx=int(settings["ctx_size"] or profile.ctx),
         batch=profile.batch,
@@ -74,7 +85,9 @@ def server_workload(profile: Profile, settings: Settings) -> Workload:
         cache_k=profile.cache_type_k or "f16",
         cache_v=profile.cache_type_v or "f16",
         flash_attn=profile.flash_attn != "off",
-        n_seq=SERVER_SLOTS,
+        n_seq=slots,
+        outputs=server_outputs(slots, profile.batch, speculation.draft_n),
+        draft_heads=heads,
     )
 
 
@@ -89,6 +102,38 @@ def bench_workload(bench: BenchSet) -> Workload:
     )
 
 
+def trunk_bytes(model: ModelSpec) -> int:
+    """The weights a program loads without drafting: llama.cpp skips a combined file's MTP blocks then."""
+    assert model.weights_bytes is not None
+    combined = model.mtp is not None and model.mtp.layout == "combined"
+    return model.weights_bytes - (model.mtp.bytes if combined and model.mtp else 0)
+
+
+def _server_row(
+    model: ModelSpec, profile: Profile, settings: Settings, speculation: Speculation, limit: Budget
+) -> MemoryRow:
+    assert model.arch is not None
+    work = server_workload(profile, settings, model, speculation)
+    weights = trunk_bytes(model) + speculation.heads_bytes
+    found = fit(model.arch, weights, work, limit.usable, limit.raise_to)
+    if found.fits is not False or not speculation.active or limit.usable is None:
+        return MemoryRow("server", work, found)
+    # Speculating costs memory: say first what drafting less, or not at all, would give back.
+    fixes: list[str] = []
+    if speculation.spec_type == "draft-mtp":
+        for fewer in range(speculation.draft_n - 1, 0, -1):
+            smaller = replace(work, outputs=server_outputs(work.n_seq, work.batch, fewer))
+            if estimate(model.arch, weights, smaller).total <= limit.usable:
+                fixes.append(f"fewer draft tokens: --spec mtp:{fewer}")
+                break
+    plain = replace(
+        work, n_seq=SERVER_SLOTS, outputs=server_outputs(SERVER_SLOTS, work.batch, 0), draft_heads=None
+    )
+    if estimate(model.arch, trunk_bytes(model), plain).total <= limit.usable:
+        fixes.append("speculative decoding off: --spec off")
+    return MemoryRow("server", work, replace(found, fixes=(*fixes, *found.fixes)))
+
+
 def memory_plan(
     target: Target,
     profile: Profile,
@@ -96,16 +141,21 @@ def memory_plan(
     settings: Settings,
     facts: HostFacts,
     benches: Sequence[BenchSet],
+    speculation: Speculation,
 ) -> MemoryPlan:
     limit: Budget = budget(target, profile, facts)
     usable_gib = round(limit.usable / GIB, 1) if limit.usable is not None else None
     if model.arch is None or model.weights_bytes is None:
         why = model.problem or f"the model file is not here ({model.path})"
         return MemoryPlan(usable_gib, limit.source, f"no architecture to plan with: {why}", ())
-    uses = [("server", server_workload(profile, settings))]
-    uses += [(f"bench {b.name}", bench_workload(b)) for b in benches]
-    rows = tuple(
-        MemoryRow(use, work, fit(model.arch, model.weights_bytes, work, limit.usable, limit.raise_to))
-        for use, work in uses
-    )
-    return MemoryPlan(usable_gib, limit.source, model.arch_source or "model metadata", rows)
+    arch = model.arch
+    rows = [_server_row(model, profile, settings, speculation, limit)]
+    rows += [
+        MemoryRow(
+            f"bench {b.name}",
+            bench_workload(b),
+            fit(arch, trunk_bytes(model), bench_workload(b), limit.usable, limit.raise_to),
+        )
+        for b in benches
+    ]
+    return MemoryPlan(usable_gib, limit.source, model.arch_source or "model metadata", tuple(rows))

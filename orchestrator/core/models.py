@@ -8,6 +8,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from orchestrator.core.architecture import Architecture
+from orchestrator.core.speculation import MtpHeads, Sidecar
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,11 @@ class ModelSpec:
     problem: str | None = None
     # Size and modification time of the file(s) as read: a server started from other bytes is stale.
     identity: str | None = None
+    # The MTP heads the file declares and holds (None until the file is read), the sidecar that supplies
+    # them (found beside the model, or the --draft-model asked for), and that request itself.
+    mtp: MtpHeads | None = None
+    sidecar: Sidecar | None = None
+    draft_request: Path | None = None
 
     @property
     def directory(self) -> Path:

@@ -23,12 +23,17 @@ from orchestrator.core.memory_plan import MemoryPlan, memory_plan
 from orchestrator.core.models import ModelSpec
 from orchestrator.core.settings import Settings, check_exposure
 from orchestrator.core.sources import Source
+from orchestrator.core.speculation import Speculation, Speculative
+from orchestrator.core.speculation import resolve as resolve_speculation
+from orchestrator.core.speculation import server_args as speculation_server_args
 from orchestrator.errors import UsageError
 
 CONTAINER_MODELS_DIR = PurePosixPath("/models")
 CONTAINER_PORT = 8080
 CONTAINER_API_KEY = PurePosixPath("/run/secrets/api_key")
 CONTAINER_UI_DIR = PurePosixPath("/webui")
+# An MTP sidecar kept outside the model's folder is mounted here (read-only, like the model).
+CONTAINER_DRAFT_DIR = PurePosixPath("/draft")
 # The runtime images create this user; compose runs the server as it, never as root.
 CONTAINER_UID = 10001
 SERVICE = "llama-server"
@@ -202,6 +207,7 @@ class Plan:
     container: ContainerSpec | None
     endpoint: str
     memory: MemoryPlan
+    speculation: Speculation
     notes: tuple[str, ...]
     warnings: tuple[str, ...]
     # Where executors keep build contexts, logs, native installs and results.
@@ -402,6 +408,7 @@ def server_command(
     settings: Settings,
     runtime: str,
     build: ImageBuild | NativeBuild,
+    speculation: Speculation,
 ) -> Command:
     in_container = runtime == "container"
     argv = [
@@ -420,10 +427,32 @@ def server_command(
         *(arg for arg in target.server_args if not (model.chat_template and arg == "--jinja")),
     ]
     argv += _template_args(model)
+    argv += _speculation_args(profile, speculation, model, runtime)
     if settings["api_key_file"]:
         argv += ["--api-key-file", str(CONTAINER_API_KEY) if in_container else str(settings["api_key_file"])]
     argv += _ui_args(settings["ui"], in_container)
     return Command(tuple(argv), {**target.env, **profile.env})
+
+
+def _speculation_args(
+    profile: Profile, speculation: Speculation, model: ModelSpec, runtime: str
+) -> list[str]:
+    sidecar = None
+    if speculation.sidecar is not None:
+        sidecar = str(
+            speculation.sidecar
+            if runtime != "container"
+            else _container_dir(speculation.sidecar, model) / speculation.sidecar.name
+        )
+    args = speculation_server_args(speculation, profile.cache_type_k, profile.cache_type_v, sidecar)
+    if speculation.active and profile.speculative_slots:
+        args += ["-np", str(profile.speculative_slots)]
+    return args
+
+
+def _container_dir(sidecar: Path, model: ModelSpec) -> PurePosixPath:
+    """Where a sidecar is inside the container: beside the model, or in its own read-only mount."""
+    return CONTAINER_MODELS_DIR if sidecar.parent == model.directory else CONTAINER_DRAFT_DIR
 
 
 def _ui_args(ui: str, in_container: bool) -> list[str]:
@@ -509,13 +538,24 @@ def bench_command(
 
 
 def container_spec(
-    target: Target, model: ModelSpec, facts: HostFacts, build: ImageBuild, settings: Settings
+    target: Target,
+    model: ModelSpec,
+    facts: HostFacts,
+    build: ImageBuild,
+    settings: Settings,
+    speculation: Speculation,
 ) -> ContainerSpec:
     ui = settings["ui"]
     ui_mount = () if ui in ("auto", "off") else ((ui, str(CONTAINER_UI_DIR), "ro"),)
+    sidecar = speculation.sidecar
+    draft_mount = (
+        ((str(sidecar.parent), str(CONTAINER_DRAFT_DIR), "ro"),)
+        if sidecar is not None and _container_dir(sidecar, model) == CONTAINER_DRAFT_DIR
+        else ()
+    )
     return ContainerSpec(
         image=build.tag,
-        volumes=((str(model.directory), str(CONTAINER_MODELS_DIR), "ro"), *ui_mount),
+        volumes=((str(model.directory), str(CONTAINER_MODELS_DIR), "ro"), *ui_mount, *draft_mount),
         devices=("/dev/dri:/dev/dri",) if target.devices == "dri" else (),
         gpus="all" if target.devices == "nvidia" else None,
         group_add=tuple(g for g in (facts.render_gid, facts.video_gid) if g is not None)
@@ -634,11 +674,21 @@ def make_plan(inputs: PlanInputs) -> Plan:
         build = image_build(target, profile, source, settings, flags)
     else:
         build = native_build(target, profile, source, settings, flags)
-    server = server_command(target, profile, source, model, settings, runtime, build)
+    speculation = resolve_speculation(
+        settings["speculative"] or profile.speculative,
+        model.alias,
+        model.arch.name if model.arch else None,
+        model.arch.n_vocab if model.arch else None,
+        model.mtp,
+        model.sidecar,
+    )
+    if speculation.fallback:
+        warnings.append(speculation.fallback)
+    server = server_command(target, profile, source, model, settings, runtime, build, speculation)
     compose = None
     container = None
     if isinstance(build, ImageBuild):
-        container = container_spec(target, model, facts, build, settings)
+        container = container_spec(target, model, facts, build, settings, speculation)
         compose, compose_warnings = compose_document(target, settings, build, server, container, model)
         warnings += compose_warnings
     benches = [bench_override.apply(b) if bench_override else b for b in profile.benches]
@@ -646,7 +696,7 @@ def make_plan(inputs: PlanInputs) -> Plan:
         warnings.append(f"model not found at {model.path} ({model.origin})")
     if model.problem:
         warnings.append(f"model: {model.problem}")
-    memory = memory_plan(target, profile, model, settings, facts, benches)
+    memory = memory_plan(target, profile, model, settings, facts, benches, speculation)
     warnings += [f"memory ({row.use}): {row.fit.verdict()}" for row in memory.failing()]
     return Plan(
         target=target.name,
@@ -667,6 +717,7 @@ def make_plan(inputs: PlanInputs) -> Plan:
         container=container,
         endpoint=Address(settings["host"], settings["port"]).url + "/v1",
         memory=memory,
+        speculation=speculation,
         notes=profile.notes + target.notes,
         warnings=tuple(warnings),
         data_dir=Path(settings["data_dir"]),
@@ -698,3 +749,15 @@ def with_local_bases(plan: Plan, why: str) -> Plan:
 def with_model(plan: Plan, model: ModelSpec) -> Plan:
     """This plan once its model file is on disk (the demo model written, a pull finished)."""
     return make_plan(replace(plan.inputs, model=model))
+
+
+def for_serving_bench(plan: Plan, speculative: Speculative, port: int) -> Plan:
+    """The server `bench serve` starts for itself: this plan's, with the speculation given, as its own
+    compose project on a free port, so a server that is already up keeps running beside it."""
+    origin = "bench serve"
+    settings = (
+        plan.inputs.settings.with_value("speculative", str(speculative), origin)
+        .with_value("project", f"{plan.project}-bench", origin)
+        .with_value("port", port, f"{origin}: a free port")
+    )
+    return make_plan(replace(plan.inputs, settings=settings))

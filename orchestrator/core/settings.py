@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.core.speculation import parse_speculative
 from orchestrator.errors import ConfigError, UsageError
 
 APP_NAME = "step-flash-orchestrator"
@@ -111,6 +112,15 @@ FIELDS: tuple[Field, ...] = (
     Field("project", _as_project, "compose project of the server (several servers run side by side by name)"),
     Field("platform", _choice("linux/amd64", "linux/arm64"), "image platform, overriding the target's"),
     Field("ctx_size", _as_int, "context size, overriding the profile's"),
+    Field(
+        "speculative",
+        parse_speculative,
+        "speculative decoding, overriding the profile's: off, mtp (the model's MTP heads), mtp:N (N draft "
+        "tokens), or an n-gram type (ngram-mod, ngram-simple, ...; no extra weights)",
+    ),
+    Field(
+        "draft_model", _as_path, "the MTP sidecar GGUF (mtp-*.gguf) for a model whose file lacks its heads"
+    ),
     Field("threads", _as_int, "CPU threads for llama.cpp, overriding the profile's"),
     Field("native", _as_bool, "build and run on the host instead of in a container"),
     Field("wait_timeout", _as_int, "seconds to wait for the server to become healthy"),
@@ -180,6 +190,8 @@ def default_layer(data_dir: Path) -> Layer:
             "project": "step-flash",
             "platform": None,
             "ctx_size": None,
+            "speculative": None,
+            "draft_model": None,
             "threads": None,
             "native": False,
             "wait_timeout": 900,

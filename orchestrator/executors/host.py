@@ -3,6 +3,7 @@ profile's host steps, source mirrors. `LocalHost` is the real one; tests hand in
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -16,10 +17,14 @@ from typing import Any, Protocol
 from orchestrator.core.facts import HostFacts
 from orchestrator.core.plan import HostStep
 from orchestrator.core.sources import Source
+from orchestrator.errors import OrchestratorError
 from orchestrator.executors.health import Readiness, http_readiness
 from orchestrator.executors.hooks import HookResult, run_host_steps
 from orchestrator.executors.probe import host_summary
 from orchestrator.executors.sources import from_mirror, git_reachable
+
+# A long answer on a slow machine (a 4-client round on two CPU cores) still comes back within this.
+_CHAT_TIMEOUT_S = 600
 
 
 class Host(Protocol):
@@ -47,6 +52,16 @@ class Host(Protocol):
         """The HTTP status a browser gets for url (it accepts gzip), or None when nothing answers."""
 
     def summary(self, facts: HostFacts) -> dict[str, Any]: ...
+
+    def free_port(self, host: str) -> int:
+        """A port nothing listens on at host now (for a server the command starts for itself)."""
+
+    def chat(self, base_url: str, api_key: str | None, body: Mapping[str, Any]) -> dict[str, Any]:
+        """One chat completion: the server's JSON answer; ServerRequestFailed when it gives none."""
+
+
+class ServerRequestFailed(OrchestratorError):
+    """A request to llama-server got no answer, or an error status."""
 
 
 _METRIC = re.compile(r"^llamacpp:(prompt_tokens_seconds|predicted_tokens_seconds)\s+([0-9.eE+-]+)$")
@@ -104,6 +119,33 @@ class LocalHost:
 
     def summary(self, facts: HostFacts) -> dict[str, Any]:
         return host_summary(facts)
+
+    def free_port(self, host: str) -> int:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((host, 0))
+            return int(probe.getsockname()[1])
+
+    def chat(self, base_url: str, api_key: str | None, body: Mapping[str, Any]) -> dict[str, Any]:
+        headers = {"Content-Type": "application/json"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        request = urllib.request.Request(
+            base_url + "/v1/chat/completions", data=json.dumps(body).encode(), headers=headers
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=_CHAT_TIMEOUT_S) as response:
+                answer = json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")[:200]
+            raise ServerRequestFailed(f"llama-server answered HTTP {exc.code}: {detail}") from None
+        except (OSError, ValueError) as exc:
+            raise ServerRequestFailed(f"no answer from llama-server at {base_url}: {exc}") from None
+        if not isinstance(answer, dict):
+            raise ServerRequestFailed(
+                f"llama-server at {base_url} answered something that is not a completion"
+            )
+        return answer
 
     def page_status(self, url: str) -> int | None:
         # llama-server serves its built-in page gzip-only (415 to a client that does not accept it).

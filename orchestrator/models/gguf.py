@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from orchestrator.core.architecture import Architecture
+from orchestrator.core.speculation import MtpHeads
 from orchestrator.errors import InvalidModel
 from orchestrator.files import file_key, read_cache, write_cache
 
@@ -42,6 +43,8 @@ class GgufPart:
     # Where the last tensor's data ends: a file shorter than this is truncated.
     data_end: int
     tensor_bytes: int
+    # Bytes of each tensor by name.
+    tensors: Mapping[str, int]
     split_no: int | None
     split_count: int | None
     split_tensors: int | None
@@ -60,6 +63,10 @@ class GgufModel:
     @property
     def weights_bytes(self) -> int:
         return sum(p.tensor_bytes for p in self.parts)
+
+    @property
+    def mtp(self) -> MtpHeads:
+        return mtp_heads(self.arch, {name: size for p in self.parts for name, size in p.tensors.items()})
 
     @property
     def file_bytes(self) -> int:
@@ -147,6 +154,7 @@ def read_part(path: Path) -> tuple[GgufPart, dict[str, Any]]:
         tensor_count=len(tensors),
         data_end=data_end,
         tensor_bytes=sum(int(t.n_bytes) for t in tensors),
+        tensors={str(t.name): int(t.n_bytes) for t in tensors},
         split_no=opt_int("split.no"),
         split_count=opt_int("split.count"),
         split_tensors=opt_int("split.tensors.count"),
@@ -223,14 +231,17 @@ def architecture(fields: Mapping[str, Any], path: Path) -> Architecture:
             )
         return value
 
-    n_layer = int(key("block_count")) - int(fields.get(f"{arch}.nextn_predict_layers", 0) or 0)
+    n_all = int(key("block_count"))
+    n_nextn = min(int(fields.get(f"{arch}.nextn_predict_layers", 0) or 0), n_all)
+    n_layer = n_all - n_nextn
     n_embd = int(key("embedding_length"))
-    n_head = _per_layer(key("attention.head_count"), n_layer, "attention.head_count", path)
+    n_head = _per_layer(key("attention.head_count"), n_all, "attention.head_count", path)
     n_head_kv = _per_layer(
-        fields.get(f"{arch}.attention.head_count_kv", list(n_head)), n_layer, "attention.head_count_kv", path
+        fields.get(f"{arch}.attention.head_count_kv", list(n_head)), n_all, "attention.head_count_kv", path
     )
     head_dim = n_embd // max(n_head[0], 1)
     window = int(fields.get(f"{arch}.attention.sliding_window", 0) or 0)
+    swa = _swa_layers(arch, fields, n_all, window)
     n_ff = fields.get(f"{arch}.feed_forward_length", 0)
     n_ff_exp = fields.get(f"{arch}.expert_feed_forward_length", 0)
     return Architecture(
@@ -239,17 +250,37 @@ def architecture(fields: Mapping[str, Any], path: Path) -> Architecture:
         n_embd=n_embd,
         n_vocab=int(fields.get("tokenizer.ggml.tokens") or fields.get(f"{arch}.vocab_size") or 0),
         context_length=int(key("context_length")),
-        n_head=n_head,
-        n_head_kv=n_head_kv,
+        n_head=n_head[:n_layer],
+        n_head_kv=n_head_kv[:n_layer],
         key_length=int(fields.get(f"{arch}.attention.key_length", head_dim)),
         value_length=int(fields.get(f"{arch}.attention.value_length", head_dim)),
         sliding_window=window,
-        swa_layers=_swa_layers(arch, fields, n_layer, window),
+        swa_layers=swa[:n_layer],
         n_expert=int(fields.get(f"{arch}.expert_count", 0) or 0),
         n_expert_used=int(fields.get(f"{arch}.expert_used_count", 0) or 0),
         n_ff=max(n_ff) if isinstance(n_ff, list) else int(n_ff or 0),
         n_ff_exp=max(n_ff_exp) if isinstance(n_ff_exp, list) else int(n_ff_exp or 0),
+        n_nextn=n_nextn,
+        nextn_head_kv=n_head_kv[n_layer:],
+        nextn_swa=swa[n_layer:],
     )
+
+
+_BLOCK = re.compile(r"^blk\.(\d+)\.")
+
+
+def mtp_heads(arch: Architecture, tensors: Mapping[str, int]) -> MtpHeads:
+    """Which of the declared MTP blocks the file holds (upstream's loader probes blk.N.nextn.eh_proj), and
+    whether it holds the trunk (blk.0.attn_norm), from the tensor names and sizes of every part."""
+    present = sum(
+        f"blk.{il}.nextn.eh_proj.weight" in tensors for il in range(arch.n_layer, arch.n_layer + arch.n_nextn)
+    )
+    head_bytes = 0
+    for name, size in tensors.items():
+        block = _BLOCK.match(name)
+        if block is not None and int(block.group(1)) >= arch.n_layer:
+            head_bytes += size
+    return MtpHeads(arch.n_nextn, present, "blk.0.attn_norm.weight" in tensors, head_bytes)
 
 
 def read_model(first: Path) -> GgufModel:
@@ -279,15 +310,34 @@ def read_model(first: Path) -> GgufModel:
     return GgufModel(tuple(parts), architecture(fields, first), name if isinstance(name, str) else None)
 
 
-def cached_architecture(first: Path, cache: Path) -> tuple[Architecture, int]:
-    """The architecture and weight bytes of a model, remembered by path, size and mtime of every part: the
-    gguf reader walks the whole tensor table, which `plan` should not pay for on every call."""
-    key = "/".join(file_key(p) for p in split_siblings(first) if p.is_file())
+@dataclass(frozen=True)
+class Description:
+    """What planning reads of a model file: its architecture, weight bytes and MTP heads."""
+
+    arch: Architecture
+    weights_bytes: int
+    mtp: MtpHeads
+
+
+# Bump when what is remembered changes, so entries written by an older version are read again.
+_CACHE_VERSION = "2"
+
+
+def cached_description(first: Path, cache: Path) -> Description:
+    """The description of a model, remembered by path, size and mtime of every part: the gguf reader walks
+    the whole tensor table, which `plan` should not pay for on every call."""
+    key = _CACHE_VERSION + ":" + "/".join(file_key(p) for p in split_siblings(first) if p.is_file())
     known = read_cache(cache)
     if key in known:
         entry = known[key]
-        return Architecture.from_dict(entry["arch"]), int(entry["weights_bytes"])
+        return Description(
+            Architecture.from_dict(entry["arch"]), int(entry["weights_bytes"]), MtpHeads(**entry["mtp"])
+        )
     model = read_model(first)
-    known[key] = {"arch": model.arch.to_dict(), "weights_bytes": model.weights_bytes}
+    known[key] = {
+        "arch": model.arch.to_dict(),
+        "weights_bytes": model.weights_bytes,
+        "mtp": asdict(model.mtp),
+    }
     write_cache(cache, known)
-    return model.arch, model.weights_bytes
+    return Description(model.arch, model.weights_bytes, model.mtp)

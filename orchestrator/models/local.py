@@ -12,14 +12,18 @@ from dataclasses import replace
 from pathlib import Path
 
 from orchestrator.core.models import DEMO_PACKAGE, KNOWN_MODELS, ModelSpec, PinnedFile
+from orchestrator.core.speculation import SIDECAR_PREFIX, Sidecar
 from orchestrator.errors import InvalidModel, UsageError
 from orchestrator.fetch import fetch_pinned
 from orchestrator.files import file_key, read_cache, write_cache
-from orchestrator.models.gguf import cached_architecture, split_siblings
+from orchestrator.models.gguf import cached_description, split_siblings
 
 
-def describe(model: ModelSpec, cache: Path) -> ModelSpec:
-    """The model with its architecture: read from the GGUF (remembered in cache), else the published one."""
+def describe(model: ModelSpec, cache: Path, draft: Path | None = None) -> ModelSpec:
+    """The model with its architecture and MTP heads: read from the GGUF (remembered in cache), else the
+    published architecture; and the MTP sidecar that supplies heads the file lacks: `draft` when given,
+    else an `mtp-*.gguf` beside the model."""
+    model = replace(model, draft_request=draft)
     if not model.present:
         ref = next((r for r in KNOWN_MODELS.values() if r.origin == model.origin), None)
         if ref is not None and ref.arch is not None:
@@ -31,9 +35,11 @@ def describe(model: ModelSpec, cache: Path) -> ModelSpec:
             )
         return model
     try:
-        arch, weights = cached_architecture(model.path, cache)
+        found = cached_description(model.path, cache)
     except InvalidModel as exc:
         return replace(model, problem=str(exc))
+    arch, weights = found.arch, found.weights_bytes
+    model = replace(model, mtp=found.mtp, sidecar=read_sidecar(draft or find_sidecar(model.path), cache))
     if model.expected_arch and arch.name != model.expected_arch:
         return replace(
             model,
@@ -44,12 +50,50 @@ def describe(model: ModelSpec, cache: Path) -> ModelSpec:
                 f"{model.alias} does: a different model under this name; give its own --model path"
             ),
         )
+    if found.mtp.layout == "mtp-only":
+        return replace(
+            model,
+            arch=arch,
+            weights_bytes=weights,
+            problem=f"{model.path.name} holds only MTP heads (a sidecar): serve the model's own GGUF and "
+            f"give this file as --draft-model",
+        )
     return replace(model, arch=arch, weights_bytes=weights, arch_source=f"GGUF metadata of {model.path.name}")
+
+
+def find_sidecar(model: Path) -> Path | None:
+    """The MTP sidecar beside a model: mtp-<model file name>, else the only mtp-*.gguf there."""
+    exact = model.with_name(SIDECAR_PREFIX + model.name)
+    if exact.is_file():
+        return exact
+    candidates = sorted(model.parent.glob(f"{SIDECAR_PREFIX}*.gguf"))
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def read_sidecar(path: Path | None, cache: Path) -> Sidecar | None:
+    if path is None:
+        return None
+    path = path.expanduser().absolute()
+    if not path.is_file():
+        raise UsageError(f"--draft-model {path} does not exist; give the path of the MTP sidecar GGUF")
+    found = cached_description(path, cache)
+    return Sidecar(
+        path=path,
+        arch=found.arch.name,
+        n_vocab=found.arch.n_vocab,
+        n_embd=found.arch.n_embd,
+        heads=found.mtp,
+        weights_bytes=found.weights_bytes,
+    )
 
 
 def _first_part(candidates: list[Path]) -> Path | None:
     # Split GGUFs are named *-00001-of-000NN.gguf; llama.cpp is given the first part and finds the rest.
-    firsts = [p for p in candidates if "-of-" not in p.name or "-00001-of-" in p.name]
+    firsts = [
+        p
+        for p in candidates
+        if ("-of-" not in p.name or "-00001-of-" in p.name) and not p.name.startswith(SIDECAR_PREFIX)
+    ]
     return sorted(firsts)[0] if firsts else None
 
 
@@ -181,4 +225,4 @@ def refresh(model: ModelSpec, cache: Path) -> ModelSpec:
         size_bytes=_total_size(model.path) if present else None,
         identity=file_identity(model.path) if present else None,
     )
-    return describe(found, cache)
+    return describe(found, cache, model.draft_request)

@@ -13,6 +13,7 @@ from orchestrator.app import workflow
 from orchestrator.core.bench import BenchRecord
 from orchestrator.core.plan import Plan, local_base_images, with_model
 from orchestrator.errors import OrchestratorError, UsageError, WontFit
+from orchestrator.models.local import refresh
 from tests.fakes import FakeEngine, FakeHost, Notes, cpu_plan, executors
 from tests.planning import fixed_plan
 
@@ -281,3 +282,62 @@ def test_a_ui_folder_is_mounted_read_only_and_served(tmp_path: Path) -> None:
     assert plan.server.argv[-2:] == ("--path", "/webui")
     assert cpu_plan(tmp_path, ui="off").server.argv[-1] == "--no-webui"
     assert "--path" not in cpu_plan(tmp_path).server.argv
+
+
+def _serving(tmp_path: Path, model: Path, host: FakeHost, engine: FakeEngine, **settings: object) -> object:
+    def drafting() -> bool:
+        # The server the fake answers for is the one compose last started: does its command draft?
+        ups = [args for name, args in engine.calls if name == "compose_up"]
+        return bool(ups) and "--spec-type" in ups[-1][0].read_text()
+
+    host.drafting = drafting
+    plan = cpu_plan(tmp_path, model, **settings)
+    # The model as a command reads it: its architecture and MTP heads from the file.
+    plan = with_model(plan, refresh(replace(plan.model, expected_arch=None), tmp_path / "gguf.json"))
+    return workflow.bench_serve(
+        plan,
+        executors(engine, host),
+        Notes().reporter(),
+        results=tmp_path / "results",
+        clients=(1, 4),
+        decisions=NO_HOOKS,
+    )
+
+
+def test_serving_bench_runs_speculation_off_then_on_beside_the_users_server(
+    tmp_path: Path, model: Path
+) -> None:
+    engine, host = FakeEngine(), FakeHost()
+    comparison = _serving(tmp_path, model, host, engine, speculative="ngram-mod")
+    assert isinstance(comparison, workflow.ServingComparison)
+    # Two servers of its own, one after the other, on a free port under their own project; each stopped.
+    ups = [args for name, args in engine.calls if name == "compose_up"]
+    downs = [args for name, args in engine.calls if name == "compose_down"]
+    assert [project for _file, project in ups] == ["step-flash-bench"] * 2 and len(downs) == 2
+    assert all(url == "http://127.0.0.1:18080" for name, url in host.calls if name == "chat")
+    # 3 prompts x (1 + 4) clients per server, at temperature 0.
+    assert len(host.chats) == 2 * 3 * 5 and {c["temperature"] for c in host.chats} == {0}
+    one, four = comparison.rows
+    assert (one.clients, four.clients) == (1, 4)
+    assert one.ratio == pytest.approx(1.5) and one.acceptance == pytest.approx(0.75)
+    assert one.identical == one.compared == 3 and comparison.divergent == []
+    lines = (tmp_path / "results" / "bench.jsonl").read_text().splitlines()
+    assert [json.loads(line)["speculation"] for line in lines] == ["off", "ngram-mod"]
+
+
+def test_serving_bench_needs_something_to_compare(tmp_path: Path, model: Path) -> None:
+    engine = FakeEngine()
+    with pytest.raises(UsageError, match=r"pass --spec mtp .* or --spec ngram-mod"):
+        _serving(tmp_path, model, FakeHost(), engine)
+    # A model without MTP heads: the same refusal names why.
+    with pytest.raises(UsageError, match="has no MTP heads"):
+        _serving(tmp_path, model, FakeHost(), engine, speculative="mtp")
+    assert "compose_up" not in engine.names()
+
+
+def test_serving_bench_records_a_failed_request_and_stops_its_server(tmp_path: Path, model: Path) -> None:
+    engine, host = FakeEngine(), FakeHost(chat_fails_after=2)
+    comparison = _serving(tmp_path, model, host, engine, speculative="ngram-mod")
+    assert isinstance(comparison, workflow.ServingComparison)
+    assert comparison.off.error == "llama-server answered HTTP 500: boom"
+    assert engine.names().count("compose_down") == 2

@@ -1,0 +1,255 @@
+"""The serving benchmark, pure: a fixed prompt set sent at temperature 0 to llama-server, per-request
+figures read from the server's own `timings`, records in the same JSONL store as the batched-bench
+records, and the side-by-side summary of speculation off and on.
+
+Speculative decoding only shows through the server (llama-batched-bench cannot draft), and under greedy
+sampling it is lossless: the text with speculation on must be the text with it off.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from statistics import fmean
+from typing import Any
+
+SERVE_KIND = "serve"
+
+
+@dataclass(frozen=True)
+class Prompt:
+    name: str
+    messages: tuple[Mapping[str, str], ...]
+    max_tokens: int
+
+
+_CODE = """def total(xs):
+    t = 0
+    for x in xs:
+        if x > 0:
+            t = t + x
+    return t
+"""
+
+
+def _long_document(facts: int) -> str:
+    lines = [
+        f"Record {i}: the depot in district {i} holds {(i * 37) % 91 + 10} crates of "
+        f"{('copper', 'timber', 'grain', 'salt')[i % 4]}."
+        for i in range(1, facts + 1)
+    ]
+    return "\n".join(lines)
+
+
+def prompt_set(ctx: int) -> tuple[Prompt, ...]:
+    """Short chat, a code edit (output that repeats its input, where n-gram drafting shines) and a
+    question over a long document sized to a quarter of the context (each of 4 slots may hold one)."""
+    facts = max(8, min(400, ctx // (4 * 24)))
+    asked = facts // 2
+    return (
+        Prompt(
+            "short-chat",
+            ({"role": "user", "content": "Why is the sky blue? Answer in two sentences."},),
+            96,
+        ),
+        Prompt(
+            "code-edit",
+            (
+                {
+                    "role": "user",
+                    "content": "Rename the function to sum_positive and the variable t to running, keep "
+                    f"everything else, and reply with the code only:\n\n{_CODE}",
+                },
+            ),
+            128,
+        ),
+        Prompt(
+            "long-context",
+            (
+                {
+                    "role": "user",
+                    "content": f"{_long_document(facts)}\n\nHow many crates does the depot in district "
+                    f"{asked} hold? Answer with the number and the goods.",
+                },
+            ),
+            48,
+        ),
+    )
+
+
+def request_body(prompt: Prompt) -> dict[str, Any]:
+    return {
+        "messages": [dict(m) for m in prompt.messages],
+        "temperature": 0,
+        "top_k": 1,
+        "seed": 0,
+        "max_tokens": prompt.max_tokens,
+        "stream": False,
+    }
+
+
+@dataclass(frozen=True)
+class ServeSample:
+    """One request's figures, from the response's `timings` (time to first token = prompt time)."""
+
+    prompt: str
+    clients: int
+    prompt_tokens: int
+    prompt_per_second: float
+    decode_tokens: int
+    decode_per_second: float
+    ttft_ms: float
+    draft_n: int
+    draft_accepted: int
+    text: str
+    wall_s: float
+
+
+def sample_from_response(
+    prompt: str, clients: int, response: Mapping[str, Any], wall_s: float
+) -> ServeSample:
+    timings = response.get("timings") or {}
+    choices = response.get("choices") or [{}]
+    text = str((choices[0].get("message") or {}).get("content") or "")
+    return ServeSample(
+        prompt=prompt,
+        clients=clients,
+        prompt_tokens=int(timings.get("prompt_n", 0)),
+        prompt_per_second=float(timings.get("prompt_per_second", 0.0)),
+        decode_tokens=int(timings.get("predicted_n", 0)),
+        decode_per_second=float(timings.get("predicted_per_second", 0.0)),
+        ttft_ms=float(timings.get("prompt_ms", 0.0)),
+        draft_n=int(timings.get("draft_n", 0)),
+        draft_accepted=int(timings.get("draft_n_accepted", 0)),
+        text=text,
+        wall_s=wall_s,
+    )
+
+
+@dataclass(frozen=True)
+class ServeRecord:
+    """One server configuration measured with every prompt at every client count."""
+
+    run_id: str
+    # The same for the records one `bench serve` makes side by side (off, then on).
+    comparison: str
+    started: float
+    finished: float
+    target: str
+    profile: str
+    speculation: str
+    model: dict[str, Any]
+    build: dict[str, Any]
+    runtime: dict[str, Any]
+    host: dict[str, Any]
+    samples: list[ServeSample]
+    # Wall time of each round (all clients of one prompt), by "<prompt>@<clients>".
+    rounds: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    kind: str = SERVE_KIND
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @staticmethod
+    def from_json(line: str) -> ServeRecord:
+        data = json.loads(line)
+        data["samples"] = [ServeSample(**s) for s in data["samples"]]
+        return ServeRecord(**data)
+
+
+def record_kind(line: str) -> str:
+    """Which record a line of the results store holds (batched-bench records predate the field)."""
+    return str(json.loads(line).get("kind", "batched"))
+
+
+@dataclass(frozen=True)
+class ServeRow:
+    """One client count: speculation off against on."""
+
+    clients: int
+    decode_off: float
+    decode_on: float
+    # Generated tokens per second of wall time over all clients together.
+    aggregate_off: float
+    aggregate_on: float
+    ttft_off_ms: float
+    ttft_on_ms: float
+    drafted: int
+    accepted: int
+    identical: int
+    compared: int
+
+    @property
+    def ratio(self) -> float | None:
+        return self.decode_on / self.decode_off if self.decode_off else None
+
+    @property
+    def aggregate_ratio(self) -> float | None:
+        return self.aggregate_on / self.aggregate_off if self.aggregate_off else None
+
+    @property
+    def acceptance(self) -> float | None:
+        return self.accepted / self.drafted if self.drafted else None
+
+
+def _aggregate(record: ServeRecord, clients: int) -> float:
+    tokens = sum(s.decode_tokens for s in record.samples if s.clients == clients)
+    wall = sum(t for key, t in record.rounds.items() if key.endswith(f"@{clients}"))
+    return tokens / wall if wall else 0.0
+
+
+def compare_serving(off: ServeRecord, on: ServeRecord) -> list[ServeRow]:
+    rows = []
+    for clients in sorted({s.clients for s in off.samples} | {s.clients for s in on.samples}):
+        a = [s for s in off.samples if s.clients == clients]
+        b = [s for s in on.samples if s.clients == clients]
+        texts_off = {s.prompt: s.text for s in a}
+        pairs = [(texts_off[s.prompt], s.text) for s in b if s.prompt in texts_off]
+        rows.append(
+            ServeRow(
+                clients=clients,
+                decode_off=fmean([s.decode_per_second for s in a]) if a else 0.0,
+                decode_on=fmean([s.decode_per_second for s in b]) if b else 0.0,
+                aggregate_off=_aggregate(off, clients),
+                aggregate_on=_aggregate(on, clients),
+                ttft_off_ms=fmean([s.ttft_ms for s in a]) if a else 0.0,
+                ttft_on_ms=fmean([s.ttft_ms for s in b]) if b else 0.0,
+                drafted=sum(s.draft_n for s in b),
+                accepted=sum(s.draft_accepted for s in b),
+                identical=sum(x == y for x, y in pairs),
+                compared=len(pairs),
+            )
+        )
+    return rows
+
+
+def divergent(off: ServeRecord, on: ServeRecord, clients: int = 1) -> list[str]:
+    """Prompts whose greedy text differs with speculation on, at one client count."""
+    texts = {s.prompt: s.text for s in off.samples if s.clients == clients}
+    return [s.prompt for s in on.samples if s.clients == clients and texts.get(s.prompt, s.text) != s.text]
+
+
+def serving_markdown(pairs: Sequence[tuple[ServeRecord, ServeRecord]]) -> str:
+    lines = ["# Serving benchmark: speculative decoding off and on", ""]
+    for off, on in pairs:
+        lines += [
+            f"## {on.target} / {on.profile}: {on.model.get('alias')}, {off.speculation} vs {on.speculation}",
+            "",
+            "| clients | decode off t/s | decode on t/s | ratio | aggregate ratio | acceptance | TTFT off/on ms "
+            "| identical |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for row in compare_serving(off, on):
+            lines.append(
+                f"| {row.clients} | {row.decode_off:.2f} | {row.decode_on:.2f} | {_fmt(row.ratio)} | "
+                f"{_fmt(row.aggregate_ratio)} | {_fmt(row.acceptance)} | {row.ttft_off_ms:.0f}/{row.ttft_on_ms:.0f} "
+                f"| {row.identical}/{row.compared} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return f"{value:.2f}" if value is not None else "-"
