@@ -381,14 +381,14 @@ def _models_dirs(models_dir: str | None) -> tuple[Path, Path]:
 
 
 def cmd_model_pull(
-    session: Session, *, ref: str | None, models_dir: str | None, revision: str | None
+    session: Session, *, ref: str | None, models_dir: str | None, revision: str | None, mtp: bool = True
 ) -> Outcome:
     from orchestrator.app.outcomes import ModelPulled
     from orchestrator.models.pull import PullReport, pull
 
     directory, data_dir = _models_dirs(models_dir)
     report = PullReport(note=session.render.note, transfer=session.render.byte_progress)
-    return ModelPulled(pull(ref, directory, data_dir, report, revision=revision))
+    return ModelPulled(pull(ref, directory, data_dir, report, revision=revision, mtp=mtp))
 
 
 def cmd_model_add(session: Session, *, path: str, name: str | None, models_dir: str | None) -> Outcome:
@@ -603,9 +603,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument("--revision", help="branch, tag or commit (default: main)")
     m.add_argument("--models-dir", help="where models are kept")
+    m.add_argument(
+        "--no-mtp",
+        action="store_false",
+        dest="mtp",
+        help="leave out the repository's MTP sidecar (mtp-*.gguf: the heads for speculative decoding)",
+    )
     _writes(m, "models")
     m.set_defaults(
-        handler=lambda s, a: cmd_model_pull(s, ref=a.ref, models_dir=a.models_dir, revision=a.revision)
+        handler=lambda s, a: cmd_model_pull(
+            s, ref=a.ref, models_dir=a.models_dir, revision=a.revision, mtp=a.mtp
+        )
     )
     m = model.add_parser("add", help="register a GGUF you already have (checked, never moved)")
     m.add_argument("path", help="the .gguf file (the first part of a split model)")

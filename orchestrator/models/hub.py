@@ -20,6 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from orchestrator.core.speculation import SIDECAR_PREFIX
 from orchestrator.errors import OrchestratorError, UsageError
 
 DEFAULT_REPO = "stepfun-ai/Step-3.5-Flash-GGUF-Q4_K_S"
@@ -87,9 +88,32 @@ def quant_of(name: str) -> str | None:
     return found[-1].upper() if found else None
 
 
+def _is_sidecar(remote: RemoteFile) -> bool:
+    return Path(remote.name).name.lower().startswith(SIDECAR_PREFIX)
+
+
+def choose_sidecar(files: Sequence[RemoteFile], chosen: Sequence[RemoteFile]) -> RemoteFile | None:
+    """The repository's MTP sidecar for the chosen model files: in the same folder, of the same
+    quantisation when there are several (as llama.cpp's own -hf download picks one)."""
+    folder = Path(chosen[0].name).parent
+    candidates = [
+        f for f in files if _is_sidecar(f) and Path(f.name).parent == folder and f.name.endswith(".gguf")
+    ]
+    if len(candidates) <= 1:
+        return candidates[0] if candidates else None
+    quant = quant_of(chosen[0].name)
+    same = [f for f in candidates if quant_of(f.name) == quant]
+    return same[0] if len(same) == 1 else None
+
+
 def choose_files(files: Sequence[RemoteFile], quant: str | None, repo: str) -> tuple[RemoteFile, ...]:
-    """The GGUF files of one quantisation (every split part of it); vision projectors are left out."""
-    ggufs = [f for f in files if f.name.endswith(".gguf") and "mmproj" not in Path(f.name).name.lower()]
+    """The GGUF files of one quantisation (every split part of it); vision projectors and MTP sidecars
+    are left out."""
+    ggufs = [
+        f
+        for f in files
+        if f.name.endswith(".gguf") and "mmproj" not in Path(f.name).name.lower() and not _is_sidecar(f)
+    ]
     if not ggufs:
         raise UsageError(f"{repo} holds no .gguf files; choose a GGUF repository")
     if quant is not None:
@@ -155,9 +179,14 @@ def list_files(repo: str, revision: str | None = None) -> tuple[str, list[Remote
     return str(info.sha or revision or "main"), files
 
 
-def plan_pull(repo: str, quant: str | None, destination: Path, revision: str | None = None) -> PullPlan:
+def plan_pull(
+    repo: str, quant: str | None, destination: Path, revision: str | None = None, mtp: bool = True
+) -> PullPlan:
+    """The model's files, then (mtp) the MTP sidecar the repository has for them, if any."""
     commit, files = list_files(repo, revision)
-    return PullPlan(repo, commit, choose_files(files, quant, repo), destination)
+    chosen = choose_files(files, quant, repo)
+    sidecar = choose_sidecar(files, chosen) if mtp else None
+    return PullPlan(repo, commit, chosen + ((sidecar,) if sidecar else ()), destination)
 
 
 def check_disk(plan: PullPlan) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.core.models import KNOWN_MODELS
+from orchestrator.core.speculation import SIDECAR_PREFIX
 from orchestrator.errors import InvalidModel, UsageError
 from orchestrator.models import hub, store
 from orchestrator.models.gguf import read_model
@@ -57,10 +58,12 @@ def pull(
     report: PullReport,
     revision: str | None = None,
     confirm: Callable[[hub.PullPlan], bool] | None = None,
+    mtp: bool = True,
 ) -> Pulled:
-    """confirm: asked with the listing (sizes) once the disk check passed, before any transfer."""
+    """confirm: asked with the listing (sizes) once the disk check passed, before any transfer.
+    mtp: fetch the repository's MTP sidecar for the model too, when it has one."""
     repo, quant = hub.parse_ref(ref)
-    plan = hub.plan_pull(repo, quant, models_dir / repo, revision)
+    plan = hub.plan_pull(repo, quant, models_dir / repo, revision, mtp=mtp)
     sha_cache = data_dir / "cache" / "sha256.json"
     report.note(
         f"{repo}@{plan.revision[:12]}: {len(plan.files)} file(s), {plan.total_bytes / 2**30:.2f} GiB "
@@ -107,6 +110,16 @@ def pull(
         fetched.append(remote.name)
     first = plan.local(plan.files[0])
     model = read_model(first)
+    sidecars = [f for f in plan.files if Path(f.name).name.startswith(SIDECAR_PREFIX)]
+    for sidecar in sidecars:
+        heads = read_model(plan.local(sidecar)).mtp
+        if heads.layout != "mtp-only":
+            raise InvalidModel(
+                f"{sidecar.name} is not an MTP sidecar ({heads.describe()}); the files are kept"
+            )
+        report.note(
+            f"{sidecar.name}: the MTP sidecar ({heads.declared} heads), found beside the model by plan"
+        )
     expected = next((r.expected_arch for r in KNOWN_MODELS.values() if r.repo == repo), None)
     if expected and model.arch.name != expected:
         raise InvalidModel(

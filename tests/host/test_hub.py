@@ -263,3 +263,49 @@ def test_disk_check_refuses_before_transferring(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="GiB free"):
         hub.check_disk(plan)
     assert not (tmp_path / "o").exists()
+
+
+def test_choose_sidecar_takes_the_mtp_file_of_the_chosen_quant() -> None:
+    files = [
+        hub.RemoteFile("m-Q4_K_S.gguf", 5, None),
+        hub.RemoteFile("m-Q8_0.gguf", 9, None),
+        hub.RemoteFile("mtp-m-Q4_K_S.gguf", 1, None),
+        hub.RemoteFile("mtp-m-Q8_0.gguf", 2, None),
+    ]
+    chosen = hub.choose_files(files, "Q8_0", "o/m")
+    assert [f.name for f in chosen] == ["m-Q8_0.gguf"]
+    sidecar = hub.choose_sidecar(files, chosen)
+    assert sidecar is not None and sidecar.name == "mtp-m-Q8_0.gguf"
+    assert hub.choose_sidecar(files[:2], chosen) is None
+
+
+def test_pull_brings_the_mtp_sidecar_and_the_plan_drafts_with_it(
+    tmp_path: Path, env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.tiny_gguf import write_tiny_step35
+
+    src = tmp_path / "src"
+    src.mkdir()
+    files = {
+        "tiny-step35-Q4_K_S.gguf": write_tiny_step35(src / "t.gguf", "trunk-only").read_bytes(),
+        "mtp-tiny-step35-Q4_K_S.gguf": write_tiny_step35(src / "m.gguf", "mtp-only").read_bytes(),
+    }
+    repo = "someone/Tiny-Step35-GGUF"
+    with serve(StandInHub(repo, files)) as stand_in:
+        _with_hub(monkeypatch, stand_in)
+        code, out, err = run_cli("model", "pull", repo, "--models-dir", str(env))
+        assert code == 0, err
+        assert "2 fetched" in out and "the MTP sidecar (2 heads)" in err + out
+    model = env / repo / "tiny-step35-Q4_K_S.gguf"
+    code, out, err = run_cli(
+        "plan", "--target", "cpu", "--model", str(model), "--spec", "mtp", "--json", "--models-dir", str(env)
+    )
+    assert code == 0, err
+    import json
+
+    plan = json.loads(out)
+    argv = plan["server"]["argv"]
+    assert argv[argv.index("--spec-draft-model") + 1] == "/models/mtp-tiny-step35-Q4_K_S.gguf"
+    assert plan["speculation"]["spec_type"] == "draft-mtp"
+    code, out, err = run_cli("model", "verify", str(model), "--models-dir", str(env))
+    assert code == 0 and "MTP heads: 2 declared, not in the file" in out, err
