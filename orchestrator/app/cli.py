@@ -548,6 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
         "temperature 0 with each client count, and compare",
     )
     p.add_argument("--clients", help="serve: concurrent clients per round, e.g. 1,4 (default)")
+    p.add_argument("--json", action="store_true", dest="as_json", help="serve: print the comparison as JSON")
     p.add_argument("--npp", help="prompt lengths, e.g. 0,512 (overrides the profile's)")
     p.add_argument("--ntg", help="generation lengths, e.g. 32")
     p.add_argument("--npl", help="parallel sequences, e.g. 1")

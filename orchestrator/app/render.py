@@ -566,7 +566,7 @@ class Renderer:
                         self.out.print(f"{label}: {path}")
             case ServingDone(comparison, results):
                 self._either(serving_data(comparison), lambda: self.out.print(serving_table(comparison)))
-                self.out.print(f"recorded in {results / 'bench.jsonl'}")
+                self.live.print(f"recorded in {results / 'bench.jsonl'}")
                 cut_short = comparison.off.error or comparison.on.error
                 if cut_short:
                     raise OrchestratorError(f"serving benchmark incomplete: {cut_short}; kept as recorded")

@@ -197,6 +197,8 @@ def up(
     runtime.require(serving=True)
     plan = fetched(plan, report, pull)
     plan = checked(plan, report, ("server",), force)
+    if plan.speculation.fallback:
+        report.note(plan.speculation.fallback)
     runtime.check_port(plan)
     built = build(plan, ex, report, rebuild=rebuild)
     plan = built.plan

@@ -1,0 +1,140 @@
+"""Speculative decoding for real, on the cpu image: a tiny step35 GGUF with MTP blocks served with
+draft-mtp (in the file, and from a sidecar), gemma-3-270m with n-gram drafting, each through
+`orchestrator bench serve`, which starts the server with speculation off and then on and fails when the
+greedy texts differ; the fallback for a model without heads; the refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.assets import demo_model
+from tests.integration import BuiltImage, cli_env, docker, needs_docker, run_cli
+from tests.tiny_gguf import write_tiny_step35
+
+pytestmark = [needs_docker, pytest.mark.docker, pytest.mark.slow]
+
+
+def _cli(image: BuiltImage, project: str, *args: str) -> tuple[int, str, str]:
+    env = cli_env(ORCHESTRATOR_WAIT_TIMEOUT="180", ORCHESTRATOR_PROJECT=project)
+    done = run_cli(*args, *image.args, env=env, timeout=1800)
+    return done.returncode, done.stdout, done.stderr
+
+
+def _serve_bench(image: BuiltImage, project: str, model: Path, *extra: str) -> dict[str, object]:
+    code, out, err = _cli(
+        image, project, "bench", "serve", "--model", str(model), "--results", str(model.parent / "results"),
+        "--json", *extra,
+    )  # fmt: skip
+    assert code == 0, err + out
+    data: dict[str, object] = json.loads(out)
+    return data
+
+
+def _no_containers_left(project: str) -> None:
+    left = docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={project}-bench")
+    assert left.stdout.strip() == ""
+
+
+def test_mtp_heads_in_the_file_draft_and_change_nothing(cpu_image: BuiltImage, tmp_path: Path) -> None:
+    model = write_tiny_step35(tmp_path / "tiny-step35.gguf", "combined")
+    data = _serve_bench(cpu_image, "sfo-test-mtp", model, "--spec", "mtp", "--clients", "1,4")
+    assert (data["off"], data["on"]) == ("off", "mtp")
+    rows = data["rows"]
+    assert isinstance(rows, list) and [r["clients"] for r in rows] == [1, 4]
+    for row in rows:
+        # The server drafted with the heads and reported it; the greedy text is the same either way.
+        assert row["drafted"] > 0 and 0 <= row["accepted"] <= row["drafted"]
+        assert row["identical"] == row["compared"] == 3
+    assert data["divergent"] == []
+    _no_containers_left("sfo-test-mtp")
+    code, out, err = _cli(
+        cpu_image, "sfo-test-mtp", "bench", "report", "--results", str(tmp_path / "results")
+    )
+    assert code == 0, err
+    assert "serving plot:" in out and (tmp_path / "results" / "serving.png").stat().st_size > 0
+    assert "mtp" in (tmp_path / "results" / "bench.md").read_text()
+
+
+def test_a_trunk_only_model_drafts_with_its_sidecar(cpu_image: BuiltImage, tmp_path: Path) -> None:
+    model = write_tiny_step35(tmp_path / "tiny-step35.gguf", "trunk-only")
+    elsewhere = tmp_path / "sidecars"
+    elsewhere.mkdir()
+    sidecar = write_tiny_step35(elsewhere / "mtp-tiny-step35.gguf", "mtp-only")
+    data = _serve_bench(
+        cpu_image,
+        "sfo-test-sidecar",
+        model,
+        "--spec",
+        "mtp:1",
+        "--draft-model",
+        str(sidecar),
+        "--clients",
+        "1",
+    )
+    (row,) = data["rows"]  # type: ignore[misc]
+    assert row["drafted"] > 0 and row["identical"] == row["compared"] == 3
+
+
+def test_a_model_without_heads_is_served_without_speculation(cpu_image: BuiltImage, tmp_path: Path) -> None:
+    model = write_tiny_step35(tmp_path / "tiny-step35.gguf", "no-heads")
+    project = "sfo-test-no-heads"
+    try:
+        code, out, err = _cli(cpu_image, project, "up", "--model", str(model), "--spec", "mtp:2")
+        assert code == 0, err + out
+        lines = [line for line in (err + out).splitlines() if "MTP" in line]
+        assert lines == ["tiny-step35 has no MTP heads; speculative decoding is off"], err + out
+        code, out, err = _cli(cpu_image, project, "status", "--json")
+        assert code == 0 and json.loads(out)["state"] == "running", err
+    finally:
+        _cli(cpu_image, project, "down")
+
+
+def test_gemma_with_ngram_drafting_gives_the_same_text(cpu_image: BuiltImage, tmp_path: Path) -> None:
+    model = tmp_path / "models" / "gemma-3-270m-Q4_K_M.gguf"
+    model.parent.mkdir()
+    shutil.copyfile(demo_model(), model)
+    data = _serve_bench(cpu_image, "sfo-test-ngram", model, "--spec", "ngram-mod", "--clients", "1")
+    (row,) = data["rows"]  # type: ignore[misc]
+    assert data["on"] == "ngram-mod" and row["identical"] == row["compared"] == 3
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ("mtp:0", "must be 1 to 8, not '0'"),
+        ("mtp:99", "must be 1 to 8, not '99'"),
+        ("eagle", "unknown speculative decoding 'eagle'"),
+        ("mtp:3", "has 2 MTP heads and drafts one token with each; use mtp:1 to mtp:2"),
+    ],
+)
+def test_bad_speculation_is_one_line_and_starts_nothing(
+    cpu_image: BuiltImage, tmp_path: Path, spec: str, says: str
+) -> None:
+    model = write_tiny_step35(tmp_path / "tiny-step35.gguf", "combined")
+    project = "sfo-test-bad-spec"
+    code, _out, err = _cli(cpu_image, project, "up", "--model", str(model), "--spec", spec)
+    assert code == 2 and says in err and len(err.strip().splitlines()) == 1, err
+    assert docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={project}").stdout.strip() == ""
+
+
+def test_a_sidecar_of_another_model_is_refused(cpu_image: BuiltImage, tmp_path: Path) -> None:
+    model = write_tiny_step35(tmp_path / "tiny-step35.gguf", "trunk-only")
+    (tmp_path / "other").mkdir()
+    other = write_tiny_step35(tmp_path / "other" / "mtp-other.gguf", "mtp-only", vocab="other")
+    code, _out, err = _cli(
+        cpu_image,
+        "sfo-test-bad-sidecar",
+        "up",
+        "--model",
+        str(model),
+        "--draft-model",
+        str(other),
+        "--spec",
+        "mtp",
+    )
+    assert code == 2 and "has a vocabulary of 263 tokens but tiny-step35 has 269" in err, err
+    assert len(err.strip().splitlines()) == 1
