@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -40,6 +40,17 @@ def _vocab(extra: int) -> tuple[list[str], list[float], list[int]]:
     scores = [0.0] * 259 + [-float(i) for i in range(len(tokens) - 259)]
     types = [2, 3, 3] + [6] * 256 + [1] * (len(tokens) - 259)
     return tokens, scores, types
+
+
+def _add_vocab(writer: Any, tokens: list[str], scores: list[float], types: list[int]) -> None:
+    """A sentencepiece-style vocabulary with <unk>, <s> and </s> at 0, 1 and 2."""
+    writer.add_string("tokenizer.ggml.model", "llama")
+    writer.add_array("tokenizer.ggml.tokens", tokens)
+    writer.add_array("tokenizer.ggml.scores", scores)
+    writer.add_array("tokenizer.ggml.token_type", types)
+    writer.add_uint32("tokenizer.ggml.bos_token_id", 1)
+    writer.add_uint32("tokenizer.ggml.eos_token_id", 2)
+    writer.add_uint32("tokenizer.ggml.unknown_token_id", 0)
 
 
 def write_tiny(
@@ -78,13 +89,7 @@ def write_tiny(
         writer.add_uint32(f"{arch}.expert_feed_forward_length", shape.n_ff_exp)
     if kind == "swa":
         writer.add_uint32(f"{arch}.attention.sliding_window", shape.window)
-    writer.add_string("tokenizer.ggml.model", "llama")
-    writer.add_array("tokenizer.ggml.tokens", tokens)
-    writer.add_array("tokenizer.ggml.scores", scores)
-    writer.add_array("tokenizer.ggml.token_type", types)
-    writer.add_uint32("tokenizer.ggml.bos_token_id", 1)
-    writer.add_uint32("tokenizer.ggml.eos_token_id", 2)
-    writer.add_uint32("tokenizer.ggml.unknown_token_id", 0)
+    _add_vocab(writer, tokens, scores, types)
 
     def tensor(name: str, *ne: int) -> None:
         if name in leave_out:
@@ -211,13 +216,7 @@ def write_tiny_step35(
     writer.add_uint32(f"{arch}.expert_used_count", used)
     writer.add_array(f"{arch}.expert_feed_forward_length", [ff_exp] * n_all)
     writer.add_uint32(f"{arch}.expert_shared_feed_forward_length", ff_sh)
-    writer.add_string("tokenizer.ggml.model", "llama")
-    writer.add_array("tokenizer.ggml.tokens", tokens)
-    writer.add_array("tokenizer.ggml.scores", scores)
-    writer.add_array("tokenizer.ggml.token_type", types)
-    writer.add_uint32("tokenizer.ggml.bos_token_id", 1)
-    writer.add_uint32("tokenizer.ggml.eos_token_id", 2)
-    writer.add_uint32("tokenizer.ggml.unknown_token_id", 0)
+    _add_vocab(writer, tokens, scores, types)
 
     def tensor(name: str, *ne: int, scale: float = 0.3) -> None:
         rng = np.random.default_rng(zlib.crc32(name.encode()))

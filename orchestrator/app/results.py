@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from orchestrator.core.bench import BenchRecord
 from orchestrator.core.reference import REFERENCES
@@ -41,11 +42,7 @@ def read_serving_pairs(results: Path) -> list[tuple[ServeRecord, ServeRecord]]:
 
 def plot_serving(pairs: Sequence[tuple[ServeRecord, ServeRecord]], out: Path) -> Path:
     """Decode tokens/s per client count, speculation off and on side by side, one panel per comparison."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, axes = plt.subplots(1, len(pairs), figsize=(5 * len(pairs), 4), squeeze=False)
     for axis, (off, on) in zip(axes[0], pairs, strict=True):
         rows = compare_serving(off, on)
@@ -56,20 +53,12 @@ def plot_serving(pairs: Sequence[tuple[ServeRecord, ServeRecord]], out: Path) ->
         axis.set_ylabel("decode t/s per request")
         axis.set_title(f"{on.target} {on.profile} ({on.model.get('alias')})", fontsize=9)
         axis.legend(fontsize=7)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def plot(records: Sequence[BenchRecord], out: Path) -> Path:
     """S_PP and S_TG against context depth: one line per measured run, dashed for published tables."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, (ax_pp, ax_tg) = plt.subplots(1, 2, figsize=(12, 4.5))
     shown: set[str] = set()
     for record in records:
@@ -94,8 +83,22 @@ def plot(records: Sequence[BenchRecord], out: Path) -> Path:
         axis.set_title(title)
         axis.grid(True, alpha=0.3)
     ax_tg.legend(fontsize=7)
+    return _save(fig, out)
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    # Files only: no display, whatever the machine has.
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, out: Path) -> Path:
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
-    plt.close(fig)
+    _pyplot().close(fig)
     return out

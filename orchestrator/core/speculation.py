@@ -141,7 +141,7 @@ class Speculation:
             return f"MTP, {self.draft_n} draft token{'s' if self.draft_n > 1 else ''}{where}"
         if self.spec_type:
             return f"n-gram ({self.spec_type})"
-        return "off" + (f" ({self.fallback})" if self.fallback else "")
+        return self.fallback or "off"
 
 
 def resolve(
