@@ -33,6 +33,8 @@ class RawProbe:
     nvidia_smi_banner: str | None = None
     cdi_specs: tuple[str, ...] = ()
     xcode_clt: str | None = None
+    # /dev/infiniband/* (RDMA devices: ConnectX with RoCE), which llama.cpp's RPC uses on its own.
+    infiniband_nodes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class HostFacts:
     vulkan_icds: tuple[str, ...] = ()
     cdi_specs: tuple[str, ...] = ()
     xcode_clt: str | None = None
+    infiniband_nodes: tuple[str, ...] = ()
     uid: int = 1000
     gid: int = 1000
     notes: tuple[str, ...] = field(default=())
@@ -141,6 +144,7 @@ def parse_facts(raw: RawProbe) -> HostFacts:
         vulkan_icds=raw.vulkan_icds,
         cdi_specs=raw.cdi_specs,
         xcode_clt=raw.xcode_clt,
+        infiniband_nodes=raw.infiniband_nodes,
         uid=raw.uid,
         gid=raw.gid,
     )

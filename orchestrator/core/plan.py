@@ -21,6 +21,7 @@ from orchestrator.core.catalogue import BenchSet, CMakeFlag, HookSpec, Profile, 
 from orchestrator.core.facts import HostFacts
 from orchestrator.core.memory_plan import MemoryPlan, memory_plan
 from orchestrator.core.models import ModelSpec
+from orchestrator.core.rpc import Endpoint, rpc_arg
 from orchestrator.core.settings import Settings, check_exposure
 from orchestrator.core.sources import Source
 from orchestrator.core.speculation import Speculation, Speculative
@@ -208,6 +209,8 @@ class Plan:
     endpoint: str
     memory: MemoryPlan
     speculation: Speculation
+    # The RPC workers the server spreads the model over (none: this machine alone).
+    rpc: tuple[Endpoint, ...]
     notes: tuple[str, ...]
     warnings: tuple[str, ...]
     # Where executors keep build contexts, logs, native installs and results.
@@ -411,12 +414,15 @@ def server_command(
     speculation: Speculation,
 ) -> Command:
     in_container = runtime == "container"
+    # With RPC workers the server's container shares the host's network (see compose_document), so it
+    # binds the published address itself.
+    bridged = in_container and not settings["rpc"]
     argv = [
         _binary("llama-server", build),
         "--host",
-        "0.0.0.0" if in_container else settings["host"],
+        "0.0.0.0" if bridged else settings["host"],
         "--port",
-        str(CONTAINER_PORT if in_container else settings["port"]),
+        str(CONTAINER_PORT if bridged else settings["port"]),
         "-m",
         _model_arg(model, runtime),
         "--alias",
@@ -428,6 +434,7 @@ def server_command(
     ]
     argv += _template_args(model)
     argv += _speculation_args(profile, speculation, model, runtime)
+    argv += rpc_arg(settings["rpc"])
     if settings["api_key_file"]:
         argv += ["--api-key-file", str(CONTAINER_API_KEY) if in_container else str(settings["api_key_file"])]
     argv += _ui_args(settings["ui"], in_container)
@@ -604,15 +611,18 @@ def compose_document(
     server: Command,
     container: ContainerSpec,
     model: ModelSpec,
+    facts: HostFacts,
 ) -> tuple[dict[str, Any], list[str]]:
     """The server's service: the container spec's image, mounts, user, devices and lock-down, plus
     what only a long-running service has (port, restart, health check, logs, secret)."""
     warnings: list[str] = []
+    workers = settings["rpc"]
+    health_port = settings["port"] if workers else CONTAINER_PORT
+    health_host = "127.0.0.1" if not workers or settings["host"] in ("0.0.0.0", "::") else settings["host"]
     service: dict[str, Any] = {
         "image": container.image,
         "command": list(server.argv),
         "environment": dict(server.env),
-        "ports": [f"{_publish_address(settings['host'])}:{settings['port']}:{CONTAINER_PORT}"],
         "volumes": [
             {"type": "bind", "source": source, "target": target_dir, "read_only": mode == "ro"}
             for source, target_dir, mode in container.volumes
@@ -624,7 +634,7 @@ def compose_document(
         "security_opt": list(container.security_opt),
         "restart": "unless-stopped",
         "healthcheck": {
-            "test": ["CMD", "curl", "-fsS", f"http://127.0.0.1:{CONTAINER_PORT}/health"],
+            "test": ["CMD", "curl", "-fsS", f"http://{_publish_address(health_host)}:{health_port}/health"],
             "interval": "10s",
             "timeout": "5s",
             "retries": 3,
@@ -634,13 +644,21 @@ def compose_document(
         "labels": {"io.step-flash.target": target.name, "io.step-flash.plan-digest": build.digest}
         | ({MODEL_IDENTITY_LABEL: model.identity} if model.identity else {}),
     }
+    if workers:
+        # The workers' addresses (a direct link, or loopback) are the host's; RDMA needs its devices.
+        service["network_mode"] = "host"
+    else:
+        service["ports"] = [f"{_publish_address(settings['host'])}:{settings['port']}:{CONTAINER_PORT}"]
     if container.gpus:
         gpu = {"driver": "nvidia", "count": container.gpus, "capabilities": ["gpu"]}
         service["deploy"] = {"resources": {"reservations": {"devices": [gpu]}}}
-    if container.memlock_unlimited:
+    infiniband = bool(workers) and bool(facts.infiniband_nodes)
+    if container.memlock_unlimited or infiniband:
         service["ulimits"] = {"memlock": {"soft": -1, "hard": -1}}
+    devices = [*container.devices, *(["/dev/infiniband:/dev/infiniband"] if infiniband else [])]
+    if devices:
+        service["devices"] = devices
     if container.devices:
-        service["devices"] = list(container.devices)
         if container.group_add:
             service["group_add"] = list(container.group_add)
         else:
@@ -689,7 +707,7 @@ def make_plan(inputs: PlanInputs) -> Plan:
     container = None
     if isinstance(build, ImageBuild):
         container = container_spec(target, model, facts, build, settings, speculation)
-        compose, compose_warnings = compose_document(target, settings, build, server, container, model)
+        compose, compose_warnings = compose_document(target, settings, build, server, container, model, facts)
         warnings += compose_warnings
     benches = [bench_override.apply(b) if bench_override else b for b in profile.benches]
     if not model.present:
@@ -718,6 +736,7 @@ def make_plan(inputs: PlanInputs) -> Plan:
         endpoint=Address(settings["host"], settings["port"]).url + "/v1",
         memory=memory,
         speculation=speculation,
+        rpc=settings["rpc"],
         notes=profile.notes + target.notes,
         warnings=tuple(warnings),
         data_dir=Path(settings["data_dir"]),

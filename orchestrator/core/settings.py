@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.core.rpc import parse_workers
 from orchestrator.core.speculation import parse_speculative
 from orchestrator.errors import ConfigError, UsageError
 
@@ -121,6 +122,12 @@ FIELDS: tuple[Field, ...] = (
     Field(
         "draft_model", _as_path, "the MTP sidecar GGUF (mtp-*.gguf) for a model whose file lacks its heads"
     ),
+    Field(
+        "rpc",
+        parse_workers,
+        "RPC workers the server spreads the model over: ADDRESS:PORT[,ADDRESS:PORT...] ('orchestrator worker "
+        "up' on each)",
+    ),
     Field("threads", _as_int, "CPU threads for llama.cpp, overriding the profile's"),
     Field("native", _as_bool, "build and run on the host instead of in a container"),
     Field("wait_timeout", _as_int, "seconds to wait for the server to become healthy"),
@@ -169,7 +176,15 @@ class Settings:
         return Settings({**self.values, name: Setting(parsed, origin)})
 
     def rows(self) -> list[tuple[str, str, str]]:
-        return [(name, "" if s.value is None else str(s.value), s.origin) for name, s in self.values.items()]
+        return [(name, _shown(s.value), s.origin) for name, s in self.values.items()]
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
 
 
 def default_layer(data_dir: Path) -> Layer:
@@ -192,6 +207,7 @@ def default_layer(data_dir: Path) -> Layer:
             "ctx_size": None,
             "speculative": None,
             "draft_model": None,
+            "rpc": (),
             "threads": None,
             "native": False,
             "wait_timeout": 900,

@@ -94,6 +94,7 @@ def probe_raw() -> RawProbe:
         vulkan_icds=_names("/usr/share/vulkan/icd.d/*.json", "/etc/vulkan/icd.d/*.json"),
         nvidia_smi_banner=_run(["nvidia-smi"]),
         cdi_specs=_names("/etc/cdi/*", "/var/run/cdi/*"),
+        infiniband_nodes=_names("/dev/infiniband/*"),
         xcode_clt=(_run(["xcode-select", "-p"]) or "").strip() or None
         if platform.system() == "Darwin"
         else None,

@@ -1,0 +1,109 @@
+"""llama.cpp's RPC workers, pure: the addresses a worker may listen on, the `--rpc` list the head is
+given, and the warning every worker start prints.
+
+rpc-server has no authentication: anyone who reaches its port can run code on its GPU and read what is
+sent to it. So a worker listens on one specific, non-public address: a direct link between the machines
+(one QSFP cable between two DGX Sparks, a private subnet on the ConnectX port) or loopback for tests.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from orchestrator.errors import UsageError
+
+DEFAULT_RPC_PORT = 50052
+DIRECT_LINK = (
+    "join the machines by a direct link on a private subnet (two DGX Sparks: one QSFP cable, e.g. "
+    "192.168.100.1/24 and .2 on the ConnectX port; see the README) and listen on that address"
+)
+WARNING = (
+    "rpc-server has no authentication: anyone who can reach {address} can use this machine's GPU and "
+    "read the model; keep that address on a private link only"
+)
+
+
+@dataclass(frozen=True, order=True)
+class Endpoint:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def _split(text: str, default_port: int | None) -> tuple[str, int]:
+    """ADDR[:PORT], IPv6 in brackets: [fd00::1]:50052."""
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest.removeprefix(":") if rest.startswith(":") else ("" if not rest else None)
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    else:
+        host, port_text = text, ""
+    if port_text is None or (port_text == "" and default_port is None):
+        raise ValueError("expected ADDRESS:PORT")
+    if port_text == "":
+        assert default_port is not None
+        return host, default_port
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"port {port_text!r} is not 1-65535")
+    return host, int(port_text)
+
+
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    try:
+        return ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        raise ValueError(f"{host!r} is not an IP address") from None
+
+
+def parse_listen(text: str) -> Endpoint:
+    """Where a worker listens: one specific address that is not reachable from the internet."""
+    try:
+        host, port = _split(text, DEFAULT_RPC_PORT)
+        address = _address(host)
+    except ValueError as exc:
+        raise UsageError(
+            f"--listen {text}: {exc}; give the worker's address on the link, e.g. 192.168.100.2"
+        ) from None
+    if address.is_unspecified:
+        raise UsageError(
+            f"--listen {text}: rpc-server has no authentication, so it never listens on every address; "
+            f"{DIRECT_LINK}"
+        )
+    if address.is_multicast or address.is_reserved:
+        raise UsageError(f"--listen {text}: not an address a machine listens on; {DIRECT_LINK}")
+    if address.is_global:
+        raise UsageError(
+            f"--listen {text}: a public address; rpc-server has no authentication and must not be "
+            f"reachable from the internet: {DIRECT_LINK}"
+        )
+    return Endpoint(host, port)
+
+
+def parse_workers(value: object) -> tuple[Endpoint, ...]:
+    """The head's workers: ADDR:PORT[,ADDR:PORT...] (a list in orchestrator.yaml works too)."""
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    workers = []
+    for item in items:
+        text = str(item).strip()
+        if not text:
+            continue
+        try:
+            host, port = _split(text, None)
+            _address(host)
+        except ValueError as exc:
+            raise ValueError(
+                f"worker {text!r}: {exc} (write workers as ADDRESS:PORT[,ADDRESS:PORT...])"
+            ) from None
+        workers.append(Endpoint(host, port))
+    if len(set(workers)) != len(workers):
+        raise ValueError("a worker is named twice")
+    return tuple(workers)
+
+
+def rpc_arg(workers: tuple[Endpoint, ...]) -> list[str]:
+    return ["--rpc", ",".join(str(w) for w in workers)] if workers else []

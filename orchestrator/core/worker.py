@@ -1,0 +1,125 @@
+"""An RPC worker's plan, pure: llama.cpp's rpc-server from the very image the head of the same target runs
+(same tag: same build, same RPC protocol), as a compose service with the target's devices and memory
+environment, a cache volume for the tensors it has been sent, a restart policy and a health check.
+
+The service uses the host's network: rpc-server then binds the one address it was given (never every
+address, not even inside a container), and RDMA (RoCE over ConnectX) reaches the host's devices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from orchestrator.core.plan import ContainerSpec, ImageBuild, Plan
+from orchestrator.core.rpc import WARNING, Endpoint
+from orchestrator.errors import UsageError
+
+WORKER_SERVICE = "rpc-server"
+# What build-llama.sh installs, whichever name the source's CMake target has (see SHIPPED_TOOLS).
+WORKER_BINARY = "rpc-server"
+# Owned by the image's unprivileged user, so a named volume mounted there is writable by it.
+CONTAINER_CACHE_DIR = PurePosixPath("/var/cache/llama")
+CACHE_VOLUME = "rpc-cache"
+INFINIBAND = "/dev/infiniband"
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    target: str
+    listen: Endpoint
+    image: str
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    project: str
+    compose: Mapping[str, Any]
+    compose_file: Path
+    warning: str
+    build: ImageBuild = field(repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "listen": str(self.listen),
+            "image": self.image,
+            "argv": list(self.argv),
+            "env": dict(self.env),
+            "project": self.project,
+            "compose": dict(self.compose),
+            "compose_file": str(self.compose_file),
+        }
+
+
+def worker_project(project: str) -> str:
+    return f"{project}-worker"
+
+
+def device_entries(container: ContainerSpec, infiniband: bool) -> list[str]:
+    return [*container.devices, *([f"{INFINIBAND}:{INFINIBAND}"] if infiniband else [])]
+
+
+def worker_plan(plan: Plan, listen: Endpoint) -> WorkerPlan:
+    """The worker for this (head-style) plan's target and image, listening on one address."""
+    if not isinstance(plan.build, ImageBuild) or plan.container is None:
+        raise UsageError(
+            f"a worker runs in a container; {plan.target} is built on the host: run its rpc-server from "
+            f"the native prefix ({plan.build.prefix}/bin/rpc-server -H ADDRESS -p PORT -c)"  # type: ignore[union-attr]
+        )
+    container = plan.container
+    argv = (WORKER_BINARY, "-H", listen.host, "-p", str(listen.port), "-c")
+    env = {**plan.server.env, "LLAMA_CACHE": str(CONTAINER_CACHE_DIR)}
+    infiniband = bool(plan.inputs.facts.infiniband_nodes)
+    project = worker_project(plan.project)
+    service: dict[str, Any] = {
+        "image": plan.build.tag,
+        "command": list(argv),
+        "environment": env,
+        "network_mode": "host",
+        "volumes": [{"type": "volume", "source": CACHE_VOLUME, "target": str(CONTAINER_CACHE_DIR)}],
+        "user": container.user,
+        "read_only": container.read_only,
+        "tmpfs": list(container.tmpfs),
+        "cap_drop": list(container.cap_drop),
+        "security_opt": list(container.security_opt),
+        "restart": "unless-stopped",
+        # rpc-server speaks no HTTP: healthy is its port accepting a connection.
+        "healthcheck": {
+            "test": ["CMD", "bash", "-c", f"exec 3<>/dev/tcp/{listen.host}/{listen.port}"],
+            "interval": "10s",
+            "timeout": "5s",
+            "retries": 3,
+            "start_period": "60s",
+        },
+        "logging": {"driver": "json-file", "options": {"max-size": "20m", "max-file": "3"}},
+        "labels": {
+            "io.step-flash.target": plan.target,
+            "io.step-flash.role": "rpc-worker",
+            "io.step-flash.image": plan.build.tag,
+            "io.step-flash.listen": str(listen),
+        },
+    }
+    devices = device_entries(container, infiniband)
+    if devices:
+        service["devices"] = devices
+    if container.group_add:
+        service["group_add"] = list(container.group_add)
+    if container.gpus:
+        gpu = {"driver": "nvidia", "count": container.gpus, "capabilities": ["gpu"]}
+        service["deploy"] = {"resources": {"reservations": {"devices": [gpu]}}}
+    if container.memlock_unlimited or infiniband:
+        service["ulimits"] = {"memlock": {"soft": -1, "hard": -1}}
+    compose = {"name": project, "services": {WORKER_SERVICE: service}, "volumes": {CACHE_VOLUME: {}}}
+    return WorkerPlan(
+        target=plan.target,
+        listen=listen,
+        image=plan.build.tag,
+        argv=argv,
+        env=env,
+        project=project,
+        compose=compose,
+        compose_file=plan.data_dir / "compose" / f"{project}.yaml",
+        warning=WARNING.format(address=listen),
+        build=plan.build,
+    )
