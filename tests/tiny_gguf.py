@@ -177,7 +177,11 @@ Step35Layout = Literal["combined", "trunk-only", "mtp-only", "no-heads"]
 
 
 def write_tiny_step35(
-    path: Path, layout: Step35Layout = "combined", heads: int = 2, vocab: str = "default", n_layer: int = 2
+    path: Path,
+    layout: Step35Layout = "combined",
+    heads: int = 2,
+    vocab: str = "default",
+    n_layer: int = 2,
 ) -> Path:
     """A runnable step35 model with MTP ("nextn") blocks, written from the tensor names and shapes
     upstream's loader reads: the trunk with its heads (combined), the trunk with the heads declared but
@@ -198,7 +202,7 @@ def write_tiny_step35(
     tokens, scores, types = _vocab(10 if vocab == "default" else 4)
     writer = gguf.GGUFWriter(str(path), arch)
     writer.add_name(f"tiny-step35-{layout}")
-    writer.add_uint32(f"{arch}.context_length", 512)
+    writer.add_uint32(f"{arch}.context_length", 8192)
     writer.add_uint32(f"{arch}.embedding_length", e)
     writer.add_uint32(f"{arch}.block_count", n_all)
     if declared:
@@ -218,7 +222,7 @@ def write_tiny_step35(
     writer.add_uint32(f"{arch}.expert_shared_feed_forward_length", ff_sh)
     _add_vocab(writer, tokens, scores, types)
 
-    def tensor(name: str, *ne: int, scale: float = 0.3) -> None:
+    def tensor(name: str, *ne: int, scale: float = 0.02) -> None:
         rng = np.random.default_rng(zlib.crc32(name.encode()))
         writer.add_tensor(name, (rng.standard_normal(tuple(reversed(ne))) * scale).astype(np.float32))
 
@@ -240,16 +244,27 @@ def write_tiny_step35(
         tensor(f"blk.{il}.ffn_up_shexp.weight", e, ff_sh)
         tensor(f"blk.{il}.ffn_down_shexp.weight", ff_sh, e)
 
-    tensor("token_embd.weight", e, len(tokens), scale=1.0)
+    # The output projection is the embedding itself and the blocks add little to the residual stream, so
+    # the model repeats its last token with a wide margin (random weights of the usual size put greedy
+    # choices on near-ties, seen: top two log-probabilities -2.5051 and -2.5115, where batched draft
+    # verification may round the other way). Each MTP head passes its token's embedding through, so it
+    # drafts what the trunk will say: drafts are accepted.
+    embedding = np.random.default_rng(zlib.crc32(b"token_embd")).standard_normal((len(tokens), e))
+    writer.add_tensor("token_embd.weight", embedding.astype(np.float32))
     writer.add_tensor("output_norm.weight", np.ones(e, dtype=np.float32))
     if layout != "mtp-only":
-        tensor("output.weight", e, len(tokens))
+        writer.add_tensor("output.weight", embedding.astype(np.float32))
         for il in range(n_layer):
             block(il)
     if layout in ("combined", "mtp-only"):
         for il in range(n_layer, n_all):
             block(il)
-            tensor(f"blk.{il}.nextn.eh_proj.weight", 2 * e, e)
+            # numpy (out, in): the first half of the input is the normed token embedding.
+            passthrough = np.zeros((e, 2 * e), dtype=np.float32)
+            passthrough[:, :e] = np.eye(e, dtype=np.float32)
+            writer.add_tensor(f"blk.{il}.nextn.eh_proj.weight", passthrough)
+            # Each head's own LM head (a sidecar has no output.weight to fall back on).
+            writer.add_tensor(f"blk.{il}.nextn.shared_head_head.weight", embedding.astype(np.float32))
             for norm in ("enorm", "hnorm", "shared_head_norm"):
                 writer.add_tensor(f"blk.{il}.nextn.{norm}.weight", np.ones(e, dtype=np.float32))
     writer.write_header_to_file()

@@ -44,8 +44,10 @@ def _long_document(facts: int) -> str:
 
 def prompt_set(ctx: int) -> tuple[Prompt, ...]:
     """Short chat, a code edit (output that repeats its input, where n-gram drafting shines) and a
-    question over a long document sized to a quarter of the context (each of 4 slots may hold one)."""
-    facts = max(8, min(400, ctx // (4 * 24)))
+    question over a long document sized to fit a quarter of the context (each of 4 slots holds its own
+    quarter) with the answer and drafts, at a pessimistic 120 tokens a line (a byte-level vocabulary
+    spends ~70; a real one ~25)."""
+    facts = max(4, min(400, ctx // (4 * 120)))
     asked = facts // 2
     return (
         Prompt(

@@ -34,35 +34,42 @@ def _serve_bench(image: BuiltImage, project: str, model: Path, *extra: str) -> d
     return data
 
 
+def _folder(tmp_path: Path, name: str = "models") -> Path:
+    """A folder the container's user may enter (pytest's own are private to root)."""
+    folder = tmp_path / name
+    folder.mkdir(mode=0o755, exist_ok=True)
+    folder.chmod(0o755)
+    return folder
+
+
 def _no_containers_left(project: str) -> None:
     left = docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={project}-bench")
     assert left.stdout.strip() == ""
 
 
 def test_mtp_heads_in_the_file_draft_and_change_nothing(cpu_image: BuiltImage, tmp_path: Path) -> None:
-    model = write_tiny_step35(tmp_path / "tiny-step35.gguf", "combined")
+    model = write_tiny_step35(_folder(tmp_path) / "tiny-step35.gguf", "combined")
     data = _serve_bench(cpu_image, "sfo-test-mtp", model, "--spec", "mtp", "--clients", "1,4")
     assert (data["off"], data["on"]) == ("off", "mtp")
     rows = data["rows"]
     assert isinstance(rows, list) and [r["clients"] for r in rows] == [1, 4]
     for row in rows:
         # The server drafted with the heads and reported it; the greedy text is the same either way.
-        assert row["drafted"] > 0 and 0 <= row["accepted"] <= row["drafted"]
-        assert row["identical"] == row["compared"] == 3
+        # The heads pass their token through (tests/tiny_gguf.py), so their drafts are accepted.
+        assert row["drafted"] > 0 and 0 < row["accepted"] <= row["drafted"]
+        assert row["identical"] == row["compared"] == 3 * row["clients"]
     assert data["divergent"] == []
     _no_containers_left("sfo-test-mtp")
-    code, out, err = _cli(
-        cpu_image, "sfo-test-mtp", "bench", "report", "--results", str(tmp_path / "results")
-    )
+    results = model.parent / "results"
+    code, out, err = _cli(cpu_image, "sfo-test-mtp", "bench", "report", "--results", str(results))
     assert code == 0, err
-    assert "serving plot:" in out and (tmp_path / "results" / "serving.png").stat().st_size > 0
-    assert "mtp" in (tmp_path / "results" / "bench.md").read_text()
+    assert "serving plot:" in out and (results / "serving.png").stat().st_size > 0
+    assert "mtp" in (results / "bench.md").read_text()
 
 
 def test_a_trunk_only_model_drafts_with_its_sidecar(cpu_image: BuiltImage, tmp_path: Path) -> None:
-    model = write_tiny_step35(tmp_path / "tiny-step35.gguf", "trunk-only")
-    elsewhere = tmp_path / "sidecars"
-    elsewhere.mkdir()
+    model = write_tiny_step35(_folder(tmp_path) / "tiny-step35.gguf", "trunk-only")
+    elsewhere = _folder(tmp_path, "sidecars")
     sidecar = write_tiny_step35(elsewhere / "mtp-tiny-step35.gguf", "mtp-only")
     data = _serve_bench(
         cpu_image,
@@ -80,7 +87,7 @@ def test_a_trunk_only_model_drafts_with_its_sidecar(cpu_image: BuiltImage, tmp_p
 
 
 def test_a_model_without_heads_is_served_without_speculation(cpu_image: BuiltImage, tmp_path: Path) -> None:
-    model = write_tiny_step35(tmp_path / "tiny-step35.gguf", "no-heads")
+    model = write_tiny_step35(_folder(tmp_path) / "tiny-step35.gguf", "no-heads")
     project = "sfo-test-no-heads"
     try:
         code, out, err = _cli(cpu_image, project, "up", "--model", str(model), "--spec", "mtp:2")
@@ -94,8 +101,7 @@ def test_a_model_without_heads_is_served_without_speculation(cpu_image: BuiltIma
 
 
 def test_gemma_with_ngram_drafting_gives_the_same_text(cpu_image: BuiltImage, tmp_path: Path) -> None:
-    model = tmp_path / "models" / "gemma-3-270m-Q4_K_M.gguf"
-    model.parent.mkdir()
+    model = _folder(tmp_path) / "gemma-3-270m-Q4_K_M.gguf"
     shutil.copyfile(demo_model(), model)
     data = _serve_bench(cpu_image, "sfo-test-ngram", model, "--spec", "ngram-mod", "--clients", "1")
     (row,) = data["rows"]  # type: ignore[misc]
@@ -114,7 +120,7 @@ def test_gemma_with_ngram_drafting_gives_the_same_text(cpu_image: BuiltImage, tm
 def test_bad_speculation_is_one_line_and_starts_nothing(
     cpu_image: BuiltImage, tmp_path: Path, spec: str, says: str
 ) -> None:
-    model = write_tiny_step35(tmp_path / "tiny-step35.gguf", "combined")
+    model = write_tiny_step35(_folder(tmp_path) / "tiny-step35.gguf", "combined")
     project = "sfo-test-bad-spec"
     code, _out, err = _cli(cpu_image, project, "up", "--model", str(model), "--spec", spec)
     assert code == 2 and says in err and len(err.strip().splitlines()) == 1, err
@@ -122,9 +128,8 @@ def test_bad_speculation_is_one_line_and_starts_nothing(
 
 
 def test_a_sidecar_of_another_model_is_refused(cpu_image: BuiltImage, tmp_path: Path) -> None:
-    model = write_tiny_step35(tmp_path / "tiny-step35.gguf", "trunk-only")
-    (tmp_path / "other").mkdir()
-    other = write_tiny_step35(tmp_path / "other" / "mtp-other.gguf", "mtp-only", vocab="other")
+    model = write_tiny_step35(_folder(tmp_path) / "tiny-step35.gguf", "trunk-only")
+    other = write_tiny_step35(_folder(tmp_path, "other") / "mtp-other.gguf", "mtp-only", vocab="other")
     code, _out, err = _cli(
         cpu_image,
         "sfo-test-bad-sidecar",

@@ -1,0 +1,66 @@
+"""Talking to an RPC worker the way llama.cpp's client does first: connect, send HELLO, read the protocol
+version it answers (ggml-rpc.cpp at the pinned commit: command byte 14, a little-endian u64 size, then
+24 bytes of connection capabilities; the answer is a u64 size, then major, minor, patch, a padding byte
+and 24 bytes of capabilities). rpc-server serves one client at a time, so this is only asked before the
+head connects; `reachable` (a TCP connect, nothing sent) is what a running head's status asks."""
+
+from __future__ import annotations
+
+import socket
+import struct
+from dataclasses import dataclass
+
+from orchestrator.core.rpc import Endpoint
+
+_HELLO = 14
+_CAPS = 24
+_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class Hello:
+    """A worker's answer: its protocol version, or why there was none."""
+
+    endpoint: Endpoint
+    version: tuple[int, int, int] | None
+    problem: str | None = None
+
+    @property
+    def version_text(self) -> str:
+        return ".".join(map(str, self.version)) if self.version else "unknown"
+
+
+def _recv(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("the worker closed the connection")
+        data += chunk
+    return data
+
+
+def hello(endpoint: Endpoint, timeout: float = _TIMEOUT_S) -> Hello:
+    try:
+        with socket.create_connection((endpoint.host, endpoint.port), timeout=timeout) as sock:
+            sock.sendall(struct.pack("<BQ", _HELLO, _CAPS) + bytes(_CAPS))
+            (size,) = struct.unpack("<Q", _recv(sock, 8))
+            if size != 4 + _CAPS:
+                return Hello(
+                    endpoint, None, f"answered HELLO with {size} bytes, not an rpc-server of this protocol"
+                )
+            major, minor, patch, _pad = struct.unpack("<BBBB", _recv(sock, 4))
+            _recv(sock, _CAPS)
+            return Hello(endpoint, (major, minor, patch))
+    except TimeoutError:
+        return Hello(endpoint, None, f"no answer within {timeout:.0f} s (busy serving another head?)")
+    except OSError as exc:
+        return Hello(endpoint, None, exc.strerror or str(exc))
+
+
+def reachable(endpoint: Endpoint, timeout: float = 2.0) -> bool:
+    try:
+        with socket.create_connection((endpoint.host, endpoint.port), timeout=timeout):
+            return True
+    except OSError:
+        return False
