@@ -14,11 +14,13 @@ from orchestrator.app.workflow import Executors, Reporter
 from orchestrator.core.facts import EngineFacts, HostFacts
 from orchestrator.core.models import ModelSpec
 from orchestrator.core.plan import ContainerSpec, HostStep, Plan
+from orchestrator.core.rpc import Endpoint
 from orchestrator.core.sources import Source
 from orchestrator.executors.bases import BaseOutcome, BaseSpec
 from orchestrator.executors.engine import BuildFailed, BuildProgress, CommandFailed, ServiceState
 from orchestrator.executors.health import Readiness
 from orchestrator.executors.hooks import HookResult
+from orchestrator.executors.rpc import Hello
 from tests.planning import fixed_plan
 
 
@@ -34,6 +36,8 @@ class FakeEngine:
     service_log: list[str] = field(default_factory=lambda: ["llama-server: loading model"])
     # One list of output lines per one-off run, used in order; a run may end with a failure.
     outputs: list[list[str]] = field(default_factory=list)
+    # What build-llama.sh wrote of the RPC protocol into the image (None: a build before it did).
+    rpc_protocol: str | None = "7.0.0"
     fail_run_with: int | None = None
 
     def names(self) -> list[str]:
@@ -77,7 +81,13 @@ class FakeEngine:
         self.images[tag] = dict(labels)
 
     def read_file(self, tag: str, path: str) -> str | None:
-        return "none: the build could not fetch llama.cpp's web UI bundle" if tag in self.images else None
+        from orchestrator.executors.images import RPC_PROTOCOL_FILE, WEBUI_FILE
+
+        files = {
+            WEBUI_FILE: "none: the build could not fetch llama.cpp's web UI bundle",
+            RPC_PROTOCOL_FILE: self.rpc_protocol,
+        }
+        return files.get(path) if tag in self.images else None
 
     def add_labels(self, tag: str, labels: Mapping[str, str]) -> None:
         self.calls.append(("add_labels", dict(labels)))
@@ -140,6 +150,8 @@ class FakeHost:
     diverge: bool = False
     chat_fails_after: int | None = None
     chats: list[dict[str, Any]] = field(default_factory=list)
+    # RPC workers that answer, by ADDRESS:PORT, with the protocol version each speaks.
+    workers: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
     def git_reachable(self, url: str) -> bool:
         self.calls.append(("git_reachable", url))
@@ -189,6 +201,14 @@ class FakeHost:
 
     def free_port(self, host: str) -> int:
         return 18080
+
+    def rpc_hello(self, endpoint: Endpoint) -> Hello:
+        self.calls.append(("rpc_hello", str(endpoint)))
+        version = self.workers.get(str(endpoint))
+        return Hello(endpoint, version, None if version else "Connection refused")
+
+    def rpc_reachable(self, endpoint: Endpoint) -> bool:
+        return self.workers.get(str(endpoint)) is not None
 
     def chat(self, base_url: str, api_key: str | None, body: Mapping[str, Any]) -> dict[str, Any]:
         """A canned completion: drafting (a plan with --spec-type) reports draft counts and decodes faster;

@@ -46,6 +46,7 @@ SETTING_FLAGS = (
     "threads",
     "speculative",
     "draft_model",
+    "rpc",
     "native",
     "wait_timeout",
     "ui",
@@ -79,6 +80,11 @@ def _plan_options(parser: argparse.ArgumentParser) -> None:
         "type such as ngram-mod (overrides the profile's)",
     )
     group.add_argument("--draft-model", help="MTP sidecar GGUF (mtp-*.gguf) for a model without its heads")
+    group.add_argument(
+        "--rpc",
+        help="RPC workers to spread the model over: ADDRESS:PORT[,ADDRESS:PORT...] ('orchestrator worker up' "
+        "on each)",
+    )
     group.add_argument(
         "--native",
         action=argparse.BooleanOptionalAction,
@@ -251,6 +257,28 @@ def cmd_logs(session: Session, *, flags: dict[str, object], follow: bool, tail: 
     from orchestrator.app.outcomes import Lines
 
     return Lines(workflow.logs(_plan(flags), session.executors(), tail=tail, follow=follow))
+
+
+def cmd_worker_up(session: Session, *, flags: dict[str, object], listen: str) -> Outcome:
+    from orchestrator.app import workers
+    from orchestrator.core.rpc import parse_listen
+
+    endpoint = parse_listen(listen)
+    return workers.worker_up(_plan(flags), endpoint, session.executors(), session.render.reporter())
+
+
+def cmd_worker(session: Session, *, flags: dict[str, object], action: str) -> Outcome:
+    from orchestrator.app import workers
+
+    plan, ex = _plan(flags), session.executors()
+    return workers.worker_down(plan, ex) if action == "down" else workers.worker_status(plan, ex)
+
+
+def cmd_worker_logs(session: Session, *, flags: dict[str, object], follow: bool, tail: int) -> Outcome:
+    from orchestrator.app import workers
+    from orchestrator.app.outcomes import Lines
+
+    return Lines(workers.worker_logs(_plan(flags), session.executors(), tail=tail, follow=follow))
 
 
 def _csv_ints(text: str | None, name: str) -> tuple[int, ...] | None:
@@ -592,6 +620,34 @@ def build_parser() -> argparse.ArgumentParser:
     _plan_options(p)
     p.add_argument("--json", action="store_true", dest="as_json", help="print JSON")
     p.set_defaults(handler=lambda s, a: cmd_doctor(s, flags=_flags(a)))
+
+    p = sub.add_parser("worker", help="an RPC worker on this machine: lends its memory and GPU to a head")
+    worker = p.add_subparsers(dest="worker_command", required=True, metavar="up|down|status|logs")
+    w = worker.add_parser(
+        "up", help="run llama.cpp's rpc-server from the target's image on one private address of this machine"
+    )
+    _plan_options(w)
+    w.add_argument(
+        "--listen",
+        required=True,
+        help="ADDRESS[:PORT] on the direct link (default port 50052); never 0.0.0.0 or a public address: "
+        "rpc-server has no authentication",
+    )
+    _writes(w, "data")
+    w.set_defaults(handler=lambda s, a: cmd_worker_up(s, flags=_flags(a), listen=a.listen))
+    w = worker.add_parser("down", help="stop and remove this machine's worker; its tensor cache is kept")
+    _plan_options(w)
+    _writes(w, "data")
+    w.set_defaults(handler=lambda s, a: cmd_worker(s, flags=_flags(a), action="down"))
+    w = worker.add_parser("status", help="whether this machine's worker runs and answers")
+    _plan_options(w)
+    w.add_argument("--json", action="store_true", dest="as_json", help="print JSON")
+    w.set_defaults(handler=lambda s, a: cmd_worker(s, flags=_flags(a), action="status"))
+    w = worker.add_parser("logs", help="the worker's log")
+    _plan_options(w)
+    w.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    w.add_argument("--tail", type=int, default=200, help="lines to show (default 200)")
+    w.set_defaults(handler=lambda s, a: cmd_worker_logs(s, flags=_flags(a), follow=a.follow, tail=a.tail))
 
     p = sub.add_parser("model", help="pull, add, list, verify and remove models")
     model = p.add_subparsers(dest="model_command", metavar="ACTION", parser_class=_Parser, required=True)

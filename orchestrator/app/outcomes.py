@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.app.workers import WorkerStarted, WorkerStatus, WorkerStopped
 from orchestrator.app.workflow import Served, ServingComparison, Status, Stopped
 from orchestrator.core.bench import BenchRecord
 from orchestrator.core.catalogue import Target
@@ -127,6 +128,9 @@ Outcome = (
     | BenchDone
     | BenchReport
     | ServingDone
+    | WorkerStarted
+    | WorkerStopped
+    | WorkerStatus
     | ModelPulled
     | ModelAdded
     | ModelListing

@@ -39,6 +39,7 @@ from orchestrator.app.outcomes import (
     ServingDone,
     TargetList,
 )
+from orchestrator.app.workers import WorkerStarted, WorkerStatus, WorkerStopped
 from orchestrator.app.workflow import Reporter, Served, ServeFailed, ServingComparison, Status, Stopped
 from orchestrator.core.bench import BenchRecord, compare
 from orchestrator.core.catalogue import Target, cmake_flags
@@ -50,6 +51,7 @@ from orchestrator.errors import ExitCode, OrchestratorError
 from orchestrator.executors.engine import BuildProgress
 from orchestrator.executors.health import Probe
 from orchestrator.executors.images import BuildOutcome
+from orchestrator.executors.workers import WorkerState
 from orchestrator.models.store import Listed
 
 
@@ -305,6 +307,13 @@ def bench_row_text(name: str, row: BenchRow, expected: int) -> str:
         f"  {name}: PP {row.pp:>6}  TG {row.tg:>4}  B {row.pl}  S_PP {row.speed_pp:9.2f} t/s  "
         f"S_TG {row.speed_tg:8.2f} t/s   ({expected} rows expected)"
     )
+
+
+def _worker_line(state: WorkerState, answers: bool | None) -> str:
+    if not state.running:
+        return f"worker: {state.state}"
+    reply = "answers" if answers else "does not answer"
+    return f"worker: {state.state} on {state.listen} ({state.image}), {reply}; container {state.container}"
 
 
 def serving_table(comparison: ServingComparison) -> Table:
@@ -564,6 +573,23 @@ class Renderer:
                 for label, path in (("plot", png), ("serving plot", serving_png), ("summary", summary)):
                     if path is not None:
                         self.out.print(f"{label}: {path}")
+            case WorkerStarted(worker, build, hello, kept):
+                self.out.print(build_text(build))
+                how = "kept: already running with this image and address" if kept else "started"
+                self.out.print(
+                    f"RPC worker {how}: rpc-server on {worker.listen} ({worker.image}), protocol "
+                    f"{hello.version_text}; on the head: orchestrator up --target {worker.target} "
+                    f"--rpc {worker.listen}"
+                )
+            case WorkerStopped(was_running):
+                self.out.print(
+                    "stopped and removed the worker; its tensor cache volume is kept"
+                    if was_running
+                    else "nothing to stop: no worker was started here"
+                )
+            case WorkerStatus(state, answers):
+                self._either(outcome.to_dict(), lambda: self.out.print(_worker_line(state, answers)))
+                return ExitCode.OK if state.running and answers is not False else ExitCode.NOT_RUNNING
             case ServingDone(comparison, results):
                 self._either(serving_data(comparison), lambda: self.out.print(serving_table(comparison)))
                 self.live.print(f"recorded in {results / 'bench.jsonl'}")

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -48,7 +48,7 @@ from orchestrator.executors.bases import base_specs
 from orchestrator.executors.engine import BuildFailed, BuildProgress, CommandFailed, Engine
 from orchestrator.executors.health import Probe, wait_until_ready
 from orchestrator.executors.host import Host, ServerRequestFailed
-from orchestrator.executors.images import BuildOutcome
+from orchestrator.executors.images import RPC_PROTOCOL_LABEL, BuildOutcome
 from orchestrator.executors.runtime import Runtime, ServerState, api_key, runtime_for
 from orchestrator.models.hub import PullPlan
 from orchestrator.models.local import file_sha256, refresh, write_demo_model
@@ -203,6 +203,8 @@ def up(
     built = build(plan, ex, report, rebuild=rebuild)
     plan = built.plan
     run_host_steps(plan, ex.host, report, decisions)
+    if not runtime.state(plan).running:
+        check_workers(plan, ex)
     if not runtime.start(plan):
         report.note(f"llama-server is already running with this plan (pid {runtime.state(plan).pid}); kept")
     await_ready(plan, runtime, report)
@@ -272,6 +274,8 @@ class Status:
     profile: str
     runtime: str
     tokens_per_second: dict[str, float]
+    # Each RPC worker of the plan, and whether its port still accepts a connection.
+    workers: dict[str, bool] = field(default_factory=dict)
 
     @property
     def running(self) -> bool:
@@ -288,6 +292,7 @@ class Status:
             "profile": self.profile,
             "runtime": self.runtime,
             "tokens_per_second": self.tokens_per_second,
+            "workers": self.workers,
         }
 
 
@@ -303,6 +308,7 @@ def status(plan: Plan, ex: Executors) -> Status:
         profile=plan.profile,
         runtime=runtime.kind,
         tokens_per_second=ex.host.throughput(plan.base_url, api_key(plan)) if server.running else {},
+        workers=worker_answers(plan, ex),
     )
 
 
@@ -615,6 +621,36 @@ def _bench_once(
         missing=missing,
         error=error,
     )
+
+
+# --- RPC workers, from the head ----------------------------------------------------------------------
+
+
+def check_workers(plan: Plan, ex: Executors) -> None:
+    """Before the head starts: every worker answers HELLO, with the protocol the head's build speaks."""
+    if not plan.rpc:
+        return
+    image = plan.container.image if plan.container else None
+    labels = (ex.engine.image_labels(image) or {}) if image else {}
+    head = labels.get(RPC_PROTOCOL_LABEL)
+    for endpoint in plan.rpc:
+        hello = ex.host.rpc_hello(endpoint)
+        if hello.version is None:
+            raise UsageError(
+                f"RPC worker {endpoint} does not answer ({hello.problem}); start it on that machine: "
+                f"orchestrator worker up --target {plan.target} --listen {endpoint}"
+            )
+        if head is not None and hello.version_text != head:
+            raise UsageError(
+                f"RPC worker {endpoint} speaks RPC protocol {hello.version_text} but the head's image {image} "
+                f"speaks {head}: the worker runs another build; run 'orchestrator worker up --target "
+                f"{plan.target} --listen {endpoint}' there with the same source, so it runs {image}"
+            )
+
+
+def worker_answers(plan: Plan, ex: Executors) -> dict[str, bool]:
+    """For a running head's status: whether each worker's port still accepts a connection."""
+    return {str(endpoint): ex.host.rpc_reachable(endpoint) for endpoint in plan.rpc}
 
 
 # --- doctor --------------------------------------------------------------------------------------

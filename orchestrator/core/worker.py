@@ -27,17 +27,32 @@ INFINIBAND = "/dev/infiniband"
 
 
 @dataclass(frozen=True)
+class WorkerPlace:
+    """Where this machine's worker runs: its compose project and file (what down, status and logs need)."""
+
+    project: str
+    compose_file: Path
+
+
+@dataclass(frozen=True)
 class WorkerPlan:
     target: str
     listen: Endpoint
     image: str
     argv: tuple[str, ...]
     env: Mapping[str, str]
-    project: str
+    place: WorkerPlace
     compose: Mapping[str, Any]
-    compose_file: Path
     warning: str
     build: ImageBuild = field(repr=False)
+
+    @property
+    def project(self) -> str:
+        return self.place.project
+
+    @property
+    def compose_file(self) -> Path:
+        return self.place.compose_file
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -52,8 +67,9 @@ class WorkerPlan:
         }
 
 
-def worker_project(project: str) -> str:
-    return f"{project}-worker"
+def worker_place(plan: Plan) -> WorkerPlace:
+    project = f"{plan.project}-worker"
+    return WorkerPlace(project, plan.data_dir / "compose" / f"{project}.yaml")
 
 
 def device_entries(container: ContainerSpec, infiniband: bool) -> list[str]:
@@ -71,7 +87,8 @@ def worker_plan(plan: Plan, listen: Endpoint) -> WorkerPlan:
     argv = (WORKER_BINARY, "-H", listen.host, "-p", str(listen.port), "-c")
     env = {**plan.server.env, "LLAMA_CACHE": str(CONTAINER_CACHE_DIR)}
     infiniband = bool(plan.inputs.facts.infiniband_nodes)
-    project = worker_project(plan.project)
+    place = worker_place(plan)
+    project = place.project
     service: dict[str, Any] = {
         "image": plan.build.tag,
         "command": list(argv),
@@ -117,9 +134,8 @@ def worker_plan(plan: Plan, listen: Endpoint) -> WorkerPlan:
         image=plan.build.tag,
         argv=argv,
         env=env,
-        project=project,
+        place=place,
         compose=compose,
-        compose_file=plan.data_dir / "compose" / f"{project}.yaml",
         warning=WARNING.format(address=listen),
         build=plan.build,
     )

@@ -16,11 +16,14 @@ from typing import Any, Protocol
 
 from orchestrator.core.facts import HostFacts
 from orchestrator.core.plan import HostStep
+from orchestrator.core.rpc import Endpoint
 from orchestrator.core.sources import Source
 from orchestrator.errors import OrchestratorError
+from orchestrator.executors import rpc
 from orchestrator.executors.health import Readiness, http_readiness
 from orchestrator.executors.hooks import HookResult, run_host_steps
 from orchestrator.executors.probe import host_summary
+from orchestrator.executors.rpc import Hello
 from orchestrator.executors.sources import from_mirror, git_reachable
 
 # A long answer on a slow machine (a 4-client round on two CPU cores) still comes back within this.
@@ -58,6 +61,12 @@ class Host(Protocol):
 
     def chat(self, base_url: str, api_key: str | None, body: Mapping[str, Any]) -> dict[str, Any]:
         """One chat completion: the server's JSON answer; ServerRequestFailed when it gives none."""
+
+    def rpc_hello(self, endpoint: Endpoint) -> Hello:
+        """An RPC worker's protocol version, asked as llama.cpp's client asks (only before a head connects)."""
+
+    def rpc_reachable(self, endpoint: Endpoint) -> bool:
+        """Whether an RPC worker's port accepts a connection (nothing is sent)."""
 
 
 class ServerRequestFailed(OrchestratorError):
@@ -146,6 +155,12 @@ class LocalHost:
                 f"llama-server at {base_url} answered something that is not a completion"
             )
         return answer
+
+    def rpc_hello(self, endpoint: Endpoint) -> Hello:
+        return rpc.hello(endpoint)
+
+    def rpc_reachable(self, endpoint: Endpoint) -> bool:
+        return rpc.reachable(endpoint)
 
     def page_status(self, url: str) -> int | None:
         # llama-server serves its built-in page gzip-only (415 to a client that does not accept it).

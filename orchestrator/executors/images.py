@@ -23,7 +23,12 @@ RECIPE_LABEL = "io.step-flash.recipe-digest"
 WEBUI_LABEL = "io.step-flash.webui"
 # Written by build-llama.sh into its install prefix, /opt/llama in both Dockerfiles.
 WEBUI_FILE = "/opt/llama/webui.txt"
-# Bumped when the steps around the image build change (2: the web-page label after the build).
+# The RPC protocol version the build speaks (build-llama.sh reads it from ggml-rpc.h): head and workers
+# must agree, and a worker's HELLO says its own.
+RPC_PROTOCOL_LABEL = "io.step-flash.rpc-protocol"
+RPC_PROTOCOL_FILE = "/opt/llama/rpc-protocol.txt"
+# Bumped when the steps around the image build change (2: the web-page label after the build). A change
+# to build-llama.sh (the RPC protocol file, say) changes the recipe by itself.
 RECIPE_VERSION = "2"
 _SKIP_IN_SOURCE = {".git", "node_modules", "__pycache__", ".cache"}
 
@@ -133,8 +138,12 @@ def build_image(
         shutil.rmtree(context, ignore_errors=True)
     # Known only once the build ran, so recorded in a config-only step after it.
     webui = (engine.read_file(build.tag, WEBUI_FILE) or "").strip() or None
-    if webui is not None:
-        engine.add_labels(build.tag, {WEBUI_LABEL: "embedded" if webui == "embedded" else "none"})
+    protocol = (engine.read_file(build.tag, RPC_PROTOCOL_FILE) or "").strip() or None
+    found = ({WEBUI_LABEL: "embedded" if webui == "embedded" else "none"} if webui else {}) | (
+        {RPC_PROTOCOL_LABEL: protocol} if protocol else {}
+    )
+    if found:
+        engine.add_labels(build.tag, found)
     outcome = BuildOutcome(build.tag, built=True, seconds=time.monotonic() - started, log=log, webui=webui)
     _record(work_dir, outcome)
     return outcome

@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from orchestrator.core.rpc import Endpoint
-from orchestrator.core.worker import WORKER_SERVICE, WorkerPlan
+from orchestrator.core.worker import WORKER_SERVICE, WorkerPlace, WorkerPlan
 from orchestrator.executors.engine import Engine, ServiceState
 from orchestrator.executors.runtime import write_compose_document
 
@@ -31,16 +30,16 @@ def start(engine: Engine, plan: WorkerPlan) -> None:
     engine.compose_up(plan.compose_file, plan.project)
 
 
-def stop(engine: Engine, plan: WorkerPlan) -> bool:
+def stop(engine: Engine, place: WorkerPlace) -> bool:
     """Stop and remove the worker; its cache volume (tensors it was sent) is kept."""
-    if not plan.compose_file.exists():
+    if not place.compose_file.exists():
         return False
-    engine.compose_down(plan.compose_file, plan.project)
+    engine.compose_down(place.compose_file, place.project)
     return True
 
 
-def state(engine: Engine, plan: WorkerPlan) -> WorkerState:
-    service: ServiceState | None = engine.service(plan.project, WORKER_SERVICE)
+def state(engine: Engine, place: WorkerPlace) -> WorkerState:
+    service: ServiceState | None = engine.service(place.project, WORKER_SERVICE)
     if service is None:
         return WorkerState("not created", False)
     return WorkerState(
@@ -54,11 +53,5 @@ def state(engine: Engine, plan: WorkerPlan) -> WorkerState:
     )
 
 
-def logs(engine: Engine, plan: WorkerPlan, *, tail: int | None, follow: bool) -> Iterable[str]:
-    return engine.service_logs(plan.project, WORKER_SERVICE, tail=None if follow else tail, follow=follow)
-
-
-def listening(endpoint: Endpoint) -> bool:
-    from orchestrator.executors.rpc import reachable
-
-    return reachable(endpoint)
+def logs(engine: Engine, place: WorkerPlace, *, tail: int | None, follow: bool) -> Iterable[str]:
+    return engine.service_logs(place.project, WORKER_SERVICE, tail=None if follow else tail, follow=follow)

@@ -41,7 +41,10 @@ def test_a_built_image_is_not_built_again(tmp_path: Path) -> None:
     assert first.outcome.built and not again.outcome.built
     assert engine.names().count("build") == 1
     # What the build found about the web page is a label once the build ran.
-    assert ("add_labels", {"io.step-flash.webui": "none"}) in engine.calls
+    assert (
+        "add_labels",
+        {"io.step-flash.webui": "none", "io.step-flash.rpc-protocol": "7.0.0"},
+    ) in engine.calls
     assert first.outcome.webui is not None and first.outcome.webui.startswith("none:")
     # Every build stages its own context and leaves none behind.
     assert not list((tmp_path / "contexts").glob("*"))
@@ -341,3 +344,55 @@ def test_serving_bench_records_a_failed_request_and_stops_its_server(tmp_path: P
     assert isinstance(comparison, workflow.ServingComparison)
     assert comparison.off.error == "llama-server answered HTTP 500: boom"
     assert engine.names().count("compose_down") == 2
+
+
+def _up(plan: Plan, engine: FakeEngine, host: FakeHost) -> workflow.Served:
+    return workflow.up(
+        plan, executors(engine, host), Notes().reporter(), rebuild=False, force=False, decisions=NO_HOOKS
+    )
+
+
+def test_a_head_checks_every_worker_before_it_starts(tmp_path: Path, model: Path) -> None:
+    engine = FakeEngine()
+    plan = cpu_plan(tmp_path, model, rpc="127.0.0.1:50052,127.0.0.1:50053")
+    # The second worker is not up: one line naming it and how to start it; the head never starts.
+    host = FakeHost(workers={"127.0.0.1:50052": (7, 0, 0)})
+    with pytest.raises(
+        UsageError, match=r"RPC worker 127\.0\.0\.1:50053 does not answer \(Connection refused\); "
+    ):
+        _up(plan, engine, host)
+    assert "compose_up" not in engine.names()
+    # A worker on another build: both protocol versions and the head's image are named.
+    host = FakeHost(workers={"127.0.0.1:50052": (7, 0, 0), "127.0.0.1:50053": (6, 1, 0)})
+    with pytest.raises(
+        UsageError, match=r"speaks RPC protocol 6\.1\.0 but the head's image .* speaks 7\.0\.0"
+    ):
+        _up(plan, engine, host)
+    host = FakeHost(workers={"127.0.0.1:50052": (7, 0, 0), "127.0.0.1:50053": (7, 0, 0)})
+    served = _up(plan, engine, host)
+    compose = Path(served.location).read_text()
+    assert (
+        "--rpc" in compose
+        and "127.0.0.1:50052,127.0.0.1:50053" in compose
+        and "network_mode: host" in compose
+    )
+    status = workflow.status(plan, executors(engine, FakeHost(workers={"127.0.0.1:50052": (7, 0, 0)})))
+    assert status.workers == {"127.0.0.1:50052": True, "127.0.0.1:50053": False}
+
+
+def test_worker_up_runs_rpc_server_on_its_address_only(tmp_path: Path) -> None:
+    from orchestrator.app import workers
+    from orchestrator.core.rpc import parse_listen
+
+    engine, notes = FakeEngine(), Notes()
+    host = FakeHost(workers={"127.0.0.1:50052": (7, 0, 0)})
+    started = workers.worker_up(
+        cpu_plan(tmp_path), parse_listen("127.0.0.1"), executors(engine, host), notes.reporter()
+    )
+    assert started.hello.version_text == "7.0.0" and not started.kept
+    assert any(n.startswith("warning: rpc-server has no authentication") for n in notes.lines)
+    compose = started.plan.compose_file.read_text()
+    assert "- rpc-server\n    - -H\n    - 127.0.0.1\n    - -p\n    - '50052'\n    - -c" in compose
+    assert "network_mode: host" in compose and "rpc-cache" in compose
+    assert [args[1] for name, args in engine.calls if name == "compose_up"] == ["step-flash-worker"]
+    assert workers.worker_down(cpu_plan(tmp_path), executors(engine, host)).was_running

@@ -1,0 +1,90 @@
+"""RPC workers' addresses: where a worker may listen (never everywhere, never in public), the head's list,
+and the worker's compose service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.core.rpc import Endpoint, parse_listen, parse_workers
+from orchestrator.core.worker import worker_plan
+from orchestrator.errors import UsageError
+from tests.planning import fixed_plan
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("127.0.0.1", Endpoint("127.0.0.1", 50052)),
+        ("192.168.100.2:50060", Endpoint("192.168.100.2", 50060)),
+        ("10.0.0.7", Endpoint("10.0.0.7", 50052)),
+        ("[fd00::2]:50052", Endpoint("fd00::2", 50052)),
+        ("169.254.10.2", Endpoint("169.254.10.2", 50052)),
+    ],
+)
+def test_private_and_loopback_addresses_are_accepted(text: str, expected: Endpoint) -> None:
+    assert parse_listen(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("0.0.0.0", "never listens on every address"),
+        ("[::]:50052", "never listens on every address"),
+        ("8.8.8.8", "a public address"),
+        ("2001:4860::8888", "a public address"),
+        ("worker.example", "is not an IP address"),
+        ("10.0.0.2:99999", "port '99999' is not 1-65535"),
+    ],
+)
+def test_open_public_and_malformed_addresses_are_refused(text: str, says: str) -> None:
+    with pytest.raises(UsageError, match=says) as refused:
+        parse_listen(text)
+    # The refusal says what to do instead: a direct link on a private subnet.
+    assert "\n" not in str(refused.value)
+    if "every address" in says or "public" in says:
+        assert "direct link on a private subnet" in str(refused.value)
+
+
+def test_the_heads_worker_list() -> None:
+    assert parse_workers("127.0.0.1:50052, 127.0.0.1:50053") == (
+        Endpoint("127.0.0.1", 50052),
+        Endpoint("127.0.0.1", 50053),
+    )
+    assert parse_workers(["10.0.0.2:1"]) == (Endpoint("10.0.0.2", 1),)
+    for bad in ("127.0.0.1", "host:50052", "127.0.0.1:1,127.0.0.1:1"):
+        with pytest.raises(ValueError):
+            parse_workers(bad)
+
+
+def test_a_malformed_rpc_setting_is_one_line(isolated_env: Path) -> None:
+    from orchestrator.app.cli import main
+
+    assert main(["plan", "--target", "cpu", "--rpc", "127.0.0.1"]) == 2
+
+
+def test_the_head_gets_rpc_and_the_hosts_network() -> None:
+    plan = fixed_plan("dgx-spark", "default", {"rpc": "192.168.100.2:50052"})
+    argv = plan.server.argv
+    assert argv[argv.index("--rpc") + 1] == "192.168.100.2:50052"
+    assert argv[argv.index("--host") + 1] == "127.0.0.1" and argv[argv.index("--port") + 1] == "8080"
+    assert plan.compose is not None
+    service = plan.compose["services"]["llama-server"]
+    assert service["network_mode"] == "host" and "ports" not in service
+
+
+def test_the_worker_runs_the_heads_image_on_its_address() -> None:
+    plan = fixed_plan("dgx-spark", "default")
+    worker = worker_plan(plan, parse_listen("192.168.100.2"))
+    assert worker.image == plan.build.tag  # type: ignore[union-attr]
+    assert worker.argv == ("rpc-server", "-H", "192.168.100.2", "-p", "50052", "-c")
+    service = worker.compose["services"]["rpc-server"]
+    assert service["network_mode"] == "host" and service["user"] == "10001:10001"
+    # The target's environment, and the tensor cache on its volume.
+    assert service["environment"]["NVIDIA_VISIBLE_DEVICES"] == "all"
+    assert service["environment"]["LLAMA_CACHE"] == "/var/cache/llama"
+    assert service["deploy"]["resources"]["reservations"]["devices"][0]["driver"] == "nvidia"
+    assert "no authentication" in worker.warning and "192.168.100.2:50052" in worker.warning
+    with pytest.raises(UsageError, match="a worker runs in a container"):
+        worker_plan(fixed_plan("mac-studio", "default"), parse_listen("192.168.100.2"))
