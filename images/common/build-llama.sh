@@ -84,6 +84,14 @@ build() {
     fi
     echo "$webui" > "$install/webui.txt"
     echo "web UI: $webui"
+    # The RPC protocol this build speaks: a head and its workers must agree (recorded as an image label).
+    header="$src/ggml/include/ggml-rpc.h"
+    if [ -f "$header" ]; then
+        for part in MAJOR MINOR PATCH; do
+            sed -n "s/^#define RPC_PROTO_${part}_VERSION[[:space:]]*\([0-9][0-9]*\).*/\1/p" "$header"
+        done | paste -sd. - > "$install/rpc-protocol.txt"
+        echo "RPC protocol: $(cat "$install/rpc-protocol.txt")"
+    fi
     for word in $LLAMA_TARGETS; do
         wanted="${word%%|*}"
         for name in $(echo "$word" | tr '|' ' '); do
@@ -104,6 +112,8 @@ user() {
     uid="${1:?uid}"
     groupadd --system --gid "$uid" llama 2>/dev/null || true
     useradd --system --uid "$uid" --gid "$uid" --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin llama
+    # The RPC worker's tensor cache: a named volume mounted here takes this owner.
+    install -d -o "$uid" -g "$uid" -m 0750 /var/cache/llama
 }
 
 cmd="${1:-}"

@@ -85,6 +85,8 @@ class Profile:
     # it speculates (None: llama-server's default).
     speculative: Speculative = OFF
     speculative_slots: int | None = None
+    # RPC workers the profile is made for (their addresses are the user's: --rpc / the rpc setting).
+    rpc_workers: int = 0
 
 
 @dataclass(frozen=True)
@@ -308,6 +310,25 @@ DGX_SPARK = Target(
             notes=(
                 "The publisher's remedies for out-of-memory at 256K: GGML_CUDA_FORCE_MMQ=ON, "
                 "GGML_CUDA_ENABLE_UNIFIED_MEMORY=1 and a q8_0 KV cache.",
+                _SPARK_MTP_NOTE,
+            ),
+        ),
+        Profile(
+            name="pair",
+            summary="two DGX Sparks over one RPC worker: 256K context with an f16 KV cache, -b/-ub 4096",
+            ctx=262150,
+            batch=4096,
+            ubatch=4096,
+            env=frozen_env(GGML_CUDA_ENABLE_UNIFIED_MEMORY="1"),
+            hooks=(DROP_PAGE_CACHE,),
+            speculative=_SPARK_MTP,
+            rpc_workers=1,
+            notes=(
+                "Needs the second Spark as an RPC worker on the direct link: 'orchestrator worker up "
+                "--target dgx-spark --listen ADDRESS' there, then 'orchestrator up --profile pair --rpc "
+                "ADDRESS:50052' here (README: Two machines). The full-precision cache at 256K and a 4096 "
+                "micro-batch need ~120 GiB: more than one Spark has, half of it on each of two. A larger "
+                "quantisation (--model) is planned the same way, split by each machine's memory.",
                 _SPARK_MTP_NOTE,
             ),
         ),

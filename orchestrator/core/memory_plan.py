@@ -10,7 +10,7 @@ from typing import Any
 from orchestrator.core.budget import Budget, budget
 from orchestrator.core.catalogue import BenchSet, Profile, Target
 from orchestrator.core.facts import HostFacts
-from orchestrator.core.memory import GIB, Fit, Workload, estimate, fit
+from orchestrator.core.memory import GIB, Estimate, Fit, Workload, estimate, fit
 from orchestrator.core.models import ModelSpec
 from orchestrator.core.settings import Settings
 from orchestrator.core.speculation import Speculation
@@ -134,6 +134,70 @@ def _server_row(
     return MemoryRow("server", work, replace(found, fixes=(*fixes, *found.fixes)))
 
 
+def _shares(usable: Sequence[int]) -> list[float]:
+    total = sum(usable)
+    return [u / total for u in usable]
+
+
+def spread_rows(
+    model: ModelSpec,
+    profile: Profile,
+    settings: Settings,
+    speculation: Speculation,
+    limit: Budget,
+    worker_usable: Sequence[int | None],
+    workers: Sequence[object],
+) -> list[MemoryRow]:
+    """The server spread over the head and its RPC workers as llama.cpp spreads it by default: layers (and
+    their weights and KV cells) in proportion to each machine's free memory, and a compute buffer on
+    each. Each machine's share is held against its own usable memory; the head's figure is this host's,
+    a worker's its target's."""
+    assert model.arch is not None
+    work = server_workload(profile, settings, model, speculation)
+    whole = estimate(model.arch, trunk_bytes(model) + speculation.heads_bytes, work)
+    usable = [limit.usable, *worker_usable]
+    if any(u is None for u in usable):
+        return [MemoryRow("server", work, Fit(whole, None, ()))]
+    known = [int(u) for u in usable if u is not None]
+    rows = []
+    names = ["server (head)", *(f"server (worker {w})" for w in workers)]
+    for name, share, room in zip(names, _shares(known), known, strict=True):
+        part = replace(
+            whole,
+            weights=int(whole.weights * share),
+            kv=int(whole.kv * share),
+            kv_swa=int(whole.kv_swa * share),
+            draft=int(whole.draft * share),
+        )
+        fixes = () if part.total <= room else _spread_fixes(whole, known, work)
+        rows.append(MemoryRow(name, work, Fit(part, room, fixes)))
+    return rows
+
+
+def _spread_fixes(whole: Estimate, usable: Sequence[int], work: Workload) -> tuple[str, ...]:
+    """What would make a spread server fit: one more worker like the last, a quantised cache, less context."""
+    more = [*usable, usable[-1]]
+    spread = whole.total - whole.compute
+    fixes = []
+    if all(spread * share + whole.compute <= room for share, room in zip(_shares(more), more, strict=True)):
+        fixes.append("another RPC worker: --rpc ADDRESS:PORT,... ('orchestrator worker up' on it)")
+    if work.cache_k == "f16":
+        fixes.append("quantise the KV cache: -ctk q8_0 -ctv q8_0 (some loss of accuracy)")
+    fixes.append("a smaller context: --ctx-size")
+    return tuple(fixes)
+
+
+def _with_worker_fix(row: MemoryRow, usable: int, *, first: bool) -> MemoryRow:
+    """A server that does not fit one machine: say so when a second machine of the same kind would do
+    (first, for a profile made for workers)."""
+    whole = row.fit.estimate
+    if (whole.total - whole.compute) / 2 + whole.compute > usable:
+        return row
+    fix = "a second machine as an RPC worker: 'orchestrator worker up' there, then --rpc ADDRESS:PORT here"
+    fixes = (fix, *row.fit.fixes) if first else (*row.fit.fixes, fix)
+    return replace(row, fit=replace(row.fit, fixes=fixes))
+
+
 def memory_plan(
     target: Target,
     profile: Profile,
@@ -149,7 +213,16 @@ def memory_plan(
         why = model.problem or f"the model file is not here ({model.path})"
         return MemoryPlan(usable_gib, limit.source, f"no architecture to plan with: {why}", ())
     arch = model.arch
-    rows = [_server_row(model, profile, settings, speculation, limit)]
+    workers = settings["rpc"]
+    if workers:
+        worker_usable = int(target.memory.usable_gib * GIB) if target.memory.usable_gib else limit.usable
+        rows = spread_rows(
+            model, profile, settings, speculation, limit, [worker_usable] * len(workers), workers
+        )
+    else:
+        rows = [_server_row(model, profile, settings, speculation, limit)]
+        if rows[0].fit.fits is False and limit.usable is not None:
+            rows[0] = _with_worker_fix(rows[0], limit.usable, first=profile.rpc_workers > 0)
     rows += [
         MemoryRow(
             f"bench {b.name}",

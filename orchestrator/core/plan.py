@@ -434,7 +434,10 @@ def server_command(
     ]
     argv += _template_args(model)
     argv += _speculation_args(profile, speculation, model, runtime)
-    argv += rpc_arg(settings["rpc"])
+    if settings["rpc"]:
+        # Spread over machines, the log says which device (worker) got which layers and how much: llama.cpp
+        # prints that at verbosity 4 (about 40 more lines a request).
+        argv += [*rpc_arg(settings["rpc"]), "-lv", "4"]
     if settings["api_key_file"]:
         argv += ["--api-key-file", str(CONTAINER_API_KEY) if in_container else str(settings["api_key_file"])]
     argv += _ui_args(settings["ui"], in_container)
@@ -702,6 +705,11 @@ def make_plan(inputs: PlanInputs) -> Plan:
     )
     if speculation.fallback:
         warnings.append(speculation.fallback)
+    if len(settings["rpc"]) < profile.rpc_workers:
+        warnings.append(
+            f"profile {profile.name} spreads the model over {profile.rpc_workers} RPC worker(s); start one "
+            "on each machine ('orchestrator worker up') and pass --rpc ADDRESS:PORT"
+        )
     server = server_command(target, profile, source, model, settings, runtime, build, speculation)
     compose = None
     container = None

@@ -104,7 +104,8 @@ def worker_plan(plan: Plan, listen: Endpoint) -> WorkerPlan:
         # rpc-server speaks no HTTP: healthy is its port accepting a connection.
         "healthcheck": {
             "test": ["CMD", "bash", "-c", f"exec 3<>/dev/tcp/{listen.host}/{listen.port}"],
-            "interval": "10s",
+            # rpc-server logs each connection: not too often.
+            "interval": "30s",
             "timeout": "5s",
             "retries": 3,
             "start_period": "60s",

@@ -88,3 +88,20 @@ def test_the_worker_runs_the_heads_image_on_its_address() -> None:
     assert "no authentication" in worker.warning and "192.168.100.2:50052" in worker.warning
     with pytest.raises(UsageError, match="a worker runs in a container"):
         worker_plan(fixed_plan("mac-studio", "default"), parse_listen("192.168.100.2"))
+
+
+def test_the_pair_profile_spreads_over_two_sparks() -> None:
+    alone = fixed_plan("dgx-spark", "pair")
+    (server,) = alone.memory.rows[:1]
+    assert server.fit.fits is False
+    assert server.fit.fixes[0].startswith("a second machine as an RPC worker")
+    assert any("spreads the model over 1 RPC worker" in w for w in alone.warnings)
+    pair = fixed_plan("dgx-spark", "pair", {"rpc": "192.168.100.2:50052"})
+    head, worker = pair.memory.rows[:2]
+    assert (head.use, worker.use) == ("server (head)", "server (worker 192.168.100.2:50052)")
+    assert head.fit.fits and worker.fit.fits
+    # Split by each machine's memory: the head's host has less free than a worker Spark's 119 GiB.
+    assert head.fit.estimate.weights < worker.fit.estimate.weights
+    whole = server.fit.estimate
+    assert head.fit.estimate.weights + worker.fit.estimate.weights == pytest.approx(whole.weights, abs=2)
+    assert head.fit.estimate.compute == worker.fit.estimate.compute == whole.compute

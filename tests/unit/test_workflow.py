@@ -318,8 +318,8 @@ def test_serving_bench_runs_speculation_off_then_on_beside_the_users_server(
     downs = [args for name, args in engine.calls if name == "compose_down"]
     assert [project for _file, project in ups] == ["step-flash-bench"] * 2 and len(downs) == 2
     assert all(url == "http://127.0.0.1:18080" for name, url in host.calls if name == "chat")
-    # 3 prompts x (1 + 4) clients per server, at temperature 0.
-    assert len(host.chats) == 2 * 3 * 5 and {c["temperature"] for c in host.chats} == {0}
+    # Per server: one warm-up request, then 3 prompts x (1 + 4) clients, at temperature 0.
+    assert len(host.chats) == 2 * (1 + 3 * 5) and {c["temperature"] for c in host.chats} == {0}
     one, four = comparison.rows
     assert (one.clients, four.clients) == (1, 4)
     assert one.ratio == pytest.approx(1.5) and one.acceptance == pytest.approx(0.75)
@@ -339,7 +339,7 @@ def test_serving_bench_needs_something_to_compare(tmp_path: Path, model: Path) -
 
 
 def test_serving_bench_records_a_failed_request_and_stops_its_server(tmp_path: Path, model: Path) -> None:
-    engine, host = FakeEngine(), FakeHost(chat_fails_after=2)
+    engine, host = FakeEngine(), FakeHost(chat_fails_after=3)
     comparison = _serving(tmp_path, model, host, engine, speculative="ngram-mod")
     assert isinstance(comparison, workflow.ServingComparison)
     assert comparison.off.error == "llama-server answered HTTP 500: boom"
