@@ -20,7 +20,7 @@ from orchestrator.executors.bases import BaseOutcome, BaseSpec
 from orchestrator.executors.engine import BuildFailed, BuildProgress, CommandFailed, ServiceState
 from orchestrator.executors.health import Readiness
 from orchestrator.executors.hooks import HookResult
-from orchestrator.executors.rpc import Hello
+from orchestrator.executors.rpc import Hello, Link
 from tests.planning import fixed_plan
 
 
@@ -209,6 +209,13 @@ class FakeHost:
 
     def rpc_reachable(self, endpoint: Endpoint) -> bool:
         return self.workers.get(str(endpoint)) is not None
+
+    def rpc_link(self, endpoint: Endpoint) -> Link:
+        return (
+            Link("enp1s0f0np0", 1000, 1500)
+            if endpoint.host.startswith("192.168.")
+            else Link("lo", None, 65536)
+        )
 
     def chat(self, base_url: str, api_key: str | None, body: Mapping[str, Any]) -> dict[str, Any]:
         """A canned completion: drafting (a plan with --spec-type) reports draft counts and decodes faster;

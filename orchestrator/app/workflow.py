@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from orchestrator.app.results import append_record
 from orchestrator.core.bench import BenchRecord, missing_rows, parse_jsonl, parse_output
 from orchestrator.core.catalogue import FAMILIES
-from orchestrator.core.doctor import DoctorFacts
+from orchestrator.core.doctor import DoctorFacts, WorkerFacts
 from orchestrator.core.models import KNOWN_MODELS
 from orchestrator.core.plan import (
     BenchPlan,
@@ -31,6 +31,7 @@ from orchestrator.core.plan import (
 )
 from orchestrator.core.preflight import check_beside_server, check_memory, check_model
 from orchestrator.core.reference import BenchRow
+from orchestrator.core.rpc import Endpoint
 from orchestrator.core.serve_bench import (
     Prompt,
     ServeRecord,
@@ -568,7 +569,11 @@ def _serve_once(
         speculation=str(plan.speculation.requested) if plan.speculation.active else "off",
         model=dict(common["model"]),
         build=dict(common["build"]),
-        runtime={"argv": list(plan.server.argv), "speculation": plan.speculation.describe()},
+        runtime={
+            "argv": list(plan.server.argv),
+            "speculation": plan.speculation.describe(),
+            "rpc_workers": [str(w) for w in plan.rpc],
+        },
         host=dict(common["host"]),
         samples=samples,
         rounds=rounds,
@@ -617,6 +622,8 @@ def _bench_once(
             "argv": list(bench_plan.command.argv),
             "env": dict(bench_plan.command.env),
             "container": plan.container.image if plan.container else None,
+            # The machines the model was spread over (none: this one alone).
+            "rpc_workers": [str(w) for w in plan.rpc],
         },
         host=dict(common["host"]),
         rows=rows,
@@ -663,9 +670,26 @@ def doctor_facts(plan: Plan, ex: Executors) -> DoctorFacts:
     folder = plan.model.path.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
+    image = plan.container.image if plan.container else None
+    labels = (ex.engine.image_labels(image) or {}) if image and plan.rpc else {}
     return DoctorFacts(
         host=plan.inputs.facts,
         engine=ex.engine.versions() if plan.runtime == "container" else None,
         disk_free_bytes=shutil.disk_usage(folder).free if folder.exists() else None,
         disk_path=str(folder),
+        workers=tuple(_worker_facts(ex.host, endpoint) for endpoint in plan.rpc),
+        head_protocol=labels.get(RPC_PROTOCOL_LABEL),
+    )
+
+
+def _worker_facts(host: Host, endpoint: Endpoint) -> WorkerFacts:
+    hello = host.rpc_hello(endpoint)
+    link = host.rpc_link(endpoint)
+    return WorkerFacts(
+        str(endpoint),
+        hello.version_text if hello.version else None,
+        hello.problem,
+        link.interface,
+        link.speed_mbps,
+        link.mtu,
     )

@@ -178,8 +178,10 @@ CUDA = ImageFamily(
     # The build machine has no driver: libcuda.so.1 is left for the host's driver to provide at run
     # time (llama.cpp #18022).
     cmake_flags=(*_IMAGE_FLAGS, ("CMAKE_EXE_LINKER_FLAGS", "-Wl,--allow-shlib-undefined")),
-    build_packages=_COMMON_BUILD_PACKAGES,
-    runtime_packages=_COMMON_RUNTIME_PACKAGES,
+    # libibverbs: llama.cpp's RPC backend finds it at configure time and then uses RDMA (RoCE over the
+    # ConnectX port of two DGX Sparks) by itself; ibverbs-providers holds the mlx5 driver it loads.
+    build_packages=(*_COMMON_BUILD_PACKAGES, "libibverbs-dev"),
+    runtime_packages=(*_COMMON_RUNTIME_PACKAGES, "libibverbs1", "ibverbs-providers"),
 )
 
 VULKAN = ImageFamily(

@@ -39,11 +39,26 @@ class Check:
 
 
 @dataclass(frozen=True)
+class WorkerFacts:
+    """One RPC worker as the head sees it: its HELLO answer and the link to it."""
+
+    endpoint: str
+    protocol: str | None
+    problem: str | None
+    interface: str | None
+    speed_mbps: int | None
+    mtu: int | None
+
+
+@dataclass(frozen=True)
 class DoctorFacts:
     host: HostFacts
     engine: EngineFacts | None
     disk_free_bytes: int | None
     disk_path: str
+    workers: tuple[WorkerFacts, ...] = ()
+    # The RPC protocol the head's image speaks (its label), when it is built.
+    head_protocol: str | None = None
 
 
 def version_tuple(text: str | None) -> tuple[int, ...]:
@@ -329,9 +344,65 @@ TARGET_CHECKS: dict[str, Callable[[Plan, DoctorFacts], list[Check]]] = {
 }
 
 
+# Below this an RPC link moves activations (and, the first time, weights) too slowly to be worth it.
+MIN_LINK_MBPS = 10_000
+
+
+def rpc_checks(plan: Plan, facts: DoctorFacts) -> list[Check]:
+    checks = []
+    start = f"orchestrator worker up --target {plan.target} --listen"
+    for worker in facts.workers:
+        name = f"rpc worker {worker.endpoint}"
+        if worker.protocol is None:
+            checks.append(
+                Check(
+                    name,
+                    "fail",
+                    f"does not answer: {worker.problem}",
+                    f"on that machine: {start} {worker.endpoint}",
+                )
+            )
+            continue
+        if facts.head_protocol is not None and worker.protocol != facts.head_protocol:
+            checks.append(
+                Check(
+                    name,
+                    "fail",
+                    f"speaks RPC protocol {worker.protocol}, the head's image {facts.head_protocol}",
+                    f"run the same build there: {start} {worker.endpoint} with this source",
+                )
+            )
+        else:
+            same = "the head's" if facts.head_protocol else "the head's image not built yet to compare"
+            checks.append(_ok(name, f"answers, RPC protocol {worker.protocol} ({same})"))
+        link = f"via {worker.interface or 'an unknown interface'}"
+        details = ", ".join(
+            part
+            for part in (
+                f"{worker.speed_mbps} Mb/s" if worker.speed_mbps else "",
+                f"MTU {worker.mtu}" if worker.mtu else "",
+            )
+            if part
+        )
+        slow = worker.speed_mbps is not None and worker.speed_mbps < MIN_LINK_MBPS
+        checks.append(
+            _judge(
+                f"rpc link {worker.endpoint}",
+                not slow,
+                f"{link}" + (f": {details}" if details else " (speed not reported: loopback or virtual)"),
+                f"{link}: {details}: slower than 10 Gb/s",
+                "join the machines by their fastest port (two DGX Sparks: the QSFP cable on the ConnectX port, "
+                "200 Gb/s) and give the worker that link's address",
+                severity="warn",
+            )
+        )
+    return checks
+
+
 def diagnose(plan: Plan, facts: DoctorFacts) -> list[Check]:
     checks = docker_checks(facts.engine) if plan.runtime == "container" else []
     checks += memory_checks(plan, facts)
+    checks += rpc_checks(plan, facts)
     specific = TARGET_CHECKS.get(plan.target)
     if specific is not None:
         checks += specific(plan, facts)

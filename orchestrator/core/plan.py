@@ -146,6 +146,8 @@ class ContainerSpec:
     group_add: tuple[int, ...] = ()
     user: str = f"{CONTAINER_UID}:{CONTAINER_UID}"
     memlock_unlimited: bool = False
+    # "host" when the command reaches RPC workers (their addresses are the host's); None: Docker's default.
+    network: str | None = None
     # The same lock-down for the server and for one-off runs (class constants, not per plan).
     read_only: ClassVar[bool] = True
     tmpfs: ClassVar[tuple[str, ...]] = ("/tmp",)
@@ -495,6 +497,7 @@ def run_command(
         *(["-n", str(model.max_tokens)] if model.max_tokens else []),
         # llama-cli is an interactive chat by default; one answer, then exit.
         "--single-turn",
+        *rpc_arg(settings["rpc"]),
     ]
     argv += _template_args(model)
     return Command(tuple(argv), {**target.env, **profile.env})
@@ -531,6 +534,7 @@ def bench_command(
         *_kv_args(bench.cache_type_k, bench.cache_type_v),
         *_mmap_args(bench.mmap, source),
         *_threads(bench.threads, settings),
+        *rpc_arg(settings["rpc"]),
         "--output-format",
         "jsonl",
     ]
@@ -572,6 +576,7 @@ def container_spec(
         if target.devices == "dri"
         else (),
         memlock_unlimited=target.devices == "nvidia",
+        network="host" if settings["rpc"] else None,
     )
 
 

@@ -236,6 +236,8 @@ class DockerEngine:
             kwargs["groups_add"] = [str(g) for g in spec.group_add]
         if spec.memlock_unlimited:
             kwargs["ulimit"] = ["memlock=-1:-1"]
+        if spec.network:
+            kwargs["networks"] = [spec.network]
         pending = ""
         try:
             for _source, chunk in self.docker.run(spec.image, list(argv), **kwargs):

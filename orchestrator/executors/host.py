@@ -23,7 +23,7 @@ from orchestrator.executors import rpc
 from orchestrator.executors.health import Readiness, http_readiness
 from orchestrator.executors.hooks import HookResult, run_host_steps
 from orchestrator.executors.probe import host_summary
-from orchestrator.executors.rpc import Hello
+from orchestrator.executors.rpc import Hello, Link
 from orchestrator.executors.sources import from_mirror, git_reachable
 
 # A long answer on a slow machine (a 4-client round on two CPU cores) still comes back within this.
@@ -67,6 +67,9 @@ class Host(Protocol):
 
     def rpc_reachable(self, endpoint: Endpoint) -> bool:
         """Whether an RPC worker's port accepts a connection (nothing is sent)."""
+
+    def rpc_link(self, endpoint: Endpoint) -> Link:
+        """The interface this host reaches a worker through, its speed and MTU."""
 
 
 class ServerRequestFailed(OrchestratorError):
@@ -161,6 +164,9 @@ class LocalHost:
 
     def rpc_reachable(self, endpoint: Endpoint) -> bool:
         return rpc.reachable(endpoint)
+
+    def rpc_link(self, endpoint: Endpoint) -> Link:
+        return rpc.link_to(endpoint)
 
     def page_status(self, url: str) -> int | None:
         # llama-server serves its built-in page gzip-only (415 to a client that does not accept it).

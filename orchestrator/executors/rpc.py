@@ -6,9 +6,12 @@ head connects; `reachable` (a TCP connect, nothing sent) is what a running head'
 
 from __future__ import annotations
 
+import re
 import socket
 import struct
+import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 from orchestrator.core.rpc import Endpoint
 
@@ -64,3 +67,39 @@ def reachable(endpoint: Endpoint, timeout: float = 2.0) -> bool:
             return True
     except OSError:
         return False
+
+
+@dataclass(frozen=True)
+class Link:
+    """The interface this host reaches a worker through, with its speed and MTU as /sys reports them."""
+
+    interface: str | None
+    speed_mbps: int | None
+    mtu: int | None
+
+
+def _sys_int(path: Path) -> int | None:
+    try:
+        value = int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return value if value > 0 else None
+
+
+def link_to(endpoint: Endpoint) -> Link:
+    """`ip route get` names the interface; /sys/class/net/<it>/speed and /mtu say what it is."""
+    try:
+        route = subprocess.run(
+            ["ip", "-o", "route", "get", endpoint.host],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return Link(None, None, None)
+    found = re.search(r"\bdev (\S+)", route)
+    if found is None:
+        return Link(None, None, None)
+    net = Path("/sys/class/net") / found.group(1)
+    return Link(found.group(1), _sys_int(net / "speed"), _sys_int(net / "mtu"))

@@ -396,3 +396,27 @@ def test_worker_up_runs_rpc_server_on_its_address_only(tmp_path: Path) -> None:
     assert "network_mode: host" in compose and "rpc-cache" in compose
     assert [args[1] for name, args in engine.calls if name == "compose_up"] == ["step-flash-worker"]
     assert workers.worker_down(cpu_plan(tmp_path), executors(engine, host)).was_running
+
+
+def test_doctor_checks_each_worker_and_the_link_to_it(tmp_path: Path, model: Path) -> None:
+    from orchestrator.core.doctor import diagnose
+
+    engine = FakeEngine()
+    plan = cpu_plan(tmp_path, model, rpc="192.168.100.2:50052,127.0.0.1:50053,127.0.0.1:50054")
+    workflow.build(plan, executors(engine), Notes().reporter(), rebuild=False)
+    host = FakeHost(workers={"192.168.100.2:50052": (7, 0, 0), "127.0.0.1:50053": (6, 0, 0)})
+    checks = {c.name: c for c in diagnose(plan, workflow.doctor_facts(plan, executors(engine, host)))}
+    assert checks["rpc worker 192.168.100.2:50052"].status == "pass"
+    slow = checks["rpc link 192.168.100.2:50052"]
+    assert (
+        slow.status == "warn"
+        and "enp1s0f0np0: 1000 Mb/s, MTU 1500" in slow.detail
+        and "QSFP" in (slow.fix or "")
+    )
+    other = checks["rpc worker 127.0.0.1:50053"]
+    assert other.status == "fail" and "protocol 6.0.0, the head's image 7.0.0" in other.detail
+    gone = checks["rpc worker 127.0.0.1:50054"]
+    assert (
+        gone.status == "fail"
+        and gone.fix == "on that machine: orchestrator worker up --target cpu --listen 127.0.0.1:50054"
+    )
