@@ -390,6 +390,11 @@ def beside_server(
     if not runtime.state(plan).running:
         yield
         return
+    if plan.rpc and not stop_server:
+        raise UsageError(
+            "this plan's server is up and holds its RPC workers (rpc-server serves one client at a time); "
+            "pass --stop-server to stop it for this run"
+        )
     if not stop_server:
         check_beside_server(plan, force, uses)
         yield

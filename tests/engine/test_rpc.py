@@ -113,6 +113,18 @@ def test_a_head_spreads_the_model_over_two_workers(
         assert code == 0, err + out
         assert ask(head) == expected
         assert (models / "gemma-3-270m-Q4_K_M.gguf").stat().st_size == demo_model().stat().st_size
+
+        # The publisher's benchmark through the same workers, once the head lets go of them; the record
+        # names them.
+        results = models.parent / "results"
+        bench = ("bench", "--rpc", rpc, "--npp", "0", "--ntg", "8", "--npl", "1", "--results", str(results))
+        code, _out, err = cli(cpu_image, "sfo-test-rpc-head", *bench, models=models)
+        assert code == 2 and "--stop-server" in err
+        cli(cpu_image, "sfo-test-rpc-head", "down", models=models)
+        code, out, err = cli(cpu_image, "sfo-test-rpc-head", *bench, models=models)
+        assert code == 0, err + out
+        (record,) = [json.loads(line) for line in (results / "bench.jsonl").read_text().splitlines()]
+        assert record["complete"] and record["runtime"]["rpc_workers"] == rpc.split(",")
     finally:
         cli(cpu_image, "sfo-test-rpc-alone", "down", models=models)
         cli(cpu_image, "sfo-test-rpc-head", "down", models=models)
