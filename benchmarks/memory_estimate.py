@@ -66,8 +66,19 @@ def measured(engine: DockerEngine, image: BuiltImage, model: Path, work: Workloa
     container = _plan_container(image, model)
     common = ["-m", f"/models/{model.name}", *_kv_flags(work)]
     if program == "server":
-        # llama-server logs its sizes while loading and then serves; it is stopped once they are out.
-        argv = ["timeout", "-s", "INT", str(SERVER_SECONDS), "llama-server", *common, "--port", "8080"]
+        # llama-server logs its sizes (at verbosity 4) while loading, then serves; it is stopped after.
+        argv = [
+            "timeout",
+            "-s",
+            "INT",
+            str(SERVER_SECONDS),
+            "llama-server",
+            *common,
+            "--port",
+            "8080",
+            "-lv",
+            "4",
+        ]
     else:
         # The sizes are logged at info level, which the bench tools print only when verbose.
         argv = ["llama-batched-bench", *common, "-npp", "8", "-ntg", "1", "-npl", "1", "-v"]
