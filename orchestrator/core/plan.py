@@ -35,6 +35,8 @@ CONTAINER_API_KEY = PurePosixPath("/run/secrets/api_key")
 CONTAINER_UI_DIR = PurePosixPath("/webui")
 # An MTP sidecar kept outside the model's folder is mounted here (read-only, like the model).
 CONTAINER_DRAFT_DIR = PurePosixPath("/draft")
+# RDMA devices (ConnectX with RoCE), given to a head and its workers where the host has them.
+INFINIBAND = "/dev/infiniband"
 # The runtime images create this user; compose runs the server as it, never as root.
 CONTAINER_UID = 10001
 SERVICE = "llama-server"
@@ -635,12 +637,7 @@ def compose_document(
             {"type": "bind", "source": source, "target": target_dir, "read_only": mode == "ro"}
             for source, target_dir, mode in container.volumes
         ],
-        "user": container.user,
-        "read_only": container.read_only,
-        "tmpfs": list(container.tmpfs),
-        "cap_drop": list(container.cap_drop),
-        "security_opt": list(container.security_opt),
-        "restart": "unless-stopped",
+        **service_lockdown(container),
         "healthcheck": {
             "test": ["CMD", "curl", "-fsS", f"http://{_publish_address(health_host)}:{health_port}/health"],
             "interval": "10s",
@@ -648,7 +645,6 @@ def compose_document(
             "retries": 3,
             "start_period": f"{settings['wait_timeout']}s",
         },
-        "logging": {"driver": "json-file", "options": {"max-size": "20m", "max-file": "3"}},
         "labels": {"io.step-flash.target": target.name, "io.step-flash.plan-digest": build.digest}
         | ({MODEL_IDENTITY_LABEL: model.identity} if model.identity else {}),
     }
@@ -657,25 +653,45 @@ def compose_document(
         service["network_mode"] = "host"
     else:
         service["ports"] = [f"{_publish_address(settings['host'])}:{settings['port']}:{CONTAINER_PORT}"]
-    if container.gpus:
-        gpu = {"driver": "nvidia", "count": container.gpus, "capabilities": ["gpu"]}
-        service["deploy"] = {"resources": {"reservations": {"devices": [gpu]}}}
-    infiniband = bool(workers) and bool(facts.infiniband_nodes)
-    if container.memlock_unlimited or infiniband:
-        service["ulimits"] = {"memlock": {"soft": -1, "hard": -1}}
-    devices = [*container.devices, *(["/dev/infiniband:/dev/infiniband"] if infiniband else [])]
-    if devices:
-        service["devices"] = devices
-    if container.devices:
-        if container.group_add:
-            service["group_add"] = list(container.group_add)
-        else:
-            warnings.append("no render/video group on this host: the container may not open /dev/dri")
+    service |= service_devices(container, infiniband=bool(workers) and bool(facts.infiniband_nodes))
+    if container.devices and not container.group_add:
+        warnings.append("no render/video group on this host: the container may not open /dev/dri")
     document: dict[str, Any] = {"name": settings["project"], "services": {SERVICE: service}}
     if settings["api_key_file"]:
         service["secrets"] = [{"source": "api_key", "target": str(CONTAINER_API_KEY)}]
         document["secrets"] = {"api_key": {"file": str(secret_copy_path(Path(settings["data_dir"])))}}
     return document, warnings
+
+
+def service_lockdown(container: ContainerSpec) -> dict[str, Any]:
+    """What every long-running service of ours has: the image's unprivileged user, a read-only root with
+    a /tmp of its own, no capabilities, no new privileges, a restart policy and rotated logs."""
+    return {
+        "user": container.user,
+        "read_only": container.read_only,
+        "tmpfs": list(container.tmpfs),
+        "cap_drop": list(container.cap_drop),
+        "security_opt": list(container.security_opt),
+        "restart": "unless-stopped",
+        "logging": {"driver": "json-file", "options": {"max-size": "20m", "max-file": "3"}},
+    }
+
+
+def service_devices(container: ContainerSpec, *, infiniband: bool) -> dict[str, Any]:
+    """The target's GPU (an NVIDIA reservation, or /dev/dri with its groups), RDMA devices where used,
+    and unlimited locked memory where either needs it."""
+    entries: dict[str, Any] = {}
+    if container.gpus:
+        gpu = {"driver": "nvidia", "count": container.gpus, "capabilities": ["gpu"]}
+        entries["deploy"] = {"resources": {"reservations": {"devices": [gpu]}}}
+    if container.memlock_unlimited or infiniband:
+        entries["ulimits"] = {"memlock": {"soft": -1, "hard": -1}}
+    devices = [*container.devices, *([f"{INFINIBAND}:{INFINIBAND}"] if infiniband else [])]
+    if devices:
+        entries["devices"] = devices
+    if container.devices and container.group_add:
+        entries["group_add"] = list(container.group_add)
+    return entries
 
 
 def secret_copy_path(data_dir: Path) -> Path:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from orchestrator.core.plan import ContainerSpec, ImageBuild, Plan
+from orchestrator.core.plan import ImageBuild, Plan, service_devices, service_lockdown
 from orchestrator.core.rpc import WARNING, Endpoint
 from orchestrator.errors import UsageError
 
@@ -23,7 +23,6 @@ WORKER_BINARY = "rpc-server"
 # Owned by the image's unprivileged user, so a named volume mounted there is writable by it.
 CONTAINER_CACHE_DIR = PurePosixPath("/var/cache/llama")
 CACHE_VOLUME = "rpc-cache"
-INFINIBAND = "/dev/infiniband"
 
 
 @dataclass(frozen=True)
@@ -72,10 +71,6 @@ def worker_place(plan: Plan) -> WorkerPlace:
     return WorkerPlace(project, plan.data_dir / "compose" / f"{project}.yaml")
 
 
-def device_entries(container: ContainerSpec, infiniband: bool) -> list[str]:
-    return [*container.devices, *([f"{INFINIBAND}:{INFINIBAND}"] if infiniband else [])]
-
-
 def worker_plan(plan: Plan, listen: Endpoint) -> WorkerPlan:
     """The worker for this (head-style) plan's target and image, listening on one address."""
     if not isinstance(plan.build, ImageBuild) or plan.container is None:
@@ -95,12 +90,7 @@ def worker_plan(plan: Plan, listen: Endpoint) -> WorkerPlan:
         "environment": env,
         "network_mode": "host",
         "volumes": [{"type": "volume", "source": CACHE_VOLUME, "target": str(CONTAINER_CACHE_DIR)}],
-        "user": container.user,
-        "read_only": container.read_only,
-        "tmpfs": list(container.tmpfs),
-        "cap_drop": list(container.cap_drop),
-        "security_opt": list(container.security_opt),
-        "restart": "unless-stopped",
+        **service_lockdown(container),
         # rpc-server speaks no HTTP: healthy is its port accepting a connection.
         "healthcheck": {
             "test": ["CMD", "bash", "-c", f"exec 3<>/dev/tcp/{listen.host}/{listen.port}"],
@@ -110,7 +100,6 @@ def worker_plan(plan: Plan, listen: Endpoint) -> WorkerPlan:
             "retries": 3,
             "start_period": "60s",
         },
-        "logging": {"driver": "json-file", "options": {"max-size": "20m", "max-file": "3"}},
         "labels": {
             "io.step-flash.target": plan.target,
             "io.step-flash.role": "rpc-worker",
@@ -118,16 +107,7 @@ def worker_plan(plan: Plan, listen: Endpoint) -> WorkerPlan:
             "io.step-flash.listen": str(listen),
         },
     }
-    devices = device_entries(container, infiniband)
-    if devices:
-        service["devices"] = devices
-    if container.group_add:
-        service["group_add"] = list(container.group_add)
-    if container.gpus:
-        gpu = {"driver": "nvidia", "count": container.gpus, "capabilities": ["gpu"]}
-        service["deploy"] = {"resources": {"reservations": {"devices": [gpu]}}}
-    if container.memlock_unlimited or infiniband:
-        service["ulimits"] = {"memlock": {"soft": -1, "hard": -1}}
+    service |= service_devices(container, infiniband=infiniband)
     compose = {"name": project, "services": {WORKER_SERVICE: service}, "volumes": {CACHE_VOLUME: {}}}
     return WorkerPlan(
         target=plan.target,
