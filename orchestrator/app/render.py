@@ -299,6 +299,11 @@ def status_table(status: Status) -> Table:
     elif server.state == "not created":
         rows.append(("note", "no server container: 'orchestrator up' starts one"))
     rows += [(f"{k} tokens/s", f"{v}") for k, v in status.tokens_per_second.items()]
+    rows.append(("speculative", status.speculation))
+    rows += [
+        (f"rpc worker {w}", "answers" if ok else "[red]does not answer[/]")
+        for w, ok in status.workers.items()
+    ]
     return _kv_table(rows)
 
 

@@ -277,6 +277,7 @@ class Status:
     tokens_per_second: dict[str, float]
     # Each RPC worker of the plan, and whether its port still accepts a connection.
     workers: dict[str, bool] = field(default_factory=dict)
+    speculation: str = "off"
 
     @property
     def running(self) -> bool:
@@ -294,6 +295,7 @@ class Status:
             "runtime": self.runtime,
             "tokens_per_second": self.tokens_per_second,
             "workers": self.workers,
+            "speculation": self.speculation,
         }
 
 
@@ -310,6 +312,7 @@ def status(plan: Plan, ex: Executors) -> Status:
         runtime=runtime.kind,
         tokens_per_second=ex.host.throughput(plan.base_url, api_key(plan)) if server.running else {},
         workers=worker_answers(plan, ex),
+        speculation=plan.speculation.describe(),
     )
 
 

@@ -51,6 +51,14 @@ class MemoryPlan:
     def verdict(self) -> str:
         if not self.rows:
             return f"unknown: {self.model_source}"
+        machines = [r for r in self.rows if r.use.startswith("server (")]
+        if machines:
+            short = next((r for r in machines if r.fit.fits is False), None)
+            if short is not None:
+                return f"{short.use}: {short.fit.verdict()}"
+            return f"fits on {len(machines)} machines: " + "; ".join(
+                f"{r.use.removeprefix('server (').removesuffix(')')} {r.fit.short()}" for r in machines
+            )
         return self.rows[0].fit.verdict()
 
     def failing(self, uses: Sequence[str] | None = None) -> list[MemoryRow]:

@@ -378,6 +378,7 @@ def test_a_head_checks_every_worker_before_it_starts(tmp_path: Path, model: Path
     )
     status = workflow.status(plan, executors(engine, FakeHost(workers={"127.0.0.1:50052": (7, 0, 0)})))
     assert status.workers == {"127.0.0.1:50052": True, "127.0.0.1:50053": False}
+    assert status.to_dict()["speculation"] == "off"
 
 
 def test_worker_up_runs_rpc_server_on_its_address_only(tmp_path: Path) -> None:
