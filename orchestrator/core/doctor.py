@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from orchestrator.core.catalogue import CATALOGUE, GTT_KERNEL_PARAMS
 from orchestrator.core.facts import EngineFacts, HostFacts
-from orchestrator.core.plan import Plan
+from orchestrator.core.plan import ImageBuild, Plan
 
 Status = Literal["pass", "warn", "fail"]
 GIB = 1 << 30
@@ -399,8 +399,48 @@ def rpc_checks(plan: Plan, facts: DoctorFacts) -> list[Check]:
     return checks
 
 
+_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+_QEMU = {"arm64": "qemu-aarch64", "amd64": "qemu-x86_64"}
+
+
+def emulation_checks(plan: Plan, host: HostFacts) -> list[Check]:
+    """An image for another architecture (a DGX Spark's arm64 on an amd64 machine) builds only with its
+    RUN steps under QEMU, registered with binfmt_misc's F flag so the containers need no copy of it."""
+    if not isinstance(plan.build, ImageBuild):
+        return []
+    wanted, here = plan.build.platform.split("/")[-1], _ARCH.get(host.machine, host.machine)
+    if wanted == here:
+        return []
+    name = "emulation"
+    emulator = _QEMU.get(wanted, f"qemu-{wanted}")
+    flags = dict(host.emulators).get(emulator)
+    if flags is None:
+        return [
+            Check(
+                name,
+                "fail",
+                f"this {here} machine has no {emulator} registered with binfmt_misc: it cannot build "
+                f"{plan.build.platform} images",
+                f"sudo apt install qemu-user-static (registers {emulator}); or build on an {wanted} machine, or "
+                f"pass --platform linux/{here}",
+            )
+        ]
+    if "F" not in flags:
+        return [
+            Check(
+                name,
+                "warn",
+                f"{emulator} is registered without the F (fix binary) flag (flags: {flags or 'none'}): the "
+                f"build's {wanted} containers do not carry the interpreter, so their RUN steps will not start",
+                f"register {emulator} again with the F flag added to its flags",
+            )
+        ]
+    return [_ok(name, f"{plan.build.platform} builds run under {emulator} (flags {flags}); expect them slow")]
+
+
 def diagnose(plan: Plan, facts: DoctorFacts) -> list[Check]:
     checks = docker_checks(facts.engine) if plan.runtime == "container" else []
+    checks += emulation_checks(plan, facts.host)
     checks += memory_checks(plan, facts)
     checks += rpc_checks(plan, facts)
     specific = TARGET_CHECKS.get(plan.target)

@@ -35,6 +35,8 @@ class RawProbe:
     xcode_clt: str | None = None
     # /dev/infiniband/* (RDMA devices: ConnectX with RoCE), which llama.cpp's RPC uses on its own.
     infiniband_nodes: tuple[str, ...] = ()
+    # binfmt_misc's QEMU entries: (name, the file's text), e.g. ("qemu-aarch64", "enabled\n...flags: OCF").
+    binfmt: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,9 @@ class HostFacts:
     cdi_specs: tuple[str, ...] = ()
     xcode_clt: str | None = None
     infiniband_nodes: tuple[str, ...] = ()
+    # Registered emulators (qemu-aarch64, ...) and their binfmt_misc flags (F: the interpreter is opened at
+    # registration, so containers need no copy of it).
+    emulators: tuple[tuple[str, str], ...] = ()
     uid: int = 1000
     gid: int = 1000
     notes: tuple[str, ...] = field(default=())
@@ -111,6 +116,11 @@ def _cuda_version(banner: str | None) -> str | None:
     return found.group(1) if found else None
 
 
+def _binfmt_flags(text: str) -> str:
+    found = re.search(r"^flags:\s*(\S*)", text, re.MULTILINE)
+    return found.group(1) if found else ""
+
+
 def parse_facts(raw: RawProbe) -> HostFacts:
     gpus = tuple(line.split(",")[0].strip() for line in (raw.nvidia_smi or "").splitlines() if line.strip())
     gfx: list[str] = []
@@ -145,6 +155,7 @@ def parse_facts(raw: RawProbe) -> HostFacts:
         cdi_specs=raw.cdi_specs,
         xcode_clt=raw.xcode_clt,
         infiniband_nodes=raw.infiniband_nodes,
+        emulators=tuple((name, _binfmt_flags(text)) for name, text in raw.binfmt if "enabled" in text),
         uid=raw.uid,
         gid=raw.gid,
     )

@@ -95,6 +95,10 @@ def probe_raw() -> RawProbe:
         nvidia_smi_banner=_run(["nvidia-smi"]),
         cdi_specs=_names("/etc/cdi/*", "/var/run/cdi/*"),
         infiniband_nodes=_names("/dev/infiniband/*"),
+        binfmt=tuple(
+            (os.path.basename(path), _read(path))
+            for path in sorted(glob.glob("/proc/sys/fs/binfmt_misc/qemu-*"))
+        ),
         xcode_clt=(_run(["xcode-select", "-p"]) or "").strip() or None
         if platform.system() == "Darwin"
         else None,

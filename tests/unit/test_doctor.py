@@ -89,3 +89,36 @@ def test_docker_problems_are_named_with_their_fix() -> None:
 def test_versions_compare_as_numbers() -> None:
     assert version_tuple("6.18.4-arch1-1") >= (6, 18, 4) > version_tuple("6.8.0-45-generic")
     assert version_tuple("580.95.05") >= (580,) and version_tuple(None) == ()
+
+
+def test_an_arm64_image_on_an_amd64_machine_needs_qemu_with_the_f_flag() -> None:
+    from dataclasses import replace
+
+    from orchestrator.core.doctor import emulation_checks
+
+    plan = fixed_plan("dgx-spark", "default")
+    amd64 = host_facts("h200-server")
+    (missing,) = emulation_checks(plan, amd64)
+    assert missing.status == "fail" and "no qemu-aarch64 registered" in missing.detail
+    assert missing.fix is not None and missing.fix.startswith("sudo apt install qemu-user-static")
+    (lazy,) = emulation_checks(plan, replace(amd64, emulators=(("qemu-aarch64", "OC"),)))
+    assert lazy.status == "warn" and "without the F (fix binary) flag (flags: OC)" in lazy.detail
+    (ready,) = emulation_checks(plan, replace(amd64, emulators=(("qemu-aarch64", "OCF"),)))
+    assert ready.status == "pass"
+    # On the machine itself, or for an image of this machine's own architecture: nothing to check.
+    assert emulation_checks(plan, host_facts("dgx-spark")) == []
+    assert emulation_checks(fixed_plan("dgx-spark", "default", {"platform": "linux/amd64"}), amd64) == []
+
+
+def test_binfmt_entries_are_read_with_their_flags() -> None:
+    from orchestrator.core.facts import RawProbe, parse_facts
+
+    raw = RawProbe(
+        system="Linux",
+        machine="x86_64",
+        binfmt=(
+            ("qemu-aarch64", "enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: POCF\n"),
+            ("qemu-riscv64", "disabled\nflags: F\n"),
+        ),
+    )
+    assert parse_facts(raw).emulators == (("qemu-aarch64", "POCF"),)
