@@ -218,6 +218,25 @@ _DEFAULT_PROFILE = Profile(
 )
 
 
+def _measured_by(profile: Profile, name: str, npp: tuple[int, ...], reference: str) -> Profile:
+    """The profile with the publisher's llama-batched-bench set run at the profile's own settings (context,
+    batches, cache types, mmap, threads, environment), compared with the publisher's table `reference`."""
+    bench = BenchSet(
+        name=name,
+        ctx=profile.ctx,
+        batch=profile.batch,
+        ubatch=profile.ubatch,
+        npp=npp,
+        cache_type_k=profile.cache_type_k,
+        cache_type_v=profile.cache_type_v,
+        mmap=profile.mmap,
+        threads=profile.threads,
+        env=profile.env,
+        reference=reference,
+    )
+    return replace(profile, benches=(bench,))
+
+
 DROP_PAGE_CACHE = HookSpec("drop-page-cache")
 MAC_WIRED_LIMIT_MB = 122880
 MAC_WIRED_ALTERNATIVE = (
@@ -284,36 +303,28 @@ DGX_SPARK = Target(
             speculative=_SPARK_MTP,
             notes=(*_DEFAULT_NOTES, _SPARK_MTP_NOTE),
         ),
-        Profile(
-            name="long-context",
-            summary="256K context: unified memory, q8_0 KV cache, MMQ kernels, -ub 1024",
-            speculative=_SPARK_MTP,
-            ctx=262150,
-            batch=2048,
-            ubatch=1024,
-            cache_type_k="q8_0",
-            cache_type_v="q8_0",
-            env=frozen_env(GGML_CUDA_ENABLE_UNIFIED_MEMORY="1"),
-            variant=BuildVariant("mmq", (("GGML_CUDA_FORCE_MMQ", "ON"),)),
-            hooks=(DROP_PAGE_CACHE,),
-            benches=(
-                BenchSet(
-                    name="256k",
-                    ctx=262150,
-                    batch=2048,
-                    ubatch=1024,
-                    npp=_LONG_NPP,
-                    cache_type_k="q8_0",
-                    cache_type_v="q8_0",
-                    env=frozen_env(GGML_CUDA_ENABLE_UNIFIED_MEMORY="1"),
-                    reference="dgx-spark-256k",
+        _measured_by(
+            Profile(
+                name="long-context",
+                summary="256K context: unified memory, q8_0 KV cache, MMQ kernels, -ub 1024",
+                speculative=_SPARK_MTP,
+                ctx=262150,
+                batch=2048,
+                ubatch=1024,
+                cache_type_k="q8_0",
+                cache_type_v="q8_0",
+                env=frozen_env(GGML_CUDA_ENABLE_UNIFIED_MEMORY="1"),
+                variant=BuildVariant("mmq", (("GGML_CUDA_FORCE_MMQ", "ON"),)),
+                hooks=(DROP_PAGE_CACHE,),
+                notes=(
+                    "The publisher's remedies for out-of-memory at 256K: GGML_CUDA_FORCE_MMQ=ON, "
+                    "GGML_CUDA_ENABLE_UNIFIED_MEMORY=1 and a q8_0 KV cache.",
+                    _SPARK_MTP_NOTE,
                 ),
             ),
-            notes=(
-                "The publisher's remedies for out-of-memory at 256K: GGML_CUDA_FORCE_MMQ=ON, "
-                "GGML_CUDA_ENABLE_UNIFIED_MEMORY=1 and a q8_0 KV cache.",
-                _SPARK_MTP_NOTE,
-            ),
+            "256k",
+            _LONG_NPP,
+            "dgx-spark-256k",
         ),
         Profile(
             name="pair",
@@ -358,31 +369,24 @@ RYZEN_AI_MAX = Target(
     server_args=("--jinja", "--metrics"),
     profiles=(
         replace(_DEFAULT_PROFILE, hooks=(DROP_PAGE_CACHE,), notes=(*_DEFAULT_NOTES, _RYZEN_SPEC_NOTE)),
-        Profile(
-            name="long-context",
-            summary="64K context (the largest the publisher ran here), mmap, 32 threads",
-            ctx=65540,
-            batch=2048,
-            ubatch=2048,
-            mmap=True,
-            threads=32,
-            hooks=(DROP_PAGE_CACHE,),
-            benches=(
-                BenchSet(
-                    name="64k",
-                    ctx=65540,
-                    batch=2048,
-                    ubatch=2048,
-                    npp=(0, 2048, 8192, 16384, 32768, 65536),
-                    mmap=True,
-                    threads=32,
-                    reference="ryzen-ai-max-64k",
+        _measured_by(
+            Profile(
+                name="long-context",
+                summary="64K context (the largest the publisher ran here), mmap, 32 threads",
+                ctx=65540,
+                batch=2048,
+                ubatch=2048,
+                mmap=True,
+                threads=32,
+                hooks=(DROP_PAGE_CACHE,),
+                notes=(
+                    "The publisher's largest context on this machine is 64K; 256K is on its to-do list.",
+                    _RYZEN_SPEC_NOTE,
                 ),
             ),
-            notes=(
-                "The publisher's largest context on this machine is 64K; 256K is on its to-do list.",
-                _RYZEN_SPEC_NOTE,
-            ),
+            "64k",
+            (0, 2048, 8192, 16384, 32768, 65536),
+            "ryzen-ai-max-64k",
         ),
     ),
 )
@@ -415,24 +419,19 @@ MAC_STUDIO = Target(
     server_args=("--jinja", "--metrics"),
     profiles=(
         replace(_DEFAULT_PROFILE, notes=(*_DEFAULT_NOTES, _MAC_SPEC_NOTE)),
-        Profile(
-            name="long-context",
-            summary="256K context with -ub 1024; needs the Metal wired limit raised to 120 GiB",
-            ctx=262150,
-            batch=2048,
-            ubatch=1024,
-            hooks=(HookSpec("wired-limit", MAC_WIRED_LIMIT_MB, MAC_WIRED_ALTERNATIVE),),
-            benches=(
-                BenchSet(
-                    name="256k",
-                    ctx=262150,
-                    batch=2048,
-                    ubatch=1024,
-                    npp=_LONG_NPP,
-                    reference="mac-studio-256k",
-                ),
+        _measured_by(
+            Profile(
+                name="long-context",
+                summary="256K context with -ub 1024; needs the Metal wired limit raised to 120 GiB",
+                ctx=262150,
+                batch=2048,
+                ubatch=1024,
+                hooks=(HookSpec("wired-limit", MAC_WIRED_LIMIT_MB, MAC_WIRED_ALTERNATIVE),),
+                notes=(MAC_WIRED_ALTERNATIVE[0].upper() + MAC_WIRED_ALTERNATIVE[1:] + ".", _MAC_SPEC_NOTE),
             ),
-            notes=(MAC_WIRED_ALTERNATIVE[0].upper() + MAC_WIRED_ALTERNATIVE[1:] + ".", _MAC_SPEC_NOTE),
+            "256k",
+            _LONG_NPP,
+            "mac-studio-256k",
         ),
     ),
 )
