@@ -110,10 +110,11 @@ build() {
 
 user() {
     uid="${1:?uid}"
+    cache="${2:?cache dir}"
     groupadd --system --gid "$uid" llama 2>/dev/null || true
     useradd --system --uid "$uid" --gid "$uid" --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin llama
     # The RPC worker's tensor cache: a named volume mounted here takes this owner.
-    install -d -o "$uid" -g "$uid" -m 0750 /var/cache/llama
+    install -d -o "$uid" -g "$uid" -m 0750 "$cache"
 }
 
 cmd="${1:-}"

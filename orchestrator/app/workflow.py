@@ -550,10 +550,11 @@ def _serve_once(
     try:
         await_ready(plan, runtime, report)
         key = api_key(plan)
+        prompts = prompt_set(plan.memory.rows[0].workload.ctx if plan.memory.rows else 4096)
         # One request first, not recorded: the first after a start pays for warm-up.
-        _timed_chat(ex.host, plan, key, prompt_set(4096)[0])
+        _timed_chat(ex.host, plan, key, prompts[0])
         for count in clients:
-            for prompt in prompt_set(plan.memory.rows[0].workload.ctx if plan.memory.rows else 4096):
+            for prompt in prompts:
                 began = time.monotonic()
                 with ThreadPoolExecutor(max_workers=count) as pool:
                     answers = list(

@@ -179,7 +179,9 @@ CUDA = ImageFamily(
     # time (llama.cpp #18022).
     cmake_flags=(*_IMAGE_FLAGS, ("CMAKE_EXE_LINKER_FLAGS", "-Wl,--allow-shlib-undefined")),
     # libibverbs: llama.cpp's RPC backend finds it at configure time and then uses RDMA (RoCE over the
-    # ConnectX port of two DGX Sparks) by itself; ibverbs-providers holds the mlx5 driver it loads.
+    # ConnectX port of two DGX Sparks) by itself; ibverbs-providers holds the mlx5 driver it loads. Names
+    # checked in Debian trixie (rdma-core 56.1-1, the local bases); not checked here in Ubuntu 24.04 (the
+    # nvidia/cuda bases): a missing one stops the image's apt step, which names it.
     build_packages=(*_COMMON_BUILD_PACKAGES, "libibverbs-dev"),
     runtime_packages=(*_COMMON_RUNTIME_PACKAGES, "libibverbs1", "ibverbs-providers"),
 )

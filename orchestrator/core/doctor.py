@@ -391,8 +391,8 @@ def rpc_checks(plan: Plan, facts: DoctorFacts) -> list[Check]:
                 not slow,
                 f"{link}" + (f": {details}" if details else " (speed not reported: loopback or virtual)"),
                 f"{link}: {details}: slower than 10 Gb/s",
-                "join the machines by their fastest port (two DGX Sparks: the QSFP cable on the ConnectX port, "
-                "200 Gb/s) and give the worker that link's address",
+                "join the machines by their fastest port (two DGX Sparks: the QSFP cable on the ConnectX port) "
+                "and give the worker that link's address",
                 severity="warn",
             )
         )

@@ -35,6 +35,8 @@ CONTAINER_API_KEY = PurePosixPath("/run/secrets/api_key")
 CONTAINER_UI_DIR = PurePosixPath("/webui")
 # An MTP sidecar kept outside the model's folder is mounted here (read-only, like the model).
 CONTAINER_DRAFT_DIR = PurePosixPath("/draft")
+# Made by the image for its user (build-llama.sh user): an RPC worker's tensor cache volume is mounted here.
+CONTAINER_CACHE_DIR = PurePosixPath("/var/cache/llama")
 # RDMA devices (ConnectX with RoCE), given to a head and its workers where the host has them.
 INFINIBAND = "/dev/infiniband"
 # The runtime images create this user; compose runs the server as it, never as root.
@@ -306,6 +308,7 @@ def image_build(
         "LLAMA_TARGETS": " ".join(SHIPPED_TOOLS),
         "LLAMA_BUILD_COMMIT": source.short_revision,
         "LLAMA_UID": str(CONTAINER_UID),
+        "LLAMA_CACHE_DIR": str(CONTAINER_CACHE_DIR),
         "SERVER_PORT": str(CONTAINER_PORT),
     }
     platform = settings["platform"] or target.platform

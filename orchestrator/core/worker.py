@@ -10,18 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
-from orchestrator.core.plan import ImageBuild, Plan, service_devices, service_lockdown
+from orchestrator.core.plan import CONTAINER_CACHE_DIR, ImageBuild, Plan, service_devices, service_lockdown
 from orchestrator.core.rpc import WARNING, Endpoint
 from orchestrator.errors import UsageError
 
 WORKER_SERVICE = "rpc-server"
 # What build-llama.sh installs, whichever name the source's CMake target has (see SHIPPED_TOOLS).
 WORKER_BINARY = "rpc-server"
-# Owned by the image's unprivileged user, so a named volume mounted there is writable by it.
-CONTAINER_CACHE_DIR = PurePosixPath("/var/cache/llama")
 CACHE_VOLUME = "rpc-cache"
 
 
@@ -52,18 +50,6 @@ class WorkerPlan:
     @property
     def compose_file(self) -> Path:
         return self.place.compose_file
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "target": self.target,
-            "listen": str(self.listen),
-            "image": self.image,
-            "argv": list(self.argv),
-            "env": dict(self.env),
-            "project": self.project,
-            "compose": dict(self.compose),
-            "compose_file": str(self.compose_file),
-        }
 
 
 def worker_place(plan: Plan) -> WorkerPlace:
