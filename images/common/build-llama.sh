@@ -4,7 +4,8 @@
 #   build-llama.sh packages PKG...   install missing Debian/Ubuntu packages (none missing: no network)
 #   build-llama.sh fetch             put the llama.cpp tree in /src (git clone at a commit, or the staged copy)
 #   build-llama.sh build             configure and build the shipped tools into /opt/llama
-#   build-llama.sh user UID          create the unprivileged user the server runs as
+#   build-llama.sh user UID DIR      create the unprivileged user the server runs as, and its cache DIR
+#   build-llama.sh driver [PKG]      record the GPU driver package's version (none for CUDA: the host's)
 # The macOS / --native scripts (scripts/macos-native/build.sh) run `build` on the host, with SRC_DIR,
 # BUILD_DIR, INSTALL_DIR and CCACHE_DIR pointing into the orchestrator's data directory.
 set -eu
@@ -13,16 +14,45 @@ die() { echo "build-llama.sh: $*" >&2; exit 1; }
 
 packages() {
     [ "$#" -gt 0 ] || die "no packages named: pass BUILD_PACKAGES / RUNTIME_PACKAGES build arguments"
-    missing=""
+    # PACKAGE/SUITE comes from that suite (trixie-backports), with what it needs from there: always
+    # installed, since the base may hold the suite's older version. Plain names only when missing.
+    missing="" suites=""
     for pkg in "$@"; do
-        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
+        case "$pkg" in
+            */*) suites="$suites ${pkg#*/}" ;;
+            *) dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+                || missing="$missing $pkg" ;;
+        esac
     done
-    [ -z "$missing" ] && { echo "packages already present: $*"; return 0; }
+    [ -z "$missing$suites" ] && { echo "packages already present: $*"; return 0; }
     export DEBIAN_FRONTEND=noninteractive
+    for suite in $(echo "$suites" | tr ' ' '\n' | sort -u); do
+        # The suite from the mirror the base already uses (Debian's own, or the one given at bootstrap).
+        mirror=$(grep -rhoE 'https?://[^ ]+/debian/?' /etc/apt/sources.list /etc/apt/sources.list.d 2>/dev/null \
+            | grep -v security | head -n 1)
+        [ -n "$mirror" ] || die "no Debian mirror in /etc/apt to take $suite from"
+        echo "deb $mirror $suite main" > "/etc/apt/sources.list.d/$suite.list"
+    done
     apt-get update
     # shellcheck disable=SC2086 # word splitting of the package list is intended
-    apt-get install -y --no-install-recommends $missing
+    [ -z "$missing" ] || apt-get install -y --no-install-recommends $missing
+    for suite in $(echo "$suites" | tr ' ' '\n' | sort -u); do
+        wanted=""
+        for pkg in "$@"; do
+            [ "${pkg#*/}" = "$suite" ] && [ "$pkg" != "${pkg%/*}" ] && wanted="$wanted ${pkg%/*}"
+        done
+        # shellcheck disable=SC2086 # one package per word
+        apt-get install -y --no-install-recommends -t "$suite" $wanted
+    done
     rm -rf /var/lib/apt/lists/*
+}
+
+# The GPU driver the image brings (a Debian package), named with its version for the image's label.
+driver() {
+    [ "$#" -gt 0 ] || return 0
+    version=$(dpkg-query -W -f='${Version}' "$1") || die "driver package $1 is not installed"
+    echo "$1 $version" > /usr/local/share/step-flash-driver.txt
+    echo "driver: $1 $version"
 }
 
 fetch() {
@@ -124,5 +154,6 @@ case "$cmd" in
     fetch) fetch ;;
     build) build ;;
     user) user "$@" ;;
-    *) die "usage: build-llama.sh packages|fetch|build|user" ;;
+    driver) driver "$@" ;;
+    *) die "usage: build-llama.sh packages|fetch|build|user|driver" ;;
 esac

@@ -196,7 +196,9 @@ def cmd_build(
     return BuildDone(built.outcome, pushed, digest, image_id)
 
 
-def cmd_bases_bootstrap(session: Session, *, family: str, mirror: str, rebuild: bool) -> Outcome:
+def cmd_bases_bootstrap(
+    session: Session, *, family: str, platform: str, mirror: str, rebuild: bool
+) -> Outcome:
     from orchestrator.app.config import load_settings
     from orchestrator.app.outcomes import BasesMade
     from orchestrator.core.catalogue import FAMILIES
@@ -204,14 +206,14 @@ def cmd_bases_bootstrap(session: Session, *, family: str, mirror: str, rebuild: 
 
     if family not in FAMILIES:
         raise UsageError(f"unknown image family {family!r}; choose one of: {', '.join(FAMILIES)}")
-    specs = base_specs(FAMILIES[family], mirror)
+    specs = base_specs(FAMILIES[family], platform, mirror)
     engine = session.executors().engine
     engine.require()
     work_dir = load_settings({})["data_dir"]
     made = []
     for spec in specs:
         with session.render.status(
-            f"debootstrap {spec.suite} for {spec.tag} ({len(spec.packages)} packages)"
+            f"debootstrap {spec.suite} ({platform}) for {spec.tag} ({len(spec.packages)} packages)"
         ):
             made.append(engine.make_base(spec, work_dir, rebuild=rebuild))
     return BasesMade(tuple(made))
@@ -699,11 +701,19 @@ def build_parser() -> argparse.ArgumentParser:
     bases = p.add_subparsers(dest="bases_command", metavar="ACTION", parser_class=_Parser, required=True)
     b = bases.add_parser("bootstrap", help="debootstrap Debian base images and docker import them")
     b.add_argument("--family", default="vulkan", help="image family: vulkan (default) or cuda")
+    b.add_argument(
+        "--platform",
+        default="linux/amd64",
+        choices=("linux/amd64", "linux/arm64"),
+        help="architecture of the bases (linux/arm64 on an amd64 machine runs under QEMU)",
+    )
     b.add_argument("--mirror", default="http://deb.debian.org/debian", help="Debian mirror")
     b.add_argument("--rebuild", action="store_true", help="make them again even when present")
     _writes(b, "data")
     b.set_defaults(
-        handler=lambda s, a: cmd_bases_bootstrap(s, family=a.family, mirror=a.mirror, rebuild=a.rebuild)
+        handler=lambda s, a: cmd_bases_bootstrap(
+            s, family=a.family, platform=a.platform, mirror=a.mirror, rebuild=a.rebuild
+        )
     )
 
     return parser

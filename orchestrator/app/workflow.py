@@ -49,7 +49,7 @@ from orchestrator.executors.bases import base_specs
 from orchestrator.executors.engine import BuildFailed, BuildProgress, CommandFailed, Engine
 from orchestrator.executors.health import Probe, wait_until_ready
 from orchestrator.executors.host import Host, ServerRequestFailed
-from orchestrator.executors.images import RPC_PROTOCOL_LABEL, BuildOutcome
+from orchestrator.executors.images import DRIVER_LABEL, RPC_PROTOCOL_LABEL, BuildOutcome
 from orchestrator.executors.runtime import Runtime, ServerState, api_key, runtime_for
 from orchestrator.models.hub import PullPlan
 from orchestrator.models.local import file_sha256, refresh, write_demo_model
@@ -113,11 +113,11 @@ def build(plan: Plan, ex: Executors, report: Reporter, *, rebuild: bool) -> Buil
             name = _image(plan).family
             raise OrchestratorError(
                 f"{failure}; making local bases needs root and debootstrap: "
-                f"sudo orchestrator bases bootstrap --family {name}"
+                f"sudo orchestrator bases bootstrap --family {name} --platform {_image(plan).platform}"
             ) from None
     family = FAMILIES[_image(plan).family]
     report.note(f"the {family.name} base images cannot be pulled here; making local ones with debootstrap")
-    for spec in base_specs(family):
+    for spec in base_specs(family, _image(plan).platform):
         made = ex.engine.make_base(spec, plan.data_dir)
         report.note(f"{made.tag}: " + (f"made in {made.seconds:.0f} s" if made.made else "present"))
     plan = with_local_bases(plan, "the upstream bases could not be pulled")
@@ -680,7 +680,7 @@ def doctor_facts(plan: Plan, ex: Executors) -> DoctorFacts:
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     image = plan.container.image if plan.container else None
-    labels = (ex.engine.image_labels(image) or {}) if image and plan.rpc else {}
+    labels = (ex.engine.image_labels(image) or {}) if image else {}
     return DoctorFacts(
         host=plan.inputs.facts,
         engine=ex.engine.versions() if plan.runtime == "container" else None,
@@ -688,6 +688,7 @@ def doctor_facts(plan: Plan, ex: Executors) -> DoctorFacts:
         disk_path=str(folder),
         workers=tuple(_worker_facts(ex.host, endpoint) for endpoint in plan.rpc),
         head_protocol=labels.get(RPC_PROTOCOL_LABEL),
+        image_driver=labels.get(DRIVER_LABEL),
     )
 
 

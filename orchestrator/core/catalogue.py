@@ -99,8 +99,11 @@ class ImageFamily:
     runtime_base: str
     cmake_flags: tuple[CMakeFlag, ...]
     # Installed by the Dockerfile's apt step when the base lacks them, or at bootstrap for local bases.
+    # PACKAGE/SUITE takes the package (and what it needs) from that suite, e.g. trixie-backports.
     build_packages: tuple[str, ...]
     runtime_packages: tuple[str, ...]
+    # The GPU's user-space driver inside the image, if it brings one: its version becomes a label.
+    driver_package: str | None = None
 
 
 MemoryLimit = Literal["mem-available", "gtt", "wired-limit"]
@@ -186,15 +189,22 @@ CUDA = ImageFamily(
     runtime_packages=(*_COMMON_RUNTIME_PACKAGES, "libibverbs1", "ibverbs-providers"),
 )
 
+# Debian trixie, as the local bases `orchestrator bases bootstrap` makes (debian:trixie-slim is Debian's
+# own image of the same suite), so the image users pull from and the one the tests build differ only in
+# how the base was obtained. Vulkan headers >= 1.4 (trixie has 1.4.309); bookworm's 1.3.239 are too old.
+# Mesa is the Radeon's driver (RADV): trixie itself has 25.0.7, in which llama.cpp's Vulkan pipelines hit
+# a RADV heap corruption fixed in Mesa 26.0.5 (llama.cpp #22128, Mesa issue 15302), and gfx1151 owners
+# report on Mesa 26 (llama.cpp #22375: RADV 26.0.2); trixie-backports carries 26.1.6-1~bpo13+1 (seen in
+# its package index on 2026-11-29). No RADV device is here to measure it.
 VULKAN = ImageFamily(
     name="vulkan",
     dockerfile="images/vulkan/Dockerfile",
-    build_base="ubuntu:24.04",
-    runtime_base="ubuntu:24.04",
+    build_base="debian:trixie-slim",
+    runtime_base="debian:trixie-slim",
     cmake_flags=_IMAGE_FLAGS,
-    # Vulkan headers >= 1.4 (Ubuntu 24.04, Debian trixie); bookworm's 1.3.239 are too old.
     build_packages=(*_COMMON_BUILD_PACKAGES, "libvulkan-dev", "glslc", "spirv-headers"),
-    runtime_packages=(*_COMMON_RUNTIME_PACKAGES, "libvulkan1", "mesa-vulkan-drivers"),
+    runtime_packages=(*_COMMON_RUNTIME_PACKAGES, "libvulkan1", "mesa-vulkan-drivers/trixie-backports"),
+    driver_package="mesa-vulkan-drivers",
 )
 
 FAMILIES: Mapping[str, ImageFamily] = MappingProxyType({f.name: f for f in (CUDA, VULKAN)})

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from orchestrator.core.catalogue import CATALOGUE, GTT_KERNEL_PARAMS
 from orchestrator.core.facts import EngineFacts, HostFacts
 from orchestrator.core.plan import ImageBuild, Plan
+from orchestrator.core.platforms import emulation_problem, machine_arch, platform_arch
 
 Status = Literal["pass", "warn", "fail"]
 GIB = 1 << 30
@@ -59,6 +60,8 @@ class DoctorFacts:
     workers: tuple[WorkerFacts, ...] = ()
     # The RPC protocol the head's image speaks (its label), when it is built.
     head_protocol: str | None = None
+    # The GPU driver package the image brings and its version (its label), when it is built.
+    image_driver: str | None = None
 
 
 def version_tuple(text: str | None) -> tuple[int, ...]:
@@ -227,6 +230,38 @@ def dgx_checks(host: HostFacts, engine: EngineFacts | None) -> list[Check]:
 _GTT_PARAMS = re.compile(r"(?:amdgpu\.gttsize|ttm\.pages_limit)=(\d+)")
 
 
+# Mesa 26.0.5 fixed a RADV heap corruption that llama.cpp's Vulkan pipelines hit (llama.cpp #22128).
+MIN_MESA_RADV = (26, 0, 5)
+
+
+def radv_check(plan: Plan, host: HostFacts, image_driver: str | None) -> Check:
+    """The RADV the image will drive the GPU with (the image's Mesa, not the host's), beside the host's
+    kernel, whose amdgpu driver it talks to."""
+    if image_driver is None:
+        wanted = next((p for p in _runtime_packages(plan) if p.startswith("mesa-vulkan-drivers")), "Mesa")
+        package, _, suite = wanted.partition("/")
+        source = f"{package} from {suite}" if suite else package
+        return _ok(
+            "RADV in the image",
+            f"{source}; its version is recorded when the image is built; host kernel {host.kernel}",
+        )
+    version = image_driver.split()[-1]
+    detail = f"Mesa {version} in the image, on host kernel {host.kernel}"
+    if version_tuple(version) < MIN_MESA_RADV:
+        return Check(
+            "RADV in the image",
+            "warn",
+            f"{detail}: older than 26.0.5, which fixes a RADV heap corruption llama.cpp's Vulkan pipelines hit",
+            "build the image with the catalogue's bases (Mesa from trixie-backports)",
+        )
+    return _ok("RADV in the image", detail)
+
+
+def _runtime_packages(plan: Plan) -> list[str]:
+    build = plan.build
+    return build.build_args.get("RUNTIME_PACKAGES", "").split() if isinstance(build, ImageBuild) else []
+
+
 def ryzen_checks(host: HostFacts, needed_bytes: int | None) -> list[Check]:
     renders = [n for n in host.dri_nodes if n.startswith("renderD")]
     checks = [
@@ -337,9 +372,10 @@ def mac_checks(host: HostFacts, plan: Plan) -> list[Check]:
 
 TARGET_CHECKS: dict[str, Callable[[Plan, DoctorFacts], list[Check]]] = {
     "dgx-spark": lambda plan, facts: dgx_checks(facts.host, facts.engine),
-    "ryzen-ai-max": lambda plan, facts: ryzen_checks(
-        facts.host, plan.memory.rows[0].fit.estimate.total if plan.memory.rows else None
-    ),
+    "ryzen-ai-max": lambda plan, facts: [
+        *ryzen_checks(facts.host, plan.memory.rows[0].fit.estimate.total if plan.memory.rows else None),
+        radv_check(plan, facts.host, facts.image_driver),
+    ],
     "mac-studio": lambda plan, facts: mac_checks(facts.host, plan),
 }
 
@@ -399,43 +435,20 @@ def rpc_checks(plan: Plan, facts: DoctorFacts) -> list[Check]:
     return checks
 
 
-_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
-_QEMU = {"arm64": "qemu-aarch64", "amd64": "qemu-x86_64"}
-
-
 def emulation_checks(plan: Plan, host: HostFacts) -> list[Check]:
     """An image for another architecture (a DGX Spark's arm64 on an amd64 machine) builds only with its
     RUN steps under QEMU, registered with binfmt_misc's F flag so the containers need no copy of it."""
     if not isinstance(plan.build, ImageBuild):
         return []
-    wanted, here = plan.build.platform.split("/")[-1], _ARCH.get(host.machine, host.machine)
-    if wanted == here:
+    platform = plan.build.platform
+    if platform_arch(platform).name == machine_arch(host.machine):
         return []
-    name = "emulation"
-    emulator = _QEMU.get(wanted, f"qemu-{wanted}")
-    flags = dict(host.emulators).get(emulator)
-    if flags is None:
-        return [
-            Check(
-                name,
-                "fail",
-                f"this {here} machine has no {emulator} registered with binfmt_misc: it cannot build "
-                f"{plan.build.platform} images",
-                f"sudo apt install qemu-user-static (registers {emulator}); or build on an {wanted} machine, or "
-                f"pass --platform linux/{here}",
-            )
-        ]
-    if "F" not in flags:
-        return [
-            Check(
-                name,
-                "warn",
-                f"{emulator} is registered without the F (fix binary) flag (flags: {flags or 'none'}): the "
-                f"build's {wanted} containers do not carry the interpreter, so their RUN steps will not start",
-                f"register {emulator} again with the F flag added to its flags",
-            )
-        ]
-    return [_ok(name, f"{plan.build.platform} builds run under {emulator} (flags {flags}); expect them slow")]
+    problem = emulation_problem(platform, host.machine, dict(host.emulators))
+    if problem is not None:
+        return [Check("emulation", problem.severity, problem.message, problem.fix)]
+    emulator = platform_arch(platform).emulator
+    flags = dict(host.emulators)[emulator]
+    return [_ok("emulation", f"{platform} builds run under {emulator} (flags {flags}); expect them slow")]
 
 
 def diagnose(plan: Plan, facts: DoctorFacts) -> list[Check]:

@@ -116,9 +116,14 @@ def _cuda_version(banner: str | None) -> str | None:
     return found.group(1) if found else None
 
 
-def _binfmt_flags(text: str) -> str:
-    found = re.search(r"^flags:\s*(\S*)", text, re.MULTILINE)
-    return found.group(1) if found else ""
+def registered_emulators(binfmt: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """binfmt_misc entries (name, the file's text) -> the enabled ones and their flags."""
+
+    def flags(text: str) -> str:
+        found = re.search(r"^flags:\s*(\S*)", text, re.MULTILINE)
+        return found.group(1) if found else ""
+
+    return tuple((name, flags(text)) for name, text in binfmt if "enabled" in text)
 
 
 def parse_facts(raw: RawProbe) -> HostFacts:
@@ -155,7 +160,7 @@ def parse_facts(raw: RawProbe) -> HostFacts:
         cdi_specs=raw.cdi_specs,
         xcode_clt=raw.xcode_clt,
         infiniband_nodes=raw.infiniband_nodes,
-        emulators=tuple((name, _binfmt_flags(text)) for name, text in raw.binfmt if "enabled" in text),
+        emulators=registered_emulators(raw.binfmt),
         uid=raw.uid,
         gid=raw.gid,
     )

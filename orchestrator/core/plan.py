@@ -21,6 +21,7 @@ from orchestrator.core.catalogue import BenchSet, CMakeFlag, HookSpec, Profile, 
 from orchestrator.core.facts import HostFacts
 from orchestrator.core.memory_plan import MemoryPlan, memory_plan
 from orchestrator.core.models import ModelSpec
+from orchestrator.core.platforms import REFERENCE_PLATFORM, platform_arch
 from orchestrator.core.rpc import Endpoint, rpc_arg
 from orchestrator.core.settings import Settings, check_exposure
 from orchestrator.core.sources import Source
@@ -275,9 +276,11 @@ def _digest(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def local_base_images(family: str) -> tuple[str, str]:
-    """Tags `orchestrator bases bootstrap` gives the bases it makes without a registry."""
-    return f"step-flash-base:{family}-build", f"step-flash-base:{family}-runtime"
+def local_base_images(family: str, platform: str) -> tuple[str, str]:
+    """Tags `orchestrator bases bootstrap` gives the bases it makes without a registry: one pair per
+    architecture (the engine keeps one image per tag); amd64's, the first made, keep their short tags."""
+    arch = "" if platform == REFERENCE_PLATFORM else "-" + platform_arch(platform).name
+    return f"step-flash-base:{family}-build{arch}", f"step-flash-base:{family}-runtime{arch}"
 
 
 def source_build_args(source: Source) -> dict[str, str]:
@@ -294,8 +297,9 @@ def image_build(
 ) -> ImageBuild:
     family = target.family
     assert family is not None
+    platform = settings["platform"] or target.platform
     if settings["bases"] == "local":
-        build_base, runtime_base = local_base_images(family.name)
+        build_base, runtime_base = local_base_images(family.name, platform)
     else:
         build_base, runtime_base = family.build_base, family.runtime_base
     args = {
@@ -303,6 +307,7 @@ def image_build(
         "RUNTIME_BASE": runtime_base,
         "BUILD_PACKAGES": " ".join(family.build_packages),
         "RUNTIME_PACKAGES": " ".join(family.runtime_packages),
+        "DRIVER_PACKAGE": family.driver_package or "",
         **source_build_args(source),
         "CMAKE_ARGS": cmake_args(flags),
         "LLAMA_TARGETS": " ".join(SHIPPED_TOOLS),
@@ -311,7 +316,6 @@ def image_build(
         "LLAMA_CACHE_DIR": str(CONTAINER_CACHE_DIR),
         "SERVER_PORT": str(CONTAINER_PORT),
     }
-    platform = settings["platform"] or target.platform
     variant = f"-{profile.variant.name}" if profile.variant else ""
     # A target built for another architecture than its own (a DGX Spark image built on amd64) says so.
     arch = "" if platform == target.platform else "-" + platform.split("/")[-1]

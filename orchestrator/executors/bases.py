@@ -1,13 +1,13 @@
 """Local base images for hosts that cannot pull from a registry: debootstrap a Debian root file
-system holding what a stage needs, and `docker import` it. Debian trixie, because bookworm's Vulkan
-headers are too old for llama.cpp. The CUDA toolkit is not in Debian main: the CUDA bases unpack
-NVIDIA's CUDA 13 wheels from PyPI into /usr/local/cuda, laid out as in NVIDIA's own images."""
+system holding what a stage needs, for the image's architecture (another one runs under QEMU), and make
+an image of it. Debian trixie, the distribution of the Vulkan family's upstream bases too. The CUDA
+toolkit is not in Debian main: the CUDA bases unpack NVIDIA's CUDA 13 wheels for that architecture from
+PyPI into /usr/local/cuda, laid out as in NVIDIA's own images."""
 
 from __future__ import annotations
 
 import hashlib
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -20,7 +20,9 @@ from typing import IO, TYPE_CHECKING, Literal
 
 from orchestrator.core.catalogue import ImageFamily
 from orchestrator.core.plan import local_base_images
+from orchestrator.core.platforms import REFERENCE_PLATFORM, platform_arch
 from orchestrator.errors import OrchestratorError
+from orchestrator.executors.probe import require_emulation
 
 if TYPE_CHECKING:
     from orchestrator.executors.docker import DockerEngine
@@ -33,7 +35,7 @@ _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 Role = Literal["build", "runtime"]
 CUDA_PREFIX = "usr/local/cuda"
 # Bumped whenever the way bases are made changes, so existing ones are made again.
-RECIPE_VERSION = "2"
+RECIPE_VERSION = "3"
 
 
 @dataclass(frozen=True)
@@ -64,17 +66,19 @@ class BaseSpec:
     suite: str
     mirror: str
     wheels: tuple[str, ...] = ()
+    platform: str = REFERENCE_PLATFORM
 
     @property
     def digest(self) -> str:
-        text = "\n".join([RECIPE_VERSION, self.suite, self.mirror, *sorted(self.packages), *self.wheels])
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        parts = [RECIPE_VERSION, self.platform, self.suite, self.mirror, *sorted(self.packages), *self.wheels]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
     def debootstrap_argv(self, root: Path) -> list[str]:
         return [
             "debootstrap",
             "--variant=minbase",
             "--components=main",
+            f"--arch={platform_arch(self.platform).name}",
             f"--include={','.join(self.packages)}",
             self.suite,
             str(root),
@@ -89,26 +93,21 @@ class BaseOutcome:
     seconds: float
 
 
-def base_specs(family: ImageFamily, mirror: str = DEFAULT_MIRROR) -> tuple[BaseSpec, BaseSpec]:
-    build_tag, runtime_tag = local_base_images(family.name)
+def base_specs(
+    family: ImageFamily, platform: str = REFERENCE_PLATFORM, mirror: str = DEFAULT_MIRROR
+) -> tuple[BaseSpec, BaseSpec]:
+    tags = dict(zip(("build", "runtime"), local_base_images(family.name, platform), strict=True))
+    # debootstrap takes packages of its suite only; those of another (PACKAGE/SUITE) come in the image's apt step.
+    packages = {
+        role: tuple(p for p in names if "/" not in p)
+        for role, names in (("build", family.build_packages), ("runtime", family.runtime_packages))
+    }
 
-    def wheels(role: Role) -> tuple[str, ...]:
-        return tuple(w.requirement for w in CUDA_WHEELS if role in w.roles) if family.name == "cuda" else ()
+    def spec(role: Role) -> BaseSpec:
+        wheels = tuple(w.requirement for w in CUDA_WHEELS if role in w.roles) if family.name == "cuda" else ()
+        return BaseSpec(tags[role], role, family.name, packages[role], DEBIAN_SUITE, mirror, wheels, platform)
 
-    return (
-        BaseSpec(
-            build_tag, "build", family.name, family.build_packages, DEBIAN_SUITE, mirror, wheels("build")
-        ),
-        BaseSpec(
-            runtime_tag,
-            "runtime",
-            family.name,
-            family.runtime_packages,
-            DEBIAN_SUITE,
-            mirror,
-            wheels("runtime"),
-        ),
-    )
+    return spec("build"), spec("runtime")
 
 
 def bootstrap_base(
@@ -123,15 +122,18 @@ def bootstrap_base(
         raise OrchestratorError(
             "making base images runs debootstrap, which needs root; run this command with sudo"
         )
+    # debootstrap's second stage runs the new system's own programs, here under QEMU for another architecture.
+    require_emulation(spec.platform)
     started = time.monotonic()
     scratch = work_dir / "bases" / spec.tag.replace(":", "_")
     remove_scratch(scratch)
     root, tarball, log = (
         scratch / "rootfs",
-        scratch / "rootfs.tar",
-        work_dir / "logs" / f"base-{spec.role}-{spec.family}.log",
+        # In a folder of its own: it is the context of the image made of it.
+        scratch / "image" / "rootfs.tar",
+        work_dir / "logs" / f"base-{spec.tag.partition(':')[2]}.log",
     )
-    scratch.mkdir(parents=True)
+    tarball.parent.mkdir(parents=True)
     log.parent.mkdir(parents=True, exist_ok=True)
     try:
         with log.open("w") as out:
@@ -148,12 +150,11 @@ def bootstrap_base(
         engine.import_rootfs(
             tarball,
             spec.tag,
-            changes=[
-                f"ENV PATH={'/' + CUDA_PREFIX + '/bin:' if spec.wheels else ''}{_PATH}",
-                *([f"ENV CUDA_HOME=/{CUDA_PREFIX}"] if spec.wheels else []),
-                f"LABEL {DIGEST_LABEL}={spec.digest}",
-                'CMD ["/bin/bash"]',
-            ],
+            platform=spec.platform,
+            env={"PATH": f"/{CUDA_PREFIX}/bin:{_PATH}", "CUDA_HOME": f"/{CUDA_PREFIX}"}
+            if spec.wheels
+            else {"PATH": _PATH},
+            labels={DIGEST_LABEL: spec.digest},
         )
     finally:
         remove_scratch(scratch)
@@ -228,7 +229,9 @@ def remove_scratch(scratch: Path) -> None:
 
 def _install_cuda_wheels(spec: BaseSpec, root: Path, cache: Path, log: Path) -> None:
     """Unpack the CUDA wheels into /usr/local/cuda, as NVIDIA's images lay the toolkit out."""
-    machine = {"arm64": "aarch64"}.get(platform.machine(), platform.machine())
+    machine = platform_arch(spec.platform).machine
+    # One folder per architecture: the wheels of both carry the same names and versions.
+    cache = cache / machine
     cache.mkdir(parents=True, exist_ok=True)
     platforms = [f"--platform=manylinux_2_{n}_{machine}" for n in (17, 27, 28)] + [
         f"--platform=manylinux2014_{machine}"

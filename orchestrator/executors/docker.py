@@ -20,6 +20,7 @@ from orchestrator.executors.engine import (
     EngineError,
     ServiceState,
 )
+from orchestrator.executors.probe import require_emulation
 
 if TYPE_CHECKING:
     from python_on_whales import DockerClient
@@ -99,17 +100,7 @@ class DockerEngine:
 
     def require_platform(self, platform: str) -> None:
         """Building for another architecture runs its compilers under QEMU: say so before hours are lost."""
-        import os
-        import platform as host
-
-        wanted = platform.split("/")[-1]
-        here = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(host.machine(), host.machine())
-        emulator = {"arm64": "qemu-aarch64", "amd64": "qemu-x86_64"}.get(wanted, "")
-        if wanted != here and not os.path.exists(f"/proc/sys/fs/binfmt_misc/{emulator}"):
-            raise EngineError(
-                f"this {here} host cannot build {platform} images without QEMU emulation; build on an {wanted} "
-                f"machine, register QEMU (binfmt), or pass --platform linux/{here}"
-            )
+        require_emulation(platform)
 
     def _plugin_works(self, args: list[str]) -> bool:
         import subprocess
@@ -204,8 +195,31 @@ class DockerEngine:
                     progress.failed_stage or progress.stage, step, log_path, hint, pull_failed
                 ) from None
 
-    def import_rootfs(self, tarball: Path, tag: str, changes: Sequence[str]) -> None:
-        self.docker.image.import_(tarball, tag=tag, changes=list(changes))
+    def import_rootfs(
+        self, tarball: Path, tag: str, *, platform: str, env: Mapping[str, str], labels: Mapping[str, str]
+    ) -> None:
+        """An image of a root file system. Not `docker import`: Engine 20.10 records the host's architecture
+        whatever --platform says; a build FROM scratch records the platform asked for."""
+        import json
+
+        lines = [
+            "FROM scratch",
+            f"ADD {tarball.name} /",
+            *(f"ENV {key}={json.dumps(value)}" for key, value in env.items()),
+            *(f"LABEL {key}={json.dumps(value)}" for key, value in labels.items()),
+            'CMD ["/bin/bash"]',
+        ]
+        dockerfile = tarball.parent / "Dockerfile"
+        dockerfile.write_text("\n".join(lines) + "\n")
+        self.docker.buildx.build(
+            tarball.parent,
+            file=dockerfile,
+            tags=[tag],
+            platforms=[platform],
+            load=True,
+            pull=False,
+            progress=False,
+        )
 
     def make_base(self, spec: BaseSpec, work_dir: Path, *, rebuild: bool = False) -> BaseOutcome:
         return bootstrap_base(self, spec, work_dir, rebuild=rebuild)

@@ -27,6 +27,10 @@ WEBUI_FILE = "/opt/llama/webui.txt"
 # must agree, and a worker's HELLO says its own.
 RPC_PROTOCOL_LABEL = "io.step-flash.rpc-protocol"
 RPC_PROTOCOL_FILE = "/opt/llama/rpc-protocol.txt"
+# The GPU driver package the image brings and its version ("mesa-vulkan-drivers 26.1.6-1~bpo13+1"): for
+# the Ryzen target, the RADV that drives the GPU. Written by build-llama.sh's driver step.
+DRIVER_LABEL = "io.step-flash.driver"
+DRIVER_FILE = "/usr/local/share/step-flash-driver.txt"
 # Bumped when the steps around the image build change (2: the web-page label after the build). A change
 # to build-llama.sh (the RPC protocol file, say) changes the recipe by itself.
 RECIPE_VERSION = "2"
@@ -93,9 +97,9 @@ def _recipe(engine: Engine, build: ImageBuild) -> str:
     for role in ("BUILD_BASE", "RUNTIME_BASE"):
         base = build.build_args[role]
         base_id = engine.image_id(base)
-        if base in local_base_images(build.family) and base_id is None:
+        if base in local_base_images(build.family, build.platform) and base_id is None:
             raise OrchestratorError(
-                f"local base image {base} is missing; make it with 'orchestrator bases bootstrap --family {build.family}'"
+                f"local base image {base} is missing; make it with 'orchestrator bases bootstrap --family {build.family} --platform {build.platform}'"
             )
         base_ids.append(base_id or base)
     return recipe_digest(build, base_ids)
@@ -139,8 +143,11 @@ def build_image(
     # Known only once the build ran, so recorded in a config-only step after it.
     webui = (engine.read_file(build.tag, WEBUI_FILE) or "").strip() or None
     protocol = (engine.read_file(build.tag, RPC_PROTOCOL_FILE) or "").strip() or None
-    found = ({WEBUI_LABEL: "embedded" if webui == "embedded" else "none"} if webui else {}) | (
-        {RPC_PROTOCOL_LABEL: protocol} if protocol else {}
+    driver = (engine.read_file(build.tag, DRIVER_FILE) or "").strip() or None
+    found = (
+        ({WEBUI_LABEL: "embedded" if webui == "embedded" else "none"} if webui else {})
+        | ({RPC_PROTOCOL_LABEL: protocol} if protocol else {})
+        | ({DRIVER_LABEL: driver} if driver else {})
     )
     if found:
         engine.add_labels(build.tag, found)

@@ -10,7 +10,9 @@ import platform
 import shutil
 import subprocess
 
-from orchestrator.core.facts import HostFacts, RawProbe, parse_facts
+from orchestrator.core.facts import HostFacts, RawProbe, parse_facts, registered_emulators
+from orchestrator.core.platforms import emulation_problem
+from orchestrator.errors import OrchestratorError
 
 
 def _read(path: str) -> str:
@@ -95,10 +97,7 @@ def probe_raw() -> RawProbe:
         nvidia_smi_banner=_run(["nvidia-smi"]),
         cdi_specs=_names("/etc/cdi/*", "/var/run/cdi/*"),
         infiniband_nodes=_names("/dev/infiniband/*"),
-        binfmt=tuple(
-            (os.path.basename(path), _read(path))
-            for path in sorted(glob.glob("/proc/sys/fs/binfmt_misc/qemu-*"))
-        ),
+        binfmt=binfmt_entries(),
         xcode_clt=(_run(["xcode-select", "-p"]) or "").strip() or None
         if platform.system() == "Darwin"
         else None,
@@ -130,3 +129,20 @@ def host_summary(facts: HostFacts) -> dict[str, object]:
         "gpus": list(facts.nvidia_gpus) + list(facts.amd_gfx_targets),
         "nvidia_smi": _nvidia_smi(),
     }
+
+
+def binfmt_entries() -> tuple[tuple[str, str], ...]:
+    """QEMU's binfmt_misc entries: (name, the file's text)."""
+    return tuple(
+        (os.path.basename(path), _read(path) or "")
+        for path in sorted(glob.glob("/proc/sys/fs/binfmt_misc/qemu-*"))
+    )
+
+
+def require_emulation(image_platform: str) -> None:
+    """Refuse, in one line, to start work for another architecture that this machine cannot run."""
+    problem = emulation_problem(
+        image_platform, platform.machine(), dict(registered_emulators(binfmt_entries()))
+    )
+    if problem is not None:
+        raise OrchestratorError(f"{problem.message}; {problem.fix}")

@@ -54,6 +54,9 @@ def test_workflow_is_valid_and_wired_to_the_catalogue() -> None:
     assert build["runs-on"] == "${{ matrix.runner }}"
     run = " ".join(str(s.get("run", "")) for s in build["steps"])
     assert "--push --registry" in run and "GITHUB_STEP_SUMMARY" in run
+    # Every image is checked as the arm64 path was proven here (tests/engine/test_arm64.py), from its plan.
+    assert 'orchestrator plan "${args[@]}" --json > plan.json' in run
+    assert "scripts/verify-image.sh plan.json" in run
     # Pull requests build without pushing: the push flag and the registry login hang on the event.
     assert "github.event_name != 'pull_request'" in build["env"]["PUSH"]
     checker = shutil.which("check-jsonschema") or str(Path(sys.executable).parent / "check-jsonschema")

@@ -122,3 +122,24 @@ def test_binfmt_entries_are_read_with_their_flags() -> None:
         ),
     )
     assert parse_facts(raw).emulators == (("qemu-aarch64", "POCF"),)
+
+
+def test_ryzen_reports_the_radv_the_image_brings_next_to_the_host_kernel() -> None:
+    plan = fixed_plan("ryzen-ai-max", "default")
+    host = host_facts("ryzen-ai-max")
+
+    def radv(driver: str | None) -> Check:
+        facts = DoctorFacts(host, ENGINE_OK, disk_free_bytes=500 << 30, disk_path="/d", image_driver=driver)
+        return {c.name: c for c in diagnose(plan, facts)}["RADV in the image"]
+
+    unbuilt = radv(None)
+    assert unbuilt.status == "pass"
+    assert unbuilt.detail.startswith("mesa-vulkan-drivers from trixie-backports; its version is recorded")
+    assert host.kernel in unbuilt.detail
+    built = radv("mesa-vulkan-drivers 26.1.6-1~bpo13+1")
+    assert (
+        built.status == "pass"
+        and built.detail == f"Mesa 26.1.6-1~bpo13+1 in the image, on host kernel {host.kernel}"
+    )
+    old = radv("mesa-vulkan-drivers 25.0.7-2+deb13u1")
+    assert old.status == "warn" and "older than 26.0.5" in old.detail

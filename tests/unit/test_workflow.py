@@ -76,7 +76,9 @@ def test_bases_that_cannot_be_pulled_are_made_here(tmp_path: Path) -> None:
     engine = FakeEngine(unpullable={plan.build.build_args["BUILD_BASE"]})  # type: ignore[union-attr]
     notes = Notes()
     built = workflow.build(plan, executors(engine), notes.reporter(), rebuild=False)
-    assert [a for name, a in engine.calls if name == "make_base"] == list(local_base_images("vulkan"))
+    assert [a for name, a in engine.calls if name == "make_base"] == list(
+        local_base_images("vulkan", "linux/amd64")
+    )
     builds = [a["BUILD_BASE"] for name, a in engine.calls if name == "build"]
     assert builds == [plan.build.build_args["BUILD_BASE"], "step-flash-base:vulkan-build"]  # type: ignore[union-attr]
     assert built.plan.origin("bases").startswith("fallback")

@@ -1,0 +1,204 @@
+"""The DGX Spark's arm64 image path, proven on this amd64 machine under QEMU (opt-in: STEP_FLASH_ARM64=1;
+everything arm64 runs emulated, so it takes long; `scripts/register-qemu.sh` registers the emulator).
+
+- the arm64 bases: Debian for arm64 with NVIDIA's aarch64 CUDA wheels, and image metadata saying arm64;
+- the CUDA image's toolchain stage for arm64, llama.cpp configured with the dgx-spark plan's own flags, a
+  few CUDA kernels compiled for 121a-real (cuobjdump: sm_121a) and every arm64 CPU variant compiled;
+- the cpu target's arm64 image, built by `orchestrator build` exactly as for amd64, whose llama-server
+  answers a chat completion under emulation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+
+import pytest
+
+from orchestrator.executors.assets import asset
+from tests.assets import cache_dir, llama_cpp_source
+from tests.integration import cli_env, docker, needs_docker, run_cli
+
+pytestmark = [
+    needs_docker,
+    pytest.mark.docker,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        os.environ.get("STEP_FLASH_ARM64") != "1", reason="arm64 under QEMU: STEP_FLASH_ARM64=1"
+    ),
+]
+
+ARM64 = "linux/arm64"
+KERNELS = ("norm.cu.o", "scale.cu.o")
+# The source every CPU variant compiles with its own -march (ggml/src/ggml-cpu/CMakeLists.txt).
+VARIANT_SOURCE = "ggml-cpu/arch/arm/quants.c.o"
+
+
+def _args(target: str) -> list[str]:
+    return ["--target", target, "--platform", ARM64, "--bases", "local", "--source", str(llama_cpp_source())]
+
+
+def _timed(what: str, started: float) -> None:
+    print(f"arm64: {what} in {time.monotonic() - started:.0f} s")
+
+
+def _bases(family: str) -> tuple[str, str]:
+    started = time.monotonic()
+    made = run_cli("bases", "bootstrap", "--family", family, "--platform", ARM64, env=cli_env(), timeout=5400)
+    assert made.returncode == 0, made.stderr + made.stdout
+    _timed(f"{family} bases ({made.stdout.strip()})", started)
+    return f"step-flash-base:{family}-build-arm64", f"step-flash-base:{family}-runtime-arm64"
+
+
+@pytest.fixture(scope="module")
+def cuda_plan() -> dict[str, object]:
+    _bases("cuda")
+    plan = run_cli("plan", *_args("dgx-spark"), "--json", env=cli_env())
+    assert plan.returncode == 0, plan.stderr
+    return dict(json.loads(plan.stdout))
+
+
+def test_arm64_bases_are_arm64_and_carry_the_toolkit(cuda_plan: dict[str, object]) -> None:
+    build = cuda_plan["build"]
+    assert isinstance(build, dict)
+    args = build["build_args"]
+    assert args["BUILD_BASE"] == "step-flash-base:cuda-build-arm64"
+    assert args["RUNTIME_BASE"] == "step-flash-base:cuda-runtime-arm64"
+    for tag in (args["BUILD_BASE"], args["RUNTIME_BASE"]):
+        arch = docker("image", "inspect", tag, "--format", "{{.Os}}/{{.Architecture}}")
+        assert arch.stdout.strip() == ARM64, arch.stdout + arch.stderr
+        machine = docker("run", "--rm", tag, "uname", "-m")
+        assert machine.stdout.strip() == "aarch64", machine.stderr
+    nvcc = docker("run", "--rm", args["BUILD_BASE"], "sh", "-c", "nvcc --version")
+    assert nvcc.returncode == 0, nvcc.stderr
+    assert "release 13.0" in nvcc.stdout
+    cublas = docker("run", "--rm", args["RUNTIME_BASE"], "sh", "-c", "ls /usr/local/cuda/lib/libcublas.so.*")
+    assert cublas.returncode == 0 and "libcublas.so.13" in cublas.stdout, cublas.stdout + cublas.stderr
+
+
+def test_toolchain_stage_configure_kernels_and_cpu_variants(cuda_plan: dict[str, object]) -> None:
+    build = cuda_plan["build"]
+    assert isinstance(build, dict)
+    args = build["build_args"]
+    assert build["platform"] == ARM64
+    assert "-DCMAKE_CUDA_ARCHITECTURES=121a-real" in args["CMAKE_ARGS"]
+    assert "-DGGML_CPU_ALL_VARIANTS=ON" in args["CMAKE_ARGS"]
+
+    # The Dockerfile's own toolchain stage, with the plan's build arguments, for arm64.
+    toolchain = "step-flash-test:cuda-toolchain-arm64"
+    started = time.monotonic()
+    stage = docker(
+        "buildx",
+        "build",
+        "--platform",
+        ARM64,
+        "--target",
+        "toolchain",
+        "--load",
+        "-t",
+        toolchain,
+        *(f"--build-arg={k}={args[k]}" for k in ("BUILD_BASE", "BUILD_PACKAGES")),
+        "-f",
+        str(asset(str(build["dockerfile"]))),
+        str(asset("images/common")),
+        timeout=3600,
+    )
+    assert stage.returncode == 0, stage.stderr[-3000:]
+    _timed("toolchain stage", started)
+
+    script = "; ".join(
+        [
+            "set -e",
+            "cp -r /src-ro /src",
+            "start=$(date +%s)",
+            f"cmake -S /src -B /b {args['CMAKE_ARGS']} > /tmp/configure.log || (tail -40 /tmp/configure.log; exit 1)",
+            'echo "configure: $(( $(date +%s) - start )) s"',
+            "grep -E 'CUDA Toolkit found|Including CPU backend|ARM feature' /tmp/configure.log || true",
+            "start=$(date +%s)",
+            "cd /b/ggml/src/ggml-cuda",
+            *(f"make {k} > /dev/null" for k in KERNELS),
+            'echo "kernels: $(( $(date +%s) - start )) s"',
+            *(f"cuobjdump --list-elf CMakeFiles/ggml-cuda.dir/{k}" for k in KERNELS),
+            f"cuobjdump -sass CMakeFiles/ggml-cuda.dir/{KERNELS[0]} | grep -m 3 -E 'code for|Function'",
+            "cd /b/ggml/src",
+            "start=$(date +%s)",
+            f"make {VARIANT_SOURCE} > /tmp/variants.log || (tail -40 /tmp/variants.log; exit 1)",
+            'echo "cpu variants: $(( $(date +%s) - start )) s"',
+            f"for o in CMakeFiles/ggml-cpu-*.dir/{VARIANT_SOURCE}; do "
+            'echo "variant $o $(readelf -h $o | sed -n "s/.*Machine: *//p")"; done',
+        ]
+    )
+    started = time.monotonic()
+    out = docker(
+        "run", "--rm", "-v", f"{llama_cpp_source()}:/src-ro:ro", toolchain, "sh", "-c", script, timeout=7200
+    )
+    print(out.stdout)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    _timed("configure, kernels and CPU variants", started)
+
+    assert "CUDA Toolkit found" in out.stdout
+    elves = [line for line in out.stdout.splitlines() if line.startswith("ELF file")]
+    assert len(elves) >= len(KERNELS) and all("sm_121a" in line for line in elves), out.stdout
+    assert "code for sm_121a" in out.stdout
+    variants = {
+        line.split()[1].split("/")[1].removesuffix(".dir"): line.split(" ", 2)[2]
+        for line in out.stdout.splitlines()
+        if line.startswith("variant ")
+    }
+    print(f"arm64 CPU variants: {sorted(variants)}")
+    # llama.cpp builds several arm64 variants (armv8.0 up to armv9.2) and picks one at run time.
+    assert len(variants) >= 4 and any("armv8.0" in v for v in variants), variants
+    assert set(variants.values()) == {"AArch64"}, variants
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_cpu_image_for_arm64_answers_under_emulation() -> None:
+    _bases("vulkan")
+    env = cli_env(
+        ORCHESTRATOR_MODELS_DIR=str(cache_dir() / "models-arm64"),
+        ORCHESTRATOR_WAIT_TIMEOUT="900",
+        ORCHESTRATOR_PROJECT="sfo-test-arm64",
+    )
+    started = time.monotonic()
+    built = run_cli("build", *_args("cpu"), env=env, timeout=5 * 3600)
+    assert built.returncode == 0, built.stderr + built.stdout[-3000:]
+    _timed(f"cpu image ({built.stdout.strip()})", started)
+    plan = json.loads(run_cli("plan", *_args("cpu"), "--json", env=env).stdout)
+    tag = plan["build"]["tag"]
+    assert tag.endswith("-arm64-0c1e570")
+    arch = docker("image", "inspect", tag, "--format", "{{.Os}}/{{.Architecture}}")
+    assert arch.stdout.strip() == ARM64
+
+    port = _free_port()
+    started = time.monotonic()
+    up = run_cli("up", *_args("cpu"), "--port", str(port), env=env, timeout=1800)
+    try:
+        assert up.returncode == 0, up.stderr + up.stdout
+        _timed("up (model load under emulation)", started)
+        from openai import OpenAI
+
+        client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", timeout=900)
+        started = time.monotonic()
+        reply = client.chat.completions.create(
+            model="smollm2-135m-instruct",
+            messages=[{"role": "user", "content": "What is the capital of France? Answer in one sentence."}],
+            max_tokens=32,
+            temperature=0,
+        )
+        _timed("one chat completion", started)
+        answer = reply.choices[0].message.content or ""
+        print(f"arm64 answer: {answer!r}")
+        assert "Paris" in answer
+        logs = run_cli("logs", *_args("cpu"), "--tail", "200", env=env)
+        variant = [line for line in logs.stdout.splitlines() if "loaded CPU backend from" in line]
+        print(f"arm64 CPU backend: {variant}")
+        assert variant and "libggml-cpu-armv" in variant[0]
+    finally:
+        run_cli("down", *_args("cpu"), env=env)
