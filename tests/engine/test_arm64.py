@@ -32,6 +32,17 @@ pytestmark = [
 
 ARM64 = "linux/arm64"
 KERNELS = ("norm.cu.o", "scale.cu.o")
+# ggml/src/CMakeLists.txt at the pinned commit, for arm64 Linux with GGML_CPU_ALL_VARIANTS.
+ARM64_VARIANTS = (
+    "armv8.0_1",
+    "armv8.2_1",
+    "armv8.2_2",
+    "armv8.2_3",
+    "armv8.6_1",
+    "armv8.6_2",
+    "armv9.2_1",
+    "armv9.2_2",
+)
 # The source every CPU variant compiles with its own -march (ggml/src/ggml-cpu/CMakeLists.txt).
 VARIANT_SOURCE = "ggml-cpu/arch/arm/quants.c.o"
 
@@ -148,8 +159,8 @@ def test_toolchain_stage_configure_kernels_and_cpu_variants(cuda_plan: dict[str,
         if line.startswith("variant ")
     }
     print(f"arm64 CPU variants: {sorted(variants)}")
-    # llama.cpp builds several arm64 variants (armv8.0 up to armv9.2) and picks one at run time.
-    assert len(variants) >= 4 and any("armv8.0" in v for v in variants), variants
+    # The pinned llama.cpp builds eight arm64 variants for Linux and picks one at run time.
+    assert set(variants) == {f"ggml-cpu-{v}" for v in ARM64_VARIANTS}, variants
     assert set(variants.values()) == {"AArch64"}, variants
 
 

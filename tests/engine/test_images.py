@@ -49,9 +49,27 @@ def test_image_carries_its_recipe(cpu_image: BuiltImage) -> None:
         "none: the build could not fetch llama.cpp's web UI bundle"
     )
     assert labels["io.step-flash.webui"] == ("embedded" if webui == "embedded" else "none")
+    # The GPU driver the image brings: Mesa (RADV, and lavapipe here) from trixie-backports.
+    driver = labels["io.step-flash.driver"]
+    assert driver.startswith("mesa-vulkan-drivers ") and "~bpo13" in driver, driver
     config = json.loads(docker("image", "inspect", cpu_image.tag, "--format", "{{json .Config}}").stdout)
     assert config["User"] == "10001"
     assert "/health" in " ".join(config["Healthcheck"]["Test"])
+
+
+def test_local_bases_are_images_of_their_platform(cpu_image: BuiltImage) -> None:
+    for tag in ("step-flash-base:vulkan-build", "step-flash-base:vulkan-runtime"):
+        found = docker(
+            "image", "inspect", tag, "--format", "{{.Os}}/{{.Architecture}} {{json .Config.Labels}}"
+        )
+        platform, labels = found.stdout.strip().split(" ", 1)
+        assert platform == "linux/amd64"
+        assert "io.step-flash.base-digest" in json.loads(labels)
+    # Made FROM scratch out of the root file system: the Debian tree is all there, with its owners.
+    tree = docker(
+        "run", "--rm", "step-flash-base:vulkan-runtime", "stat", "-c", "%U %a", "/usr/bin/passwd", "/tmp"
+    )
+    assert tree.stdout.split("\n")[:2] == ["root 4755", "root 1777"], tree.stdout + tree.stderr
 
 
 def test_unchanged_plan_is_not_rebuilt(cpu_image: BuiltImage) -> None:
@@ -192,7 +210,7 @@ def test_unpullable_base_says_how_to_bootstrap(tmp_path: Path) -> None:
     tree = tmp_path / "tree"
     (tree / "ggml").mkdir(parents=True)
     (tree / "CMakeLists.txt").write_text("project(x)\n")
-    # The real default bases (ubuntu:24.04) come from a registry this machine cannot reach.
+    # The real default bases (debian:trixie-slim) come from a registry this machine cannot reach.
     out = run_cli("build", "--target", "cpu", "--source", str(tree), "--bases", "upstream", env=cli_env())
     if "could not be pulled" not in out.stderr and out.returncode == 0:
         pytest.skip("this machine can pull from Docker Hub")
