@@ -680,10 +680,13 @@ def doctor_facts(plan: Plan, ex: Executors) -> DoctorFacts:
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     image = plan.container.image if plan.container else None
-    labels = (ex.engine.image_labels(image) or {}) if image else {}
+    engine = ex.engine.versions() if plan.runtime == "container" else None
+    # The image's labels only from an engine that answers: doctor reports a missing one, it never trips on it.
+    reachable = engine is not None and engine.error is None
+    labels = (ex.engine.image_labels(image) or {}) if image and reachable else {}
     return DoctorFacts(
         host=plan.inputs.facts,
-        engine=ex.engine.versions() if plan.runtime == "container" else None,
+        engine=engine,
         disk_free_bytes=shutil.disk_usage(folder).free if folder.exists() else None,
         disk_path=str(folder),
         workers=tuple(_worker_facts(ex.host, endpoint) for endpoint in plan.rpc),
