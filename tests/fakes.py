@@ -149,6 +149,8 @@ class FakeHost:
     drafting: Callable[[], bool] = lambda: False
     diverge: bool = False
     chat_fails_after: int | None = None
+    # With logprobs asked: how far the chosen token is above the runner-up, at every token.
+    margin: float = 1.0
     chats: list[dict[str, Any]] = field(default_factory=list)
     # RPC workers that answer, by ADDRESS:PORT, with the protocol version each speaks.
     workers: dict[str, tuple[int, int, int]] = field(default_factory=dict)
@@ -237,7 +239,13 @@ class FakeHost:
             "draft_n_accepted": 9 if drafting else 0,
         }
         text = "same text" if not self.diverge or not drafting else "other text"
-        return {"choices": [{"message": {"content": text}}], "timings": timings}
+        choice: dict[str, Any] = {"message": {"content": text}}
+        if body.get("logprobs"):
+            top = [{"logprob": -0.5}, {"logprob": -0.5 - self.margin}]
+            choice["logprobs"] = {
+                "content": [{"token": t, "logprob": -0.5, "top_logprobs": top} for t in ("same", " text")]
+            }
+        return {"choices": [choice], "timings": timings}
 
 
 @dataclass

@@ -350,6 +350,7 @@ def serving_data(comparison: ServingComparison) -> dict[str, Any]:
         "off": comparison.off.speculation,
         "on": comparison.on.speculation,
         "divergent": comparison.divergent,
+        "near_ties": [d.__dict__ for d in comparison.near_ties],
         "rows": [
             {
                 **row.__dict__,
@@ -601,6 +602,11 @@ class Renderer:
                 cut_short = comparison.off.error or comparison.on.error
                 if cut_short:
                     raise OrchestratorError(f"serving benchmark incomplete: {cut_short}; kept as recorded")
+                for tie in comparison.near_ties:
+                    self.live.print(
+                        f"{tie.prompt}: the texts part at a near tie (the two likeliest tokens {tie.margin:.3f} "
+                        "apart with speculation off), where a batch's other arithmetic may choose either"
+                    )
                 if comparison.divergent:
                     raise OrchestratorError(
                         "with speculative decoding on, the greedy text of "

@@ -33,15 +33,18 @@ from orchestrator.core.preflight import check_beside_server, check_memory, check
 from orchestrator.core.reference import BenchRow
 from orchestrator.core.rpc import Endpoint
 from orchestrator.core.serve_bench import (
+    Divergence,
     Prompt,
     ServeRecord,
     ServeRow,
     ServeSample,
     compare_serving,
+    divergences,
     divergent,
     prompt_set,
     request_body,
     sample_from_response,
+    token_margins,
 )
 from orchestrator.core.speculation import OFF
 from orchestrator.errors import OrchestratorError, UsageError
@@ -494,6 +497,10 @@ class ServingComparison:
     def divergent(self) -> list[str]:
         return divergent(self.off, self.on)
 
+    @property
+    def near_ties(self) -> list[Divergence]:
+        return [d for d in divergences(self.off, self.on) if d.near_tie]
+
 
 def bench_serve(
     plan: Plan,
@@ -545,6 +552,7 @@ def _serve_once(
     started = time.time()
     samples: list[ServeSample] = []
     rounds: dict[str, float] = {}
+    margins: dict[str, list[tuple[int, float]]] = {}
     error = None
     runtime.start(plan)
     try:
@@ -564,6 +572,11 @@ def _serve_once(
                 samples += [
                     sample_from_response(prompt.name, count, answer, wall) for answer, wall in answers
                 ]
+        if not plan.speculation.active:
+            for prompt in prompts:
+                margins[prompt.name] = token_margins(
+                    ex.host.chat(plan.base_url, key, request_body(prompt, margins=True))
+                )
     except ServerRequestFailed as failure:
         error = str(failure)
     finally:
@@ -587,6 +600,7 @@ def _serve_once(
         samples=samples,
         rounds=rounds,
         error=error,
+        margins=margins,
     )
 
 

@@ -105,7 +105,12 @@ def test_gemma_with_ngram_drafting_gives_the_same_text(cpu_image: BuiltImage, tm
     shutil.copyfile(demo_model(), model)
     data = _serve_bench(cpu_image, "sfo-test-ngram", model, "--spec", "ngram-mod", "--clients", "1")
     (row,) = data["rows"]  # type: ignore[misc]
-    assert data["on"] == "ngram-mod" and row["identical"] == row["compared"] == 3
+    # Identical, or parted where the two likeliest tokens were within a hair (machine-dependent: gemma's
+    # short chat parts at a 0.072 tie on one machine here and not on another); never a wider split.
+    ties = data["near_ties"]
+    assert isinstance(ties, list) and all(t["margin"] < 0.1 for t in ties), ties
+    assert data["on"] == "ngram-mod" and data["divergent"] == [], data
+    assert row["identical"] + len(ties) == row["compared"] == 3
 
 
 @pytest.mark.parametrize(

@@ -320,14 +320,29 @@ def test_serving_bench_runs_speculation_off_then_on_beside_the_users_server(
     downs = [args for name, args in engine.calls if name == "compose_down"]
     assert [project for _file, project in ups] == ["step-flash-bench"] * 2 and len(downs) == 2
     assert all(url == "http://127.0.0.1:18080" for name, url in host.calls if name == "chat")
-    # Per server: one warm-up request, then 3 prompts x (1 + 4) clients, at temperature 0.
-    assert len(host.chats) == 2 * (1 + 3 * 5) and {c["temperature"] for c in host.chats} == {0}
+    # Per server: one warm-up request, then 3 prompts x (1 + 4) clients, at temperature 0; with speculation
+    # off, one more per prompt asking the two likeliest tokens at each step (untimed).
+    assert len(host.chats) == 2 * (1 + 3 * 5) + 3 and {c["temperature"] for c in host.chats} == {0}
+    assert [c.get("top_logprobs") for c in host.chats].count(2) == 3
+    assert comparison.off.margins["short-chat"] == [(4, 1.0), (9, 1.0)] and comparison.on.margins == {}
     one, four = comparison.rows
     assert (one.clients, four.clients) == (1, 4)
     assert one.ratio == pytest.approx(1.5) and one.acceptance == pytest.approx(0.75)
     assert one.identical == one.compared == 3 and comparison.divergent == []
     lines = (tmp_path / "results" / "bench.jsonl").read_text().splitlines()
     assert [json.loads(line)["speculation"] for line in lines] == ["off", "ngram-mod"]
+
+
+@pytest.mark.parametrize(("margin", "fails"), [(0.05, False), (0.5, True)])
+def test_a_text_that_parts_at_a_near_tie_is_not_a_failure(
+    tmp_path: Path, model: Path, margin: float, fails: bool
+) -> None:
+    host = FakeHost(diverge=True, margin=margin)
+    comparison = _serving(tmp_path, model, host, FakeEngine(), speculative="ngram-mod")
+    prompts = ["short-chat", "code-edit", "long-context"]
+    assert comparison.divergent == (prompts if fails else [])
+    assert [d.prompt for d in comparison.near_ties] == ([] if fails else prompts)
+    assert all(d.at == 0 and d.margin == pytest.approx(margin) for d in comparison.near_ties)
 
 
 def test_serving_bench_needs_something_to_compare(tmp_path: Path, model: Path) -> None:
