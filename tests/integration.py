@@ -93,3 +93,13 @@ def build_cpu_image() -> BuiltImage:
     built = run_cli("build", *args, env=env)
     assert built.returncode == 0, built.stderr + built.stdout
     return BuiltImage(tag, source, env, args)
+
+
+def plan_on_local_bases(family: str, platform: str, *plan_args: str) -> dict[str, object]:
+    """Make (or keep) the family's local bases for the platform, then the plan as `plan --json` prints it."""
+    env = cli_env()
+    made = run_cli("bases", "bootstrap", "--family", family, "--platform", platform, env=env, timeout=5400)
+    assert made.returncode == 0, made.stderr + made.stdout
+    plan = run_cli("plan", *plan_args, "--json", env=env)
+    assert plan.returncode == 0, plan.stderr
+    return dict(json.loads(plan.stdout))

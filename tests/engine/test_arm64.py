@@ -22,7 +22,7 @@ import pytest
 
 from orchestrator.executors.assets import asset
 from tests.assets import cache_dir, llama_cpp_source
-from tests.integration import cli_env, docker, needs_docker, run_cli
+from tests.integration import cli_env, docker, needs_docker, plan_on_local_bases, run_cli
 
 pytestmark = [
     needs_docker,
@@ -58,20 +58,12 @@ def _timed(what: str, started: float) -> None:
     print(f"arm64: {what} in {time.monotonic() - started:.0f} s")
 
 
-def _bases(family: str) -> tuple[str, str]:
-    started = time.monotonic()
-    made = run_cli("bases", "bootstrap", "--family", family, "--platform", ARM64, env=cli_env(), timeout=5400)
-    assert made.returncode == 0, made.stderr + made.stdout
-    _timed(f"{family} bases ({made.stdout.strip()})", started)
-    return f"step-flash-base:{family}-build-arm64", f"step-flash-base:{family}-runtime-arm64"
-
-
 @pytest.fixture(scope="module")
 def cuda_plan() -> dict[str, object]:
-    _bases("cuda")
-    plan = run_cli("plan", *_args("dgx-spark"), "--json", env=cli_env())
-    assert plan.returncode == 0, plan.stderr
-    return dict(json.loads(plan.stdout))
+    started = time.monotonic()
+    plan = plan_on_local_bases("cuda", ARM64, *_args("dgx-spark"))
+    _timed("cuda bases (made, or kept when present) and the plan", started)
+    return plan
 
 
 def test_arm64_bases_are_arm64_and_carry_the_toolkit(cuda_plan: dict[str, object]) -> None:
@@ -178,7 +170,9 @@ def _free_port() -> int:
     reason="a whole image under QEMU: STEP_FLASH_ARM64_IMAGE=1",
 )
 def test_cpu_image_for_arm64_answers_under_emulation() -> None:
-    _bases("vulkan")
+    started = time.monotonic()
+    plan_on_local_bases("vulkan", ARM64, *_args("cpu"))
+    _timed("vulkan bases (made, or kept when present)", started)
     env = cli_env(
         ORCHESTRATOR_MODELS_DIR=str(cache_dir() / "models-arm64"),
         ORCHESTRATOR_WAIT_TIMEOUT="900",

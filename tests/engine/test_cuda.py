@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.assets import demo_model, llama_cpp_source
-from tests.integration import cli_env, docker, model_mount, needs_docker, run_cli
+from tests.integration import cli_env, docker, model_mount, needs_docker, plan_on_local_bases, run_cli
 
 pytestmark = [needs_docker, pytest.mark.docker, pytest.mark.slow]
 
@@ -40,12 +40,7 @@ def _dgx_args() -> list[str]:
 
 @pytest.fixture(scope="module")
 def cuda_plan() -> dict[str, object]:
-    env = cli_env()
-    bases = run_cli("bases", "bootstrap", "--family", "cuda", env=env)
-    assert bases.returncode == 0, bases.stderr
-    plan = run_cli("plan", *_dgx_args(), "--json", env=env)
-    assert plan.returncode == 0, plan.stderr
-    return dict(json.loads(plan.stdout))
+    return plan_on_local_bases("cuda", "linux/amd64", *_dgx_args())
 
 
 def test_kernels_compile_for_gb10(cuda_plan: dict[str, object]) -> None:
