@@ -246,8 +246,9 @@ def test_foreign_architecture_is_refused_before_building() -> None:
     ):
         pytest.skip("QEMU emulation is registered here")
     out = run_cli("build", "--target", foreign, env=cli_env())
-    assert out.returncode == 1
-    assert "without QEMU emulation" in out.stderr and "--platform" in out.stderr
+    assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "registered with binfmt_misc: it cannot run" in out.stderr, out.stderr
+    assert "scripts/register-qemu.sh" in out.stderr and "--platform" in out.stderr
 
 
 @pytest.fixture
