@@ -89,9 +89,9 @@ class FakeEngine:
         }
         return files.get(path) if tag in self.images else None
 
-    def add_labels(self, tag: str, labels: Mapping[str, str]) -> None:
-        self.calls.append(("add_labels", dict(labels)))
-        self.images[tag] = {**self.images[tag], **labels}
+    def promote(self, staged: str, tag: str, labels: Mapping[str, str]) -> None:
+        self.calls.append(("promote", dict(labels)))
+        self.images[tag] = {**self.images.pop(staged), **labels}
 
     def push(self, tag: str, registry: str) -> tuple[str, str | None]:
         self.calls.append(("push", (tag, registry)))

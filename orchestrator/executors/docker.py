@@ -122,14 +122,15 @@ class DockerEngine:
             return None
         return str(text)
 
-    def add_labels(self, tag: str, labels: Mapping[str, str]) -> None:
+    def promote(self, staged: str, tag: str, labels: Mapping[str, str]) -> None:
         import json
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="step-flash-labels-") as folder:
-            lines = [f"FROM {tag}", *(f"LABEL {key}={json.dumps(value)}" for key, value in labels.items())]
+            lines = [f"FROM {staged}", *(f"LABEL {key}={json.dumps(value)}" for key, value in labels.items())]
             (Path(folder) / "Dockerfile").write_text("\n".join(lines) + "\n")
             self.docker.buildx.build(folder, tags=[tag], load=True, pull=False, progress=False)
+        self.docker.image.remove(staged)
 
     def image_labels(self, tag: str) -> Mapping[str, str] | None:
         if not self.docker.image.exists(tag):

@@ -120,8 +120,9 @@ class Engine(Protocol):
     def read_file(self, tag: str, path: str) -> str | None:
         """A file's text inside an image (None when it is not there)."""
 
-    def add_labels(self, tag: str, labels: Mapping[str, str]) -> None:
-        """The same image under the same tag, with these labels added (a config-only step)."""
+    def promote(self, staged: str, tag: str, labels: Mapping[str, str]) -> None:
+        """The staged image, with these labels added (a config-only step), under tag; the staged tag goes.
+        Until then tag still names the image the last finished build made."""
 
     def make_base(self, spec: BaseSpec, work_dir: Path, *, rebuild: bool = False) -> BaseOutcome: ...
 

@@ -33,7 +33,9 @@ DRIVER_LABEL = "io.step-flash.driver"
 DRIVER_FILE = "/usr/local/share/step-flash-driver.txt"
 # Bumped when the steps around the image build change (2: the web-page label after the build). A change
 # to build-llama.sh (the RPC protocol file, say) changes the recipe by itself.
-RECIPE_VERSION = "2"
+# 3: built under a staged tag and given the plan's tag only whole, so an image an interrupted build left
+# under it without those labels is made again.
+RECIPE_VERSION = "3"
 _SKIP_IN_SOURCE = {".git", "node_modules", "__pycache__", ".cache"}
 
 
@@ -123,6 +125,9 @@ def build_image(
     if existing is not None and existing.get(RECIPE_LABEL) == recipe and not rebuild:
         return BuildOutcome(build.tag, built=False, seconds=0.0, log=None)
     started = time.monotonic()
+    # Built under a tag of its own and named build.tag only once whole (labels found after the build
+    # included): a build stopped on the way leaves the last finished image under its tag.
+    staged = f"{build.tag}-staged"
     context = stage_context(build, work_dir)
     log = work_dir / "logs" / f"build-{build.tag.replace(':', '_').replace('/', '_')}.log"
     try:
@@ -130,7 +135,7 @@ def build_image(
             context=context,
             dockerfile=asset(build.dockerfile),
             stage=build.stage,
-            tag=build.tag,
+            tag=staged,
             build_args=build.build_args,
             labels={**build.labels, RECIPE_LABEL: recipe},
             platform=build.platform,
@@ -141,16 +146,15 @@ def build_image(
     finally:
         shutil.rmtree(context, ignore_errors=True)
     # Known only once the build ran, so recorded in a config-only step after it.
-    webui = (engine.read_file(build.tag, WEBUI_FILE) or "").strip() or None
-    protocol = (engine.read_file(build.tag, RPC_PROTOCOL_FILE) or "").strip() or None
-    driver = (engine.read_file(build.tag, DRIVER_FILE) or "").strip() or None
+    webui = (engine.read_file(staged, WEBUI_FILE) or "").strip() or None
+    protocol = (engine.read_file(staged, RPC_PROTOCOL_FILE) or "").strip() or None
+    driver = (engine.read_file(staged, DRIVER_FILE) or "").strip() or None
     found = (
         ({WEBUI_LABEL: "embedded" if webui == "embedded" else "none"} if webui else {})
         | ({RPC_PROTOCOL_LABEL: protocol} if protocol else {})
         | ({DRIVER_LABEL: driver} if driver else {})
     )
-    if found:
-        engine.add_labels(build.tag, found)
+    engine.promote(staged, build.tag, found)
     outcome = BuildOutcome(build.tag, built=True, seconds=time.monotonic() - started, log=log, webui=webui)
     _record(work_dir, outcome)
     return outcome

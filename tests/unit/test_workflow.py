@@ -40,11 +40,13 @@ def test_a_built_image_is_not_built_again(tmp_path: Path) -> None:
     again = workflow.build(plan, ex, Notes().reporter(), rebuild=False)
     assert first.outcome.built and not again.outcome.built
     assert engine.names().count("build") == 1
-    # What the build found about the web page is a label once the build ran.
+    # What the build found about the web page is a label once the build ran; the image is built under a
+    # tag of its own and takes the plan's only then.
     assert (
-        "add_labels",
+        "promote",
         {"io.step-flash.webui": "none", "io.step-flash.rpc-protocol": "7.0.0"},
     ) in engine.calls
+    assert set(engine.images) >= {plan.build.tag} and not any(t.endswith("-staged") for t in engine.images)  # type: ignore[union-attr]
     assert first.outcome.webui is not None and first.outcome.webui.startswith("none:")
     # Every build stages its own context and leaves none behind.
     assert not list((tmp_path / "contexts").glob("*"))
