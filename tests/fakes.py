@@ -80,14 +80,14 @@ class FakeEngine:
             )
         self.images[tag] = dict(labels)
 
-    def read_file(self, tag: str, path: str) -> str | None:
+    def read_files(self, tag: str, paths: Sequence[str]) -> dict[str, str | None]:
         from orchestrator.executors.images import RPC_PROTOCOL_FILE, WEBUI_FILE
 
         files = {
             WEBUI_FILE: "none: the build could not fetch llama.cpp's web UI bundle",
             RPC_PROTOCOL_FILE: self.rpc_protocol,
         }
-        return files.get(path) if tag in self.images else None
+        return {path: files.get(path) if tag in self.images else None for path in paths}
 
     def promote(self, staged: str, tag: str, labels: Mapping[str, str]) -> None:
         self.calls.append(("promote", dict(labels)))

@@ -26,17 +26,18 @@ packages() {
     done
     [ -z "$missing$suites" ] && { echo "packages already present: $*"; return 0; }
     export DEBIAN_FRONTEND=noninteractive
-    for suite in $(echo "$suites" | tr ' ' '\n' | sort -u); do
-        # The suite from the mirror the base already uses (Debian's own, or the one given at bootstrap).
+    suites=$(echo "$suites" | tr ' ' '\n' | sort -u)
+    if [ -n "$suites" ]; then
+        # Other suites from the mirror the base already uses (Debian's own, or the one given at bootstrap).
         mirror=$(grep -rhoE 'https?://[^ ]+/debian/?' /etc/apt/sources.list /etc/apt/sources.list.d 2>/dev/null \
             | grep -v security | head -n 1)
-        [ -n "$mirror" ] || die "no Debian mirror in /etc/apt to take $suite from"
-        echo "deb $mirror $suite main" > "/etc/apt/sources.list.d/$suite.list"
-    done
+        [ -n "$mirror" ] || die "no Debian mirror in /etc/apt to take $suites from"
+        for suite in $suites; do echo "deb $mirror $suite main" > "/etc/apt/sources.list.d/$suite.list"; done
+    fi
     apt-get update
     # shellcheck disable=SC2086 # word splitting of the package list is intended
     [ -z "$missing" ] || apt-get install -y --no-install-recommends $missing
-    for suite in $(echo "$suites" | tr ' ' '\n' | sort -u); do
+    for suite in $suites; do
         wanted=""
         for pkg in "$@"; do
             [ "${pkg#*/}" = "$suite" ] && [ "$pkg" != "${pkg%/*}" ] && wanted="$wanted ${pkg%/*}"

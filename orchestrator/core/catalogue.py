@@ -105,6 +105,15 @@ class ImageFamily:
     # The GPU's user-space driver inside the image, if it brings one: its version becomes a label.
     driver_package: str | None = None
 
+    @property
+    def driver_source(self) -> str | None:
+        """Where the image's driver comes from: 'PACKAGE from SUITE', or the package from the base's suite."""
+        for word in self.runtime_packages:
+            name, _, suite = word.partition("/")
+            if name == self.driver_package:
+                return f"{name} from {suite}" if suite else name
+        return None
+
 
 MemoryLimit = Literal["mem-available", "gtt", "wired-limit"]
 

@@ -237,10 +237,9 @@ MIN_MESA_RADV = (26, 0, 5)
 def radv_check(plan: Plan, host: HostFacts, image_driver: str | None) -> Check:
     """The RADV the image will drive the GPU with (the image's Mesa, not the host's), beside the host's
     kernel, whose amdgpu driver it talks to."""
+    family = CATALOGUE[plan.target].family
+    source = (family.driver_source if family else None) or "Mesa"
     if image_driver is None:
-        wanted = next((p for p in _runtime_packages(plan) if p.startswith("mesa-vulkan-drivers")), "Mesa")
-        package, _, suite = wanted.partition("/")
-        source = f"{package} from {suite}" if suite else package
         return _ok(
             "RADV in the image",
             f"{source}; its version is recorded when the image is built; host kernel {host.kernel}",
@@ -251,15 +250,11 @@ def radv_check(plan: Plan, host: HostFacts, image_driver: str | None) -> Check:
         return Check(
             "RADV in the image",
             "warn",
-            f"{detail}: older than 26.0.5, which fixes a RADV heap corruption llama.cpp's Vulkan pipelines hit",
-            "build the image with the catalogue's bases (Mesa from trixie-backports)",
+            f"{detail}: older than {'.'.join(map(str, MIN_MESA_RADV))}, which fixes a RADV heap corruption "
+            "llama.cpp's Vulkan pipelines hit",
+            f"build the image with the catalogue's bases ({source})",
         )
     return _ok("RADV in the image", detail)
-
-
-def _runtime_packages(plan: Plan) -> list[str]:
-    build = plan.build
-    return build.build_args.get("RUNTIME_PACKAGES", "").split() if isinstance(build, ImageBuild) else []
 
 
 def ryzen_checks(host: HostFacts, needed_bytes: int | None) -> list[Check]:
@@ -440,15 +435,19 @@ def emulation_checks(plan: Plan, host: HostFacts) -> list[Check]:
     RUN steps under QEMU, registered with binfmt_misc's F flag so the containers need no copy of it."""
     if not isinstance(plan.build, ImageBuild):
         return []
-    platform = plan.build.platform
-    if platform_arch(platform).name == machine_arch(host.machine):
+    platform, emulators = plan.build.platform, dict(host.emulators)
+    wanted = platform_arch(platform)
+    if wanted.name == machine_arch(host.machine):
         return []
-    problem = emulation_problem(platform, host.machine, dict(host.emulators))
+    problem = emulation_problem(platform, host.machine, emulators)
     if problem is not None:
         return [Check("emulation", problem.severity, problem.message, problem.fix)]
-    emulator = platform_arch(platform).emulator
-    flags = dict(host.emulators)[emulator]
-    return [_ok("emulation", f"{platform} builds run under {emulator} (flags {flags}); expect them slow")]
+    return [
+        _ok(
+            "emulation",
+            f"{platform} builds run under {wanted.emulator} (flags {emulators[wanted.emulator]}); expect them slow",
+        )
+    ]
 
 
 def diagnose(plan: Plan, facts: DoctorFacts) -> list[Check]:

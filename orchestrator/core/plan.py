@@ -318,7 +318,7 @@ def image_build(
     }
     variant = f"-{profile.variant.name}" if profile.variant else ""
     # A target built for another architecture than its own (a DGX Spark image built on amd64) says so.
-    arch = "" if platform == target.platform else "-" + platform.split("/")[-1]
+    arch = "" if platform == target.platform else "-" + platform_arch(platform).name
     tag = f"{settings['image_repo']}:{family.name}-{target.name}{variant}{arch}-{source.short_revision}"
     # Where the source comes from (git, a local copy, a mirror) does not change the image: its commit does.
     location = set(source_build_args(source))

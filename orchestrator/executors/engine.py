@@ -117,8 +117,8 @@ class Engine(Protocol):
 
     def push(self, tag: str, registry: str) -> tuple[str, str | None]: ...
 
-    def read_file(self, tag: str, path: str) -> str | None:
-        """A file's text inside an image (None when it is not there)."""
+    def read_files(self, tag: str, paths: Sequence[str]) -> dict[str, str | None]:
+        """Files' texts inside an image, by path (None for one that is not there)."""
 
     def promote(self, staged: str, tag: str, labels: Mapping[str, str]) -> None:
         """The staged image, with these labels added (a config-only step), under tag; the staged tag goes.

@@ -146,9 +146,10 @@ def build_image(
     finally:
         shutil.rmtree(context, ignore_errors=True)
     # Known only once the build ran, so recorded in a config-only step after it.
-    webui = (engine.read_file(staged, WEBUI_FILE) or "").strip() or None
-    protocol = (engine.read_file(staged, RPC_PROTOCOL_FILE) or "").strip() or None
-    driver = (engine.read_file(staged, DRIVER_FILE) or "").strip() or None
+    found_files = engine.read_files(staged, (WEBUI_FILE, RPC_PROTOCOL_FILE, DRIVER_FILE))
+    webui, protocol, driver = (
+        (found_files.get(path) or "").strip() or None for path in (WEBUI_FILE, RPC_PROTOCOL_FILE, DRIVER_FILE)
+    )
     found = (
         ({WEBUI_LABEL: "embedded" if webui == "embedded" else "none"} if webui else {})
         | ({RPC_PROTOCOL_LABEL: protocol} if protocol else {})

@@ -304,3 +304,28 @@ def test_build_push_to_a_registry(cpu_image: BuiltImage, local_registry: str) ->
         assert tag in json.loads(answer.read())["tags"]
     refused = run_cli("build", *cpu_image.args, "--push", env=cpu_image.env)
     assert refused.returncode == 2 and "--registry" in refused.stderr
+
+
+def test_verify_image_checks_an_image_against_its_plan(cpu_image: BuiltImage, tmp_path: Path) -> None:
+    """What CI runs after each build (scripts/verify-image.sh), on the image the tests built."""
+    import subprocess
+
+    plan = run_cli("plan", *cpu_image.args, "--json", env=cpu_image.env)
+    assert plan.returncode == 0, plan.stderr
+    (tmp_path / "plan.json").write_text(plan.stdout)
+    from tests.conftest import REPO
+
+    script = str(REPO / "scripts" / "verify-image.sh")
+    done = subprocess.run([script, str(tmp_path / "plan.json")], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"ok   {cpu_image.tag} is linux/amd64" in done.stdout
+    assert "CPU variants for amd64:" in done.stdout and "libggml-cpu-x64.so" in done.stdout
+    assert "llama-server starts" in done.stdout
+    # A plan that says another platform than the image's is refused.
+    data = json.loads(plan.stdout)
+    data["build"]["platform"] = "linux/arm64"
+    (tmp_path / "arm64.json").write_text(json.dumps(data))
+    wrong = subprocess.run(
+        [script, str(tmp_path / "arm64.json")], capture_output=True, text=True, check=False
+    )
+    assert wrong.returncode == 1 and "the plan says linux/arm64" in wrong.stderr, wrong.stdout + wrong.stderr
