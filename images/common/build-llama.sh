@@ -5,7 +5,7 @@
 #   build-llama.sh fetch             put the llama.cpp tree in /src (git clone at a commit, or the staged copy)
 #   build-llama.sh build             configure and build the shipped tools into /opt/llama
 #   build-llama.sh user UID DIR      create the unprivileged user the server runs as, and its cache DIR
-#   build-llama.sh driver [PKG]      record the GPU driver package's version (none for CUDA: the host's)
+#   build-llama.sh driver FILE [PKG] record the GPU driver package's version (none for CUDA: the host's)
 # The macOS / --native scripts (scripts/macos-native/build.sh) run `build` on the host, with SRC_DIR,
 # BUILD_DIR, INSTALL_DIR and CCACHE_DIR pointing into the orchestrator's data directory.
 set -eu
@@ -48,12 +48,13 @@ packages() {
     rm -rf /var/lib/apt/lists/*
 }
 
-# The GPU driver the image brings (a Debian package), named with its version for the image's label.
+# The GPU driver the image brings (a Debian package), named with its version in FILE for the image's label.
 driver() {
-    [ "$#" -gt 0 ] || return 0
-    version=$(dpkg-query -W -f='${Version}' "$1") || die "driver package $1 is not installed"
-    echo "$1 $version" > /usr/local/share/step-flash-driver.txt
-    echo "driver: $1 $version"
+    file="${1:?file}"
+    [ "$#" -gt 1 ] || return 0
+    version=$(dpkg-query -W -f='${Version}' "$2") || die "driver package $2 is not installed"
+    echo "$2 $version" > "$file"
+    echo "driver: $2 $version"
 }
 
 fetch() {

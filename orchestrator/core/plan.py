@@ -36,6 +36,9 @@ CONTAINER_API_KEY = PurePosixPath("/run/secrets/api_key")
 CONTAINER_UI_DIR = PurePosixPath("/webui")
 # An MTP sidecar kept outside the model's folder is mounted here (read-only, like the model).
 CONTAINER_DRAFT_DIR = PurePosixPath("/draft")
+# Where the image records the GPU driver package it brings and its version (build-llama.sh driver); the
+# build reads it back into a label.
+CONTAINER_DRIVER_FILE = PurePosixPath("/usr/local/share/step-flash-driver.txt")
 # Made by the image for its user (build-llama.sh user): an RPC worker's tensor cache volume is mounted here.
 CONTAINER_CACHE_DIR = PurePosixPath("/var/cache/llama")
 # RDMA devices (ConnectX with RoCE), given to a head and its workers where the host has them.
@@ -308,6 +311,7 @@ def image_build(
         "BUILD_PACKAGES": " ".join(family.build_packages),
         "RUNTIME_PACKAGES": " ".join(family.runtime_packages),
         "DRIVER_PACKAGE": family.driver_package or "",
+        "DRIVER_FILE": str(CONTAINER_DRIVER_FILE),
         **source_build_args(source),
         "CMAKE_ARGS": cmake_args(flags),
         "LLAMA_TARGETS": " ".join(SHIPPED_TOOLS),

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.core.plan import ImageBuild, local_base_images
+from orchestrator.core.plan import CONTAINER_DRIVER_FILE, ImageBuild, local_base_images
 from orchestrator.errors import OrchestratorError
 from orchestrator.executors.assets import asset
 from orchestrator.executors.engine import BuildProgress, Engine
@@ -30,7 +30,7 @@ RPC_PROTOCOL_FILE = "/opt/llama/rpc-protocol.txt"
 # The GPU driver package the image brings and its version ("mesa-vulkan-drivers 26.1.6-1~bpo13+1"): for
 # the Ryzen target, the RADV that drives the GPU. Written by build-llama.sh's driver step.
 DRIVER_LABEL = "io.step-flash.driver"
-DRIVER_FILE = "/usr/local/share/step-flash-driver.txt"
+DRIVER_FILE = str(CONTAINER_DRIVER_FILE)
 # Bumped when the steps around the image build change (2: the web-page label after the build). A change
 # to build-llama.sh (the RPC protocol file, say) changes the recipe by itself.
 # 3: built under a staged tag and given the plan's tag only whole, so an image an interrupted build left
