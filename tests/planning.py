@@ -37,7 +37,11 @@ def fixed_model(target: str) -> ModelSpec:
 
 
 def fixed_plan(
-    target: str, profile: str, overrides: Mapping[str, object] | None = None, source: Source | None = None
+    target: str,
+    profile: str,
+    overrides: Mapping[str, object] | None = None,
+    source: Source | None = None,
+    host: str | None = None,
 ) -> Plan:
     settings = merge_layers(
         [default_layer(Path("/data")), Layer("flag", {"profile": profile, **(overrides or {})})]
@@ -50,6 +54,6 @@ def fixed_plan(
             source=source or NAMED_SOURCES["upstream"],
             model=fixed_model(target),
             settings=settings,
-            facts=host_facts(HOST_OF_TARGET[target]),
+            facts=host_facts(host or HOST_OF_TARGET[target]),
         )
     )

@@ -20,6 +20,10 @@ packages() {
     for pkg in "$@"; do
         case "$pkg" in
             */*) suites="$suites ${pkg#*/}" ;;
+            # PACKAGE:ARCH, another architecture's library for cross-compiling (Debian multiarch).
+            *:*) dpkg --print-foreign-architectures | grep -qx "${pkg#*:}" || dpkg --add-architecture "${pkg#*:}"
+                dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+                || missing="$missing $pkg" ;;
             *) dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
                 || missing="$missing $pkg" ;;
         esac
@@ -106,6 +110,7 @@ build() {
     done
     # shellcheck disable=SC2086 # one target per word
     cmake --build "$out" --config Release -j "${BUILD_JOBS:-$(getconf _NPROCESSORS_ONLN)}" --target $targets
+    check_architecture "$out/bin/llama-server"
     mkdir -p "$install"
     # Whether llama-server has its web page inside: upstream's UI step leaves the bundle it embedded in
     # tools/ui/dist. One line for the build log (the orchestrator reports it) and a file in the image.
@@ -138,6 +143,22 @@ build() {
     # libraries are .dylib files.
     find "$out" \( -name '*.so*' -o -name '*.dylib' \) -exec cp -P {} "$install/" \;
     ccache --show-stats 2>/dev/null | head -n 8 || true
+}
+
+# An image's programs must be of its architecture (TARGETARCH, from BuildKit): a cross-compiling
+# Dockerfile handed a plan without cross settings would build the build machine's.
+check_architecture() {
+    [ -n "${TARGETARCH:-}" ] && command -v readelf >/dev/null || return 0
+    case "$TARGETARCH" in
+        amd64) wanted="X86-64" ;;
+        arm64) wanted="AArch64" ;;
+        *) return 0 ;;
+    esac
+    machine=$(readelf -h "$1" | sed -n 's/^ *Machine: *//p')
+    case "$machine" in
+        *"$wanted") echo "architecture: $machine" ;;
+        *) die "$1 is built for $machine, not $TARGETARCH: the plan's CMAKE_ARGS and the Dockerfile's build platform disagree (see 'orchestrator plan')" ;;
+    esac
 }
 
 user() {

@@ -202,18 +202,23 @@ def cmd_bases_bootstrap(
     from orchestrator.app.config import load_settings
     from orchestrator.app.outcomes import BasesMade
     from orchestrator.core.catalogue import FAMILIES
+    from orchestrator.core.cross import build_platform
     from orchestrator.executors.bases import base_specs
+    from orchestrator.executors.probe import host_machine
 
     if family not in FAMILIES:
         raise UsageError(f"unknown image family {family!r}; choose one of: {', '.join(FAMILIES)}")
-    specs = base_specs(FAMILIES[family], platform, mirror)
+    # The bases a build for that platform uses on this machine (a cross-compiling family's build base
+    # is this machine's own architecture).
+    builder = build_platform(FAMILIES[family], platform, host_machine())
+    specs = base_specs(FAMILIES[family], platform, mirror, build_platform=builder)
     engine = session.executors().engine
     engine.require()
     work_dir = load_settings({})["data_dir"]
     made = []
     for spec in specs:
         with session.render.status(
-            f"debootstrap {spec.suite} ({platform}) for {spec.tag} ({len(spec.packages)} packages)"
+            f"debootstrap {spec.suite} ({spec.platform}) for {spec.tag} ({len(spec.packages)} packages)"
         ):
             made.append(engine.make_base(spec, work_dir, rebuild=rebuild))
     return BasesMade(tuple(made))

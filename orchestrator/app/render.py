@@ -133,6 +133,7 @@ def plan_panels(plan: Plan, width: int) -> list[Panel]:
         rows = [
             ("image", build.tag),
             ("dockerfile", f"{build.dockerfile} (stage {build.stage}, {build.platform})"),
+            *([("compiled on", f"{build.build_platform} (cross-compiling)")] if build.cross else []),
         ]
         rows += [(f"--build-arg {k}", v) for k, v in build.build_args.items()]
         if build.source_dir:

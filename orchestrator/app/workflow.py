@@ -120,7 +120,8 @@ def build(plan: Plan, ex: Executors, report: Reporter, *, rebuild: bool) -> Buil
             ) from None
     family = FAMILIES[_image(plan).family]
     report.note(f"the {family.name} base images cannot be pulled here; making local ones with debootstrap")
-    for spec in base_specs(family, _image(plan).platform):
+    image = _image(plan)
+    for spec in base_specs(family, image.platform, build_platform=image.build_platform):
         made = ex.engine.make_base(spec, plan.data_dir)
         report.note(f"{made.tag}: " + (f"made in {made.seconds:.0f} s" if made.made else "present"))
     plan = with_local_bases(plan, "the upstream bases could not be pulled")

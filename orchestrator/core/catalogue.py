@@ -104,6 +104,11 @@ class ImageFamily:
     runtime_packages: tuple[str, ...]
     # The GPU's user-space driver inside the image, if it brings one: its version becomes a label.
     driver_package: str | None = None
+    # Set where the Dockerfile's build stages run on the build machine's own architecture and
+    # cross-compile for another (FROM --platform=$BUILDPLATFORM): the packages the build links against,
+    # installed in the image's architecture. None: the build stages run on the image's architecture
+    # (under QEMU when that is foreign).
+    cross_packages: tuple[str, ...] | None = None
 
     @property
     def driver_source(self) -> str | None:
@@ -196,6 +201,9 @@ CUDA = ImageFamily(
     # nvidia/cuda bases): a missing one stops the image's apt step, which names it.
     build_packages=(*_COMMON_BUILD_PACKAGES, "libibverbs-dev"),
     runtime_packages=(*_COMMON_RUNTIME_PACKAGES, "libibverbs1", "ibverbs-providers"),
+    # No cross_packages: cross-compiling CUDA needs the target's CUDA libraries beside the host's nvcc
+    # (NVIDIA's cuda-cross-sbsa packages), which neither the nvidia/cuda bases nor the local ones carry.
+    # A DGX Spark image built on amd64 is built under QEMU; on the Spark itself, natively.
 )
 
 # Debian trixie, as the local bases `orchestrator bases bootstrap` makes (debian:trixie-slim is Debian's
@@ -214,6 +222,10 @@ VULKAN = ImageFamily(
     build_packages=(*_COMMON_BUILD_PACKAGES, "libvulkan-dev", "glslc", "spirv-headers"),
     runtime_packages=(*_COMMON_RUNTIME_PACKAGES, "libvulkan1", "mesa-vulkan-drivers/trixie-backports"),
     driver_package="mesa-vulkan-drivers",
+    # Debian builds for another architecture with its cross compilers and multiarch libraries, and
+    # llama.cpp builds its shader generator with the host's compiler when cross-compiling; glslc runs
+    # natively. An emulated compile of this image is hours on 2 cores.
+    cross_packages=("libvulkan-dev",),
 )
 
 FAMILIES: Mapping[str, ImageFamily] = MappingProxyType({f.name: f for f in (CUDA, VULKAN)})

@@ -442,12 +442,15 @@ def emulation_checks(plan: Plan, host: HostFacts) -> list[Check]:
     problem = emulation_problem(platform, host.machine, emulators)
     if problem is not None:
         return [Check("emulation", problem.severity, problem.message, problem.fix)]
-    return [
-        _ok(
-            "emulation",
-            f"{platform} builds run under {wanted.emulator} (flags {emulators[wanted.emulator]}); expect them slow",
+    registered = f"{wanted.emulator} (flags {emulators[wanted.emulator]})"
+    if plan.build.cross:
+        what = (
+            f"llama.cpp is cross-compiled on {plan.build.build_platform}; the image's package steps run "
+            f"under {registered}"
         )
-    ]
+    else:
+        what = f"{platform} builds run under {registered}; expect them slow (hours for a whole compile)"
+    return [_ok("emulation", what)]
 
 
 def diagnose(plan: Plan, facts: DoctorFacts) -> list[Check]:

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 from orchestrator.core.bench import expected_rows
 from orchestrator.core.catalogue import BenchSet, CMakeFlag, HookSpec, Profile, Target, cmake_flags
+from orchestrator.core.cross import build_platform, cross_cmake_flags, cross_packages, is_cross
 from orchestrator.core.facts import HostFacts
 from orchestrator.core.memory_plan import MemoryPlan, memory_plan
 from orchestrator.core.models import ModelSpec
@@ -83,8 +84,14 @@ class ImageBuild:
     # A local source is copied into the build context; a git source is fetched inside the build.
     source_dir: str | None
     digest: str
+    # Where the build stages run: the image's platform, or the build machine's when cross-compiling.
+    build_platform: str
     # BuildKit cache to read and fill (a CI cache); it does not change what is built.
     cache: str | None = None
+
+    @property
+    def cross(self) -> bool:
+        return is_cross(self.build_platform, self.platform)
 
 
 @dataclass(frozen=True)
@@ -296,19 +303,30 @@ def source_build_args(source: Source) -> dict[str, str]:
 
 
 def image_build(
-    target: Target, profile: Profile, source: Source, settings: Settings, flags: Sequence[CMakeFlag]
+    target: Target,
+    profile: Profile,
+    source: Source,
+    settings: Settings,
+    flags: Sequence[CMakeFlag],
+    machine: str,
 ) -> ImageBuild:
     family = target.family
     assert family is not None
     platform = settings["platform"] or target.platform
+    builder = build_platform(family, platform, machine)
+    packages = family.build_packages
+    if is_cross(builder, platform):
+        packages += cross_packages(family, platform_arch(platform))
+        flags = (*flags, *cross_cmake_flags(platform_arch(platform)))
     if settings["bases"] == "local":
-        build_base, runtime_base = local_base_images(family.name, platform)
+        build_base = local_base_images(family.name, builder)[0]
+        runtime_base = local_base_images(family.name, platform)[1]
     else:
         build_base, runtime_base = family.build_base, family.runtime_base
     args = {
         "BUILD_BASE": build_base,
         "RUNTIME_BASE": runtime_base,
-        "BUILD_PACKAGES": " ".join(family.build_packages),
+        "BUILD_PACKAGES": " ".join(packages),
         "RUNTIME_PACKAGES": " ".join(family.runtime_packages),
         "DRIVER_PACKAGE": family.driver_package or "",
         "DRIVER_FILE": str(CONTAINER_DRIVER_FILE),
@@ -353,6 +371,7 @@ def image_build(
         labels=labels,
         source_dir=str(source.path) if source.kind == "local" else None,
         digest=digest,
+        build_platform=builder,
         cache=settings["build_cache"],
     )
 
@@ -724,7 +743,7 @@ def make_plan(inputs: PlanInputs) -> Plan:
     warnings: list[str] = []
     build: ImageBuild | NativeBuild
     if runtime == "container":
-        build = image_build(target, profile, source, settings, flags)
+        build = image_build(target, profile, source, settings, flags, facts.machine)
     else:
         build = native_build(target, profile, source, settings, flags)
     speculation = resolve_speculation(

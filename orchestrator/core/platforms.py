@@ -14,6 +14,11 @@ class Arch:
     machine: str  # the kernel's (uname -m) and the wheels' platform tags' (x86_64, aarch64)
 
     @property
+    def gnu_triple(self) -> str:
+        """Debian's multiarch name, also its cross compilers' prefix (aarch64-linux-gnu-gcc)."""
+        return f"{self.machine}-linux-gnu"
+
+    @property
     def emulator(self) -> str:
         """binfmt_misc's entry for QEMU's user-mode emulator of this architecture."""
         return f"qemu-{self.machine}"

@@ -94,9 +94,20 @@ class BaseOutcome:
 
 
 def base_specs(
-    family: ImageFamily, platform: str = REFERENCE_PLATFORM, mirror: str = DEFAULT_MIRROR
+    family: ImageFamily,
+    platform: str = REFERENCE_PLATFORM,
+    mirror: str = DEFAULT_MIRROR,
+    *,
+    build_platform: str | None = None,
 ) -> tuple[BaseSpec, BaseSpec]:
-    tags = dict(zip(("build", "runtime"), local_base_images(family.name, platform), strict=True))
+    """The bases an image of `platform` is built on: the build base of `build_platform` where the build
+    stages run elsewhere (cross-compiling, see core.cross), the runtime base of the image's own."""
+    builder = build_platform or platform
+    platforms: dict[Role, str] = {"build": builder, "runtime": platform}
+    tags: dict[Role, str] = {
+        "build": local_base_images(family.name, builder)[0],
+        "runtime": local_base_images(family.name, platform)[1],
+    }
     # debootstrap takes packages of its suite only; those of another (PACKAGE/SUITE) come in the image's apt step.
     packages = {
         role: tuple(p for p in names if "/" not in p)
@@ -105,7 +116,9 @@ def base_specs(
 
     def spec(role: Role) -> BaseSpec:
         wheels = tuple(w.requirement for w in CUDA_WHEELS if role in w.roles) if family.name == "cuda" else ()
-        return BaseSpec(tags[role], role, family.name, packages[role], DEBIAN_SUITE, mirror, wheels, platform)
+        return BaseSpec(
+            tags[role], role, family.name, packages[role], DEBIAN_SUITE, mirror, wheels, platforms[role]
+        )
 
     return spec("build"), spec("runtime")
 

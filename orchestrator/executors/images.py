@@ -96,10 +96,14 @@ def stage_context(build: ImageBuild, work_dir: Path) -> Path:
 
 def _recipe(engine: Engine, build: ImageBuild) -> str:
     base_ids = []
+    local = (
+        local_base_images(build.family, build.build_platform)[0],
+        local_base_images(build.family, build.platform)[1],
+    )
     for role in ("BUILD_BASE", "RUNTIME_BASE"):
         base = build.build_args[role]
         base_id = engine.image_id(base)
-        if base in local_base_images(build.family, build.platform) and base_id is None:
+        if base in local and base_id is None:
             raise OrchestratorError(
                 f"local base image {base} is missing; make it with 'orchestrator bases bootstrap --family {build.family} --platform {build.platform}'"
             )

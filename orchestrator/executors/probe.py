@@ -66,6 +66,11 @@ def _sysctl(name: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+def host_machine() -> str:
+    """This machine's architecture as the kernel names it (uname -m)."""
+    return platform.machine()
+
+
 def probe_raw() -> RawProbe:
     drm = tuple(
         (
@@ -77,7 +82,7 @@ def probe_raw() -> RawProbe:
     )
     return RawProbe(
         system=platform.system(),
-        machine=platform.machine(),
+        machine=host_machine(),
         nvidia_smi=_nvidia_smi(),
         kfd_properties=tuple(
             _read(p) for p in sorted(glob.glob("/sys/class/kfd/kfd/topology/nodes/*/properties"))
@@ -141,8 +146,6 @@ def binfmt_entries() -> tuple[tuple[str, str], ...]:
 
 def require_emulation(image_platform: str) -> None:
     """Refuse, in one line, to start work for another architecture that this machine cannot run."""
-    problem = emulation_problem(
-        image_platform, platform.machine(), dict(registered_emulators(binfmt_entries()))
-    )
+    problem = emulation_problem(image_platform, host_machine(), dict(registered_emulators(binfmt_entries())))
     if problem is not None:
         raise OrchestratorError(f"{problem.message}; {problem.fix}")

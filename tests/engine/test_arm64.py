@@ -1,14 +1,18 @@
-"""The DGX Spark's arm64 image path, proven on this amd64 machine under QEMU (opt-in: everything arm64
-runs emulated; `scripts/register-qemu.sh` registers the emulator). STEP_FLASH_ARM64=1: the bases and the
-CUDA stages (about 40 minutes on 2 cores, bases included). STEP_FLASH_ARM64_IMAGE=1 as well: the cpu
-image too, a whole llama.cpp build under emulation (measured here: 9% of it in 42 minutes on 2 busy
-cores, so hours).
+"""arm64 images proven on this amd64 machine.
 
-- the arm64 bases: Debian for arm64 with NVIDIA's aarch64 CUDA wheels, and image metadata saying arm64;
-- the CUDA image's toolchain stage for arm64, llama.cpp configured with the dgx-spark plan's own flags, a
-  few CUDA kernels compiled for 121a-real (cuobjdump: sm_121a) and every arm64 CPU variant compiled;
-- the cpu target's arm64 image, built by `orchestrator build` exactly as for amd64, whose llama-server
-  answers a chat completion under emulation.
+Every run (no QEMU needed): the cpu target's arm64 build is cross-compiled on amd64 (the Vulkan
+Dockerfile's build stages run on the build machine's platform): its toolchain stage with Debian's cross
+compiler and arm64 libraries, cmake configured with the plan's exact flags, and every arm64 CPU variant
+and ggml's base library compiled as AArch64 code.
+
+Under QEMU (`scripts/register-qemu.sh` registers the emulator), opt-in:
+- STEP_FLASH_ARM64=1: the DGX Spark's CUDA path, whose build runs emulated (about 40 minutes on 2 cores,
+  bases included): the arm64 bases (Debian for arm64 with NVIDIA's aarch64 CUDA wheels, image metadata
+  saying arm64), the CUDA image's toolchain stage for arm64, llama.cpp configured with the dgx-spark
+  plan's own flags, a few CUDA kernels compiled for 121a-real (cuobjdump: sm_121a) and every arm64 CPU
+  variant compiled;
+- STEP_FLASH_ARM64_IMAGE=1: the cpu target's whole arm64 image, built by `orchestrator build` (compiled
+  on amd64, its package steps emulated), whose llama-server answers a chat completion under emulation.
 """
 
 from __future__ import annotations
@@ -24,14 +28,10 @@ from orchestrator.executors.assets import asset
 from tests.assets import cache_dir, llama_cpp_source
 from tests.integration import cli_env, docker, needs_docker, plan_on_local_bases, run_cli
 
-pytestmark = [
-    needs_docker,
-    pytest.mark.docker,
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        os.environ.get("STEP_FLASH_ARM64") != "1", reason="arm64 under QEMU: STEP_FLASH_ARM64=1"
-    ),
-]
+pytestmark = [needs_docker, pytest.mark.docker, pytest.mark.slow]
+emulated_cuda = pytest.mark.skipif(
+    os.environ.get("STEP_FLASH_ARM64") != "1", reason="the CUDA build under QEMU: STEP_FLASH_ARM64=1"
+)
 
 ARM64 = "linux/arm64"
 KERNELS = ("norm.cu.o", "scale.cu.o")
@@ -58,6 +58,97 @@ def _timed(what: str, started: float) -> None:
     print(f"arm64: {what} in {time.monotonic() - started:.0f} s")
 
 
+def _toolchain_stage(build: dict[str, object], tag: str) -> None:
+    """The Dockerfile's own toolchain stage, with the plan's build arguments, for arm64."""
+    args = build["build_args"]
+    assert isinstance(args, dict)
+    started = time.monotonic()
+    stage = docker(
+        "buildx",
+        "build",
+        "--platform",
+        ARM64,
+        "--target",
+        "toolchain",
+        "--load",
+        "-t",
+        tag,
+        *(f"--build-arg={k}={args[k]}" for k in ("BUILD_BASE", "BUILD_PACKAGES")),
+        "-f",
+        str(asset(str(build["dockerfile"]))),
+        str(asset("images/common")),
+        timeout=3600,
+    )
+    assert stage.returncode == 0, stage.stderr[-3000:]
+    _timed("toolchain stage", started)
+
+
+def _compiled_variants(stdout: str) -> dict[str, str]:
+    """'variant DIR MACHINE' lines -> {ggml-cpu-armv8.0_1: AArch64, ...}."""
+    return {
+        line.split()[1].split("/")[1].removesuffix(".dir"): line.split(" ", 2)[2]
+        for line in stdout.splitlines()
+        if line.startswith("variant ")
+    }
+
+
+_VARIANTS_SCRIPT = [
+    "cd /b/ggml/src",
+    "start=$(date +%s)",
+    f"make {VARIANT_SOURCE} > /tmp/variants.log || (tail -40 /tmp/variants.log; exit 1)",
+    'echo "cpu variants: $(( $(date +%s) - start )) s"',
+    f"for o in CMakeFiles/ggml-cpu-*.dir/{VARIANT_SOURCE}; do "
+    'echo "variant $o $(readelf -h $o | sed -n "s/.*Machine: *//p")"; done',
+]
+
+
+def test_cpu_image_is_cross_compiled_for_arm64_without_emulation() -> None:
+    # Only the amd64 build base: nothing here runs arm64 code.
+    made = run_cli("bases", "bootstrap", "--family", "vulkan", env=cli_env(), timeout=5400)
+    assert made.returncode == 0, made.stderr + made.stdout
+    planned = run_cli("plan", *_args("cpu"), "--json", env=cli_env())
+    assert planned.returncode == 0, planned.stderr
+    build = json.loads(planned.stdout)["build"]
+    args = build["build_args"]
+    assert (build["platform"], build["build_platform"]) == (ARM64, "linux/amd64")
+    assert args["BUILD_BASE"] == "step-flash-base:vulkan-build"
+    assert "-DCMAKE_C_COMPILER=aarch64-linux-gnu-gcc" in args["CMAKE_ARGS"]
+
+    toolchain = "step-flash-test:vulkan-toolchain-cross-arm64"
+    _toolchain_stage(build, toolchain)
+    script = "; ".join(
+        [
+            "set -e",
+            "cp -r /src-ro /src",
+            "start=$(date +%s)",
+            f"cmake -S /src -B /b {args['CMAKE_ARGS']} > /tmp/configure.log || (tail -40 /tmp/configure.log; exit 1)",
+            'echo "configure: $(( $(date +%s) - start )) s"',
+            "grep -E 'CMAKE_SYSTEM_PROCESSOR|Found Vulkan|Host compiler' /tmp/configure.log",
+            *_VARIANTS_SCRIPT,
+            "start=$(date +%s)",
+            "cmake --build /b --target ggml-base -j 2 > /tmp/base.log || (tail -40 /tmp/base.log; exit 1)",
+            'echo "ggml-base: $(( $(date +%s) - start )) s"',
+            "lib=$(find /b -name 'libggml-base.so*' -type f | head -n 1)",
+            'echo "library $lib $(readelf -h $lib | sed -n "s/.*Machine: *//p")"',
+        ]
+    )
+    started = time.monotonic()
+    out = docker(
+        "run", "--rm", "-v", f"{llama_cpp_source()}:/src-ro:ro", toolchain, "sh", "-c", script, timeout=3600
+    )
+    print(out.stdout)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    _timed("configure, CPU variants and ggml-base, cross-compiled", started)
+    # The build machine's compiler builds the shader generator; the target's Vulkan library is linked.
+    assert "CMAKE_SYSTEM_PROCESSOR: aarch64" in out.stdout
+    assert "/usr/lib/aarch64-linux-gnu/libvulkan.so" in out.stdout
+    assert "Host compiler: /usr/bin/gcc /usr/bin/g++" in out.stdout
+    variants = _compiled_variants(out.stdout)
+    assert set(variants) == {f"ggml-cpu-{v}" for v in ARM64_VARIANTS}, variants
+    assert set(variants.values()) == {"AArch64"}, variants
+    assert any(line.startswith("library ") and line.endswith(" AArch64") for line in out.stdout.splitlines())
+
+
 @pytest.fixture(scope="module")
 def cuda_plan() -> dict[str, object]:
     started = time.monotonic()
@@ -66,6 +157,7 @@ def cuda_plan() -> dict[str, object]:
     return plan
 
 
+@emulated_cuda
 def test_arm64_bases_are_arm64_and_carry_the_toolkit(cuda_plan: dict[str, object]) -> None:
     build = cuda_plan["build"]
     assert isinstance(build, dict)
@@ -84,35 +176,17 @@ def test_arm64_bases_are_arm64_and_carry_the_toolkit(cuda_plan: dict[str, object
     assert cublas.returncode == 0 and "libcublas.so.13" in cublas.stdout, cublas.stdout + cublas.stderr
 
 
+@emulated_cuda
 def test_toolchain_stage_configure_kernels_and_cpu_variants(cuda_plan: dict[str, object]) -> None:
     build = cuda_plan["build"]
     assert isinstance(build, dict)
     args = build["build_args"]
-    assert build["platform"] == ARM64
+    assert (build["platform"], build["build_platform"]) == (ARM64, ARM64)
     assert "-DCMAKE_CUDA_ARCHITECTURES=121a-real" in args["CMAKE_ARGS"]
     assert "-DGGML_CPU_ALL_VARIANTS=ON" in args["CMAKE_ARGS"]
 
-    # The Dockerfile's own toolchain stage, with the plan's build arguments, for arm64.
     toolchain = "step-flash-test:cuda-toolchain-arm64"
-    started = time.monotonic()
-    stage = docker(
-        "buildx",
-        "build",
-        "--platform",
-        ARM64,
-        "--target",
-        "toolchain",
-        "--load",
-        "-t",
-        toolchain,
-        *(f"--build-arg={k}={args[k]}" for k in ("BUILD_BASE", "BUILD_PACKAGES")),
-        "-f",
-        str(asset(str(build["dockerfile"]))),
-        str(asset("images/common")),
-        timeout=3600,
-    )
-    assert stage.returncode == 0, stage.stderr[-3000:]
-    _timed("toolchain stage", started)
+    _toolchain_stage(build, toolchain)
 
     script = "; ".join(
         [
@@ -128,12 +202,7 @@ def test_toolchain_stage_configure_kernels_and_cpu_variants(cuda_plan: dict[str,
             'echo "kernels: $(( $(date +%s) - start )) s"',
             *(f"cuobjdump --list-elf CMakeFiles/ggml-cuda.dir/{k}" for k in KERNELS),
             f"cuobjdump -sass CMakeFiles/ggml-cuda.dir/{KERNELS[0]} | grep -m 3 -E 'code for|Function'",
-            "cd /b/ggml/src",
-            "start=$(date +%s)",
-            f"make {VARIANT_SOURCE} > /tmp/variants.log || (tail -40 /tmp/variants.log; exit 1)",
-            'echo "cpu variants: $(( $(date +%s) - start )) s"',
-            f"for o in CMakeFiles/ggml-cpu-*.dir/{VARIANT_SOURCE}; do "
-            'echo "variant $o $(readelf -h $o | sed -n "s/.*Machine: *//p")"; done',
+            *_VARIANTS_SCRIPT,
         ]
     )
     started = time.monotonic()
@@ -148,11 +217,7 @@ def test_toolchain_stage_configure_kernels_and_cpu_variants(cuda_plan: dict[str,
     elves = [line for line in out.stdout.splitlines() if line.startswith("ELF file")]
     assert len(elves) >= len(KERNELS) and all("sm_121a" in line for line in elves), out.stdout
     assert "code for sm_121a" in out.stdout
-    variants = {
-        line.split()[1].split("/")[1].removesuffix(".dir"): line.split(" ", 2)[2]
-        for line in out.stdout.splitlines()
-        if line.startswith("variant ")
-    }
+    variants = _compiled_variants(out.stdout)
     print(f"arm64 CPU variants: {sorted(variants)}")
     # The pinned llama.cpp builds eight arm64 variants for Linux and picks one at run time.
     assert set(variants) == {f"ggml-cpu-{v}" for v in ARM64_VARIANTS}, variants
@@ -167,7 +232,7 @@ def _free_port() -> int:
 
 @pytest.mark.skipif(
     os.environ.get("STEP_FLASH_ARM64_IMAGE") != "1",
-    reason="a whole image under QEMU: STEP_FLASH_ARM64_IMAGE=1",
+    reason="an arm64 image's package steps and server under QEMU: STEP_FLASH_ARM64_IMAGE=1",
 )
 def test_cpu_image_for_arm64_answers_under_emulation() -> None:
     started = time.monotonic()

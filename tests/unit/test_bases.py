@@ -72,3 +72,18 @@ def test_emulation_is_needed_only_for_another_architecture_and_only_with_the_f_f
     # An arm64 machine building the amd64 image needs qemu-x86_64.
     other = emulation_problem("linux/amd64", "aarch64", {"qemu-aarch64": "POF"})
     assert other is not None and "qemu-x86_64" in other.message
+
+
+def test_cross_compiled_image_takes_this_machines_build_base() -> None:
+    from pathlib import Path
+
+    from orchestrator.core.catalogue import FAMILIES
+    from orchestrator.executors.bases import base_specs
+
+    build, runtime = base_specs(FAMILIES["vulkan"], "linux/arm64", build_platform="linux/amd64")
+    assert (build.tag, build.platform) == ("step-flash-base:vulkan-build", "linux/amd64")
+    assert (runtime.tag, runtime.platform) == ("step-flash-base:vulkan-runtime-arm64", "linux/arm64")
+    assert "--arch=amd64" in build.debootstrap_argv(Path("/r"))
+    assert "--arch=arm64" in runtime.debootstrap_argv(Path("/r"))
+    # The same build base as the amd64 image's: made once.
+    assert build == base_specs(FAMILIES["vulkan"])[0]

@@ -30,8 +30,10 @@ def test_every_build_argument_is_declared_and_nothing_else_is(target: str) -> No
     assert hasattr(build, "build_args")
     text = asset(build.dockerfile).read_text()  # type: ignore[union-attr]
     declared = set(re.findall(r"^ARG (\w+)", text, re.MULTILINE))
-    # BUILD_JOBS and LLAMA_BUILD_NUMBER are optional knobs for people running docker build by hand.
-    assert declared - {"BUILD_JOBS", "LLAMA_BUILD_NUMBER"} == set(build.build_args)  # type: ignore[union-attr]
+    # BUILD_JOBS and LLAMA_BUILD_NUMBER are optional knobs for people running docker build by hand;
+    # TARGETARCH is BuildKit's own (the build script checks the programs are of that architecture).
+    optional = {"BUILD_JOBS", "LLAMA_BUILD_NUMBER", "TARGETARCH"}
+    assert declared - optional == set(build.build_args)  # type: ignore[union-attr]
     assert "cmake" not in text.lower().replace("cmake_args", "")
 
 
@@ -39,3 +41,17 @@ def test_build_script_is_shared_and_names_no_flags() -> None:
     script = asset("images/common/build-llama.sh").read_text()
     assert "-DGGML" not in script and "GGML_CUDA" not in script
     assert "rpc-server" in " ".join(SHIPPED_TOOLS)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_build_stages_run_where_the_catalogue_says(family: str) -> None:
+    """A cross-compiling family's toolchain stage runs on the build machine's platform: the plan then adds
+    the cross settings. Any other family's runs on the image's, where a plan without them is right."""
+    text = asset(FAMILIES[family].dockerfile).read_text()
+    toolchain = re.search(r"^FROM (.*) AS toolchain$", text, re.MULTILINE)
+    assert toolchain is not None
+    cross = toolchain.group(1).startswith("--platform=$BUILDPLATFORM ")
+    assert cross == (FAMILIES[family].cross_packages is not None)
+    # The build stage hands the script the image's architecture to check its programs against.
+    build = text.split(" AS build", 1)[1].split(" AS runtime", 1)[0]
+    assert "ARG TARGETARCH" in build

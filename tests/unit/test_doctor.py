@@ -104,7 +104,14 @@ def test_an_arm64_image_on_an_amd64_machine_needs_qemu_with_the_f_flag() -> None
     (lazy,) = emulation_checks(plan, replace(amd64, emulators=(("qemu-aarch64", "OC"),)))
     assert lazy.status == "warn" and "without the F (fix binary) flag (flags: OC)" in lazy.detail
     (ready,) = emulation_checks(plan, replace(amd64, emulators=(("qemu-aarch64", "OCF"),)))
-    assert ready.status == "pass"
+    assert ready.status == "pass" and "builds run under qemu-aarch64" in ready.detail
+    # A cross-compiled image (the cpu target's, planned on an amd64 machine) still runs its package
+    # steps under QEMU, and says the compile is not emulated.
+    cross = fixed_plan("cpu", "default", {"platform": "linux/arm64"}, host="cpu-debian")
+    (cross_ready,) = emulation_checks(cross, replace(amd64, emulators=(("qemu-aarch64", "OCF"),)))
+    assert cross_ready.status == "pass" and "cross-compiled on linux/amd64" in cross_ready.detail
+    (cross_missing,) = emulation_checks(cross, amd64)
+    assert cross_missing.status == "fail"
     # On the machine itself, or for an image of this machine's own architecture: nothing to check.
     assert emulation_checks(plan, host_facts("dgx-spark")) == []
     assert emulation_checks(fixed_plan("dgx-spark", "default", {"platform": "linux/amd64"}), amd64) == []

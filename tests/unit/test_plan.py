@@ -88,3 +88,45 @@ def test_mac_is_native_and_overrides_apply() -> None:
 def test_memory_verdict() -> None:
     assert "fit" in fixed_plan("dgx-spark", "default").memory.verdict
     assert fixed_plan("cpu", "default").memory.usable_gib == round(23000000 / 2**20, 1)
+
+
+def test_arm64_cpu_image_is_cross_compiled_on_amd64() -> None:
+    plan = fixed_plan("cpu", "default", {"platform": "linux/arm64", "bases": "local"}, host="cpu-debian")
+    build = plan.build
+    assert isinstance(build, ImageBuild) and build.cross
+    assert (build.platform, build.build_platform) == ("linux/arm64", "linux/amd64")
+    args = build.build_args
+    # The build base is this machine's; the runtime base the image's.
+    assert (args["BUILD_BASE"], args["RUNTIME_BASE"]) == (
+        "step-flash-base:vulkan-build",
+        "step-flash-base:vulkan-runtime-arm64",
+    )
+    assert args["BUILD_PACKAGES"].split()[-2:] == ["crossbuild-essential-arm64", "libvulkan-dev:arm64"]
+    for flag in (
+        "-DCMAKE_SYSTEM_NAME=Linux",
+        "-DCMAKE_SYSTEM_PROCESSOR=aarch64",
+        "-DCMAKE_C_COMPILER=aarch64-linux-gnu-gcc",
+        "-DCMAKE_CXX_COMPILER=aarch64-linux-gnu-g++",
+        "-DCMAKE_LIBRARY_ARCHITECTURE=aarch64-linux-gnu",
+    ):
+        assert flag in args["CMAKE_ARGS"].split()
+    assert "-DGGML_CPU_ALL_VARIANTS=ON" in args["CMAKE_ARGS"]
+    assert build.tag.endswith("-arm64-0c1e570")
+
+
+def test_no_cross_compiling_on_the_images_own_architecture_or_for_cuda() -> None:
+    native = fixed_plan("cpu", "default", {"platform": "linux/arm64", "bases": "local"}, host="dgx-spark")
+    assert isinstance(native.build, ImageBuild) and not native.build.cross
+    assert native.build.build_args["BUILD_BASE"] == "step-flash-base:vulkan-build-arm64"
+    assert "CMAKE_SYSTEM_NAME" not in native.build.build_args["CMAKE_ARGS"]
+    # CUDA has no cross packages: its arm64 image is built under QEMU on amd64.
+    spark = fixed_plan("dgx-spark", "default", {"bases": "local"}, host="cpu-debian")
+    assert isinstance(spark.build, ImageBuild) and not spark.build.cross
+    assert spark.build.build_platform == "linux/arm64"
+    assert spark.build.build_args["BUILD_BASE"] == "step-flash-base:cuda-build-arm64"
+    assert "crossbuild" not in spark.build.build_args["BUILD_PACKAGES"]
+    # The amd64 image on amd64 is built as it always was.
+    amd64 = fixed_plan("cpu", "default", host="cpu-debian").build
+    assert isinstance(amd64, ImageBuild) and not amd64.cross and amd64.build_platform == "linux/amd64"
+    assert "CMAKE_SYSTEM_NAME" not in amd64.build_args["CMAKE_ARGS"]
+    assert "crossbuild" not in amd64.build_args["BUILD_PACKAGES"]
