@@ -31,7 +31,7 @@ found=$(docker image inspect "$tag" --format '{{.Os}}/{{.Architecture}}')
 [ "$found" = "$platform" ] || { echo "FAIL $tag is $found, the plan says $platform" >&2; exit 1; }
 echo "ok   $tag is $platform"
 
-variants=$(docker run --rm --entrypoint sh "$tag" -c 'cd /opt/llama && ls libggml-cpu-*.so' | tr '\n' ' ')
+variants=$(docker run --rm --platform "$platform" --entrypoint sh "$tag" -c 'cd /opt/llama && ls libggml-cpu-*.so' | tr '\n' ' ')
 case "$arch" in
     arm64) first=libggml-cpu-armv8.0 ;;
     amd64) first=libggml-cpu-x64 ;;
@@ -52,11 +52,11 @@ if [ -n "$wanted" ]; then
     docker cp "$container:/opt/llama/libggml-cuda.so" "$out/" >/dev/null
     docker rm "$container" >/dev/null
     # cuobjdump is a build tool: it runs in the plan's build base, on the same platform.
-    got=$(docker run --rm -v "$out:/lib-out:ro" "$(field build_base)" cuobjdump --list-elf /lib-out/libggml-cuda.so \
+    got=$(docker run --rm --platform "$platform" -v "$out:/lib-out:ro" "$(field build_base)" cuobjdump --list-elf /lib-out/libggml-cuda.so \
         | sed -n 's/^ELF file.*\.\(sm_[0-9a-z]*\)\.cubin$/\1/p' | sort -u | tr '\n' ' ')
     [ "${got% }" = "$wanted" ] || { echo "FAIL libggml-cuda.so holds '${got% }', the plan asks '$wanted'" >&2; exit 1; }
     echo "ok   libggml-cuda.so holds $wanted device code"
 fi
 
-version=$(docker run --rm "$tag" llama-server --version 2>&1) || { echo "FAIL llama-server: $version" >&2; exit 1; }
+version=$(docker run --rm --platform "$platform" "$tag" llama-server --version 2>&1) || { echo "FAIL llama-server: $version" >&2; exit 1; }
 echo "ok   llama-server starts: $(echo "$version" | grep -m1 version)"

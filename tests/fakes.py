@@ -80,7 +80,9 @@ class FakeEngine:
             )
         self.images[tag] = dict(labels)
 
-    def read_files(self, tag: str, paths: Sequence[str]) -> dict[str, str | None]:
+    def read_files(
+        self, tag: str, paths: Sequence[str], platform: str | None = None
+    ) -> dict[str, str | None]:
         from orchestrator.executors.images import RPC_PROTOCOL_FILE, WEBUI_FILE
 
         files = {
@@ -89,7 +91,7 @@ class FakeEngine:
         }
         return {path: files.get(path) if tag in self.images else None for path in paths}
 
-    def promote(self, staged: str, tag: str, labels: Mapping[str, str]) -> None:
+    def promote(self, staged: str, tag: str, labels: Mapping[str, str], platform: str) -> None:
         self.calls.append(("promote", dict(labels)))
         self.images[tag] = {**self.images.pop(staged), **labels}
 

@@ -113,7 +113,9 @@ class DockerEngine:
     def image_id(self, tag: str) -> str | None:
         return str(self.docker.image.inspect(tag).id) if self.docker.image.exists(tag) else None
 
-    def read_files(self, tag: str, paths: Sequence[str]) -> dict[str, str | None]:
+    def read_files(
+        self, tag: str, paths: Sequence[str], platform: str | None = None
+    ) -> dict[str, str | None]:
         from python_on_whales.exceptions import DockerException
 
         # One container for all of them (under QEMU each start is slow): each file's text, then a record
@@ -124,7 +126,12 @@ class DockerEngine:
         try:
             text = str(
                 self.docker.run(
-                    tag, ["-c", script, "sh", *paths], entrypoint="sh", remove=True, healthcheck=False
+                    tag,
+                    ["-c", script, "sh", *paths],
+                    entrypoint="sh",
+                    remove=True,
+                    healthcheck=False,
+                    platform=platform,
                 )
             )
         except DockerException:
@@ -132,14 +139,26 @@ class DockerEngine:
         parts = text.split("\x1e")
         return {path: None if part == "\x18" else part for path, part in zip(paths, parts, strict=False)}
 
-    def promote(self, staged: str, tag: str, labels: Mapping[str, str]) -> None:
+    def promote(self, staged: str, tag: str, labels: Mapping[str, str], platform: str) -> None:
         import json
         import tempfile
+
+        from python_on_whales.exceptions import DockerException
 
         with tempfile.TemporaryDirectory(prefix="step-flash-labels-") as folder:
             lines = [f"FROM {staged}", *(f"LABEL {key}={json.dumps(value)}" for key, value in labels.items())]
             (Path(folder) / "Dockerfile").write_text("\n".join(lines) + "\n")
-            self.docker.buildx.build(folder, tags=[tag], load=True, pull=False, progress=False)
+            try:
+                # The image's own platform: without it BuildKit looks for the host's and, not finding that
+                # locally, asks a registry.
+                self.docker.buildx.build(
+                    folder, tags=[tag], platforms=[platform], load=True, pull=False, progress=False
+                )
+            except DockerException as exc:
+                last = (exc.stderr or "").strip().splitlines()[-1:] or [f"exit {exc.return_code}"]
+                raise OrchestratorError(
+                    f"could not label the built image {staged} as {tag}: {last[0]}; it is kept as {staged}"
+                ) from None
         self.docker.image.remove(staged)
 
     def image_labels(self, tag: str) -> Mapping[str, str] | None:

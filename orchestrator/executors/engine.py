@@ -117,12 +117,14 @@ class Engine(Protocol):
 
     def push(self, tag: str, registry: str) -> tuple[str, str | None]: ...
 
-    def read_files(self, tag: str, paths: Sequence[str]) -> dict[str, str | None]:
-        """Files' texts inside an image, by path (None for one that is not there)."""
+    def read_files(
+        self, tag: str, paths: Sequence[str], platform: str | None = None
+    ) -> dict[str, str | None]:
+        """Files' texts inside an image (of that platform), by path (None for one that is not there)."""
 
-    def promote(self, staged: str, tag: str, labels: Mapping[str, str]) -> None:
-        """The staged image, with these labels added (a config-only step), under tag; the staged tag goes.
-        Until then tag still names the image the last finished build made."""
+    def promote(self, staged: str, tag: str, labels: Mapping[str, str], platform: str) -> None:
+        """The staged image (of that platform), with these labels added (a config-only step), under tag;
+        the staged tag goes. Until then tag still names the image the last finished build made."""
 
     def make_base(self, spec: BaseSpec, work_dir: Path, *, rebuild: bool = False) -> BaseOutcome: ...
 

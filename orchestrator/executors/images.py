@@ -150,7 +150,7 @@ def build_image(
     finally:
         shutil.rmtree(context, ignore_errors=True)
     # Known only once the build ran, so recorded in a config-only step after it.
-    found_files = engine.read_files(staged, (WEBUI_FILE, RPC_PROTOCOL_FILE, DRIVER_FILE))
+    found_files = engine.read_files(staged, (WEBUI_FILE, RPC_PROTOCOL_FILE, DRIVER_FILE), build.platform)
     webui, protocol, driver = (
         (found_files.get(path) or "").strip() or None for path in (WEBUI_FILE, RPC_PROTOCOL_FILE, DRIVER_FILE)
     )
@@ -159,7 +159,7 @@ def build_image(
         | ({RPC_PROTOCOL_LABEL: protocol} if protocol else {})
         | ({DRIVER_LABEL: driver} if driver else {})
     )
-    engine.promote(staged, build.tag, found)
+    engine.promote(staged, build.tag, found, build.platform)
     outcome = BuildOutcome(build.tag, built=True, seconds=time.monotonic() - started, log=log, webui=webui)
     _record(work_dir, outcome)
     return outcome

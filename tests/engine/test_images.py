@@ -329,3 +329,30 @@ def test_verify_image_checks_an_image_against_its_plan(cpu_image: BuiltImage, tm
         [script, str(tmp_path / "arm64.json")], capture_output=True, text=True, check=False
     )
     assert wrong.returncode == 1 and "the plan says linux/arm64" in wrong.stderr, wrong.stdout + wrong.stderr
+
+
+def test_an_image_of_another_platform_takes_its_labels_and_tag(tmp_path: Path) -> None:
+    """The after-build step (labels, then the plan's tag) on an arm64 image: a config-only build that
+    must name the image's platform, or BuildKit looks for an amd64 one and asks a registry. Nothing runs
+    arm64 code here, so no QEMU is needed."""
+    from orchestrator.errors import OrchestratorError
+    from orchestrator.executors.docker import DockerEngine
+
+    staged, tag = "step-flash-test:promote-arm64-staged", "step-flash-test:promote-arm64"
+    (tmp_path / "note.txt").write_text("arm64\n")
+    (tmp_path / "Dockerfile").write_text("FROM scratch\nCOPY note.txt /note.txt\n")
+    made = docker("buildx", "build", "--platform", "linux/arm64", "--load", "-t", staged, str(tmp_path))
+    assert made.returncode == 0, made.stderr[-2000:]
+    try:
+        DockerEngine().promote(staged, tag, {"io.step-flash.test": "promoted"}, "linux/arm64")
+        inspected = docker("image", "inspect", tag, "--format", "{{.Os}}/{{.Architecture}}")
+        assert inspected.stdout.strip() == "linux/arm64", inspected.stdout + inspected.stderr
+        assert image_labels(tag)["io.step-flash.test"] == "promoted"
+        assert docker("image", "inspect", staged).returncode != 0
+        # A staged image that is not there: one line naming it, no traceback.
+        with pytest.raises(OrchestratorError) as failed:
+            DockerEngine().promote(staged, tag, {}, "linux/arm64")
+        assert f"could not label the built image {staged}" in str(failed.value)
+        assert len(str(failed.value).splitlines()) == 1
+    finally:
+        docker("image", "rm", "-f", staged, tag)
