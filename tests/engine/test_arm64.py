@@ -295,9 +295,7 @@ def test_cpu_image_for_arm64_answers_under_emulation() -> None:
         )
         print(f"arm64 server process: {inside.stdout.split()}")
         emulator, *variants = inside.stdout.split()
-        assert emulator.endswith("qemu-aarch64-static") or "qemu-aarch64" in emulator, (
-            inside.stdout + inside.stderr
-        )
+        assert "qemu-aarch64" in emulator, inside.stdout + inside.stderr
         assert len(variants) == 1 and variants[0].startswith("libggml-cpu-armv"), inside.stdout
     finally:
         run_cli("down", *_args("cpu"), env=env)
