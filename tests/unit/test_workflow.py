@@ -87,6 +87,22 @@ def test_bases_that_cannot_be_pulled_are_made_here(tmp_path: Path) -> None:
     assert any("making local ones with debootstrap" in n for n in notes.lines)
 
 
+def test_a_cross_compiled_image_makes_this_machines_build_base(tmp_path: Path) -> None:
+    # The cpu image for arm64, planned on amd64: compiled here, only its runtime base is arm64's.
+    plan = cpu_plan(tmp_path, platform="linux/arm64")
+    engine = FakeEngine(unpullable={plan.build.build_args["BUILD_BASE"]})  # type: ignore[union-attr]
+    built = workflow.build(plan, executors(engine), Notes().reporter(), rebuild=False)
+    assert [a for name, a in engine.calls if name == "make_base"] == [
+        "step-flash-base:vulkan-build",
+        "step-flash-base:vulkan-runtime-arm64",
+    ]
+    args = built.plan.build.build_args  # type: ignore[union-attr]
+    assert (args["BUILD_BASE"], args["RUNTIME_BASE"]) == (
+        "step-flash-base:vulkan-build",
+        "step-flash-base:vulkan-runtime-arm64",
+    )
+
+
 def test_bases_chosen_by_the_user_are_obeyed_and_fail(tmp_path: Path) -> None:
     plan = cpu_plan(tmp_path, bases="upstream")
     engine = FakeEngine(unpullable={plan.build.build_args["BUILD_BASE"]})  # type: ignore[union-attr]
