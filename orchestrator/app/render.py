@@ -61,7 +61,8 @@ def targets_table(targets: Sequence[Target]) -> Table:
     for column in ("runs as", "profiles", "model"):
         table.add_column(column, no_wrap=True)
     for t in targets:
-        runs = f"{t.family.name} image\n{t.platform}" if t.family else f"native build\n{t.platform}"
+        platform = "this machine's" if t.follows_host else t.platform
+        runs = f"{t.family.name} image\n{platform}" if t.family else f"native build\n{platform}"
         table.add_row(
             f"[bold]{t.name}[/]\n[dim]{t.title}[/]", runs, "\n".join(t.profile_names), t.default_model
         )
@@ -75,6 +76,7 @@ def targets_data(targets: Sequence[Target]) -> list[dict[str, Any]]:
             "title": t.title,
             "runtime": t.runtime,
             "platform": t.platform,
+            "follows_host": t.follows_host,
             "family": t.family.name if t.family else None,
             "devices": t.devices,
             "default_model": t.default_model,

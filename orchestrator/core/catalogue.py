@@ -153,6 +153,9 @@ class Target:
     # For `--native` on a host that is not this target's own kind (a container target built on the
     # host): the flags that replace the image family's GPU backend with what any such host has.
     native_cmake_flags: tuple[CMakeFlag, ...] | None = None
+    # A target for any machine (no GPU of its own) takes the architecture of the machine it is planned
+    # on; `platform` is then what CI and the tables name. --platform overrides either.
+    follows_host: bool = False
 
     def profile(self, name: str) -> Profile:
         for profile in self.profiles:
@@ -474,6 +477,7 @@ CPU = Target(
     title="Any Linux machine without a supported GPU (CPU backend, demo model)",
     runtime="container",
     platform="linux/amd64",
+    follows_host=True,
     family=VULKAN,
     seed_cmake_flags=_SEED_VULKAN_FLAGS,
     extra_cmake_flags=(),

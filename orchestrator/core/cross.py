@@ -4,16 +4,14 @@ machine's (an arm64 image built on amd64 without hours of emulated compiling).""
 from __future__ import annotations
 
 from orchestrator.core.catalogue import CMakeFlag, ImageFamily
-from orchestrator.core.platforms import ARCHES, Arch, machine_arch, platform_arch
+from orchestrator.core.platforms import Arch, host_platform, platform_arch
 
 
 def build_platform(family: ImageFamily, platform: str, machine: str) -> str:
     """The platform the build stages run on for an image of `platform` built on a `machine` (uname -m):
     the machine's own where the family cross-compiles, else the image's."""
-    here = machine_arch(machine)
-    if family.cross_packages is None or here not in ARCHES:
-        return platform
-    return f"linux/{here}"
+    here = host_platform(machine)
+    return platform if family.cross_packages is None or here is None else here
 
 
 def cross_packages(family: ImageFamily, target: Arch) -> tuple[str, ...]:

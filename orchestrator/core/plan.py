@@ -22,7 +22,7 @@ from orchestrator.core.cross import build_platform, cross_cmake_flags, cross_pac
 from orchestrator.core.facts import HostFacts
 from orchestrator.core.memory_plan import MemoryPlan, memory_plan
 from orchestrator.core.models import ModelSpec
-from orchestrator.core.platforms import REFERENCE_PLATFORM, platform_arch
+from orchestrator.core.platforms import REFERENCE_PLATFORM, host_platform, platform_arch
 from orchestrator.core.rpc import Endpoint, rpc_arg
 from orchestrator.core.settings import Settings, check_exposure
 from orchestrator.core.sources import Source
@@ -312,7 +312,7 @@ def image_build(
 ) -> ImageBuild:
     family = target.family
     assert family is not None
-    platform = settings["platform"] or target.platform
+    platform = settings["platform"] or (target.follows_host and host_platform(machine)) or target.platform
     builder = build_platform(family, platform, machine)
     packages = family.build_packages
     if is_cross(builder, platform):

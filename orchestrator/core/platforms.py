@@ -43,6 +43,12 @@ def machine_arch(machine: str) -> str:
     return _MACHINES.get(machine, machine)
 
 
+def host_platform(machine: str) -> str | None:
+    """uname -m -> the Linux platform of that architecture, None for one the images are not built for."""
+    arch = machine_arch(machine)
+    return f"linux/{arch}" if arch in ARCHES else None
+
+
 @dataclass(frozen=True)
 class EmulationProblem:
     severity: Literal["fail", "warn"]  # fail: nothing runs; warn: registered, not usable by containers

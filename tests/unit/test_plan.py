@@ -130,3 +130,18 @@ def test_no_cross_compiling_on_the_images_own_architecture_or_for_cuda() -> None
     assert isinstance(amd64, ImageBuild) and not amd64.cross and amd64.build_platform == "linux/amd64"
     assert "CMAKE_SYSTEM_NAME" not in amd64.build_args["CMAKE_ARGS"]
     assert "crossbuild" not in amd64.build_args["BUILD_PACKAGES"]
+
+
+def test_the_cpu_target_takes_the_architecture_of_its_machine() -> None:
+    # "Any Linux machine": an arm64 one gets an arm64 image built natively, not an amd64 one to emulate.
+    arm64 = fixed_plan("cpu", "default", host="dgx-spark").build
+    assert isinstance(arm64, ImageBuild) and (arm64.platform, arm64.cross) == ("linux/arm64", False)
+    assert arm64.tag.endswith("vulkan-cpu-arm64-0c1e570")
+    # --platform still decides; the other way round it is cross-compiled too.
+    amd64 = fixed_plan("cpu", "default", {"platform": "linux/amd64"}, host="dgx-spark").build
+    assert isinstance(amd64, ImageBuild) and amd64.cross and amd64.build_platform == "linux/arm64"
+    assert "crossbuild-essential-amd64 libvulkan-dev:amd64" in amd64.build_args["BUILD_PACKAGES"]
+    assert "-DCMAKE_CXX_COMPILER=x86_64-linux-gnu-g++" in amd64.build_args["CMAKE_ARGS"]
+    # Targets of one machine keep theirs: the Ryzen image is amd64 wherever it is planned.
+    ryzen = fixed_plan("ryzen-ai-max", "default", host="dgx-spark").build
+    assert isinstance(ryzen, ImageBuild) and ryzen.platform == "linux/amd64" and ryzen.cross
