@@ -6,7 +6,7 @@ compiler and arm64 libraries, cmake configured with the plan's exact flags, and 
 and ggml's base library compiled as AArch64 code.
 
 Under QEMU (`scripts/register-qemu.sh` registers the emulator), opt-in:
-- STEP_FLASH_ARM64=1: the DGX Spark's CUDA path, whose build runs emulated (about 40 minutes on 2 cores,
+- STEP_FLASH_ARM64=1: the DGX Spark's CUDA path, whose build runs emulated (21 to 40 minutes on 2 cores,
   bases included): the arm64 bases (Debian for arm64 with NVIDIA's aarch64 CUDA wheels, image metadata
   saying arm64), the CUDA image's toolchain stage for arm64, llama.cpp configured with the dgx-spark
   plan's own flags, a few CUDA kernels compiled for 121a-real (cuobjdump: sm_121a) and every arm64 CPU
