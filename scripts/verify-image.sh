@@ -17,6 +17,7 @@ values = {
     "tag": build["tag"],
     "platform": build["platform"],
     "build_base": args["BUILD_BASE"],
+    "build_platform": build["build_platform"],
     # 121a-real -> sm_121a; 86-real;89 -> sm_86 sm_89
     "cuda_archs": " ".join(sorted("sm_" + a.split("-")[0] for a in cuda.group(1).split(";"))) if cuda else "",
 }
@@ -51,8 +52,8 @@ if [ -n "$wanted" ]; then
     container=$(docker create "$tag")
     docker cp "$container:/opt/llama/libggml-cuda.so" "$out/" >/dev/null
     docker rm "$container" >/dev/null
-    # cuobjdump is a build tool: it runs in the plan's build base, on the same platform.
-    got=$(docker run --rm --platform "$platform" -v "$out:/lib-out:ro" "$(field build_base)" cuobjdump --list-elf /lib-out/libggml-cuda.so \
+    # cuobjdump is a build tool: it runs in the plan's build base, on the platform the build ran on.
+    got=$(docker run --rm --platform "$(field build_platform)" -v "$out:/lib-out:ro" "$(field build_base)" cuobjdump --list-elf /lib-out/libggml-cuda.so \
         | sed -n 's/^ELF file.*\.\(sm_[0-9a-z]*\)\.cubin$/\1/p' | sort -u | tr '\n' ' ')
     [ "${got% }" = "$wanted" ] || { echo "FAIL libggml-cuda.so holds '${got% }', the plan asks '$wanted'" >&2; exit 1; }
     echo "ok   libggml-cuda.so holds $wanted device code"

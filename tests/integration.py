@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -103,3 +104,10 @@ def plan_on_local_bases(family: str, platform: str, *plan_args: str) -> dict[str
     plan = run_cli("plan", *plan_args, "--json", env=env)
     assert plan.returncode == 0, plan.stderr
     return dict(json.loads(plan.stdout))
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -19,14 +19,11 @@ packages() {
     missing="" suites=""
     for pkg in "$@"; do
         case "$pkg" in
-            */*) suites="$suites ${pkg#*/}" ;;
+            */*) suites="$suites ${pkg#*/}"; continue ;;
             # PACKAGE:ARCH, another architecture's library for cross-compiling (Debian multiarch).
-            *:*) dpkg --print-foreign-architectures | grep -qx "${pkg#*:}" || dpkg --add-architecture "${pkg#*:}"
-                dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
-                || missing="$missing $pkg" ;;
-            *) dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
-                || missing="$missing $pkg" ;;
+            *:*) dpkg --print-foreign-architectures | grep -qx "${pkg#*:}" || dpkg --add-architecture "${pkg#*:}" ;;
         esac
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
     done
     [ -z "$missing$suites" ] && { echo "packages already present: $*"; return 0; }
     export DEBIAN_FRONTEND=noninteractive

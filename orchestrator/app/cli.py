@@ -210,8 +210,10 @@ def cmd_bases_bootstrap(
         raise UsageError(f"unknown image family {family!r}; choose one of: {', '.join(FAMILIES)}")
     # The bases a build for that platform uses on this machine (a cross-compiling family's build base
     # is this machine's own architecture).
-    builder = build_platform(FAMILIES[family], platform, host_machine())
-    specs = base_specs(FAMILIES[family], platform, mirror, build_platform=builder)
+    chosen = FAMILIES[family]
+    specs = base_specs(
+        chosen, platform, mirror, build_platform=build_platform(chosen, platform, host_machine())
+    )
     engine = session.executors().engine
     engine.require()
     work_dir = load_settings({})["data_dir"]

@@ -118,9 +118,9 @@ def build(plan: Plan, ex: Executors, report: Reporter, *, rebuild: bool) -> Buil
                 f"{failure}; making local bases needs root and debootstrap: "
                 f"sudo orchestrator bases bootstrap --family {name} --platform {_image(plan).platform}"
             ) from None
-    family = FAMILIES[_image(plan).family]
-    report.note(f"the {family.name} base images cannot be pulled here; making local ones with debootstrap")
     image = _image(plan)
+    family = FAMILIES[image.family]
+    report.note(f"the {family.name} base images cannot be pulled here; making local ones with debootstrap")
     for spec in base_specs(family, image.platform, build_platform=image.build_platform):
         made = ex.engine.make_base(spec, plan.data_dir)
         report.note(f"{made.tag}: " + (f"made in {made.seconds:.0f} s" if made.made else "present"))

@@ -286,11 +286,18 @@ def _digest(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def local_base_images(family: str, platform: str) -> tuple[str, str]:
+def local_base_images(family: str, platform: str, build_platform: str | None = None) -> tuple[str, str]:
     """Tags `orchestrator bases bootstrap` gives the bases it makes without a registry: one pair per
-    architecture (the engine keeps one image per tag); amd64's, the first made, keep their short tags."""
-    arch = "" if platform == REFERENCE_PLATFORM else "-" + platform_arch(platform).name
-    return f"step-flash-base:{family}-build{arch}", f"step-flash-base:{family}-runtime{arch}"
+    architecture (the engine keeps one image per tag); amd64's, the first made, keep their short tags.
+    Cross-compiling, the build base is the build machine's (build_platform), the runtime base the image's."""
+
+    def suffix(of: str) -> str:
+        return "" if of == REFERENCE_PLATFORM else "-" + platform_arch(of).name
+
+    return (
+        f"step-flash-base:{family}-build{suffix(build_platform or platform)}",
+        f"step-flash-base:{family}-runtime{suffix(platform)}",
+    )
 
 
 def source_build_args(source: Source) -> dict[str, str]:
@@ -312,15 +319,15 @@ def image_build(
 ) -> ImageBuild:
     family = target.family
     assert family is not None
-    platform = settings["platform"] or (target.follows_host and host_platform(machine)) or target.platform
+    here = host_platform(machine) if target.follows_host else None
+    platform = settings["platform"] or here or target.platform
     builder = build_platform(family, platform, machine)
     packages = family.build_packages
     if is_cross(builder, platform):
         packages += cross_packages(family, platform_arch(platform))
         flags = (*flags, *cross_cmake_flags(platform_arch(platform)))
     if settings["bases"] == "local":
-        build_base = local_base_images(family.name, builder)[0]
-        runtime_base = local_base_images(family.name, platform)[1]
+        build_base, runtime_base = local_base_images(family.name, platform, builder)
     else:
         build_base, runtime_base = family.build_base, family.runtime_base
     args = {

@@ -102,12 +102,10 @@ def base_specs(
 ) -> tuple[BaseSpec, BaseSpec]:
     """The bases an image of `platform` is built on: the build base of `build_platform` where the build
     stages run elsewhere (cross-compiling, see core.cross), the runtime base of the image's own."""
-    builder = build_platform or platform
-    platforms: dict[Role, str] = {"build": builder, "runtime": platform}
-    tags: dict[Role, str] = {
-        "build": local_base_images(family.name, builder)[0],
-        "runtime": local_base_images(family.name, platform)[1],
-    }
+    platforms: dict[Role, str] = {"build": build_platform or platform, "runtime": platform}
+    tags = dict(
+        zip(("build", "runtime"), local_base_images(family.name, platform, build_platform), strict=True)
+    )
     # debootstrap takes packages of its suite only; those of another (PACKAGE/SUITE) come in the image's apt step.
     packages = {
         role: tuple(p for p in names if "/" not in p)

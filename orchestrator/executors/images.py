@@ -30,7 +30,6 @@ RPC_PROTOCOL_FILE = "/opt/llama/rpc-protocol.txt"
 # The GPU driver package the image brings and its version ("mesa-vulkan-drivers 26.1.6-1~bpo13+1"): for
 # the Ryzen target, the RADV that drives the GPU. Written by build-llama.sh's driver step.
 DRIVER_LABEL = "io.step-flash.driver"
-DRIVER_FILE = str(CONTAINER_DRIVER_FILE)
 # Bumped when the steps around the image build change (2: the web-page label after the build). A change
 # to build-llama.sh (the RPC protocol file, say) changes the recipe by itself.
 # 3: built under a staged tag and given the plan's tag only whole, so an image an interrupted build left
@@ -96,10 +95,7 @@ def stage_context(build: ImageBuild, work_dir: Path) -> Path:
 
 def _recipe(engine: Engine, build: ImageBuild) -> str:
     base_ids = []
-    local = (
-        local_base_images(build.family, build.build_platform)[0],
-        local_base_images(build.family, build.platform)[1],
-    )
+    local = local_base_images(build.family, build.platform, build.build_platform)
     for role in ("BUILD_BASE", "RUNTIME_BASE"):
         base = build.build_args[role]
         base_id = engine.image_id(base)
@@ -150,10 +146,9 @@ def build_image(
     finally:
         shutil.rmtree(context, ignore_errors=True)
     # Known only once the build ran, so recorded in a config-only step after it.
-    found_files = engine.read_files(staged, (WEBUI_FILE, RPC_PROTOCOL_FILE, DRIVER_FILE), build.platform)
-    webui, protocol, driver = (
-        (found_files.get(path) or "").strip() or None for path in (WEBUI_FILE, RPC_PROTOCOL_FILE, DRIVER_FILE)
-    )
+    paths = (WEBUI_FILE, RPC_PROTOCOL_FILE, str(CONTAINER_DRIVER_FILE))
+    found_files = engine.read_files(staged, paths, build.platform)
+    webui, protocol, driver = ((found_files.get(path) or "").strip() or None for path in paths)
     found = (
         ({WEBUI_LABEL: "embedded" if webui == "embedded" else "none"} if webui else {})
         | ({RPC_PROTOCOL_LABEL: protocol} if protocol else {})

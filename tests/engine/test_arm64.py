@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 
 import pytest
 
 from orchestrator.executors.assets import asset
 from tests.assets import cache_dir, llama_cpp_source
-from tests.integration import cli_env, docker, needs_docker, plan_on_local_bases, run_cli
+from tests.integration import cli_env, docker, free_port, needs_docker, plan_on_local_bases, run_cli
 
 pytestmark = [needs_docker, pytest.mark.docker, pytest.mark.slow]
 emulated_cuda = pytest.mark.skipif(
@@ -135,12 +134,9 @@ _VARIANTS_SCRIPT = [
 
 
 def test_cpu_image_is_cross_compiled_for_arm64_without_emulation() -> None:
-    # Only the amd64 build base: nothing here runs arm64 code.
-    made = run_cli("bases", "bootstrap", "--family", "vulkan", env=cli_env(), timeout=5400)
-    assert made.returncode == 0, made.stderr + made.stdout
-    planned = run_cli("plan", *_args("cpu"), "--json", env=cli_env())
-    assert planned.returncode == 0, planned.stderr
-    build = json.loads(planned.stdout)["build"]
+    # Only the amd64 bases: nothing here runs arm64 code.
+    build = plan_on_local_bases("vulkan", "linux/amd64", *_args("cpu"))["build"]
+    assert isinstance(build, dict)
     args = build["build_args"]
     assert (build["platform"], build["build_platform"]) == (ARM64, "linux/amd64")
     assert args["BUILD_BASE"] == "step-flash-base:vulkan-build"
@@ -232,12 +228,6 @@ def test_toolchain_stage_configure_kernels_and_cpu_variants(cuda_plan: dict[str,
     _assert_all_arm64_variants(out)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.skipif(
     os.environ.get("STEP_FLASH_ARM64_IMAGE") != "1",
     reason="an arm64 image's package steps and server under QEMU: STEP_FLASH_ARM64_IMAGE=1",
@@ -261,7 +251,7 @@ def test_cpu_image_for_arm64_answers_under_emulation() -> None:
     arch = docker("image", "inspect", tag, "--format", "{{.Os}}/{{.Architecture}}")
     assert arch.stdout.strip() == ARM64
 
-    port = _free_port()
+    port = free_port()
     started = time.monotonic()
     up = run_cli("up", *_args("cpu"), "--port", str(port), env=env, timeout=1800)
     try:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.integration import BuiltImage, cli_env, docker, needs_docker, run_cli
+from tests.integration import BuiltImage, cli_env, docker, free_port, needs_docker, run_cli
 
 pytestmark = [needs_docker, pytest.mark.docker, pytest.mark.slow]
 
@@ -31,14 +31,6 @@ def _start(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
     )
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.parametrize(("delay", "signum", "code"), [(0.8, signal.SIGINT, 130), (2.0, signal.SIGTERM, 143)])
 def test_up_stopped_by_a_signal(
     cpu_image: BuiltImage, tmp_path: Path, delay: float, signum: int, code: int
@@ -49,7 +41,7 @@ def test_up_stopped_by_a_signal(
         ORCHESTRATOR_MODELS_DIR=str(tmp_path / "models"),
         ORCHESTRATOR_WAIT_TIMEOUT="180",
     )
-    args = [*cpu_image.args, "--port", str(_free_port())]
+    args = [*cpu_image.args, "--port", str(free_port())]
     try:
         upping = _start("up", *args, env=env)
         time.sleep(delay)

@@ -18,7 +18,7 @@ from types import ModuleType
 import pytest
 
 from tests.assets import demo_model
-from tests.integration import BuiltImage, cli_env, docker, needs_docker, run_cli
+from tests.integration import BuiltImage, cli_env, docker, free_port, needs_docker, run_cli
 
 pytestmark = [needs_docker, pytest.mark.docker, pytest.mark.slow]
 
@@ -37,17 +37,9 @@ def _load_module() -> ModuleType:
 load = _load_module()
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Served:
     def __init__(self, cpu_image: BuiltImage, project: str, model: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.project = project
         self.model = model

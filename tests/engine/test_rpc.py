@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.assets import demo_model
-from tests.integration import BuiltImage, cli_env, docker, needs_docker, run_cli
+from tests.integration import BuiltImage, cli_env, docker, free_port, needs_docker, run_cli
 
 pytestmark = [needs_docker, pytest.mark.docker, pytest.mark.slow]
 
@@ -24,12 +23,6 @@ QUESTION = {
     "temperature": 0,
     "max_tokens": 24,
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cli(image: BuiltImage, project: str, *args: str, models: Path | None = None) -> tuple[int, str, str]:

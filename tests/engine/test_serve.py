@@ -16,15 +16,9 @@ from pathlib import Path
 import pytest
 
 from tests.assets import PINNED_UPSTREAM_COMMIT
-from tests.integration import BuiltImage, cli_env, docker, needs_docker, run_cli
+from tests.integration import BuiltImage, cli_env, docker, free_port, needs_docker, run_cli
 
 pytestmark = [needs_docker, pytest.mark.docker, pytest.mark.slow]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def container_id(project: str) -> str:

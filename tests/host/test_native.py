@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from orchestrator.core.catalogue import MAC_WIRED_LIMIT_MB
 from orchestrator.core.plan import host_steps
 from orchestrator.executors.hooks import run_host_steps
 from tests.conftest import host_facts
-from tests.integration import cli_env, run_cli
+from tests.integration import cli_env, free_port, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = [
@@ -102,12 +101,6 @@ def test_a_limit_already_high_enough_is_kept_without_asking(stand_in_sysctl: Pat
 # --- --native end to end on this machine ----------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def native_args() -> Iterator[tuple[str, ...]]:
     from tests.assets import llama_cpp_source
@@ -144,7 +137,7 @@ def test_native_build_serves_a_chat_completion_until_down(native_args: tuple[str
     again = run_cli("build", *native_args, env=env)
     assert again.returncode == 0 and "up to date" in again.stdout
 
-    port = str(_free_port())
+    port = str(free_port())
     up = run_cli("up", *native_args, "--port", port, env=env, timeout=900)
     assert up.returncode == 0, up.stderr + up.stdout
     client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none")
