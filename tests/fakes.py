@@ -13,7 +13,9 @@ from typing import Any
 from orchestrator.app.workflow import Executors, Reporter
 from orchestrator.core.facts import EngineFacts, HostFacts
 from orchestrator.core.models import ModelSpec
-from orchestrator.core.plan import ContainerSpec, HostStep, Plan
+from orchestrator.core.plan import Plan
+from orchestrator.core.plan.container import ContainerSpec
+from orchestrator.core.plan.host_steps import HostStep
 from orchestrator.core.rpc import Endpoint
 from orchestrator.core.sources import Source
 from orchestrator.executors.bases import BaseOutcome, BaseSpec

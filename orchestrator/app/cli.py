@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from orchestrator.app.outcomes import Outcome
     from orchestrator.app.render import Renderer
     from orchestrator.app.workflow import Executors
-    from orchestrator.core.plan import BenchOverride, Plan
+    from orchestrator.core.plan import Plan
+    from orchestrator.core.plan.programs import BenchOverride
 
 
 class _Parser(argparse.ArgumentParser):
@@ -162,7 +163,7 @@ class Session:
 def _plan(flags: dict[str, object], override: BenchOverride | None = None, prompt: str | None = None) -> Plan:
     """The command's one plan."""
     from orchestrator.app.inputs import Request, plan_for
-    from orchestrator.core.plan import SEED_PROMPT
+    from orchestrator.core.plan.programs import SEED_PROMPT
 
     return plan_for(Request(flags, bench_override=override, prompt=prompt or SEED_PROMPT))
 
@@ -337,7 +338,7 @@ def cmd_bench(
 ) -> Outcome:
     from orchestrator.app import workflow
     from orchestrator.app.outcomes import BenchDone
-    from orchestrator.core.plan import BenchOverride
+    from orchestrator.core.plan.programs import BenchOverride
 
     results_dir = _results_dir(flags, results)
     override = BenchOverride(_csv_ints(npp, "npp"), _csv_ints(ntg, "ntg"), _csv_ints(npl, "npl"))

@@ -11,7 +11,8 @@ from orchestrator.app.config import load_settings
 from orchestrator.core.catalogue import Target, get_target
 from orchestrator.core.detect import detect_target
 from orchestrator.core.facts import HostFacts
-from orchestrator.core.plan import SEED_PROMPT, BenchOverride, Plan, PlanInputs, make_plan
+from orchestrator.core.plan import Plan, PlanInputs, make_plan
+from orchestrator.core.plan.programs import SEED_PROMPT, BenchOverride
 from orchestrator.core.settings import Settings
 from orchestrator.core.sources import parse_source
 from orchestrator.executors.probe import probe

@@ -45,7 +45,9 @@ from orchestrator.core.bench import BenchRecord, compare
 from orchestrator.core.catalogue import Target, cmake_flags
 from orchestrator.core.doctor import Check
 from orchestrator.core.memory_plan import MemoryPlan
-from orchestrator.core.plan import SERVICE, ImageBuild, Plan
+from orchestrator.core.plan import Plan
+from orchestrator.core.plan.image import ImageBuild
+from orchestrator.core.plan.layout import SERVICE
 from orchestrator.core.reference import REFERENCES, BenchRow
 from orchestrator.errors import ExitCode, OrchestratorError
 from orchestrator.executors.engine import BuildProgress

@@ -20,15 +20,9 @@ from orchestrator.core.bench import BenchRecord, missing_rows, parse_jsonl, pars
 from orchestrator.core.catalogue import FAMILIES
 from orchestrator.core.doctor import DoctorFacts, WorkerFacts
 from orchestrator.core.models import KNOWN_MODELS
-from orchestrator.core.plan import (
-    BenchPlan,
-    ImageBuild,
-    Plan,
-    for_serving_bench,
-    with_local_bases,
-    with_model,
-    with_source,
-)
+from orchestrator.core.plan import Plan, for_serving_bench, with_local_bases, with_model, with_source
+from orchestrator.core.plan.image import ImageBuild
+from orchestrator.core.plan.programs import BenchPlan
 from orchestrator.core.preflight import check_beside_server, check_memory, check_model
 from orchestrator.core.reference import BenchRow
 from orchestrator.core.rpc import Endpoint

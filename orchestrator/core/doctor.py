@@ -10,7 +10,8 @@ from typing import Any, Literal
 
 from orchestrator.core.catalogue import CATALOGUE, GTT_KERNEL_PARAMS
 from orchestrator.core.facts import EngineFacts, HostFacts
-from orchestrator.core.plan import ImageBuild, Plan
+from orchestrator.core.plan import Plan
+from orchestrator.core.plan.image import ImageBuild
 from orchestrator.core.platforms import emulation_problem, machine_arch, platform_arch
 
 Status = Literal["pass", "warn", "fail"]

@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.core.plan import CONTAINER_CACHE_DIR, ImageBuild, Plan, service_devices, service_lockdown
+from orchestrator.core.plan import Plan
+from orchestrator.core.plan.compose import service_devices, service_lockdown
+from orchestrator.core.plan.image import ImageBuild
+from orchestrator.core.plan.layout import CONTAINER_CACHE_DIR
 from orchestrator.core.rpc import WARNING, Endpoint
 from orchestrator.errors import UsageError
 

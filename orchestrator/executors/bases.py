@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Literal
 
 from orchestrator.core.catalogue import ImageFamily
-from orchestrator.core.plan import local_base_images
+from orchestrator.core.plan.image import local_base_images
 from orchestrator.core.platforms import REFERENCE_PLATFORM, platform_arch
 from orchestrator.errors import OrchestratorError
 from orchestrator.executors.probe import require_emulation

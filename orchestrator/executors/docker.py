@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.core.facts import EngineFacts
-from orchestrator.core.plan import ContainerSpec
+from orchestrator.core.plan.container import ContainerSpec
 from orchestrator.errors import OrchestratorError
 from orchestrator.executors.bases import BaseOutcome, BaseSpec, bootstrap_base
 from orchestrator.executors.engine import (

@@ -14,7 +14,7 @@ from orchestrator.core.facts import EngineFacts
 from orchestrator.errors import OrchestratorError
 
 if TYPE_CHECKING:
-    from orchestrator.core.plan import ContainerSpec
+    from orchestrator.core.plan.container import ContainerSpec
     from orchestrator.executors.bases import BaseOutcome, BaseSpec
 
 _STEP = re.compile(r"^#(?P<id>\d+) \[(?P<stage>[\w.-]+)(?: \d+/\d+)?\] (?P<what>.*)$")

@@ -10,7 +10,7 @@ import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from orchestrator.core.plan import HostStep
+from orchestrator.core.plan.host_steps import HostStep
 
 
 @dataclass(frozen=True)

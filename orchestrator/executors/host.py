@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from orchestrator.core.facts import HostFacts
-from orchestrator.core.plan import HostStep
+from orchestrator.core.plan.host_steps import HostStep
 from orchestrator.core.rpc import Endpoint
 from orchestrator.core.sources import Source
 from orchestrator.errors import OrchestratorError

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.core.plan import CONTAINER_DRIVER_FILE, ImageBuild, local_base_images
+from orchestrator.core.plan.image import ImageBuild, local_base_images
+from orchestrator.core.plan.layout import CONTAINER_DRIVER_FILE
 from orchestrator.errors import OrchestratorError
 from orchestrator.executors.assets import asset
 from orchestrator.executors.engine import BuildProgress, Engine

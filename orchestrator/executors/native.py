@@ -14,7 +14,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.core.plan import NativeBuild, Plan
+from orchestrator.core.plan import Plan
+from orchestrator.core.plan.native import NativeBuild
 from orchestrator.errors import OrchestratorError, UsageError
 from orchestrator.executors.assets import asset
 from orchestrator.executors.engine import CommandFailed

@@ -15,17 +15,13 @@ from typing import Any, Protocol
 
 import yaml
 
-from orchestrator.core.plan import (
-    CONTAINER_UID,
-    MODEL_IDENTITY_LABEL,
-    SERVICE,
-    Address,
-    BenchPlan,
-    Command,
-    ImageBuild,
-    Plan,
-    secret_copy_path,
-)
+from orchestrator.core.plan import Plan
+from orchestrator.core.plan.argv import Command
+from orchestrator.core.plan.compose import secret_copy_path
+from orchestrator.core.plan.image import ImageBuild
+from orchestrator.core.plan.layout import CONTAINER_UID, MODEL_IDENTITY_LABEL, SERVICE
+from orchestrator.core.plan.programs import BenchPlan
+from orchestrator.core.plan.server import Address
 from orchestrator.errors import UsageError
 from orchestrator.executors import native
 from orchestrator.executors.engine import BuildProgress, Engine

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.core.catalogue import MAC_WIRED_LIMIT_MB
-from orchestrator.core.plan import host_steps
+from orchestrator.core.plan.host_steps import host_steps
 from orchestrator.executors.hooks import run_host_steps
 from tests.conftest import host_facts
 from tests.integration import cli_env, free_port, run_cli

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.core.plan import ImageBuild, NativeBuild
+from orchestrator.core.plan.image import ImageBuild
+from orchestrator.core.plan.native import NativeBuild
 from orchestrator.core.sources import Source
 from tests.planning import fixed_plan
 

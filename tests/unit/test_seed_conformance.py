@@ -10,7 +10,7 @@ import shlex
 import pytest
 
 from orchestrator.core.catalogue import CATALOGUE, cmake_flags
-from orchestrator.core.plan import cmake_args
+from orchestrator.core.plan.build_args import cmake_args
 from orchestrator.core.sources import NAMED_SOURCES
 from tests.planning import fixed_plan
 

@@ -11,7 +11,8 @@ import pytest
 
 from orchestrator.app import workflow
 from orchestrator.core.bench import BenchRecord
-from orchestrator.core.plan import Plan, local_base_images, with_model
+from orchestrator.core.plan import Plan, with_model
+from orchestrator.core.plan.image import local_base_images
 from orchestrator.errors import OrchestratorError, UsageError, WontFit
 from orchestrator.models.local import refresh
 from tests.fakes import FakeEngine, FakeHost, Notes, cpu_plan, executors

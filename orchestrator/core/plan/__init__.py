@@ -1,0 +1,239 @@
+"""Pure planning: target + profile + source + model + settings + host facts -> everything that will run.
+
+Nothing here touches the disk, the network or docker; `orchestrator plan` prints exactly this, and the
+executors (engine, native, hooks) carry it out without deciding anything of their own. A plan is made
+once per command from its `PlanInputs` by `make_plan`; a fallback that changes it (another source, local
+bases, the model once written) goes through one of the named `with_*` functions at the end of this module.
+This module is the front door; each part of a plan is made in a module of its own: image (the image
+build), native (the host build), server (llama-server's command), container and compose (how it runs),
+programs (llama-cli and llama-batched-bench), host_steps (the profile's host hooks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from orchestrator.core.catalogue import CMakeFlag, Profile, Target, cmake_flags
+from orchestrator.core.facts import HostFacts
+from orchestrator.core.memory_plan import MemoryPlan, memory_plan
+from orchestrator.core.models import ModelSpec
+from orchestrator.core.plan.argv import Command
+from orchestrator.core.plan.compose import compose_document
+from orchestrator.core.plan.container import ContainerSpec, container_spec
+from orchestrator.core.plan.host_steps import HostStep, host_steps
+from orchestrator.core.plan.image import ImageBuild, image_build
+from orchestrator.core.plan.native import NativeBuild, native_build
+from orchestrator.core.plan.programs import (
+    SEED_PROMPT,
+    BenchOverride,
+    BenchPlan,
+    bench_command,
+    run_command,
+)
+from orchestrator.core.plan.server import Address, server_command
+from orchestrator.core.rpc import Endpoint
+from orchestrator.core.settings import Settings, check_exposure
+from orchestrator.core.sources import Source
+from orchestrator.core.speculation import Speculation, Speculative
+from orchestrator.core.speculation import resolve as resolve_speculation
+from orchestrator.errors import UsageError
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    """Everything a plan is made from, gathered by orchestrator.app.inputs (the I/O before planning)."""
+
+    target: Target
+    profile: Profile
+    source: Source
+    model: ModelSpec
+    settings: Settings
+    facts: HostFacts
+    detection: str | None = None
+    bench_override: BenchOverride | None = None
+    prompt: str = SEED_PROMPT
+
+
+@dataclass(frozen=True)
+class Plan:
+    target: str
+    target_title: str
+    profile: str
+    runtime: str
+    detection: str | None
+    settings: tuple[tuple[str, str, str], ...]
+    source: Source
+    model: ModelSpec
+    cmake_flags: tuple[CMakeFlag, ...]
+    build: ImageBuild | NativeBuild
+    hooks: tuple[HostStep, ...]
+    server: Command
+    run: Command
+    benches: tuple[BenchPlan, ...]
+    compose: Mapping[str, Any] | None
+    container: ContainerSpec | None
+    endpoint: str
+    memory: MemoryPlan
+    speculation: Speculation
+    # The RPC workers the server spreads the model over (none: this machine alone).
+    rpc: tuple[Endpoint, ...]
+    notes: tuple[str, ...]
+    warnings: tuple[str, ...]
+    # Where executors keep build contexts, logs, native installs and results.
+    data_dir: Path
+    compose_file: Path | None
+    wait_timeout_s: int
+    # The user's key file, copied by `up` to the secret the compose file names (never into env or argv).
+    api_key_file: Path | None
+    publish: Address
+    # The compose project the server runs as (several can run side by side under different names).
+    project: str
+    # What the plan was made from, for the fallbacks that make it again with one thing changed.
+    inputs: PlanInputs = field(repr=False, compare=False, metadata={"json": False})
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(self)  # type: ignore[no-any-return]
+
+    @property
+    def base_url(self) -> str:
+        return self.publish.url
+
+    def origin(self, setting: str) -> str:
+        return next(origin for name, _value, origin in self.settings if name == setting)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, MemoryPlan):
+        return value.to_dict()
+    if is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: _jsonable(getattr(value, f.name)) for f in fields(value) if f.metadata.get("json", True)
+        } | _properties(value)
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path | PurePosixPath):
+        return str(value)
+    return value
+
+
+def _properties(value: object) -> dict[str, Any]:
+    if isinstance(value, Command | HostStep):
+        return {"shell": value.shell()}
+    return {}
+
+
+# --- the whole plan ---------------------------------------------------------------------------------
+
+
+def make_plan(inputs: PlanInputs) -> Plan:
+    target, profile, source, model = inputs.target, inputs.profile, inputs.source, inputs.model
+    settings, facts, bench_override = inputs.settings, inputs.facts, inputs.bench_override
+    check_exposure(settings)
+    if settings["native"] and target.runtime == "container" and facts.system != "Linux":
+        raise UsageError("--native on a container target needs a Linux host; drop --native")
+    runtime = "native" if settings["native"] or target.runtime == "native" else "container"
+    flags = cmake_flags(target, profile, native=runtime == "native")
+    warnings: list[str] = []
+    build: ImageBuild | NativeBuild
+    if runtime == "container":
+        build = image_build(target, profile, source, settings, flags, facts.machine)
+    else:
+        build = native_build(target, profile, source, settings, flags)
+    speculation = resolve_speculation(
+        settings["speculative"] or profile.speculative,
+        model.alias,
+        model.arch.name if model.arch else None,
+        model.arch.n_vocab if model.arch else None,
+        model.mtp,
+        model.sidecar,
+    )
+    if speculation.fallback:
+        warnings.append(speculation.fallback)
+    if len(settings["rpc"]) < profile.rpc_workers:
+        warnings.append(
+            f"profile {profile.name} spreads the model over {profile.rpc_workers} RPC worker(s); start one "
+            "on each machine ('orchestrator worker up') and pass --rpc ADDRESS:PORT"
+        )
+    server = server_command(target, profile, source, model, settings, runtime, build, speculation)
+    compose = None
+    container = None
+    if isinstance(build, ImageBuild):
+        container = container_spec(target, model, facts, build, settings, speculation)
+        compose, compose_warnings = compose_document(target, settings, build, server, container, model, facts)
+        warnings += compose_warnings
+    benches = [bench_override.apply(b) if bench_override else b for b in profile.benches]
+    if not model.present:
+        warnings.append(f"model not found at {model.path} ({model.origin})")
+    if model.problem:
+        warnings.append(f"model: {model.problem}")
+    memory = memory_plan(target, profile, model, settings, facts, benches, speculation)
+    warnings += [f"memory ({row.use}): {row.fit.verdict()}" for row in memory.failing()]
+    return Plan(
+        target=target.name,
+        target_title=target.title,
+        profile=profile.name,
+        runtime=runtime,
+        detection=inputs.detection,
+        settings=tuple(settings.rows()),
+        source=source,
+        model=model,
+        cmake_flags=flags,
+        build=build,
+        hooks=host_steps(profile.hooks, facts),
+        server=server,
+        run=run_command(target, profile, model, settings, runtime, build, inputs.prompt),
+        benches=tuple(bench_command(target, b, source, model, settings, runtime, build) for b in benches),
+        compose=compose,
+        container=container,
+        endpoint=Address(settings["host"], settings["port"]).url + "/v1",
+        memory=memory,
+        speculation=speculation,
+        rpc=settings["rpc"],
+        notes=profile.notes + target.notes,
+        warnings=tuple(warnings),
+        data_dir=Path(settings["data_dir"]),
+        compose_file=Path(settings["data_dir"]) / "compose" / f"{settings['project']}.yaml"
+        if compose
+        else None,
+        project=settings["project"],
+        api_key_file=Path(settings["api_key_file"]).absolute() if settings["api_key_file"] else None,
+        wait_timeout_s=settings["wait_timeout"],
+        publish=Address(settings["host"], settings["port"]),
+        inputs=inputs,
+    )
+
+
+# --- fallbacks: the same plan with one thing changed --------------------------------------------------
+
+
+def with_source(plan: Plan, source: Source) -> Plan:
+    """This plan with the same commit from another place (the package-index mirror of a git source)."""
+    return make_plan(replace(plan.inputs, source=source))
+
+
+def with_local_bases(plan: Plan, why: str) -> Plan:
+    """This plan built on the bases `orchestrator bases bootstrap` makes here, instead of pulled ones."""
+    settings = plan.inputs.settings.with_value("bases", "local", f"fallback: {why}")
+    return make_plan(replace(plan.inputs, settings=settings))
+
+
+def with_model(plan: Plan, model: ModelSpec) -> Plan:
+    """This plan once its model file is on disk (the demo model written, a pull finished)."""
+    return make_plan(replace(plan.inputs, model=model))
+
+
+def for_serving_bench(plan: Plan, speculative: Speculative, port: int) -> Plan:
+    """The server `bench serve` starts for itself: this plan's, with the speculation given, as its own
+    compose project on a free port, so a server that is already up keeps running beside it."""
+    origin = "bench serve"
+    settings = (
+        plan.inputs.settings.with_value("speculative", str(speculative), origin)
+        .with_value("project", f"{plan.project}-bench", origin)
+        .with_value("port", port, f"{origin}: a free port")
+    )
+    return make_plan(replace(plan.inputs, settings=settings))

@@ -1,0 +1,76 @@
+"""How the target's containers run: the image, the read-only mounts (model, web UI, MTP sidecar), the
+GPU devices and groups, the unprivileged user and the lock-down, the same for the server and one-off runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import ClassVar
+
+from orchestrator.core.catalogue import Target
+from orchestrator.core.facts import HostFacts
+from orchestrator.core.models import ModelSpec
+from orchestrator.core.plan.image import ImageBuild
+from orchestrator.core.plan.layout import (
+    CONTAINER_DRAFT_DIR,
+    CONTAINER_MODELS_DIR,
+    CONTAINER_UI_DIR,
+    CONTAINER_UID,
+)
+from orchestrator.core.settings import Settings
+from orchestrator.core.speculation import Speculation
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """How one-off commands (llama-cli, llama-batched-bench) run: the server's image, devices and
+    read-only model mount, as the same unprivileged user."""
+
+    image: str
+    volumes: tuple[tuple[str, str, str], ...]
+    devices: tuple[str, ...] = ()
+    gpus: str | None = None
+    group_add: tuple[int, ...] = ()
+    user: str = f"{CONTAINER_UID}:{CONTAINER_UID}"
+    memlock_unlimited: bool = False
+    # "host" when the command reaches RPC workers (their addresses are the host's); None: Docker's default.
+    network: str | None = None
+    # The same lock-down for the server and for one-off runs (class constants, not per plan).
+    read_only: ClassVar[bool] = True
+    tmpfs: ClassVar[tuple[str, ...]] = ("/tmp",)
+    cap_drop: ClassVar[tuple[str, ...]] = ("ALL",)
+    security_opt: ClassVar[tuple[str, ...]] = ("no-new-privileges:true",)
+
+
+def container_spec(
+    target: Target,
+    model: ModelSpec,
+    facts: HostFacts,
+    build: ImageBuild,
+    settings: Settings,
+    speculation: Speculation,
+) -> ContainerSpec:
+    ui = settings["ui"]
+    ui_mount = () if ui in ("auto", "off") else ((ui, str(CONTAINER_UI_DIR), "ro"),)
+    sidecar = speculation.sidecar
+    draft_mount = (
+        ((str(sidecar.parent), str(CONTAINER_DRAFT_DIR), "ro"),)
+        if sidecar is not None and sidecar_dir(sidecar, model) == CONTAINER_DRAFT_DIR
+        else ()
+    )
+    return ContainerSpec(
+        image=build.tag,
+        volumes=((str(model.directory), str(CONTAINER_MODELS_DIR), "ro"), *ui_mount, *draft_mount),
+        devices=("/dev/dri:/dev/dri",) if target.devices == "dri" else (),
+        gpus="all" if target.devices == "nvidia" else None,
+        group_add=tuple(g for g in (facts.render_gid, facts.video_gid) if g is not None)
+        if target.devices == "dri"
+        else (),
+        memlock_unlimited=target.devices == "nvidia",
+        network="host" if settings["rpc"] else None,
+    )
+
+
+def sidecar_dir(sidecar: Path, model: ModelSpec) -> PurePosixPath:
+    """Where a sidecar is inside the container: beside the model, or in its own read-only mount."""
+    return CONTAINER_MODELS_DIR if sidecar.parent == model.directory else CONTAINER_DRAFT_DIR

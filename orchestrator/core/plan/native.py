@@ -1,0 +1,42 @@
+"""The native build (macOS with Metal, or --native on Linux): scripts/macos-native/build.sh with the
+cmake flags and source in its environment, installed under a prefix named by its digest."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.core.catalogue import CMakeFlag, Profile, Target
+from orchestrator.core.plan.build_args import cmake_args, plan_digest, source_build_args
+from orchestrator.core.plan.layout import SHIPPED_TOOLS
+from orchestrator.core.settings import Settings
+from orchestrator.core.sources import Source
+
+
+@dataclass(frozen=True)
+class NativeBuild:
+    script: str
+    prefix: str
+    env: Mapping[str, str]
+    digest: str
+
+
+def native_build(
+    target: Target, profile: Profile, source: Source, settings: Settings, flags: Sequence[CMakeFlag]
+) -> NativeBuild:
+    env = {
+        **source_build_args(source),
+        "LLAMA_SOURCE_DIR": str(source.path) if source.path else "",
+        "CMAKE_ARGS": cmake_args(flags),
+        "LLAMA_TARGETS": " ".join(SHIPPED_TOOLS),
+        "LLAMA_BUILD_COMMIT": source.short_revision,
+    }
+    digest = plan_digest({"target": target.name, "env": env, "revision": source.revision or source.commit})
+    prefix = Path(settings["data_dir"]) / "native" / f"{target.name}-{source.short_revision}-{digest[:8]}"
+    return NativeBuild(
+        script="scripts/macos-native/build.sh",
+        prefix=str(prefix),
+        env={**env, "PREFIX": str(prefix)},
+        digest=digest,
+    )
