@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.app.workflow import Executors, Reporter
+from orchestrator.core.bases import BaseSpec
 from orchestrator.core.facts import EngineFacts, HostFacts
 from orchestrator.core.models import ModelSpec
 from orchestrator.core.plan import Plan
@@ -18,8 +19,7 @@ from orchestrator.core.plan.container import ContainerSpec
 from orchestrator.core.plan.host_steps import HostStep
 from orchestrator.core.rpc import Endpoint
 from orchestrator.core.sources import Source
-from orchestrator.executors.bases import BaseOutcome, BaseSpec
-from orchestrator.executors.engine import BuildFailed, BuildProgress, CommandFailed, ServiceState
+from orchestrator.executors.engine import BaseOutcome, BuildFailed, BuildProgress, CommandFailed, ServiceState
 from orchestrator.executors.health import Readiness
 from orchestrator.executors.hooks import HookResult
 from orchestrator.executors.rpc import Hello, Link

@@ -202,9 +202,9 @@ def cmd_bases_bootstrap(
 ) -> Outcome:
     from orchestrator.app.config import load_settings
     from orchestrator.app.outcomes import BasesMade
+    from orchestrator.core.bases import base_specs
     from orchestrator.core.catalogue import FAMILIES
     from orchestrator.core.cross import build_platform
-    from orchestrator.executors.bases import base_specs
     from orchestrator.executors.probe import host_machine
 
     if family not in FAMILIES:

@@ -14,7 +14,7 @@ from orchestrator.core.bench import BenchRecord
 from orchestrator.core.catalogue import Target
 from orchestrator.core.doctor import Check
 from orchestrator.core.plan import Plan
-from orchestrator.executors.bases import BaseOutcome
+from orchestrator.executors.engine import BaseOutcome
 from orchestrator.executors.images import BuildOutcome
 from orchestrator.models.pull import Pulled
 from orchestrator.models.store import Entry, Listed, Verified

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from orchestrator.app.results import append_record
+from orchestrator.core.bases import base_specs
 from orchestrator.core.bench import BenchRecord, missing_rows, parse_jsonl, parse_output
 from orchestrator.core.catalogue import FAMILIES
 from orchestrator.core.doctor import DoctorFacts, WorkerFacts
@@ -42,7 +43,6 @@ from orchestrator.core.serve_bench import (
 )
 from orchestrator.core.speculation import OFF
 from orchestrator.errors import OrchestratorError, UsageError
-from orchestrator.executors.bases import base_specs
 from orchestrator.executors.engine import BuildFailed, BuildProgress, CommandFailed, Engine
 from orchestrator.executors.health import Probe, wait_until_ready
 from orchestrator.executors.host import Host, ServerRequestFailed

@@ -1,12 +1,11 @@
-"""Local base images for hosts that cannot pull from a registry: debootstrap a Debian root file
-system holding what a stage needs, for the image's architecture (another one runs under QEMU), and make
-an image of it. Debian trixie, the distribution of the Vulkan family's upstream bases too. The CUDA
-toolkit is not in Debian main: the CUDA bases unpack NVIDIA's CUDA 13 wheels for that architecture from
-PyPI into /usr/local/cuda, laid out as in NVIDIA's own images."""
+"""Local base images for hosts that cannot pull from a registry, as core.bases describes them: debootstrap
+a Debian root file system holding what a stage needs, for the image's architecture (another one runs
+under QEMU), into a tarball the engine makes an image of. The CUDA toolkit is not in Debian main: the CUDA
+bases unpack NVIDIA's CUDA 13 wheels for that architecture from PyPI into /usr/local/cuda, laid out as in
+NVIDIA's own images."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import signal
@@ -14,119 +13,26 @@ import subprocess
 import sys
 import time
 import zipfile
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Literal
+from typing import IO
 
-from orchestrator.core.catalogue import ImageFamily
-from orchestrator.core.plan.image import local_base_images
-from orchestrator.core.platforms import REFERENCE_PLATFORM, platform_arch
+from orchestrator.core.bases import BaseSpec
+from orchestrator.core.platforms import platform_arch
 from orchestrator.errors import OrchestratorError
 from orchestrator.executors.probe import require_emulation
 
-if TYPE_CHECKING:
-    from orchestrator.executors.docker import DockerEngine
-
-DEBIAN_SUITE = "trixie"
-DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DIGEST_LABEL = "io.step-flash.base-digest"
 _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-Role = Literal["build", "runtime"]
 CUDA_PREFIX = "usr/local/cuda"
-# Bumped whenever the way bases are made changes, so existing ones are made again.
-RECIPE_VERSION = "3"
 
 
-@dataclass(frozen=True)
-class Wheel:
-    requirement: str
-    roles: tuple[Role, ...]
-
-
-# CUDA 13.0, as in the nvidia/cuda:13.0.1 images; cuobjdump and nvdisasm exist as wheels from 13.2 only.
-CUDA_WHEELS: tuple[Wheel, ...] = (
-    Wheel("nvidia-cuda-nvcc==13.0.88", ("build",)),
-    Wheel("nvidia-nvvm==13.0.88", ("build",)),
-    Wheel("nvidia-cuda-crt==13.0.88", ("build",)),
-    Wheel("nvidia-cuda-cccl==13.0.85", ("build",)),
-    Wheel("nvidia-cuda-runtime==13.0.96", ("build", "runtime")),
-    Wheel("nvidia-cublas==13.0.2.14", ("build", "runtime")),
-    Wheel("nvidia-cuda-cuobjdump==13.2.51", ("build",)),
-    Wheel("nvidia-cuda-nvdisasm==13.2.51", ("build",)),
-)
-
-
-@dataclass(frozen=True)
-class BaseSpec:
-    tag: str
-    role: Role
-    family: str
-    packages: tuple[str, ...]
-    suite: str
-    mirror: str
-    wheels: tuple[str, ...] = ()
-    platform: str = REFERENCE_PLATFORM
-
-    @property
-    def digest(self) -> str:
-        parts = [RECIPE_VERSION, self.platform, self.suite, self.mirror, *sorted(self.packages), *self.wheels]
-        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
-
-    def debootstrap_argv(self, root: Path) -> list[str]:
-        return [
-            "debootstrap",
-            "--variant=minbase",
-            "--components=main",
-            f"--arch={platform_arch(self.platform).name}",
-            f"--include={','.join(self.packages)}",
-            self.suite,
-            str(root),
-            self.mirror,
-        ]
-
-
-@dataclass(frozen=True)
-class BaseOutcome:
-    tag: str
-    made: bool
-    seconds: float
-
-
-def base_specs(
-    family: ImageFamily,
-    platform: str = REFERENCE_PLATFORM,
-    mirror: str = DEFAULT_MIRROR,
-    *,
-    build_platform: str | None = None,
-) -> tuple[BaseSpec, BaseSpec]:
-    """The bases an image of `platform` is built on: the build base of `build_platform` where the build
-    stages run elsewhere (cross-compiling, see core.cross), the runtime base of the image's own."""
-    platforms: dict[Role, str] = {"build": build_platform or platform, "runtime": platform}
-    tags = dict(
-        zip(("build", "runtime"), local_base_images(family.name, platform, build_platform), strict=True)
-    )
-    # debootstrap takes packages of its suite only; those of another (PACKAGE/SUITE) come in the image's apt step.
-    packages = {
-        role: tuple(p for p in names if "/" not in p)
-        for role, names in (("build", family.build_packages), ("runtime", family.runtime_packages))
-    }
-
-    def spec(role: Role) -> BaseSpec:
-        wheels = tuple(w.requirement for w in CUDA_WHEELS if role in w.roles) if family.name == "cuda" else ()
-        return BaseSpec(
-            tags[role], role, family.name, packages[role], DEBIAN_SUITE, mirror, wheels, platforms[role]
-        )
-
-    return spec("build"), spec("runtime")
-
-
-def bootstrap_base(
-    engine: DockerEngine, spec: BaseSpec, work_dir: Path, *, rebuild: bool = False
-) -> BaseOutcome:
-    labels = engine.image_labels(spec.tag)
-    if labels is not None and labels.get(DIGEST_LABEL) == spec.digest and not rebuild:
-        return BaseOutcome(spec.tag, made=False, seconds=0.0)
+@contextmanager
+def rootfs_tarball(spec: BaseSpec, work_dir: Path) -> Iterator[Path]:
+    """A tarball of the root file system the spec describes, made with debootstrap (and the CUDA wheels),
+    for as long as the caller needs it to make an image; its scratch folder goes afterwards, however
+    the caller ends."""
     if shutil.which("debootstrap") is None:
         raise OrchestratorError("debootstrap is not installed; install it (apt-get install debootstrap)")
     if os.geteuid() != 0:
@@ -135,7 +41,6 @@ def bootstrap_base(
         )
     # debootstrap's second stage runs the new system's own programs, here under QEMU for another architecture.
     require_emulation(spec.platform)
-    started = time.monotonic()
     scratch = work_dir / "bases" / spec.tag.replace(":", "_")
     remove_scratch(scratch)
     root, tarball, log = (
@@ -158,18 +63,16 @@ def bootstrap_base(
                 if entry.is_file():
                     entry.unlink()
         subprocess.run(["tar", "-C", str(root), "--numeric-owner", "-cf", str(tarball), "."], check=True)
-        engine.import_rootfs(
-            tarball,
-            spec.tag,
-            platform=spec.platform,
-            env={"PATH": f"/{CUDA_PREFIX}/bin:{_PATH}", "CUDA_HOME": f"/{CUDA_PREFIX}"}
-            if spec.wheels
-            else {"PATH": _PATH},
-            labels={DIGEST_LABEL: spec.digest},
-        )
+        yield tarball
     finally:
         remove_scratch(scratch)
-    return BaseOutcome(spec.tag, made=True, seconds=time.monotonic() - started)
+
+
+def image_env(spec: BaseSpec) -> dict[str, str]:
+    """The environment the base image declares: CUDA's tools on the PATH where it holds them."""
+    if spec.wheels:
+        return {"PATH": f"/{CUDA_PREFIX}/bin:{_PATH}", "CUDA_HOME": f"/{CUDA_PREFIX}"}
+    return {"PATH": _PATH}
 
 
 def _run_whole(argv: list[str], out: IO[str]) -> int:

@@ -4,16 +4,19 @@ workflow asks of an `Engine` (orchestrator.executors.engine); it decides nothing
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.core.bases import BaseSpec
 from orchestrator.core.facts import EngineFacts
 from orchestrator.core.plan.container import ContainerSpec
 from orchestrator.errors import OrchestratorError
-from orchestrator.executors.bases import BaseOutcome, BaseSpec, bootstrap_base
+from orchestrator.executors.bases import DIGEST_LABEL, image_env, rootfs_tarball
 from orchestrator.executors.engine import (
     PULL_FAILURES,
+    BaseOutcome,
     BuildFailed,
     BuildProgress,
     CommandFailed,
@@ -252,7 +255,19 @@ class DockerEngine:
         )
 
     def make_base(self, spec: BaseSpec, work_dir: Path, *, rebuild: bool = False) -> BaseOutcome:
-        return bootstrap_base(self, spec, work_dir, rebuild=rebuild)
+        labels = self.image_labels(spec.tag)
+        if labels is not None and labels.get(DIGEST_LABEL) == spec.digest and not rebuild:
+            return BaseOutcome(spec.tag, made=False, seconds=0.0)
+        started = time.monotonic()
+        with rootfs_tarball(spec, work_dir) as tarball:
+            self.import_rootfs(
+                tarball,
+                spec.tag,
+                platform=spec.platform,
+                env=image_env(spec),
+                labels={DIGEST_LABEL: spec.digest},
+            )
+        return BaseOutcome(spec.tag, made=True, seconds=time.monotonic() - started)
 
     def stream(self, spec: ContainerSpec, argv: Sequence[str], env: Mapping[str, str]) -> Iterable[str]:
         """Run a one-off command in a fresh container (a plan's ContainerSpec); yield its output lines.

@@ -14,8 +14,8 @@ from orchestrator.core.facts import EngineFacts
 from orchestrator.errors import OrchestratorError
 
 if TYPE_CHECKING:
+    from orchestrator.core.bases import BaseSpec
     from orchestrator.core.plan.container import ContainerSpec
-    from orchestrator.executors.bases import BaseOutcome, BaseSpec
 
 _STEP = re.compile(r"^#(?P<id>\d+) \[(?P<stage>[\w.-]+)(?: \d+/\d+)?\] (?P<what>.*)$")
 _ERROR = re.compile(r"^#(?P<id>\d+) ERROR: (?P<what>.*)$")
@@ -41,6 +41,15 @@ PULL_FAILURES = (
     "dial tcp",
     "no such host",
 )
+
+
+@dataclass(frozen=True)
+class BaseOutcome:
+    """A local base image: made now (and how long it took), or already there with the same recipe."""
+
+    tag: str
+    made: bool
+    seconds: float
 
 
 class CommandFailed(OrchestratorError):

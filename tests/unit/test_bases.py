@@ -29,8 +29,8 @@ def test_a_bootstraps_mounts_are_found_deepest_first() -> None:
 def test_bases_for_each_architecture_have_their_own_tags_and_debootstrap() -> None:
     from pathlib import Path
 
+    from orchestrator.core.bases import base_specs
     from orchestrator.core.catalogue import FAMILIES
-    from orchestrator.executors.bases import base_specs
 
     amd64 = base_specs(FAMILIES["cuda"], "linux/amd64")
     arm64 = base_specs(FAMILIES["cuda"], "linux/arm64")
@@ -48,8 +48,8 @@ def test_bases_for_each_architecture_have_their_own_tags_and_debootstrap() -> No
 def test_packages_of_another_suite_are_left_to_the_images_apt_step() -> None:
     from pathlib import Path
 
+    from orchestrator.core.bases import base_specs
     from orchestrator.core.catalogue import FAMILIES
-    from orchestrator.executors.bases import base_specs
 
     vulkan = FAMILIES["vulkan"]
     assert "mesa-vulkan-drivers/trixie-backports" in vulkan.runtime_packages
@@ -77,8 +77,8 @@ def test_emulation_is_needed_only_for_another_architecture_and_only_with_the_f_f
 def test_cross_compiled_image_takes_this_machines_build_base() -> None:
     from pathlib import Path
 
+    from orchestrator.core.bases import base_specs
     from orchestrator.core.catalogue import FAMILIES
-    from orchestrator.executors.bases import base_specs
 
     build, runtime = base_specs(FAMILIES["vulkan"], "linux/arm64", build_platform="linux/amd64")
     assert (build.tag, build.platform) == ("step-flash-base:vulkan-build", "linux/amd64")
