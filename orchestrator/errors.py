@@ -28,6 +28,8 @@ class OrchestratorError(Exception):
     """A failure the user can act on. The message is one line that says what to do."""
 
     exit_code = ExitCode.FAILED
+    # The end of a log that shows why (a server that never got ready), printed above the message.
+    log_tail: str | None = None
 
 
 class UsageError(OrchestratorError):

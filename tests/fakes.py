@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from orchestrator.app.workflow import Executors, Reporter
+from orchestrator.app.steps.context import Executors, Reporter
 from orchestrator.core.bases import BaseSpec
 from orchestrator.core.facts import EngineFacts, HostFacts
 from orchestrator.core.models import ModelSpec

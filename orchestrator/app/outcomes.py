@@ -1,46 +1,39 @@
-"""What each command returns: plain values the renderer prints as rich text or JSON, each with the exit
-code it means. Workflow results (Served, Stopped, Status, ...) are outcomes too; see `Outcome`."""
+"""What a command returns: an outcome that shows itself, as rich text for people or as JSON for
+programs, and says the exit code it means. Each outcome is defined, and shown, beside the command that
+returns it (orchestrator.app.commands); the renderer only hands it the screen."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Protocol
 
-from orchestrator.app.workers import WorkerStarted, WorkerStatus, WorkerStopped
-from orchestrator.app.workflow import Served, ServingComparison, Status, Stopped
-from orchestrator.core.bench import BenchRecord
-from orchestrator.core.catalogue import Target
-from orchestrator.core.doctor import Check
-from orchestrator.core.plan import Plan
-from orchestrator.executors.engine import BaseOutcome
-from orchestrator.executors.images import BuildOutcome
-from orchestrator.models.pull import Pulled
-from orchestrator.models.store import Entry, Listed, Verified
+from rich.console import Console
+
+from orchestrator.errors import ExitCode
 
 
-@dataclass(frozen=True)
-class TargetList:
-    targets: tuple[Target, ...]
+class Screen(Protocol):
+    """Where an outcome is shown: `out` carries the result (only JSON with --json), `live` what is
+    said on the way (stderr with --json)."""
+
+    @property
+    def out(self) -> Console: ...
+
+    @property
+    def live(self) -> Console: ...
+
+    @property
+    def as_json(self) -> bool: ...
+
+    def json(self, data: object) -> None: ...
+
+    def either(self, data: object, text: Callable[[], object]) -> None:
+        """data as JSON with --json, otherwise what text() prints."""
 
 
-@dataclass(frozen=True)
-class PlanShown:
-    plan: Plan
-
-
-@dataclass(frozen=True)
-class BuildDone:
-    outcome: BuildOutcome
-    pushed: str | None
-    digest: str | None
-    image_id: str | None
-
-
-@dataclass(frozen=True)
-class BasesMade:
-    bases: tuple[BaseOutcome, ...]
+class Outcome(Protocol):
+    def show(self, screen: Screen) -> ExitCode: ...
 
 
 @dataclass(frozen=True)
@@ -49,93 +42,7 @@ class Lines:
 
     lines: Iterable[str]
 
-
-@dataclass(frozen=True)
-class BenchDone:
-    records: tuple[BenchRecord, ...]
-    results: Path
-
-    @property
-    def incomplete(self) -> BenchRecord | None:
-        return next((r for r in self.records if not r.complete), None)
-
-
-@dataclass(frozen=True)
-class BenchReport:
-    png: Path | None
-    summary: Path
-    serving_png: Path | None = None
-
-
-@dataclass(frozen=True)
-class ServingDone:
-    comparison: ServingComparison
-    results: Path
-
-
-@dataclass(frozen=True)
-class ModelPulled:
-    pulled: Pulled
-
-
-@dataclass(frozen=True)
-class ModelAdded:
-    entry: Entry
-
-
-@dataclass(frozen=True)
-class ModelListing:
-    rows: tuple[Listed, ...]
-    directory: Path
-
-
-@dataclass(frozen=True)
-class ModelVerified:
-    first: Path
-    verified: Verified
-
-
-@dataclass(frozen=True)
-class ModelRemoved:
-    name: str
-    deleted: tuple[Path, ...]
-
-
-@dataclass(frozen=True)
-class Diagnosis:
-    target: str
-    checks: tuple[Check, ...]
-
-    @property
-    def failed(self) -> bool:
-        return any(c.status == "fail" for c in self.checks)
-
-
-@dataclass(frozen=True)
-class CiMatrix:
-    matrix: Mapping[str, Any]
-
-
-Outcome = (
-    TargetList
-    | PlanShown
-    | BuildDone
-    | BasesMade
-    | Lines
-    | Served
-    | Stopped
-    | Status
-    | BenchDone
-    | BenchReport
-    | ServingDone
-    | WorkerStarted
-    | WorkerStopped
-    | WorkerStatus
-    | ModelPulled
-    | ModelAdded
-    | ModelListing
-    | ModelVerified
-    | ModelRemoved
-    | Diagnosis
-    | CiMatrix
-)
+    def show(self, screen: Screen) -> ExitCode:
+        for line in self.lines:
+            print(line, flush=True)
+        return ExitCode.OK

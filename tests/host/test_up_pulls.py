@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.app import workflow
+from orchestrator.app.commands import serving
 from orchestrator.core.models import KNOWN_MODELS
 from orchestrator.core.plan import Plan, with_model
 from orchestrator.errors import UsageError
@@ -51,8 +51,8 @@ def spark_plan(tmp_path: Path) -> Plan:
     return with_model(plan, missing)
 
 
-def up(plan: Plan, engine: FakeEngine, notes: Notes, pull: bool | None) -> workflow.Served:
-    return workflow.up(
+def up(plan: Plan, engine: FakeEngine, notes: Notes, pull: bool | None) -> serving.Served:
+    return serving.up(
         plan, executors(engine), notes.reporter(), rebuild=False, force=False, decisions=NO_HOOKS, pull=pull
     )
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.app.commands import COMMANDS
 from orchestrator.core.catalogue import CATALOGUE
 from tests.integration import run_cli
 
@@ -140,3 +141,30 @@ def test_help_imports_no_heavy_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.splitlines()[-1] == "HEAVY="
+
+
+@pytest.mark.parametrize("family", sorted({family for family, _line in COMMANDS.values()}))
+def test_each_family_registers_exactly_the_commands_listed_for_it(family: str) -> None:
+    import argparse
+    import importlib
+
+    from orchestrator.app.options import Parser
+
+    commands = Parser(prog="orchestrator").add_subparsers(parser_class=Parser)
+    importlib.import_module(f"orchestrator.app.commands.{family}").register(commands)
+    assert isinstance(commands, argparse._SubParsersAction)
+    assert set(commands.choices) == {name for name, (of, _line) in COMMANDS.items() if of == family}
+    # Each command runs something (a group's actions each do).
+    for parser in commands.choices.values():
+        actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        runnable = [p for a in actions for p in a.choices.values()] or [parser]
+        assert all(p.get_default("handler") is not None for p in runnable)
+
+
+def test_a_command_is_parsed_with_its_familys_options_and_help_lists_every_command() -> None:
+    from orchestrator.app.cli import build_parser
+
+    listed = build_parser().format_help()
+    assert all(name in listed for name in COMMANDS)
+    args = build_parser("up").parse_args(["up", "--target", "cpu", "--no-wait"])
+    assert args.target == "cpu" and args.wait is False and args.writes == "data"

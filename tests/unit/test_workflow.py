@@ -9,7 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.app import workflow
+from orchestrator.app.commands import doctor, run, serving
+from orchestrator.app.commands.bench import batched
+from orchestrator.app.commands.bench import serving as serving_bench
+from orchestrator.app.steps import building
+from orchestrator.app.steps.serving import ServeFailed
 from orchestrator.core.bench import BenchRecord
 from orchestrator.core.plan import Plan, with_model
 from orchestrator.core.plan.image import local_base_images
@@ -22,7 +26,7 @@ NO_HOOKS: dict[str, bool | None] = {}
 
 
 def bench(plan: Plan, engine: FakeEngine, notes: Notes | None = None, **options: bool) -> list[BenchRecord]:
-    return workflow.bench(
+    return batched.bench(
         plan,
         executors(engine),
         (notes or Notes()).reporter(),
@@ -37,8 +41,8 @@ def test_a_built_image_is_not_built_again(tmp_path: Path) -> None:
     engine = FakeEngine()
     ex = executors(engine)
     plan = cpu_plan(tmp_path)
-    first = workflow.build(plan, ex, Notes().reporter(), rebuild=False)
-    again = workflow.build(plan, ex, Notes().reporter(), rebuild=False)
+    first = building.build(plan, ex, Notes().reporter(), rebuild=False)
+    again = building.build(plan, ex, Notes().reporter(), rebuild=False)
     assert first.outcome.built and not again.outcome.built
     assert engine.names().count("build") == 1
     # What the build found about the web page is a label once the build ran; the image is built under a
@@ -56,7 +60,7 @@ def test_a_built_image_is_not_built_again(tmp_path: Path) -> None:
 def test_unreachable_git_builds_the_same_commit_from_the_mirror(tmp_path: Path) -> None:
     engine, host, notes = FakeEngine(), FakeHost(reachable=False), Notes()
     plan = cpu_plan(tmp_path)
-    built = workflow.build(plan, executors(engine, host), notes.reporter(), rebuild=False)
+    built = building.build(plan, executors(engine, host), notes.reporter(), rebuild=False)
     assert ("mirror", "upstream") in host.calls
     assert built.plan.source.kind == "local" and built.plan.source.revision == plan.source.commit
     (args,) = [a for name, a in engine.calls if name == "build"]
@@ -68,7 +72,7 @@ def test_unreachable_git_builds_the_same_commit_from_the_mirror(tmp_path: Path) 
 
 def test_reachable_git_is_built_from_git(tmp_path: Path) -> None:
     engine, host = FakeEngine(), FakeHost(reachable=True)
-    built = workflow.build(cpu_plan(tmp_path), executors(engine, host), Notes().reporter(), rebuild=False)
+    built = building.build(cpu_plan(tmp_path), executors(engine, host), Notes().reporter(), rebuild=False)
     assert "mirror" not in [name for name, _ in host.calls]
     (args,) = [a for name, a in engine.calls if name == "build"]
     assert args["LLAMA_SOURCE_KIND"] == "git" and built.plan.source.kind == "git"
@@ -78,7 +82,7 @@ def test_bases_that_cannot_be_pulled_are_made_here(tmp_path: Path) -> None:
     plan = cpu_plan(tmp_path)
     engine = FakeEngine(unpullable={plan.build.build_args["BUILD_BASE"]})  # type: ignore[union-attr]
     notes = Notes()
-    built = workflow.build(plan, executors(engine), notes.reporter(), rebuild=False)
+    built = building.build(plan, executors(engine), notes.reporter(), rebuild=False)
     assert [a for name, a in engine.calls if name == "make_base"] == list(
         local_base_images("vulkan", "linux/amd64")
     )
@@ -92,7 +96,7 @@ def test_a_cross_compiled_image_makes_this_machines_build_base(tmp_path: Path) -
     # The cpu image for arm64, planned on amd64: compiled here, only its runtime base is arm64's.
     plan = cpu_plan(tmp_path, platform="linux/arm64")
     engine = FakeEngine(unpullable={plan.build.build_args["BUILD_BASE"]})  # type: ignore[union-attr]
-    built = workflow.build(plan, executors(engine), Notes().reporter(), rebuild=False)
+    built = building.build(plan, executors(engine), Notes().reporter(), rebuild=False)
     assert [a for name, a in engine.calls if name == "make_base"] == [
         "step-flash-base:vulkan-build",
         "step-flash-base:vulkan-runtime-arm64",
@@ -108,7 +112,7 @@ def test_bases_chosen_by_the_user_are_obeyed_and_fail(tmp_path: Path) -> None:
     plan = cpu_plan(tmp_path, bases="upstream")
     engine = FakeEngine(unpullable={plan.build.build_args["BUILD_BASE"]})  # type: ignore[union-attr]
     with pytest.raises(OrchestratorError, match=r"stage 'toolchain'"):
-        workflow.build(plan, executors(engine), Notes().reporter(), rebuild=False)
+        building.build(plan, executors(engine), Notes().reporter(), rebuild=False)
     assert "make_base" not in engine.names()
 
 
@@ -116,7 +120,7 @@ def test_without_root_the_bases_fallback_says_how(tmp_path: Path) -> None:
     plan = cpu_plan(tmp_path)
     engine = FakeEngine(unpullable={plan.build.build_args["BUILD_BASE"]})  # type: ignore[union-attr]
     with pytest.raises(OrchestratorError, match="sudo orchestrator bases bootstrap --family vulkan"):
-        workflow.build(plan, executors(engine, FakeHost(bootstrap=False)), Notes().reporter(), rebuild=False)
+        building.build(plan, executors(engine, FakeHost(bootstrap=False)), Notes().reporter(), rebuild=False)
 
 
 @pytest.fixture
@@ -131,7 +135,7 @@ def model(tmp_path: Path) -> Path:
 
 def test_up_builds_writes_compose_and_waits(tmp_path: Path, model: Path) -> None:
     engine, host = FakeEngine(), FakeHost()
-    served = workflow.up(
+    served = serving.up(
         cpu_plan(tmp_path, model),
         executors(engine, host),
         Notes().reporter(),
@@ -147,8 +151,8 @@ def test_up_builds_writes_compose_and_waits(tmp_path: Path, model: Path) -> None
 
 def test_a_server_that_dies_while_loading_is_an_error_with_its_log(tmp_path: Path, model: Path) -> None:
     engine = FakeEngine(state_after_up="exited", service_log=["load_tensors: out of memory"])
-    with pytest.raises(workflow.ServeFailed) as failed:
-        workflow.up(
+    with pytest.raises(ServeFailed) as failed:
+        serving.up(
             cpu_plan(tmp_path, model),
             executors(engine),
             Notes().reporter(),
@@ -163,7 +167,7 @@ def test_a_server_that_dies_while_loading_is_an_error_with_its_log(tmp_path: Pat
 def test_a_port_in_use_stops_up_before_any_build(tmp_path: Path, model: Path) -> None:
     engine = FakeEngine()
     with pytest.raises(UsageError, match=r"port 8080 on 127\.0\.0\.1 is already in use"):
-        workflow.up(
+        serving.up(
             cpu_plan(tmp_path, model),
             executors(engine, FakeHost(ports_in_use={8080})),
             Notes().reporter(),
@@ -207,11 +211,11 @@ def test_status_and_down_ask_the_runtime_the_plan_chose(tmp_path: Path, model: P
     engine = FakeEngine()
     ex = executors(engine)
     plan = cpu_plan(tmp_path, model)
-    assert workflow.status(plan, ex).to_dict()["state"] == "not created"
-    workflow.up(plan, ex, Notes().reporter(), rebuild=False, force=False, decisions=NO_HOOKS)
-    status = workflow.status(plan, ex)
+    assert serving.status(plan, ex).to_dict()["state"] == "not created"
+    serving.up(plan, ex, Notes().reporter(), rebuild=False, force=False, decisions=NO_HOOKS)
+    status = serving.status(plan, ex)
     assert status.running and status.runtime == "container" and status.tokens_per_second == {"predicted": 1.0}
-    assert workflow.down(plan, ex).was_running
+    assert serving.down(plan, ex).was_running
     assert "compose_down" in engine.names()
 
 
@@ -236,7 +240,7 @@ def _spark_rows() -> list[str]:
 
 
 def _running(engine: FakeEngine, plan: Plan) -> None:
-    workflow.up(plan, executors(engine), Notes().reporter(), rebuild=False, force=False, decisions=NO_HOOKS)
+    serving.up(plan, executors(engine), Notes().reporter(), rebuild=False, force=False, decisions=NO_HOOKS)
     assert engine.service_state is not None and engine.service_state.state == "running"
 
 
@@ -254,7 +258,7 @@ def test_run_beside_a_running_server_that_would_not_fit_is_refused(tmp_path: Pat
     plan = _spark_plan(tmp_path)
     _running(engine, plan)
     with pytest.raises(WontFit, match="run needs"):
-        list(workflow.run_prompt(plan, executors(engine), Notes().reporter()))
+        list(run.run_prompt(plan, executors(engine), Notes().reporter()))
     assert "stream" not in engine.names()
 
 
@@ -279,7 +283,7 @@ def test_a_small_model_runs_beside_its_server(tmp_path: Path, model: Path) -> No
 
 
 def test_up_names_the_page_to_open_or_why_there_is_none(tmp_path: Path, model: Path) -> None:
-    served = workflow.up(
+    served = serving.up(
         cpu_plan(tmp_path, model),
         executors(FakeEngine(), FakeHost(page=200)),
         Notes().reporter(),
@@ -288,7 +292,7 @@ def test_up_names_the_page_to_open_or_why_there_is_none(tmp_path: Path, model: P
         decisions=NO_HOOKS,
     )
     assert served.page == "http://127.0.0.1:8080/" and served.no_page is None
-    without = workflow.up(
+    without = serving.up(
         cpu_plan(tmp_path / "b", model),
         executors(FakeEngine(), FakeHost(page=404)),
         Notes().reporter(),
@@ -318,7 +322,7 @@ def _serving(tmp_path: Path, model: Path, host: FakeHost, engine: FakeEngine, **
     plan = cpu_plan(tmp_path, model, **settings)
     # The model as a command reads it: its architecture and MTP heads from the file.
     plan = with_model(plan, refresh(replace(plan.model, expected_arch=None), tmp_path / "gguf.json"))
-    return workflow.bench_serve(
+    return serving_bench.bench_serve(
         plan,
         executors(engine, host),
         Notes().reporter(),
@@ -333,7 +337,7 @@ def test_serving_bench_runs_speculation_off_then_on_beside_the_users_server(
 ) -> None:
     engine, host = FakeEngine(), FakeHost()
     comparison = _serving(tmp_path, model, host, engine, speculative="ngram-mod")
-    assert isinstance(comparison, workflow.ServingComparison)
+    assert isinstance(comparison, serving_bench.ServingComparison)
     # Two servers of its own, one after the other, on a free port under their own project; each stopped.
     ups = [args for name, args in engine.calls if name == "compose_up"]
     downs = [args for name, args in engine.calls if name == "compose_down"]
@@ -377,13 +381,13 @@ def test_serving_bench_needs_something_to_compare(tmp_path: Path, model: Path) -
 def test_serving_bench_records_a_failed_request_and_stops_its_server(tmp_path: Path, model: Path) -> None:
     engine, host = FakeEngine(), FakeHost(chat_fails_after=3)
     comparison = _serving(tmp_path, model, host, engine, speculative="ngram-mod")
-    assert isinstance(comparison, workflow.ServingComparison)
+    assert isinstance(comparison, serving_bench.ServingComparison)
     assert comparison.off.error == "llama-server answered HTTP 500: boom"
     assert engine.names().count("compose_down") == 2
 
 
-def _up(plan: Plan, engine: FakeEngine, host: FakeHost) -> workflow.Served:
-    return workflow.up(
+def _up(plan: Plan, engine: FakeEngine, host: FakeHost) -> serving.Served:
+    return serving.up(
         plan, executors(engine, host), Notes().reporter(), rebuild=False, force=False, decisions=NO_HOOKS
     )
 
@@ -412,13 +416,13 @@ def test_a_head_checks_every_worker_before_it_starts(tmp_path: Path, model: Path
         and "127.0.0.1:50052,127.0.0.1:50053" in compose
         and "network_mode: host" in compose
     )
-    status = workflow.status(plan, executors(engine, FakeHost(workers={"127.0.0.1:50052": (7, 0, 0)})))
+    status = serving.status(plan, executors(engine, FakeHost(workers={"127.0.0.1:50052": (7, 0, 0)})))
     assert status.workers == {"127.0.0.1:50052": True, "127.0.0.1:50053": False}
     assert status.to_dict()["speculation"] == "off"
 
 
 def test_worker_up_runs_rpc_server_on_its_address_only(tmp_path: Path) -> None:
-    from orchestrator.app import workers
+    from orchestrator.app.commands import workers
     from orchestrator.core.rpc import parse_listen
 
     engine, notes = FakeEngine(), Notes()
@@ -440,9 +444,9 @@ def test_doctor_checks_each_worker_and_the_link_to_it(tmp_path: Path, model: Pat
 
     engine = FakeEngine()
     plan = cpu_plan(tmp_path, model, rpc="192.168.100.2:50052,127.0.0.1:50053,127.0.0.1:50054")
-    workflow.build(plan, executors(engine), Notes().reporter(), rebuild=False)
+    building.build(plan, executors(engine), Notes().reporter(), rebuild=False)
     host = FakeHost(workers={"192.168.100.2:50052": (7, 0, 0), "127.0.0.1:50053": (6, 0, 0)})
-    checks = {c.name: c for c in diagnose(plan, workflow.doctor_facts(plan, executors(engine, host)))}
+    checks = {c.name: c for c in diagnose(plan, doctor.doctor_facts(plan, executors(engine, host)))}
     assert checks["rpc worker 192.168.100.2:50052"].status == "pass"
     slow = checks["rpc link 192.168.100.2:50052"]
     assert (

@@ -1,23 +1,78 @@
-"""RPC workers, as the commands use them: `worker up/down/status/logs` on the extra machine, and what the
-head checks of its workers before it starts (each answers, each speaks the head's protocol)."""
+"""`worker up/down/status/logs`: an RPC worker on this machine, llama.cpp's rpc-server from the very image
+the head of the same target runs, on one private address, lending its memory and GPU to a head."""
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
-from orchestrator.app.workflow import Executors, Reporter, build
+from orchestrator.app.options import Commands, command, group
+from orchestrator.app.outcomes import Lines, Screen
+from orchestrator.app.render import build_text
+from orchestrator.app.session import Session
+from orchestrator.app.steps.building import build
+from orchestrator.app.steps.context import Executors, Reporter
 from orchestrator.core.plan import Plan
-from orchestrator.core.rpc import Endpoint
+from orchestrator.core.rpc import Endpoint, parse_listen
 from orchestrator.core.worker import WorkerPlan, worker_place, worker_plan
-from orchestrator.errors import OrchestratorError, UsageError
+from orchestrator.errors import ExitCode, OrchestratorError, UsageError
 from orchestrator.executors import workers
 from orchestrator.executors.images import BuildOutcome
 from orchestrator.executors.rpc import Hello
 from orchestrator.executors.workers import WorkerState
+
+
+def register(commands: Commands) -> None:
+    worker = group(commands, "worker", "up|down|status|logs")
+    p = command(
+        worker,
+        "up",
+        help="run llama.cpp's rpc-server from the target's image on one private address of this machine",
+        handler=_up,
+        plan=True,
+        writes="data",
+    )
+    p.add_argument(
+        "--listen",
+        required=True,
+        help="ADDRESS[:PORT] on the direct link (default port 50052); never 0.0.0.0 or a public address: "
+        "rpc-server has no authentication",
+    )
+    command(
+        worker,
+        "down",
+        help="stop and remove this machine's worker; its tensor cache is kept",
+        handler=lambda s, a: worker_down(s.plan(a), s.executors()),
+        plan=True,
+        writes="data",
+    )
+    command(
+        worker,
+        "status",
+        help="whether this machine's worker runs and answers",
+        handler=lambda s, a: worker_status(s.plan(a), s.executors()),
+        plan=True,
+        as_json="print JSON",
+    )
+    p = command(
+        worker,
+        "logs",
+        help="the worker's log",
+        handler=lambda s, a: Lines(worker_logs(s.plan(a), s.executors(), tail=a.tail, follow=a.follow)),
+        plan=True,
+    )
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    p.add_argument("--tail", type=int, default=200, help="lines to show (default 200)")
+
+
+def _up(session: Session, args: argparse.Namespace) -> WorkerStarted:
+    listen = parse_listen(args.listen)
+    return worker_up(session.plan(args), listen, session.executors(), session.render.reporter())
+
 
 _READY_TIMEOUT_S = 120
 
@@ -29,10 +84,29 @@ class WorkerStarted:
     hello: Hello
     kept: bool
 
+    def show(self, screen: Screen) -> ExitCode:
+        screen.out.print(build_text(self.build))
+        how = "kept: already running with this image and address" if self.kept else "started"
+        worker = self.plan
+        screen.out.print(
+            f"RPC worker {how}: rpc-server on {worker.listen} ({worker.image}), protocol "
+            f"{self.hello.version_text}; on the head: orchestrator up --target {worker.target} "
+            f"--rpc {worker.listen}"
+        )
+        return ExitCode.OK
+
 
 @dataclass(frozen=True)
 class WorkerStopped:
     was_running: bool
+
+    def show(self, screen: Screen) -> ExitCode:
+        screen.out.print(
+            "stopped and removed the worker; its tensor cache volume is kept"
+            if self.was_running
+            else "nothing to stop: no worker was started here"
+        )
+        return ExitCode.OK
 
 
 @dataclass(frozen=True)
@@ -42,6 +116,10 @@ class WorkerStatus:
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.state.to_dict(), "answers": self.answers}
+
+    def show(self, screen: Screen) -> ExitCode:
+        screen.either(self.to_dict(), lambda: screen.out.print(_worker_line(self.state, self.answers)))
+        return ExitCode.OK if self.state.running and self.answers is not False else ExitCode.NOT_RUNNING
 
 
 def worker_up(plan: Plan, listen: Endpoint, ex: Executors, report: Reporter) -> WorkerStarted:
@@ -99,8 +177,6 @@ def worker_status(plan: Plan, ex: Executors) -> WorkerStatus:
     state = workers.state(ex.engine, worker_place(plan))
     answers = None
     if state.running and state.listen:
-        from orchestrator.core.rpc import parse_listen
-
         answers = ex.host.rpc_reachable(parse_listen(state.listen))
     return WorkerStatus(state, answers)
 
@@ -108,3 +184,10 @@ def worker_status(plan: Plan, ex: Executors) -> WorkerStatus:
 def worker_logs(plan: Plan, ex: Executors, *, tail: int, follow: bool) -> Iterable[str]:
     ex.engine.require(compose=True)
     return workers.logs(ex.engine, worker_place(plan), tail=tail, follow=follow)
+
+
+def _worker_line(state: WorkerState, answers: bool | None) -> str:
+    if not state.running:
+        return f"worker: {state.state}"
+    reply = "answers" if answers else "does not answer"
+    return f"worker: {state.state} on {state.listen} ({state.image}), {reply}; container {state.container}"

@@ -1,0 +1,100 @@
+"""`bench`: the publisher's llama-batched-bench runs compared with its tables (batched), their report, and
+the serving benchmark of speculative decoding (serving). One parser: `bench [run|report|serve]`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from orchestrator.app.commands.bench.batched import BenchDone, BenchReport, bench, bench_row_text, report
+from orchestrator.app.commands.bench.serving import ServingDone, bench_serve
+from orchestrator.app.config import load_settings
+from orchestrator.app.options import (
+    Commands,
+    command,
+    csv_ints,
+    decisions,
+    force_option,
+    host_step_options,
+    stop_server_option,
+)
+from orchestrator.app.plan_options import flags
+from orchestrator.app.session import Session
+from orchestrator.core.plan.programs import BenchOverride
+from orchestrator.errors import UsageError
+from orchestrator.files import writable_folder
+
+
+def register(commands: Commands) -> None:
+    p = command(
+        commands,
+        "bench",
+        _bench,
+        plan=True,
+        writes="data",
+        as_json="serve: print the comparison as JSON",
+    )
+    p.add_argument(
+        "action",
+        nargs="?",
+        choices=("run", "report", "serve"),
+        default="run",
+        help="run (default) the profile's parameter sets; report: plot and summarise the results; serve: "
+        "start the planned server with speculative decoding off, then on, send a fixed prompt set at "
+        "temperature 0 with each client count, and compare",
+    )
+    p.add_argument("--clients", help="serve: concurrent clients per round, e.g. 1,4 (default)")
+    p.add_argument("--npp", help="prompt lengths, e.g. 0,512 (overrides the profile's)")
+    p.add_argument("--ntg", help="generation lengths, e.g. 32")
+    p.add_argument("--npl", help="parallel sequences, e.g. 1")
+    p.add_argument("--results", help="results folder (default: <data dir>/results)")
+    p.add_argument("--out", help="report: where to write the PNG (default: <results>/bench.png)")
+    force_option(p, "run even when a set will not fit in memory")
+    stop_server_option(p)
+    host_step_options(p)
+
+
+def _bench(session: Session, args: argparse.Namespace) -> BenchDone | BenchReport | ServingDone:
+    if args.action == "report":
+        return report(results_dir(flags(args), args.results), Path(args.out) if args.out else None)
+    if args.action == "serve":
+        return _serve(session, args)
+    results = results_dir(flags(args), args.results)
+    override = BenchOverride(csv_ints(args.npp, "npp"), csv_ints(args.ntg, "ntg"), csv_ints(args.npl, "npl"))
+    given = any((override.npp, override.ntg, override.npl))
+    plan = session.plan(args, bench_override=override if given else None)
+    records = bench(
+        plan,
+        session.executors(),
+        session.render.reporter(),
+        results=results,
+        on_row=lambda name, row, expected: session.render.note(bench_row_text(name, row, expected)),
+        decisions=decisions(args),
+        force=args.force,
+        stop_server=args.stop_server,
+    )
+    return BenchDone(tuple(records), results)
+
+
+def _serve(session: Session, args: argparse.Namespace) -> ServingDone:
+    results = results_dir(flags(args), args.results)
+    counts = csv_ints(args.clients, "clients") or (1, 4)
+    if any(c < 1 or c > 64 for c in counts):
+        raise UsageError(f"--clients {args.clients}: each count must be 1 to 64")
+    comparison = bench_serve(
+        session.plan(args),
+        session.executors(),
+        session.render.reporter(),
+        results=results,
+        clients=counts,
+        decisions=decisions(args),
+        force=args.force,
+        stop_server=args.stop_server,
+    )
+    return ServingDone(comparison, results)
+
+
+def results_dir(flags: dict[str, object], results: str | None) -> Path:
+    """--results, or the data directory's results folder, there and writable."""
+    folder = Path(results) if results else Path(load_settings(flags)["data_dir"]) / "results"
+    return writable_folder(folder, "the results folder")

@@ -1,0 +1,218 @@
+"""`model pull/add/list/verify/rm`: the models directory and its registry. A pull is resumable and
+checked against the hub's sizes and sha256; an added file is checked and never moved; removing a pulled
+model deletes its files only after a yes."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.table import Table
+
+from orchestrator.app.config import load_settings
+from orchestrator.app.options import Commands, command, group
+from orchestrator.app.outcomes import Screen
+from orchestrator.app.session import Session
+from orchestrator.errors import ExitCode, UsageError
+from orchestrator.files import readable_folder
+from orchestrator.models import store
+from orchestrator.models.pull import Pulled, PullReport, pull
+from orchestrator.models.store import Entry, Listed, Verified
+
+
+def register(commands: Commands) -> None:
+    model = group(commands, "model", "ACTION")
+    m = command(
+        model,
+        "pull",
+        help="download a GGUF (every split part) from the hub, resumable, verified",
+        handler=_pull,
+        writes="models",
+    )
+    m.add_argument(
+        "ref",
+        nargs="?",
+        help="owner/name[:QUANT] on the hub (default: stepfun-ai/Step-3.5-Flash-GGUF-Q4_K_S); "
+        "HF_TOKEN and HF_ENDPOINT are honoured",
+    )
+    m.add_argument("--revision", help="branch, tag or commit (default: main)")
+    _models_dir_option(m, "where models are kept")
+    m.add_argument(
+        "--no-mtp",
+        action="store_false",
+        dest="mtp",
+        help="leave out the repository's MTP sidecar (mtp-*.gguf: the heads for speculative decoding)",
+    )
+    m = command(
+        model,
+        "add",
+        help="register a GGUF you already have (checked, never moved)",
+        handler=_add,
+        writes="models",
+    )
+    m.add_argument("path", help="the .gguf file (the first part of a split model)")
+    m.add_argument("--name", help="name to register it under (default: from the file name)")
+    _models_dir_option(m, "where the registry is kept")
+    m = command(model, "list", help="registered and known models", handler=_list, as_json="print JSON")
+    _models_dir_option(m, "where models are kept")
+    m = command(
+        model,
+        "verify",
+        help="GGUF header, split parts, tensor data within the files, sha256 when published",
+        handler=_verify,
+    )
+    m.add_argument("what", help="a registered name or the path of a .gguf file")
+    _models_dir_option(m, "where the registry is kept")
+    m = command(
+        model,
+        "rm",
+        help="forget a model; a pulled one's files are deleted after asking",
+        handler=_remove,
+        writes="models",
+    )
+    m.add_argument("name", help="the registered name (see 'orchestrator model list')")
+    _models_dir_option(m, "where models are kept")
+    m.add_argument("--yes", action="store_true", help="do not ask")
+
+
+def _models_dir_option(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--models-dir", help=help)
+
+
+def _folders(args: argparse.Namespace) -> tuple[Path, Path]:
+    """The models directory (there and readable) and the data directory."""
+    settings = load_settings({"models_dir": args.models_dir})
+    return readable_folder(settings["models_dir"], "the models directory"), settings["data_dir"]
+
+
+def _pull(session: Session, args: argparse.Namespace) -> ModelPulled:
+    directory, data_dir = _folders(args)
+    report = PullReport(note=session.render.note, transfer=session.render.byte_progress)
+    return ModelPulled(pull(args.ref, directory, data_dir, report, revision=args.revision, mtp=args.mtp))
+
+
+def _add(session: Session, args: argparse.Namespace) -> ModelAdded:
+    directory, _data = _folders(args)
+    return ModelAdded(store.add(directory, Path(args.path), args.name))
+
+
+def _list(session: Session, args: argparse.Namespace) -> ModelListing:
+    directory, _data = _folders(args)
+    return ModelListing(tuple(store.listing(directory)), directory)
+
+
+def _verify(session: Session, args: argparse.Namespace) -> ModelVerified:
+    directory, data_dir = _folders(args)
+    entry = store.find(directory, args.what)
+    first = entry.first if entry else Path(args.what).expanduser().absolute()
+    if entry is None:
+        entry = next((e for e in store.load(directory).values() if e.first == first), None)
+    expected = {f.name: f for f in entry.files} if entry else {}
+    total = sum(f.size for f in expected.values() if f.sha256)
+    with session.render.byte_progress(f"verifying {first.name}", total, 0) as counted:
+        verified = store.verify(first, expected, data_dir / "cache" / "sha256.json", counted)
+    return ModelVerified(first, verified)
+
+
+def _remove(session: Session, args: argparse.Namespace) -> ModelRemoved:
+    directory, _data = _folders(args)
+    confirm: Callable[[str], bool]
+    if args.yes:
+        confirm = lambda _q: True  # noqa: E731
+    elif session.render.can_ask:
+        confirm = session.render.ask
+    else:
+        raise UsageError(f"removing {args.name} needs a yes: run it on a terminal, or pass --yes")
+    return ModelRemoved(args.name, tuple(store.remove(directory, args.name, confirm)))
+
+
+@dataclass(frozen=True)
+class ModelPulled:
+    pulled: Pulled
+
+    def show(self, screen: Screen) -> ExitCode:
+        entry = self.pulled.entry
+        screen.out.print(
+            f"{entry.name}: {len(self.pulled.fetched)} fetched, {len(self.pulled.kept)} already there; size "
+            f"and sha256 match the hub; serve it with: orchestrator up --model {entry.path}"
+        )
+        return ExitCode.OK
+
+
+@dataclass(frozen=True)
+class ModelAdded:
+    entry: Entry
+
+    def show(self, screen: Screen) -> ExitCode:
+        entry = self.entry
+        screen.out.print(
+            f"registered {entry.name} ({entry.architecture}, {len(entry.files)} file(s)): {entry.path}"
+        )
+        return ExitCode.OK
+
+
+@dataclass(frozen=True)
+class ModelListing:
+    rows: tuple[Listed, ...]
+    directory: Path
+
+    def show(self, screen: Screen) -> ExitCode:
+        if screen.as_json:
+            screen.json([{**row.__dict__, "path": str(row.path)} for row in self.rows])
+        elif self.rows:
+            screen.out.print(models_table(self.rows))
+        else:
+            screen.out.print(
+                f"no models in {self.directory}; 'orchestrator model pull' fetches the default one"
+            )
+        return ExitCode.OK
+
+
+@dataclass(frozen=True)
+class ModelVerified:
+    first: Path
+    verified: Verified
+
+    def show(self, screen: Screen) -> ExitCode:
+        model = self.verified.model
+        hashes = (
+            f"sha256 of {len(self.verified.hashed)} part(s) match the published ones"
+            if self.verified.hashed
+            else "no published sha256 to compare (added locally)"
+        )
+        screen.out.print(
+            f"{self.first.name}: GGUF v{model.parts[0].version}, {model.arch.name}, {len(model.parts)} "
+            f"part(s) all present and consistent, {model.weights_bytes / 2**30:.2f} GiB of tensors within "
+            f"the files; {hashes}; {model.mtp.describe()}"
+        )
+        return ExitCode.OK
+
+
+@dataclass(frozen=True)
+class ModelRemoved:
+    name: str
+    deleted: tuple[Path, ...]
+
+    def show(self, screen: Screen) -> ExitCode:
+        screen.out.print(
+            f"removed {self.name}"
+            + (f" and deleted {len(self.deleted)} file(s)" if self.deleted else "; files kept")
+        )
+        return ExitCode.OK
+
+
+def models_table(rows: Sequence[Listed]) -> Table:
+    table = Table(show_header=True, box=None)
+    for column in ("name", "size", "present", "origin", "path"):
+        table.add_column(column, justify="right" if column == "size" else "left")
+    for row in rows:
+        table.add_row(
+            row.name,
+            f"{row.size / 2**30:.2f} GiB",
+            "yes" if row.present else "[red]missing[/]",
+            row.origin,
+            str(row.path),
+        )
+    return table

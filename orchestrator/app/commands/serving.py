@@ -1,0 +1,315 @@
+"""Serving: `up` (checks, build if needed, host steps, start, wait until ready), `down`, `status` and
+`logs` of the plan's server, whichever runtime serves it (a compose service, or a native process)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.panel import Panel
+from rich.table import Table
+
+from orchestrator.app.options import Commands, command, decisions, force_option, host_step_options
+from orchestrator.app.outcomes import Lines, Screen
+from orchestrator.app.render import build_text, kv_table
+from orchestrator.app.session import Session
+from orchestrator.app.steps.building import build
+from orchestrator.app.steps.context import Executors, Reporter
+from orchestrator.app.steps.preflight import check_api_key, checked, fetched, run_host_steps
+from orchestrator.app.steps.serving import await_ready
+from orchestrator.core.plan import Plan
+from orchestrator.core.plan.layout import SERVICE
+from orchestrator.errors import ExitCode, UsageError
+from orchestrator.executors.host import Host
+from orchestrator.executors.images import RPC_PROTOCOL_LABEL, BuildOutcome
+from orchestrator.executors.runtime import ServerState, api_key
+
+
+def register(commands: Commands) -> None:
+    p = command(
+        commands,
+        "up",
+        _up,
+        plan=True,
+        writes="data",
+    )
+    p.add_argument("--rebuild", action="store_true", help="build the image even when an identical one exists")
+    force_option(p, "go on even when the model will not fit in memory")
+    p.add_argument(
+        "--pull",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="fetch the target's model from the hub when it is not on disk (default: ask on a terminal)",
+    )
+    host_step_options(p)
+    command(
+        commands,
+        "down",
+        lambda s, a: down(s.plan(a), s.executors()),
+        plan=True,
+        writes="data",
+    )
+    command(
+        commands,
+        "status",
+        lambda s, a: status(s.plan(a), s.executors()),
+        plan=True,
+        as_json="print JSON",
+    )
+    p = command(
+        commands,
+        "logs",
+        lambda s, a: Lines(logs(s.plan(a), s.executors(), tail=a.tail, follow=a.follow)),
+        plan=True,
+    )
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    p.add_argument("--tail", type=int, default=200, help="lines to show (default 200)")
+
+
+def _up(session: Session, args: argparse.Namespace) -> Served:
+    return up(
+        session.plan(args),
+        session.executors(),
+        session.render.reporter(),
+        rebuild=args.rebuild,
+        force=args.force,
+        pull=args.pull,
+        decisions=decisions(args),
+    )
+
+
+@dataclass(frozen=True)
+class Served:
+    plan: Plan
+    location: str
+    build: BuildOutcome
+    # The address to open in a browser, or why there is no page there.
+    page: str | None = None
+    no_page: str | None = None
+
+    def show(self, screen: Screen) -> ExitCode:
+        screen.out.print(build_text(self.build))
+        screen.out.print(served_panel(self))
+        return ExitCode.OK
+
+
+def up(
+    plan: Plan,
+    ex: Executors,
+    report: Reporter,
+    *,
+    rebuild: bool,
+    force: bool,
+    decisions: Mapping[str, bool | None],
+    pull: bool | None = False,
+) -> Served:
+    """pull: fetch the plan's hub model when it is not on disk (True), never (False), or ask (None)."""
+    check_api_key(plan)
+    runtime = ex.runtime(plan)
+    runtime.require(serving=True)
+    plan = fetched(plan, report, pull)
+    plan = checked(plan, report, ("server",), force)
+    if plan.speculation.fallback:
+        report.note(plan.speculation.fallback)
+    runtime.check_port(plan)
+    built = build(plan, ex, report, rebuild=rebuild)
+    plan = built.plan
+    run_host_steps(plan, ex.host, report, decisions)
+    if not runtime.state(plan).running:
+        check_workers(plan, ex)
+    if not runtime.start(plan):
+        report.note(f"llama-server is already running with this plan (pid {runtime.state(plan).pid}); kept")
+    await_ready(plan, runtime, report)
+    page, no_page = web_page(plan, ex.host)
+    return Served(plan, runtime.location(plan), built.outcome, page, no_page)
+
+
+def web_page(plan: Plan, host: Host) -> tuple[str | None, str | None]:
+    """What a browser gets at the server's address: the page to open, or why there is none."""
+    ui = plan.inputs.settings["ui"]
+    if ui == "off":
+        return None, "the web page is off (ui: off); the API answers at " + plan.endpoint
+    url = plan.base_url + "/"
+    status = host.page_status(url)
+    if status == 200:
+        return url, None
+    if ui == "auto":
+        return None, (
+            f"no web page at {url} (HTTP {status}): this image was built without llama-server's web UI; "
+            "serve a built one with --ui DIR"
+        )
+    return None, f"no web page at {url} (HTTP {status}): {ui} holds no index.html the server can serve"
+
+
+@dataclass(frozen=True)
+class Stopped:
+    was_running: bool
+    runtime: str
+
+    def show(self, screen: Screen) -> ExitCode:
+        if self.runtime == "native":
+            text = "stopped llama-server; models are kept" if self.was_running else "nothing to stop"
+        elif self.was_running:
+            text = f"stopped and removed the {SERVICE} container; model files and volumes are kept"
+        else:
+            text = "nothing to stop: no compose file was written yet"
+        screen.out.print(text)
+        return ExitCode.OK
+
+
+def down(plan: Plan, ex: Executors) -> Stopped:
+    runtime = ex.runtime(plan)
+    runtime.require(serving=True)
+    return Stopped(runtime.stop(plan), runtime.kind)
+
+
+@dataclass(frozen=True)
+class Status:
+    server: ServerState
+    endpoint: str
+    model: str
+    target: str
+    profile: str
+    runtime: str
+    tokens_per_second: dict[str, float]
+    # Each RPC worker of the plan, and whether its port still accepts a connection.
+    workers: dict[str, bool] = field(default_factory=dict)
+    speculation: str = "off"
+
+    @property
+    def running(self) -> bool:
+        return self.server.running
+
+    def show(self, screen: Screen) -> ExitCode:
+        screen.either(self.to_dict(), lambda: screen.out.print(status_table(self)))
+        return ExitCode.OK if self.running else ExitCode.NOT_RUNNING
+
+    def to_dict(self) -> dict[str, Any]:
+        data = self.server.to_dict()
+        del data["running"]
+        return {
+            **data,
+            "endpoint": self.endpoint,
+            "model": self.model,
+            "target": self.target,
+            "profile": self.profile,
+            "runtime": self.runtime,
+            "tokens_per_second": self.tokens_per_second,
+            "workers": self.workers,
+            "speculation": self.speculation,
+        }
+
+
+def status(plan: Plan, ex: Executors) -> Status:
+    runtime = ex.runtime(plan)
+    runtime.require(serving=True)
+    server = runtime.state(plan)
+    return Status(
+        server=server,
+        endpoint=plan.endpoint,
+        model=plan.model.alias,
+        target=plan.target,
+        profile=plan.profile,
+        runtime=runtime.kind,
+        tokens_per_second=ex.host.throughput(plan.base_url, api_key(plan)) if server.running else {},
+        workers=worker_answers(plan, ex),
+        speculation=plan.speculation.describe(),
+    )
+
+
+def logs(plan: Plan, ex: Executors, *, tail: int, follow: bool) -> Iterable[str]:
+    runtime = ex.runtime(plan)
+    runtime.require(serving=True)
+    return runtime.logs(plan, tail=tail, follow=follow)
+
+
+# --- RPC workers, from the head ----------------------------------------------------------------------
+
+
+def check_workers(plan: Plan, ex: Executors) -> None:
+    """Before the head starts: every worker answers HELLO, with the protocol the head's build speaks."""
+    if not plan.rpc:
+        return
+    image = plan.container.image if plan.container else None
+    labels = (ex.engine.image_labels(image) or {}) if image else {}
+    head = labels.get(RPC_PROTOCOL_LABEL)
+    for endpoint in plan.rpc:
+        hello = ex.host.rpc_hello(endpoint)
+        if hello.version is None:
+            raise UsageError(
+                f"RPC worker {endpoint} does not answer ({hello.problem}); start it on that machine: "
+                f"orchestrator worker up --target {plan.target} --listen {endpoint}"
+            )
+        if head is not None and hello.version_text != head:
+            raise UsageError(
+                f"RPC worker {endpoint} speaks RPC protocol {hello.version_text} but the head's image {image} "
+                f"speaks {head}: the worker runs another build; run 'orchestrator worker up --target "
+                f"{plan.target} --listen {endpoint}' there with the same source, so it runs {image}"
+            )
+
+
+def worker_answers(plan: Plan, ex: Executors) -> dict[str, bool]:
+    """For a running head's status: whether each worker's port still accepts a connection."""
+    return {str(endpoint): ex.host.rpc_reachable(endpoint) for endpoint in plan.rpc}
+
+
+def served_panel(served: Served) -> Panel:
+    plan = served.plan
+    rows = [
+        ("endpoint", plan.endpoint),
+        ("model", plan.model.alias),
+        ("target", f"{plan.target} ({plan.profile})"),
+        ("compose file" if plan.runtime == "container" else "log", served.location),
+        ("try", curl_example(plan)),
+    ]
+    if served.page:
+        rows.insert(1, ("open in a browser", served.page))
+    elif served.no_page:
+        rows.append(("web page", served.no_page))
+    return Panel(kv_table(rows), title="llama-server is ready", title_align="left")
+
+
+def curl_example(plan: Plan) -> str:
+    # Small enough for the 135M demo model to answer in one line (without "in one sentence" it rambles).
+    question = {"role": "user", "content": "What is the capital of France? Answer in one sentence."}
+    body = json.dumps({"model": plan.model.alias, "messages": [question], "max_tokens": 64, "temperature": 0})
+    auth = f' -H "Authorization: Bearer $(cat {plan.api_key_file})"' if plan.api_key_file else ""
+    return f"curl -s {plan.endpoint}/chat/completions -H 'Content-Type: application/json'{auth} -d '{body}'"
+
+
+def status_table(status: Status) -> Table:
+    server = status.server
+    rows = [
+        ("state", f"{server.state}" + (f" ({server.health})" if server.health else "")),
+        ("endpoint", status.endpoint),
+        ("model", status.model),
+        ("target", f"{status.target} ({status.profile})"),
+        ("runtime", status.runtime),
+    ]
+    if status.runtime == "container":
+        rows += [("container", server.container or "-"), ("image", server.image or "-")]
+    else:
+        rows += [("pid", str(server.pid or "-")), ("log", server.log or "-")]
+    rows += [
+        ("uptime", f"{server.uptime_s:.0f} s" if server.uptime_s is not None else "-"),
+        ("restarts", str(server.restarts)),
+    ]
+    if server.model_changed:
+        rows.append(
+            (
+                "model file",
+                "[yellow]changed on disk since the server loaded it; 'orchestrator up' reloads it[/]",
+            )
+        )
+    elif server.state == "not created":
+        rows.append(("note", "no server container: 'orchestrator up' starts one"))
+    rows += [(f"{k} tokens/s", f"{v}") for k, v in status.tokens_per_second.items()]
+    rows.append(("speculative", status.speculation))
+    rows += [
+        (f"rpc worker {w}", "answers" if ok else "[red]does not answer[/]")
+        for w, ok in status.workers.items()
+    ]
+    return kv_table(rows)

@@ -1,0 +1,79 @@
+"""The plan options: each flag one setting (see orchestrator.core.settings.FIELDS), taken by every
+command that makes a plan, and what they become: the flags layer of the command's settings."""
+
+from __future__ import annotations
+
+import argparse
+
+# Flags that map one-to-one onto settings (see orchestrator.core.settings.FIELDS).
+SETTING_FLAGS = (
+    "target",
+    "profile",
+    "source",
+    "model",
+    "models_dir",
+    "host",
+    "port",
+    "api_key_file",
+    "bases",
+    "platform",
+    "ctx_size",
+    "threads",
+    "speculative",
+    "draft_model",
+    "rpc",
+    "native",
+    "wait_timeout",
+    "ui",
+)
+
+
+def plan_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("plan options (override orchestrator.yaml and ORCHESTRATOR_*)")
+    group.add_argument("--target", "-t", help="dgx-spark, ryzen-ai-max, mac-studio, cpu, or auto (default)")
+    group.add_argument("--profile", "-p", help="profile of the target (default, long-context)")
+    group.add_argument(
+        "--source", help="llama.cpp: upstream (default), stepfun-fork, URL@COMMIT, or a directory"
+    )
+    group.add_argument("--model", "-m", help="GGUF file (first split part) or directory to serve")
+    group.add_argument("--models-dir", help="where models are kept")
+    group.add_argument("--host", help="address to publish the server on (default 127.0.0.1)")
+    group.add_argument("--port", help="port to publish the server on (default 8080)")
+    group.add_argument("--api-key-file", help="file with the API key clients must send")
+    group.add_argument("--bases", choices=("upstream", "local"), help="base images: upstream or local")
+    group.add_argument(
+        "--platform",
+        choices=("linux/amd64", "linux/arm64"),
+        help="image platform, overriding the target's (e.g. a DGX Spark image built on amd64)",
+    )
+    group.add_argument("--ctx-size", "-c", help="context size, overriding the profile")
+    group.add_argument("--threads", help="CPU threads, overriding the profile")
+    group.add_argument(
+        "--spec",
+        dest="speculative",
+        help="speculative decoding: off, mtp (the model's MTP heads), mtp:N (N draft tokens), or an n-gram "
+        "type such as ngram-mod (overrides the profile's)",
+    )
+    group.add_argument("--draft-model", help="MTP sidecar GGUF (mtp-*.gguf) for a model without its heads")
+    group.add_argument(
+        "--rpc",
+        help="RPC workers to spread the model over: ADDRESS:PORT[,ADDRESS:PORT...] ('orchestrator worker up' "
+        "on each)",
+    )
+    group.add_argument(
+        "--native",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="build and run on the host instead of in a container",
+    )
+    group.add_argument("--wait-timeout", help="seconds to wait for the server to become healthy")
+    group.add_argument(
+        "--ui",
+        help="the web page: auto (the image's own, if it has one), off, or DIR: a built web UI to serve "
+        "(read-only)",
+    )
+
+
+def flags(args: argparse.Namespace) -> dict[str, object]:
+    """The plan options given, as settings flags."""
+    return {name: getattr(args, name, None) for name in SETTING_FLAGS}

@@ -1,0 +1,72 @@
+"""The server as other steps need it: waiting until it is ready (or saying, with its log, why it is
+not), and running a one-off program beside it (counted beside it, or with it stopped for the run)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from orchestrator.app.steps.context import Reporter
+from orchestrator.core.plan import Plan
+from orchestrator.core.preflight import check_beside_server
+from orchestrator.errors import OrchestratorError, UsageError
+from orchestrator.executors.health import wait_until_ready
+from orchestrator.executors.runtime import Runtime
+
+
+class ServeFailed(OrchestratorError):
+    def __init__(self, message: str, log_tail: str) -> None:
+        super().__init__(message)
+        self.log_tail = log_tail
+
+
+def await_ready(plan: Plan, runtime: Runtime, report: Reporter) -> None:
+    """Wait for /health with the server's latest log line on screen; a server that fails or never gets
+    ready is an error carrying the end of its log."""
+
+    def last_line() -> str:
+        lines = [line for line in runtime.logs(plan, tail=5) if line.strip()]
+        return lines[-1] if lines else ""
+
+    with report.waiting("loading the model") as view:
+        last = wait_until_ready(
+            lambda: runtime.probe(plan),
+            timeout_s=plan.wait_timeout_s,
+            on_tick=lambda p, t: view.update(p, t, last_line()),
+        )
+    if last.readiness != "ready":
+        reason = (
+            last.detail
+            if last.readiness == "failed"
+            else f"not ready after {plan.wait_timeout_s} s ({last.detail})"
+        )
+        tail = "\n".join(runtime.logs(plan, tail=25))
+        raise ServeFailed(f"llama-server did not become ready: {reason}; its log ends above", tail)
+
+
+@contextmanager
+def beside_server(
+    plan: Plan, runtime: Runtime, report: Reporter, uses: Sequence[str], *, force: bool, stop_server: bool
+) -> Iterator[None]:
+    """A one-off run while this plan's server may be up: counted beside it, or (--stop-server) with the
+    server stopped for the run and started again after it, however the run ends."""
+    if not runtime.state(plan).running:
+        yield
+        return
+    if plan.rpc and not stop_server:
+        raise UsageError(
+            "this plan's server is up and holds its RPC workers (rpc-server serves one client at a time); "
+            "pass --stop-server to stop it for this run"
+        )
+    if not stop_server:
+        check_beside_server(plan, force, uses)
+        yield
+        return
+    report.note("stopping the running server for this run (--stop-server); it starts again afterwards")
+    runtime.stop(plan)
+    try:
+        yield
+    finally:
+        report.note("starting the server again")
+        runtime.start(plan)
+        await_ready(plan, runtime, report)
