@@ -49,6 +49,23 @@ def _renderer(as_json: bool) -> Renderer:
     return Renderer(as_json=as_json, interactive=sys.stdin.isatty())
 
 
+def _checked(args: argparse.Namespace) -> None:
+    """Bad input answers at once, before any lock is waited for: the command's arguments together (each
+    value was checked as it was parsed) and, for a command that makes a plan, its settings (config
+    files, environment, flags), the exposure rule and the API key file."""
+    check = getattr(args, "check", None)
+    if check is not None:
+        check(args)
+    if getattr(args, "makes_plan", False):
+        from orchestrator.app.config import check_key_file, load_settings
+        from orchestrator.app.plan_options import flags
+        from orchestrator.core.settings import check_exposure
+
+        settings = load_settings(flags(args))
+        check_exposure(settings)
+        check_key_file(settings["api_key_file"])
+
+
 @contextmanager
 def _alone(args: argparse.Namespace, render: Renderer) -> Iterator[None]:
     """The lock of the folder the command changes, for as long as it runs (its output included)."""
@@ -88,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return ExitCode.USAGE
         from orchestrator.app.session import Session
 
+        _checked(args)
         render = _renderer(as_json)
         with _alone(args, render):
             outcome = args.handler(Session(render), args)

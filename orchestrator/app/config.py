@@ -18,7 +18,7 @@ from orchestrator.core.settings import (
     merge_layers,
     unknown_key_message,
 )
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, UsageError
 
 CONFIG_FILENAME = "orchestrator.yaml"
 ENV_PREFIX = "ORCHESTRATOR_"
@@ -81,3 +81,16 @@ def load_settings(
     layers += env_layers(environ)
     layers += [Layer("flag --" + k.replace("_", "-"), {k: v}) for k, v in flags.items() if v is not None]
     return merge_layers(layers)
+
+
+def check_key_file(path: Path | None) -> None:
+    """The API key file, when one is set, holds a key."""
+    if path is None:
+        return
+    path = Path(path).absolute()
+    try:
+        key = path.read_text().strip() if path.is_file() else ""
+    except OSError:
+        key = ""
+    if not key:
+        raise UsageError(f"API key file {path} is missing or empty; write the key into it")

@@ -38,9 +38,12 @@ def command(
     plan: bool = False,
     writes: Folder | None = None,
     as_json: str | None = None,
+    check: Callable[[argparse.Namespace], None] | None = None,
 ) -> argparse.ArgumentParser:
     """A command's parser: plan options when it makes a plan, the lock of the folder it changes
-    (writes), --json when it can print JSON (as_json: the help text), and the function it runs. A
+    (writes), --json when it can print JSON (as_json: the help text), what to check of its arguments
+    together before any lock is waited for (check; each value is checked as it is parsed), and the
+    function it runs. A
     command of its own (`up`) has its one-line help in orchestrator.app.commands.COMMANDS; one of a group
     (`model pull`) gives it here."""
     parser: argparse.ArgumentParser = commands.add_parser(name, help=help)
@@ -50,7 +53,7 @@ def command(
         _writes(parser, writes)
     if as_json is not None:
         parser.add_argument("--json", action="store_true", dest="as_json", help=as_json)
-    parser.set_defaults(handler=handler)
+    parser.set_defaults(handler=handler, check=check, makes_plan=plan)
     return parser
 
 
@@ -109,13 +112,18 @@ def force_option(parser: argparse.ArgumentParser, help: str) -> None:
     parser.add_argument("--force", action="store_true", help=help)
 
 
-def csv_ints(text: str | None, name: str) -> tuple[int, ...] | None:
-    if text is None:
-        return None
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise UsageError(f"--{name} takes comma-separated whole numbers, e.g. 0,512,2048") from None
-    if not values or min(values) < 0:
-        raise UsageError(f"--{name} takes comma-separated whole numbers >= 0")
-    return values
+def whole_numbers(name: str, low: int = 0, high: int | None = None) -> Callable[[str], tuple[int, ...]]:
+    """An option's type: comma-separated whole numbers (from low to high), checked as it is parsed."""
+
+    def parse(text: str) -> tuple[int, ...]:
+        try:
+            values = tuple(int(v) for v in text.split(",") if v.strip())
+        except ValueError:
+            raise UsageError(f"--{name} takes comma-separated whole numbers, e.g. 0,512,2048") from None
+        if high is not None and any(v < low or v > high for v in values):
+            raise UsageError(f"--{name} {text}: each count must be {low} to {high}")
+        if not values or min(values) < low:
+            raise UsageError(f"--{name} takes comma-separated whole numbers >= {low}")
+        return values
+
+    return parse

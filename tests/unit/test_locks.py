@@ -108,3 +108,32 @@ def test_an_unwritable_data_dir_is_one_line(env: dict[str, str], tmp_path: Path)
     out = run_cli("bench", "report", env={**env, "ORCHESTRATOR_DATA_DIR": str(a_file / "data")}, timeout=60)
     assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1
     assert "choose a writable folder" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["up", "--target", "cpu", "--host", "0.0.0.0"], "refusing to publish on 0.0.0.0 without an API key"),
+        (["up", "--target", "cpu", "--api-key-file", "MISSING"], "is missing or empty"),
+        (["up", "--target", "cpu", "--port", "http"], "port"),
+        (["bench", "--target", "cpu", "--npp", "x"], "--npp takes comma-separated whole numbers"),
+        (["bench", "serve", "--target", "cpu", "--clients", "0"], "each count must be 1 to 64"),
+        (["build", "--target", "cpu", "--push"], "--push needs --registry"),
+        (["worker", "up", "--target", "cpu", "--listen", "0.0.0.0"], "0.0.0.0"),
+        (["bases", "bootstrap", "--family", "rocm"], "unknown image family 'rocm'"),
+    ],
+)
+def test_bad_input_answers_while_another_command_holds_the_lock(
+    args: list[str], says: str, env: dict[str, str], tmp_path: Path
+) -> None:
+    """No waiting first: the holder keeps the lock far longer than the answer is given time to come."""
+    args = [str(tmp_path / "missing-key") if a == "MISSING" else a for a in args]
+    holder = hold(Path(env["ORCHESTRATOR_DATA_DIR"]), 300)
+    try:
+        out = run_cli(*args, env=env, timeout=60)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert out.returncode == 2, out.stderr
+    assert "waiting for" not in out.stdout + out.stderr
+    assert says in out.stderr and len(out.stderr.strip().splitlines()) == 1

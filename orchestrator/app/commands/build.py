@@ -13,7 +13,7 @@ from orchestrator.app.render import build_text
 from orchestrator.app.session import Session
 from orchestrator.app.steps.building import build
 from orchestrator.core.bases import DEFAULT_MIRROR, base_specs
-from orchestrator.core.catalogue import FAMILIES
+from orchestrator.core.catalogue import FAMILIES, ImageFamily
 from orchestrator.core.cross import build_platform
 from orchestrator.errors import ExitCode, UsageError
 from orchestrator.executors.engine import BaseOutcome
@@ -29,6 +29,7 @@ def register(commands: Commands) -> None:
         plan=True,
         writes="data",
         as_json="print the outcome as JSON",
+        check=_check_push,
     )
     p.add_argument("--rebuild", action="store_true", help="build even when an identical image exists")
     p.add_argument("--push", action="store_true", help="push the image to --registry after building")
@@ -42,7 +43,7 @@ def register(commands: Commands) -> None:
         handler=_bootstrap,
         writes="data",
     )
-    b.add_argument("--family", default="vulkan", help="image family: vulkan (default) or cuda")
+    b.add_argument("--family", default="vulkan", type=_family, help="image family: vulkan (default) or cuda")
     b.add_argument(
         "--platform",
         default="linux/amd64",
@@ -53,9 +54,19 @@ def register(commands: Commands) -> None:
     b.add_argument("--rebuild", action="store_true", help="make them again even when present")
 
 
-def _build(session: Session, args: argparse.Namespace) -> BuildDone:
+def _check_push(args: argparse.Namespace) -> None:
     if args.push and not args.registry:
         raise UsageError("--push needs --registry, e.g. --registry ghcr.io/OWNER")
+
+
+def _family(name: str) -> ImageFamily:
+    family = FAMILIES.get(name)
+    if family is None:
+        raise UsageError(f"unknown image family {name!r}; choose one of: {', '.join(FAMILIES)}")
+    return family
+
+
+def _build(session: Session, args: argparse.Namespace) -> BuildDone:
     plan = session.plan(args)
     ex = session.executors()
     built = build(plan, ex, session.render.reporter(), rebuild=args.rebuild)
@@ -66,9 +77,7 @@ def _build(session: Session, args: argparse.Namespace) -> BuildDone:
 
 
 def _bootstrap(session: Session, args: argparse.Namespace) -> BasesMade:
-    family = FAMILIES.get(args.family)
-    if family is None:
-        raise UsageError(f"unknown image family {args.family!r}; choose one of: {', '.join(FAMILIES)}")
+    family = args.family
     # The bases a build for that platform uses on this machine (a cross-compiling family's build base
     # is this machine's own architecture).
     builder = build_platform(family, args.platform, host_machine())

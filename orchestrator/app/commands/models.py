@@ -5,6 +5,7 @@ model deletes its files only after a yes."""
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +72,7 @@ def register(commands: Commands) -> None:
         help="forget a model; a pulled one's files are deleted after asking",
         handler=_remove,
         writes="models",
+        check=_check_yes,
     )
     m.add_argument("name", help="the registered name (see 'orchestrator model list')")
     _models_dir_option(m, "where models are kept")
@@ -116,15 +118,14 @@ def _verify(session: Session, args: argparse.Namespace) -> ModelVerified:
     return ModelVerified(first, verified)
 
 
+def _check_yes(args: argparse.Namespace) -> None:
+    if not args.yes and not sys.stdin.isatty():
+        raise UsageError(f"removing {args.name} needs a yes: run it on a terminal, or pass --yes")
+
+
 def _remove(session: Session, args: argparse.Namespace) -> ModelRemoved:
     directory, _data = _folders(args)
-    confirm: Callable[[str], bool]
-    if args.yes:
-        confirm = lambda _q: True  # noqa: E731
-    elif session.render.can_ask:
-        confirm = session.render.ask
-    else:
-        raise UsageError(f"removing {args.name} needs a yes: run it on a terminal, or pass --yes")
+    confirm: Callable[[str], bool] = (lambda _q: True) if args.yes else session.render.ask
     return ModelRemoved(args.name, tuple(store.remove(directory, args.name, confirm)))
 
 

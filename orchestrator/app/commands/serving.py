@@ -12,13 +12,14 @@ from typing import Any
 from rich.panel import Panel
 from rich.table import Table
 
+from orchestrator.app.config import check_key_file
 from orchestrator.app.options import Commands, command, decisions, force_option, host_step_options
 from orchestrator.app.outcomes import Lines, Screen
 from orchestrator.app.render import build_text, kv_table
 from orchestrator.app.session import Session
 from orchestrator.app.steps.building import build
 from orchestrator.app.steps.context import Executors, Reporter
-from orchestrator.app.steps.preflight import check_api_key, checked, fetched, run_host_steps
+from orchestrator.app.steps.preflight import checked, fetched, run_host_steps
 from orchestrator.app.steps.serving import await_ready
 from orchestrator.core.plan import Plan
 from orchestrator.core.plan.layout import SERVICE
@@ -107,7 +108,7 @@ def up(
     pull: bool | None = False,
 ) -> Served:
     """pull: fetch the plan's hub model when it is not on disk (True), never (False), or ask (None)."""
-    check_api_key(plan)
+    check_key_file(plan.api_key_file)
     runtime = ex.runtime(plan)
     runtime.require(serving=True)
     plan = fetched(plan, report, pull)

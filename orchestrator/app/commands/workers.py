@@ -39,6 +39,7 @@ def register(commands: Commands) -> None:
     p.add_argument(
         "--listen",
         required=True,
+        type=parse_listen,
         help="ADDRESS[:PORT] on the direct link (default port 50052); never 0.0.0.0 or a public address: "
         "rpc-server has no authentication",
     )
@@ -70,8 +71,7 @@ def register(commands: Commands) -> None:
 
 
 def _up(session: Session, args: argparse.Namespace) -> WorkerStarted:
-    listen = parse_listen(args.listen)
-    return worker_up(session.plan(args), listen, session.executors(), session.render.reporter())
+    return worker_up(session.plan(args), args.listen, session.executors(), session.render.reporter())
 
 
 _READY_TIMEOUT_S = 120

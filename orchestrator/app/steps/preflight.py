@@ -12,7 +12,6 @@ from orchestrator.app.steps.context import Reporter
 from orchestrator.core.models import KNOWN_MODELS
 from orchestrator.core.plan import Plan, with_model
 from orchestrator.core.preflight import check_memory, check_model
-from orchestrator.errors import UsageError
 from orchestrator.executors.host import Host
 from orchestrator.models.hub import PullPlan
 from orchestrator.models.local import refresh, write_demo_model
@@ -62,13 +61,6 @@ def fetched(plan: Plan, report: Reporter, pull: bool | None) -> Plan:
     )
     model = replace(plan.model, path=Path(pulled.entry.path))
     return with_model(plan, refresh(model, plan.data_dir / "cache" / "gguf.json"))
-
-
-def check_api_key(plan: Plan) -> None:
-    if plan.api_key_file is None:
-        return
-    if not plan.api_key_file.is_file() or not plan.api_key_file.read_text().strip():
-        raise UsageError(f"API key file {plan.api_key_file} is missing or empty; write the key into it")
 
 
 def run_host_steps(plan: Plan, host: Host, report: Reporter, decisions: Mapping[str, bool | None]) -> None:

@@ -12,16 +12,15 @@ from orchestrator.app.config import load_settings
 from orchestrator.app.options import (
     Commands,
     command,
-    csv_ints,
     decisions,
     force_option,
     host_step_options,
     stop_server_option,
+    whole_numbers,
 )
 from orchestrator.app.plan_options import flags
 from orchestrator.app.session import Session
 from orchestrator.core.plan.programs import BenchOverride
-from orchestrator.errors import UsageError
 from orchestrator.files import writable_folder
 
 
@@ -43,10 +42,17 @@ def register(commands: Commands) -> None:
         "start the planned server with speculative decoding off, then on, send a fixed prompt set at "
         "temperature 0 with each client count, and compare",
     )
-    p.add_argument("--clients", help="serve: concurrent clients per round, e.g. 1,4 (default)")
-    p.add_argument("--npp", help="prompt lengths, e.g. 0,512 (overrides the profile's)")
-    p.add_argument("--ntg", help="generation lengths, e.g. 32")
-    p.add_argument("--npl", help="parallel sequences, e.g. 1")
+    p.add_argument(
+        "--clients",
+        type=whole_numbers("clients", 1, 64),
+        default=(1, 4),
+        help="serve: concurrent clients per round, e.g. 1,4 (default)",
+    )
+    p.add_argument(
+        "--npp", type=whole_numbers("npp"), help="prompt lengths, e.g. 0,512 (overrides the profile's)"
+    )
+    p.add_argument("--ntg", type=whole_numbers("ntg"), help="generation lengths, e.g. 32")
+    p.add_argument("--npl", type=whole_numbers("npl"), help="parallel sequences, e.g. 1")
     p.add_argument("--results", help="results folder (default: <data dir>/results)")
     p.add_argument("--out", help="report: where to write the PNG (default: <results>/bench.png)")
     force_option(p, "run even when a set will not fit in memory")
@@ -60,7 +66,7 @@ def _bench(session: Session, args: argparse.Namespace) -> BenchDone | BenchRepor
     if args.action == "serve":
         return _serve(session, args)
     results = results_dir(flags(args), args.results)
-    override = BenchOverride(csv_ints(args.npp, "npp"), csv_ints(args.ntg, "ntg"), csv_ints(args.npl, "npl"))
+    override = BenchOverride(args.npp, args.ntg, args.npl)
     given = any((override.npp, override.ntg, override.npl))
     plan = session.plan(args, bench_override=override if given else None)
     records = bench(
@@ -78,15 +84,12 @@ def _bench(session: Session, args: argparse.Namespace) -> BenchDone | BenchRepor
 
 def _serve(session: Session, args: argparse.Namespace) -> ServingDone:
     results = results_dir(flags(args), args.results)
-    counts = csv_ints(args.clients, "clients") or (1, 4)
-    if any(c < 1 or c > 64 for c in counts):
-        raise UsageError(f"--clients {args.clients}: each count must be 1 to 64")
     comparison = bench_serve(
         session.plan(args),
         session.executors(),
         session.render.reporter(),
         results=results,
-        clients=counts,
+        clients=args.clients,
         decisions=decisions(args),
         force=args.force,
         stop_server=args.stop_server,
