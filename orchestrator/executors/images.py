@@ -6,9 +6,10 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,21 +78,32 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
-def stage_context(build: ImageBuild, work_dir: Path) -> Path:
-    """A build context holding the shared build script and, for a local source, the source tree."""
+@contextmanager
+def staged_context(build: ImageBuild, work_dir: Path) -> Iterator[Path]:
+    """A build context holding the shared build script and, for a local source, the source tree, for
+    as long as the build needs it; removed afterwards, however the build ends, a signal while the source
+    is still being copied in included (the folder is made inside the block that removes it)."""
     # A folder of its own per build: two builds at once never share (or delete) each other's context.
     parent = work_dir / "contexts"
     parent.mkdir(parents=True, exist_ok=True)
-    context = Path(tempfile.mkdtemp(prefix=build.tag.replace(":", "_").replace("/", "_") + "-", dir=parent))
-    shutil.copy2(asset(BUILD_SCRIPT), context / "build-llama.sh")
-    staged = context / "staged"
-    if build.source_dir:
-        shutil.copytree(
-            build.source_dir, staged, ignore=ignore_build_outputs, copy_function=_link_or_copy, symlinks=True
-        )
-    else:
-        staged.mkdir()
-    return context
+    context = parent / f"{build.tag.replace(':', '_').replace('/', '_')}-{uuid.uuid4().hex[:8]}"
+    try:
+        context.mkdir()
+        shutil.copy2(asset(BUILD_SCRIPT), context / "build-llama.sh")
+        staged = context / "staged"
+        if build.source_dir:
+            shutil.copytree(
+                build.source_dir,
+                staged,
+                ignore=ignore_build_outputs,
+                copy_function=_link_or_copy,
+                symlinks=True,
+            )
+        else:
+            staged.mkdir()
+        yield context
+    finally:
+        shutil.rmtree(context, ignore_errors=True)
 
 
 def _recipe(engine: Engine, build: ImageBuild) -> str:
@@ -129,9 +141,8 @@ def build_image(
     # Built under a tag of its own and named build.tag only once whole (labels found after the build
     # included): a build stopped on the way leaves the last finished image under its tag.
     staged = f"{build.tag}-staged"
-    context = stage_context(build, work_dir)
     log = work_dir / "logs" / f"build-{build.tag.replace(':', '_').replace('/', '_')}.log"
-    try:
+    with staged_context(build, work_dir) as context:
         engine.build(
             context=context,
             dockerfile=asset(build.dockerfile),
@@ -144,8 +155,6 @@ def build_image(
             on_progress=on_progress,
             cache=build.cache,
         )
-    finally:
-        shutil.rmtree(context, ignore_errors=True)
     # Known only once the build ran, so recorded in a config-only step after it.
     paths = (WEBUI_FILE, RPC_PROTOCOL_FILE, str(CONTAINER_DRIVER_FILE))
     found_files = engine.read_files(staged, paths, build.platform)

@@ -15,7 +15,7 @@ from orchestrator.app.commands.bench import serving as serving_bench
 from orchestrator.app.steps import building
 from orchestrator.app.steps.serving import ServeFailed
 from orchestrator.core.bench import BenchRecord
-from orchestrator.core.plan import Plan, with_model
+from orchestrator.core.plan import Plan, with_model, with_source
 from orchestrator.core.plan.image import local_base_images
 from orchestrator.errors import OrchestratorError, UsageError, WontFit
 from orchestrator.models.local import refresh
@@ -461,3 +461,36 @@ def test_doctor_checks_each_worker_and_the_link_to_it(tmp_path: Path, model: Pat
         gone.status == "fail"
         and gone.fix == "on that machine: orchestrator worker up --target cpu --listen 127.0.0.1:50054"
     )
+
+
+@pytest.mark.parametrize("when", ["copying the source", "building"])
+def test_a_build_interrupted_at_any_point_leaves_no_context_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    from orchestrator.core.sources import Source
+    from orchestrator.executors import images
+
+    tree = tmp_path / "llama.cpp"
+    for n in range(20):
+        (tree / f"dir{n}").mkdir(parents=True)
+        (tree / f"dir{n}" / "file.c").write_text("int x;\n")
+    plan = cpu_plan(tmp_path / "data")
+    plan = with_source(plan, Source(name="local", kind="local", path=tree, revision="0c1e570"))
+    copied = 0
+
+    def copy_then_interrupt(src: str, dst: str) -> None:
+        nonlocal copied
+        copied += 1
+        if copied == 10:
+            raise KeyboardInterrupt
+        Path(dst).write_bytes(Path(src).read_bytes())
+
+    engine = FakeEngine()
+    if when == "copying the source":
+        monkeypatch.setattr(images, "_link_or_copy", copy_then_interrupt)
+    else:
+        monkeypatch.setattr(engine, "build", lambda **_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        building.build(plan, executors(engine), Notes().reporter(), rebuild=False)
+    assert when == "building" or copied == 10
+    assert not list((tmp_path / "data" / "contexts").glob("*"))
