@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,27 @@ from orchestrator.core.facts import HostFacts, RawProbe, parse_facts
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parent.parent
+
+
+# The port a user's server publishes on by default (orchestrator.core.settings).
+DEFAULT_PORT = 8080
+
+
+@pytest.fixture(scope="session", autouse=True)
+def default_port_taken() -> Iterator[None]:
+    """For the whole run 127.0.0.1:8080 is taken, as on a machine where the README's first command left
+    its server up: by that server where one runs, otherwise by this socket. A test that reaches for the
+    default port fails at once, here and on CI, instead of only where a user's server happens to run."""
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        holder.bind(("127.0.0.1", DEFAULT_PORT))
+        holder.listen()
+    except OSError:
+        holder.close()  # held already: the user's server (or another program) keeps it taken
+    try:
+        yield
+    finally:
+        holder.close()
 
 
 def load_raw_probe(name: str) -> RawProbe:

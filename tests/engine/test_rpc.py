@@ -125,7 +125,10 @@ def test_a_head_spreads_the_model_over_two_workers(
 
 def test_a_worker_that_is_not_up_stops_the_head_before_it_starts(cpu_image: BuiltImage, models: Path) -> None:
     nobody = f"127.0.0.1:{free_port()}"
-    code, _out, err = cli(cpu_image, "sfo-test-rpc-nobody", "up", "--rpc", nobody, models=models)
+    port = str(free_port())
+    code, _out, err = cli(
+        cpu_image, "sfo-test-rpc-nobody", "up", "--rpc", nobody, "--port", port, models=models
+    )
     assert code == 2 and f"RPC worker {nobody} does not answer" in err and len(err.strip().splitlines()) == 1
     running = docker("ps", "-aq", "--filter", "label=com.docker.compose.project=sfo-test-rpc-nobody")
     assert running.stdout.strip() == ""

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.assets import demo_model
-from tests.integration import BuiltImage, cli_env, docker, needs_docker, run_cli
+from tests.integration import BuiltImage, cli_env, docker, free_port, needs_docker, run_cli
 from tests.tiny_gguf import write_tiny_step35
 
 pytestmark = [needs_docker, pytest.mark.docker, pytest.mark.slow]
@@ -89,15 +89,18 @@ def test_a_trunk_only_model_drafts_with_its_sidecar(cpu_image: BuiltImage, tmp_p
 def test_a_model_without_heads_is_served_without_speculation(cpu_image: BuiltImage, tmp_path: Path) -> None:
     model = write_tiny_step35(_folder(tmp_path) / "tiny-step35.gguf", "no-heads")
     project = "sfo-test-no-heads"
+    port = str(free_port())
     try:
-        code, out, err = _cli(cpu_image, project, "up", "--model", str(model), "--spec", "mtp:2")
+        code, out, err = _cli(
+            cpu_image, project, "up", "--model", str(model), "--spec", "mtp:2", "--port", port
+        )
         assert code == 0, err + out
         lines = [line for line in (err + out).splitlines() if "MTP" in line]
         assert lines == ["tiny-step35 has no MTP heads; speculative decoding is off"], err + out
-        code, out, err = _cli(cpu_image, project, "status", "--json")
+        code, out, err = _cli(cpu_image, project, "status", "--json", "--port", port)
         assert code == 0 and json.loads(out)["state"] == "running", err
     finally:
-        _cli(cpu_image, project, "down")
+        _cli(cpu_image, project, "down", "--port", port)
 
 
 def test_gemma_with_ngram_drafting_gives_the_same_text(cpu_image: BuiltImage, tmp_path: Path) -> None:

@@ -168,3 +168,10 @@ def test_a_command_is_parsed_with_its_familys_options_and_help_lists_every_comma
     assert all(name in listed for name in COMMANDS)
     args = build_parser("up").parse_args(["up", "--target", "cpu", "--no-wait"])
     assert args.target == "cpu" and args.wait is False and args.writes == "data"
+
+
+def test_the_default_port_is_taken_for_the_whole_run() -> None:
+    """As on a machine whose user's server is up: a test that forgets --port is refused at once."""
+    from orchestrator.executors.host import LocalHost
+
+    assert not LocalHost().address_free("127.0.0.1", 8080)
