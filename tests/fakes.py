@@ -34,6 +34,8 @@ class FakeEngine:
     unpullable: set[str] = field(default_factory=set)
     # What the service is once `compose up` ran: running (the default), or a state a test sets.
     state_after_up: str = "running"
+    # Or one state per `compose up`, in order (then state_after_up).
+    states_after_up: list[str] = field(default_factory=list)
     service_state: ServiceState | None = None
     service_log: list[str] = field(default_factory=lambda: ["llama-server: loading model"])
     # One list of output lines per one-off run, used in order; a run may end with a failure.
@@ -115,13 +117,14 @@ class FakeEngine:
     def compose_up(self, file: Path, project: str) -> None:
         self.calls.append(("compose_up", (file, project)))
         assert file.is_file(), "compose up is given the file it runs"
+        state = self.states_after_up.pop(0) if self.states_after_up else self.state_after_up
         self.service_state = ServiceState(
             container=f"{project}-llama-server-1",
             image="image",
-            state=self.state_after_up,
+            state=state,
             health=None,
             started_at=None,
-            exit_code=1 if self.state_after_up == "exited" else None,
+            exit_code=1 if state == "exited" else None,
             restarts=0,
             config_hash=None,
             published=(),

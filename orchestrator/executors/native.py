@@ -4,18 +4,20 @@ bench); the server is a background process with a pid file and a log file under 
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.core.plan import Plan
 from orchestrator.core.plan.native import NativeBuild
+from orchestrator.core.plan.server import Address
 from orchestrator.errors import OrchestratorError, UsageError
 from orchestrator.executors.assets import asset
 from orchestrator.executors.engine import CommandFailed
@@ -106,6 +108,11 @@ class NativeState:
     running: bool
     argv: tuple[str, ...]
     log: Path
+    # The environment the plan gave it (beside the host's own), kept to start it again.
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+ENV_FILE = "llama-server.env.json"
 
 
 def state(plan: Plan) -> NativeState:
@@ -115,7 +122,16 @@ def state(plan: Plan) -> NativeState:
     running = pid is not None and _alive(pid)
     argv_file = folder / "llama-server.argv"
     argv = tuple(argv_file.read_text().splitlines()) if argv_file.is_file() else ()
-    return NativeState(pid, running, argv, folder / "llama-server.log")
+    env_file = folder / ENV_FILE
+    env = json.loads(env_file.read_text()) if env_file.is_file() else {}
+    return NativeState(pid, running, argv, folder / "llama-server.log", env)
+
+
+def served_at(argv: Sequence[str]) -> Address | None:
+    """Where a llama-server command line answers (None: it names no address)."""
+    if "--host" not in argv or "--port" not in argv:
+        return None
+    return Address(argv[argv.index("--host") + 1], int(argv[argv.index("--port") + 1]))
 
 
 def _alive(pid: int) -> bool:
@@ -130,8 +146,9 @@ def _alive(pid: int) -> bool:
     return not (stat.is_file() and ") Z " in stat.read_text())
 
 
-def _script_env(plan: Plan) -> dict[str, str]:
-    return {**os.environ, **plan.server.env, "PREFIX": _build(plan).prefix, "STATE_DIR": str(state_dir(plan))}
+def _script_env(plan: Plan, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    given = plan.server.env if env is None else env
+    return {**os.environ, **given, "PREFIX": _build(plan).prefix, "STATE_DIR": str(state_dir(plan))}
 
 
 def start(plan: Plan) -> bool:
@@ -139,18 +156,27 @@ def start(plan: Plan) -> bool:
     current = state(plan)
     if current.running and current.argv == plan.server.argv:
         return False
-    if current.running:
+    start_command(plan, plan.server.argv, plan.server.env)
+    return True
+
+
+def start_command(plan: Plan, argv: Sequence[str], env: Mapping[str, str]) -> None:
+    """Start llama-server with this command line and environment in the plan's place (stopping the one
+    that runs there): the plan's own, or the one that ran before it."""
+    if state(plan).running:
         stop(plan)
+    folder = state_dir(plan)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / ENV_FILE).write_text(json.dumps(dict(env)))
     done = subprocess.run(
-        ["sh", str(script("serve.sh")), "--", *plan.server.argv],
-        env=_script_env(plan),
+        ["sh", str(script("serve.sh")), "--", *argv],
+        env=_script_env(plan, env),
         capture_output=True,
         text=True,
         check=False,
     )
     if done.returncode != 0:
         raise NativeFailed(f"llama-server did not start: {(done.stderr or done.stdout).strip()}")
-    return True
 
 
 def stop(plan: Plan) -> bool:

@@ -5,10 +5,9 @@ interface, chosen once from the plan by `runtime_for`, so no command below the C
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -17,7 +16,7 @@ import yaml
 
 from orchestrator.core.plan import Plan
 from orchestrator.core.plan.argv import Command
-from orchestrator.core.plan.compose import secret_copy_path
+from orchestrator.core.plan.compose import secret_copy_path, served_at
 from orchestrator.core.plan.image import ImageBuild
 from orchestrator.core.plan.layout import CONTAINER_UID, MODEL_IDENTITY_LABEL, SERVICE
 from orchestrator.core.plan.programs import BenchPlan
@@ -51,6 +50,19 @@ class ServerState:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Deployed:
+    """What serves under a plan's name before it is replaced, kept to start it again should the
+    replacement not become ready: where it answers, and the compose file's text and the API key copy it
+    reads (a container), or its command line and environment (native)."""
+
+    address: Address
+    compose: str | None = None
+    secret: bytes | None = None
+    argv: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
 class Runtime(Protocol):
     kind: str
 
@@ -74,8 +86,16 @@ class Runtime(Protocol):
 
     def state(self, plan: Plan) -> ServerState: ...
 
-    def probe(self, plan: Plan) -> Probe:
-        """Is the server started by `start` ready, loading, or gone?"""
+    def probe(self, plan: Plan, at: Address | None = None) -> Probe:
+        """Is the server started by `start` (or `restore`) ready, loading, or gone? at: where it answers,
+        when not where the plan publishes it (a server started again from what ran before)."""
+
+    def deployed(self, plan: Plan) -> Deployed | None:
+        """The server running under the plan's name when it is not this plan's own (None: nothing runs,
+        or this very plan does): what `restore` starts again."""
+
+    def restore(self, plan: Plan, deployed: Deployed) -> None:
+        """Start again what `deployed` saw running, in place of the plan's server."""
 
     def logs(self, plan: Plan, *, tail: int | None, follow: bool = False) -> Iterable[str]: ...
 
@@ -151,21 +171,54 @@ class ContainerRuntime:
         assert plan.compose_file is not None
         return plan.compose_file
 
+    def _served_at(self, plan: Plan) -> Address | None:
+        """Where the server this project's compose file describes answers (None: no file, or no server)."""
+        file = self._compose_file(plan)
+        if not file.is_file() or self.engine.service(plan.project, SERVICE) is None:
+            return None
+        return served_at(yaml.safe_load(file.read_text()) or {})
+
     def check_port(self, plan: Plan) -> None:
-        running = self.engine.service(plan.project, SERVICE)
-        held = f"{plan.publish.host}:{plan.publish.port}"
-        if running is not None and running.state == "running" and held in running.published:
+        # This project's own server holds its port until it is replaced: the port is free for the plan.
+        served = self._served_at(plan)
+        if served is not None and served.port == plan.publish.port:
             return
         _require_free(self.host, plan.publish)
 
     def start(self, plan: Plan) -> bool:
         readable_in_container(plan)
-        running = self.engine.service(plan.project, SERVICE)
-        self._restarts_at_start = running.restarts if running else 0
+        self._mark_restarts(plan)
         install_api_key(plan)
         write_compose(plan)
         self.engine.compose_up(self._compose_file(plan), plan.project)
         return True
+
+    def _mark_restarts(self, plan: Plan) -> None:
+        running = self.engine.service(plan.project, SERVICE)
+        self._restarts_at_start = running.restarts if running else 0
+
+    def deployed(self, plan: Plan) -> Deployed | None:
+        file = self._compose_file(plan)
+        service = self.engine.service(plan.project, SERVICE)
+        if service is None or service.state != "running" or not file.is_file():
+            return None
+        text = file.read_text()
+        if text == compose_text(plan):
+            return None
+        served = served_at(yaml.safe_load(text) or {})
+        if served is None:
+            return None
+        secret = secret_copy_path(plan.data_dir)
+        return Deployed(served, compose=text, secret=secret.read_bytes() if secret.is_file() else None)
+
+    def restore(self, plan: Plan, deployed: Deployed) -> None:
+        assert deployed.compose is not None
+        self._mark_restarts(plan)
+        secret = secret_copy_path(plan.data_dir)
+        if deployed.secret is not None:
+            _write_secret(secret, deployed.secret)
+        write_atomic(self._compose_file(plan), deployed.compose)
+        self.engine.compose_up(self._compose_file(plan), plan.project)
 
     def stop(self, plan: Plan) -> bool:
         if not self._compose_file(plan).exists():
@@ -190,7 +243,7 @@ class ContainerRuntime:
             model_changed=_model_changed(plan, service.labels.get(MODEL_IDENTITY_LABEL)),
         )
 
-    def probe(self, plan: Plan) -> Probe:
+    def probe(self, plan: Plan, at: Address | None = None) -> Probe:
         service = self.engine.service(plan.project, SERVICE)
         if service is None:
             return Probe("failed", "the container is gone")
@@ -199,7 +252,9 @@ class ContainerRuntime:
                 "failed",
                 f"the container {service.state} (exit code {service.exit_code}, restarts {service.restarts})",
             )
-        return Probe(self.host.readiness(plan.base_url + "/health"), service.health or service.state)
+        return Probe(
+            self.host.readiness((at or plan.publish).url + "/health"), service.health or service.state
+        )
 
     def logs(self, plan: Plan, *, tail: int | None, follow: bool = False) -> Iterable[str]:
         return self.engine.service_logs(plan.project, SERVICE, tail=None if follow else tail, follow=follow)
@@ -239,30 +294,43 @@ def readable_in_container(plan: Plan) -> None:
 
 def write_compose(plan: Plan) -> Path:
     """Write the plan's compose document where users can read and run it; replaced whole, never half-written."""
+    assert plan.compose_file is not None
+    write_atomic(plan.compose_file, compose_text(plan))
+    return plan.compose_file
+
+
+def compose_text(plan: Plan) -> str:
     assert plan.compose is not None and plan.compose_file is not None
-    return write_compose_document(
+    return compose_document_text(
         plan.compose_file, plan.compose, f"target {plan.target}, profile {plan.profile}"
     )
 
 
 def write_compose_document(path: Path, document: Mapping[str, Any], what: str) -> Path:
+    write_atomic(path, compose_document_text(path, document, what))
+    return path
+
+
+def compose_document_text(path: Path, document: Mapping[str, Any], what: str) -> str:
     header = (
         f"# Generated by step-flash-orchestrator for {what}.\n"
         f"# Run it without the tool: docker compose -f {path} up -d\n"
     )
-    write_atomic(path, header + yaml.safe_dump(dict(document), sort_keys=False))
-    return path
+    return header + yaml.safe_dump(dict(document), sort_keys=False)
 
 
 def install_api_key(plan: Plan) -> None:
     """Copy the key where the container's user can read it: mode 0644 inside a folder only we can open."""
     if plan.api_key_file is None:
         return
-    target = secret_copy_path(plan.data_dir)
+    _write_secret(secret_copy_path(plan.data_dir), plan.api_key_file.read_bytes())
+
+
+def _write_secret(target: Path, key: bytes) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.parent.chmod(0o700)
     partial = target.with_suffix(".partial")
-    shutil.copyfile(plan.api_key_file, partial)
+    partial.write_bytes(key)
     partial.chmod(0o644)
     os.replace(partial, target)
 
@@ -285,8 +353,10 @@ class NativeRuntime:
         return native.build(plan, rebuild)
 
     def check_port(self, plan: Plan) -> None:
+        # The running server (this plan's, or the one it replaces) holds its port until it is stopped.
         current = native.state(plan)
-        if current.running and current.argv == plan.server.argv:
+        served = native.served_at(current.argv)
+        if current.running and served is not None and served.port == plan.publish.port:
             return
         _require_free(self.host, plan.publish)
 
@@ -308,12 +378,22 @@ class NativeRuntime:
             log=str(current.log),
         )
 
-    def probe(self, plan: Plan) -> Probe:
+    def probe(self, plan: Plan, at: Address | None = None) -> Probe:
         current = native.state(plan)
         if not current.running:
             tail = native.log_tail(plan, 1)
             return Probe("failed", f"llama-server exited ({tail[0] if tail else 'no log'})")
-        return Probe(self.host.readiness(plan.base_url + "/health"), f"pid {current.pid}")
+        return Probe(self.host.readiness((at or plan.publish).url + "/health"), f"pid {current.pid}")
+
+    def deployed(self, plan: Plan) -> Deployed | None:
+        current = native.state(plan)
+        served = native.served_at(current.argv)
+        if not current.running or current.argv == plan.server.argv or served is None:
+            return None
+        return Deployed(served, argv=current.argv, env=current.env)
+
+    def restore(self, plan: Plan, deployed: Deployed) -> None:
+        native.start_command(plan, deployed.argv, deployed.env)
 
     def logs(self, plan: Plan, *, tail: int | None, follow: bool = False) -> Iterable[str]:
         return native.log_lines(plan, tail, follow)

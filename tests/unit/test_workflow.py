@@ -494,3 +494,67 @@ def test_a_build_interrupted_at_any_point_leaves_no_context_folder(
         building.build(plan, executors(engine), Notes().reporter(), rebuild=False)
     assert when == "building" or copied == 10
     assert not list((tmp_path / "data" / "contexts").glob("*"))
+
+
+def test_a_changed_plan_that_does_not_get_ready_gives_the_previous_server_back(
+    tmp_path: Path, model: Path
+) -> None:
+    """Start this plan, or go back: the new server exits while loading, the old one is started again
+    from its own compose file, and the error says both."""
+    engine, notes = FakeEngine(states_after_up=["running", "exited", "running"]), Notes()
+    first = _up(cpu_plan(tmp_path, model), engine, FakeHost())
+    working = Path(first.location).read_text()
+    with pytest.raises(ServeFailed) as failed:
+        serving.up(
+            cpu_plan(tmp_path, model, port=8090),
+            executors(engine),
+            notes.reporter(),
+            rebuild=False,
+            force=False,
+            decisions=NO_HOOKS,
+        )
+    message = str(failed.value)
+    assert "did not become ready: the container exited" in message
+    assert message.endswith("the previous server is serving again at http://127.0.0.1:8080")
+    assert Path(first.location).read_text() == working
+    assert engine.names().count("compose_up") == 3
+    assert any("starting the one that served before" in n for n in notes.lines)
+
+
+def test_a_failing_first_server_has_nothing_to_go_back_to(tmp_path: Path, model: Path) -> None:
+    engine = FakeEngine(states_after_up=["exited"])
+    with pytest.raises(ServeFailed) as failed:
+        _up(cpu_plan(tmp_path, model), engine, FakeHost())
+    assert "previous server" not in str(failed.value)
+    assert engine.names().count("compose_up") == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "host", "says"),
+    [
+        ({"rpc": "127.0.0.1:9"}, FakeHost(), r"RPC worker 127\.0\.0\.1:9 does not answer"),
+        ({"port": 8091}, FakeHost(ports_in_use={8091}), r"port 8091 on 127\.0\.0\.1 is already in use"),
+    ],
+)
+def test_a_changed_plan_that_is_refused_leaves_the_running_server_as_it_was(
+    tmp_path: Path, model: Path, change: dict[str, object], host: FakeHost, says: str
+) -> None:
+    engine = FakeEngine()
+    first = _up(cpu_plan(tmp_path, model), engine, FakeHost())
+    working = Path(first.location).read_text()
+    calls = len(engine.calls)
+    with pytest.raises(UsageError, match=says):
+        _up(cpu_plan(tmp_path, model, **change), engine, host)
+    assert Path(first.location).read_text() == working
+    assert not {"compose_up", "compose_down", "build"} & set(engine.names()[calls:])
+
+
+def test_the_servers_own_port_is_free_for_its_replacement(tmp_path: Path, model: Path) -> None:
+    """Published on every address with a key, then back to loopback on the same port: the port is held
+    by the very server being replaced, not by another program."""
+    key = tmp_path / "key"
+    key.write_text("secret\n")
+    engine = FakeEngine()
+    _up(cpu_plan(tmp_path, model, host="0.0.0.0", api_key_file=key), engine, FakeHost())
+    served = _up(cpu_plan(tmp_path, model), engine, FakeHost(ports_in_use={8080}))
+    assert "127.0.0.1:8080:8080" in Path(served.location).read_text()

@@ -20,7 +20,7 @@ from orchestrator.app.session import Session
 from orchestrator.app.steps.building import build
 from orchestrator.app.steps.context import Executors, Reporter
 from orchestrator.app.steps.preflight import checked, fetched, run_host_steps
-from orchestrator.app.steps.serving import await_ready
+from orchestrator.app.steps.serving import start_or_go_back
 from orchestrator.core.plan import Plan
 from orchestrator.core.plan.layout import SERVICE
 from orchestrator.errors import ExitCode, UsageError
@@ -115,15 +115,15 @@ def up(
     plan = checked(plan, report, ("server",), force)
     if plan.speculation.fallback:
         report.note(plan.speculation.fallback)
+    # Everything that can refuse the plan, before anything that runs is changed.
     runtime.check_port(plan)
+    check_workers(plan, ex)
     built = build(plan, ex, report, rebuild=rebuild)
     plan = built.plan
+    if built.outcome.built:
+        check_workers(plan, ex)  # the new image's RPC protocol, against each worker's
     run_host_steps(plan, ex.host, report, decisions)
-    if not runtime.state(plan).running:
-        check_workers(plan, ex)
-    if not runtime.start(plan):
-        report.note(f"llama-server is already running with this plan (pid {runtime.state(plan).pid}); kept")
-    await_ready(plan, runtime, report)
+    start_or_go_back(plan, runtime, report)
     page, no_page = web_page(plan, ex.host)
     return Served(plan, runtime.location(plan), built.outcome, page, no_page)
 

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 from orchestrator.app.steps.context import Reporter
 from orchestrator.core.plan import Plan
+from orchestrator.core.plan.server import Address
 from orchestrator.core.preflight import check_beside_server
 from orchestrator.errors import OrchestratorError, UsageError
 from orchestrator.executors.health import wait_until_ready
@@ -20,9 +21,9 @@ class ServeFailed(OrchestratorError):
         self.log_tail = log_tail
 
 
-def await_ready(plan: Plan, runtime: Runtime, report: Reporter) -> None:
-    """Wait for /health with the server's latest log line on screen; a server that fails or never gets
-    ready is an error carrying the end of its log."""
+def await_ready(plan: Plan, runtime: Runtime, report: Reporter, at: Address | None = None) -> None:
+    """Wait for /health (where the plan publishes the server, or at) with the server's latest log line
+    on screen; a server that fails or never gets ready is an error carrying the end of its log."""
 
     def last_line() -> str:
         lines = [line for line in runtime.logs(plan, tail=5) if line.strip()]
@@ -30,7 +31,7 @@ def await_ready(plan: Plan, runtime: Runtime, report: Reporter) -> None:
 
     with report.waiting("loading the model") as view:
         last = wait_until_ready(
-            lambda: runtime.probe(plan),
+            lambda: runtime.probe(plan, at),
             timeout_s=plan.wait_timeout_s,
             on_tick=lambda p, t: view.update(p, t, last_line()),
         )
@@ -42,6 +43,37 @@ def await_ready(plan: Plan, runtime: Runtime, report: Reporter) -> None:
         )
         tail = "\n".join(runtime.logs(plan, tail=25))
         raise ServeFailed(f"llama-server did not become ready: {reason}; its log ends above", tail)
+
+
+def start_or_go_back(plan: Plan, runtime: Runtime, report: Reporter) -> bool:
+    """Start the plan's server in place of what serves under its name and wait until it is ready. Where
+    it does not get ready, what served before is started again: the error then says what failed and that
+    the previous server serves again. Whether a server was started (False: this very one ran, kept).
+    The one way a server is replaced; everything that can refuse the plan has run before it."""
+    before = runtime.deployed(plan)
+    if not runtime.start(plan):
+        report.note(f"llama-server is already running with this plan (pid {runtime.state(plan).pid}); kept")
+        await_ready(plan, runtime, report)
+        return False
+    try:
+        await_ready(plan, runtime, report)
+    except ServeFailed as failure:
+        if before is None:
+            raise
+        report.note(
+            f"the new server did not become ready; starting the one that served before ({before.address.url})"
+        )
+        runtime.restore(plan, before)
+        try:
+            await_ready(plan, runtime, report, at=before.address)
+        except ServeFailed as again:
+            raise ServeFailed(
+                f"{failure}; starting the previous server again failed too: {again}", failure.log_tail or ""
+            ) from None
+        raise ServeFailed(
+            f"{failure}; the previous server is serving again at {before.address.url}", failure.log_tail or ""
+        ) from None
+    return True
 
 
 @contextmanager

@@ -3,6 +3,7 @@ long-running service has (port, restart policy, health check, rotated logs, the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from orchestrator.core.plan.layout import (
     MODEL_IDENTITY_LABEL,
     SERVICE,
 )
-from orchestrator.core.plan.server import publish_address
+from orchestrator.core.plan.server import Address, publish_address
 from orchestrator.core.settings import Settings
 
 
@@ -106,3 +107,18 @@ def service_devices(container: ContainerSpec, *, infiniband: bool) -> dict[str, 
 def secret_copy_path(data_dir: Path) -> Path:
     """Where `up` copies the API key: readable by the container's user, inside a folder only we open."""
     return data_dir / "secrets" / "api_key"
+
+
+def served_at(document: Mapping[str, Any]) -> Address | None:
+    """Where the server of a compose document answers on the host: its published port, or (on the
+    host's network, with RPC workers) the address llama-server binds itself; None when it says neither."""
+    service = document.get("services", {}).get(SERVICE, {})
+    ports = service.get("ports") or []
+    if ports:
+        # HOST:PORT:CONTAINER_PORT, an IPv6 HOST in brackets.
+        host, port, _inside = str(ports[0]).rsplit(":", 2)
+        return Address(host.strip("[]"), int(port))
+    argv = [str(arg) for arg in service.get("command") or []]
+    if "--host" in argv and "--port" in argv:
+        return Address(argv[argv.index("--host") + 1], int(argv[argv.index("--port") + 1]))
+    return None
