@@ -149,6 +149,10 @@ class Target:
     profiles: tuple[Profile, ...]
     env: Mapping[str, str] = field(default_factory=frozen_env)
     server_args: tuple[str, ...] = ()
+    # llama-server's --n-predict: the most tokens one request generates when it asks for none (a request
+    # asking for fewer gets those; llama-server caps one asking for more at this). A stuck generation
+    # then ends instead of holding its slot for hours. 0: no cap.
+    n_predict: int = 0
     notes: tuple[str, ...] = field(default=())
     # For `--native` on a host that is not this target's own kind (a container target built on the
     # host): the flags that replace the image family's GPU backend with what any such host has.
@@ -276,6 +280,12 @@ def _measured_by(profile: Profile, name: str, npp: tuple[int, ...], reference: s
 
 
 DROP_PAGE_CACHE = HookSpec("drop-page-cache")
+# The Step-3.5-Flash targets' cap on one request's tokens (Target.n_predict): room for a long agent answer
+# with its reasoning, and a bound on a runaway one. At the publisher's measured decode speeds (S_TG at an
+# empty context: Mac 48.18, DGX Spark 19.79, Ryzen AI Max 3.43 t/s) 32768 tokens take about 11 min,
+# 28 min and 2.7 h; without it a generation that never stops runs until the context (up to 256K) is full.
+AGENT_REPLY_TOKENS = 32768
+
 MAC_WIRED_LIMIT_MB = 122880
 MAC_WIRED_ALTERNATIVE = (
     "without raising the wired limit, a q8_0 KV cache (-ctk q8_0 -ctv q8_0) fits up to 76K context, "
@@ -334,6 +344,7 @@ DGX_SPARK = Target(
     ),
     default_model="step-3.5-flash",
     server_args=("--jinja", "--metrics"),
+    n_predict=AGENT_REPLY_TOKENS,
     profiles=(
         replace(
             _DEFAULT_PROFILE,
@@ -405,6 +416,7 @@ RYZEN_AI_MAX = Target(
     ),
     default_model="step-3.5-flash",
     server_args=("--jinja", "--metrics"),
+    n_predict=AGENT_REPLY_TOKENS,
     profiles=(
         replace(_DEFAULT_PROFILE, hooks=(DROP_PAGE_CACHE,), notes=(*_DEFAULT_NOTES, _RYZEN_SPEC_NOTE)),
         _measured_by(
@@ -455,6 +467,7 @@ MAC_STUDIO = Target(
     ),
     default_model="step-3.5-flash",
     server_args=("--jinja", "--metrics"),
+    n_predict=AGENT_REPLY_TOKENS,
     profiles=(
         replace(_DEFAULT_PROFILE, notes=(*_DEFAULT_NOTES, _MAC_SPEC_NOTE)),
         _measured_by(
@@ -486,6 +499,8 @@ CPU = Target(
     devices="none",
     memory=MemoryBudget(total_gib=None, usable_gib=None, source="MemAvailable of this host"),
     default_model="smollm2-135m-instruct",
+    # Half the demo profile's 4K context: a whole answer of the small demo model, never a runaway one.
+    n_predict=2048,
     # On the host (--native): the CPU backend tuned for this very CPU, nothing a host may lack.
     native_cmake_flags=(
         ("CMAKE_BUILD_TYPE", "Release"),

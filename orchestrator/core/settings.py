@@ -77,6 +77,14 @@ def _as_ui(value: object) -> str:
     return str(_as_path(text))
 
 
+def _as_memory(value: object) -> str:
+    """A size as Docker takes it: a whole number of bytes, or with k, m or g."""
+    text = _as_str(value).lower()
+    if not re.fullmatch(r"[1-9][0-9]*[bkmg]?", text):
+        raise ValueError("expected a size such as 48m or 100g")
+    return text
+
+
 def _choice(*choices: str) -> Callable[[object], str]:
     def parse(value: object) -> str:
         text = _as_str(value)
@@ -129,7 +137,19 @@ FIELDS: tuple[Field, ...] = (
         "up' on each)",
     ),
     Field("threads", _as_int, "CPU threads for llama.cpp, overriding the profile's"),
+    Field(
+        "n_predict",
+        _as_int,
+        "the most tokens the server generates for one request (llama-server's --n-predict; a request "
+        "asking for fewer gets those), overriding the target's; 0: no cap",
+    ),
     Field("native", _as_bool, "build and run on the host instead of in a container"),
+    Field(
+        "memory_limit",
+        _as_memory,
+        "a cap on the server container's memory, swap included (compose mem_limit), e.g. 100g; the kernel "
+        "ends the server past it, and status says so",
+    ),
     Field("wait_timeout", _as_int, "seconds to wait for the server to become healthy"),
     Field(
         "ui",
@@ -209,7 +229,9 @@ def default_layer(data_dir: Path) -> Layer:
             "draft_model": None,
             "rpc": (),
             "threads": None,
+            "n_predict": None,
             "native": False,
+            "memory_limit": None,
             "wait_timeout": 900,
             "ui": "auto",
             "build_cache": None,

@@ -64,6 +64,8 @@ def compose_document(
     else:
         service["ports"] = [f"{publish_address(settings['host'])}:{settings['port']}:{CONTAINER_PORT}"]
     service |= service_devices(container, infiniband=bool(workers) and bool(facts.infiniband_nodes))
+    if settings["memory_limit"]:
+        service["mem_limit"] = service["memswap_limit"] = settings["memory_limit"]
     if container.devices and not container.group_add:
         warnings.append("no render/video group on this host: the container may not open /dev/dri")
     document: dict[str, Any] = {"name": settings["project"], "services": {SERVICE: service}}

@@ -71,6 +71,7 @@ def server_command(
         *mmap_args(profile.mmap, source),
         *thread_args(profile.threads, settings),
         *(arg for arg in target.server_args if not (model.chat_template and arg == "--jinja")),
+        *_reply_cap(target, settings),
     ]
     argv += template_args(model)
     argv += _speculation_args(profile, speculation, model, runtime)
@@ -98,6 +99,11 @@ def _speculation_args(
     if speculation.active and profile.speculative_slots:
         args += ["-np", str(profile.speculative_slots)]
     return args
+
+
+def _reply_cap(target: Target, settings: Settings) -> list[str]:
+    cap = target.n_predict if settings["n_predict"] is None else settings["n_predict"]
+    return ["--n-predict", str(cap)] if cap else []
 
 
 def _ui_args(ui: str, in_container: bool) -> list[str]:
