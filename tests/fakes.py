@@ -36,6 +36,8 @@ class FakeEngine:
     state_after_up: str = "running"
     # Or one state per `compose up`, in order (then state_after_up).
     states_after_up: list[str] = field(default_factory=list)
+    # The kernel's OOM killer ends the server once it is up (Docker's OOMKilled).
+    oom_after_up: bool = False
     service_state: ServiceState | None = None
     service_log: list[str] = field(default_factory=lambda: ["llama-server: loading model"])
     # One list of output lines per one-off run, used in order; a run may end with a failure.
@@ -124,10 +126,11 @@ class FakeEngine:
             state=state,
             health=None,
             started_at=None,
-            exit_code=1 if state == "exited" else None,
+            exit_code=137 if self.oom_after_up else 1 if state == "exited" else None,
             restarts=0,
             config_hash=None,
             published=(),
+            oom_killed=self.oom_after_up,
         )
 
     def compose_down(self, file: Path, project: str) -> None:

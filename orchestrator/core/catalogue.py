@@ -149,9 +149,9 @@ class Target:
     profiles: tuple[Profile, ...]
     env: Mapping[str, str] = field(default_factory=frozen_env)
     server_args: tuple[str, ...] = ()
-    # llama-server's --n-predict: the most tokens one request generates when it asks for none (a request
-    # asking for fewer gets those; llama-server caps one asking for more at this). A stuck generation
-    # then ends instead of holding its slot for hours. 0: no cap.
+    # llama-server's --n-predict: the most tokens one request generates when it sets none (a request's
+    # own max_tokens still applies, fewer or more: measured at 0c1e570). A stuck generation then ends
+    # instead of holding its slot for hours. 0: no cap.
     n_predict: int = 0
     notes: tuple[str, ...] = field(default=())
     # For `--native` on a host that is not this target's own kind (a container target built on the

@@ -12,9 +12,12 @@ from orchestrator.core.catalogue import BenchSet, Profile, Target
 from orchestrator.core.facts import HostFacts
 from orchestrator.core.memory import GIB, Estimate, Fit, Workload, estimate, fit
 from orchestrator.core.models import ModelSpec
-from orchestrator.core.settings import Settings
+from orchestrator.core.settings import Settings, memory_bytes
 from orchestrator.core.speculation import Speculation
 
+# A memory_limit below the machine's memory is the budget, and raising it the first fix.
+LIMIT_SOURCE = "the server container's memory_limit"
+LIMIT_FIX = "a higher memory_limit, or none"
 # llama-server's default when -np is not given: 4 slots sharing one unified cache.
 SERVER_SLOTS = 4
 
@@ -216,6 +219,11 @@ def memory_plan(
     speculation: Speculation,
 ) -> MemoryPlan:
     limit: Budget = budget(target, profile, facts)
+    capped = settings["memory_limit"] is not None and (
+        limit.usable is None or memory_bytes(settings["memory_limit"]) < limit.usable
+    )
+    if capped:
+        limit = Budget(memory_bytes(settings["memory_limit"]), f"{LIMIT_SOURCE} ({settings['memory_limit']})")
     usable_gib = round(limit.usable / GIB, 1) if limit.usable is not None else None
     if model.arch is None or model.weights_bytes is None:
         why = model.problem or f"the model file is not here ({model.path})"
@@ -239,4 +247,33 @@ def memory_plan(
         )
         for b in benches
     ]
+    if capped:
+        rows = [
+            replace(r, fit=replace(r.fit, fixes=(LIMIT_FIX, *r.fit.fixes))) if r.fit.fits is False else r
+            for r in rows
+        ]
     return MemoryPlan(usable_gib, limit.source, model.arch_source or "model metadata", tuple(rows))
+
+
+def out_of_memory(memory: MemoryPlan) -> str:
+    """What to say when the kernel ended the server for want of memory: the plan's figures for the
+    server, and what would make it smaller or leave it more room."""
+    row = next((r for r in memory.rows if r.use.startswith("server")), None)
+    said = "the kernel's OOM killer ended llama-server (OOMKilled, exit 137)"
+    if row is None:
+        return f"{said}; {memory.model_source}"
+    est, work = row.fit.estimate, row.workload
+    usable = f" of {memory.usable_gib} GiB usable ({memory.usable_source})" if memory.usable_gib else ""
+    figures = (
+        f"the memory plan puts the server at {est.total / GIB:.2f} GiB{usable}: weights "
+        f"{est.weights / GIB:.2f}, KV {(est.kv + est.kv_swa) / GIB:.2f}, compute {est.compute / GIB:.2f} "
+        f"GiB for -c {work.ctx} -ub {work.ubatch}"
+    )
+    fixes = list(row.fit.fixes) or [
+        f"a smaller context: --ctx-size {work.ctx // 2}",
+        *(["quantise the KV cache: -ctk q8_0 -ctv q8_0"] if work.cache_k == "f16" else []),
+        "free memory: stop what else runs here, or drop the page cache",
+    ]
+    if LIMIT_FIX not in fixes and memory.usable_source.startswith(LIMIT_SOURCE):
+        fixes.insert(0, LIMIT_FIX)
+    return f"{said}; {figures}; fixes: " + "; ".join(fixes)

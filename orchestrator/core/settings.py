@@ -85,6 +85,12 @@ def _as_memory(value: object) -> str:
     return text
 
 
+def memory_bytes(size: str) -> int:
+    """The bytes of a size as _as_memory takes it (48m, 100g, 1024)."""
+    units = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
+
+
 def _choice(*choices: str) -> Callable[[object], str]:
     def parse(value: object) -> str:
         text = _as_str(value)
@@ -140,8 +146,8 @@ FIELDS: tuple[Field, ...] = (
     Field(
         "n_predict",
         _as_int,
-        "the most tokens the server generates for one request (llama-server's --n-predict; a request "
-        "asking for fewer gets those), overriding the target's; 0: no cap",
+        "the most tokens the server generates for a request that sets no max_tokens (llama-server's "
+        "--n-predict), overriding the target's; 0: no cap",
     ),
     Field("native", _as_bool, "build and run on the host instead of in a container"),
     Field(

@@ -359,6 +359,7 @@ class DockerEngine:
             restarts=int(container.restart_count or 0),
             config_hash=labels.get("com.docker.compose.config-hash"),
             labels=dict(labels),
+            oom_killed=bool(container.state.oom_killed),
             published=tuple(
                 f"{binding.host_ip or ''}:{binding.host_port or ''}"
                 for bindings in (container.host_config.port_bindings or {}).values()

@@ -94,6 +94,8 @@ class ServiceState:
     config_hash: str | None
     published: tuple[str, ...]
     labels: Mapping[str, str] = field(default_factory=dict)
+    # The kernel's OOM killer ended it (Docker's State.OOMKilled; it stays set across restarts).
+    oom_killed: bool = False
 
 
 class Engine(Protocol):

@@ -19,6 +19,8 @@ Readiness = Literal["ready", "loading", "down", "failed"]
 class Probe:
     readiness: Readiness
     detail: str = ""
+    # Failed because the kernel ended it for want of memory.
+    out_of_memory: bool = False
 
 
 def http_readiness(url: str, api_key: str | None = None, timeout: float = 5.0) -> Readiness:

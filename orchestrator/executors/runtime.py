@@ -45,6 +45,8 @@ class ServerState:
     log: str | None = None
     # The model file changed on disk since the server loaded it (None: not known).
     model_changed: bool | None = None
+    # The kernel's OOM killer ended it (then restarted, or not).
+    oom_killed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -241,16 +243,18 @@ class ContainerRuntime:
             restarts=service.restarts,
             log=f"docker logs {service.container}",
             model_changed=_model_changed(plan, service.labels.get(MODEL_IDENTITY_LABEL)),
+            oom_killed=service.oom_killed,
         )
 
     def probe(self, plan: Plan, at: Address | None = None) -> Probe:
         service = self.engine.service(plan.project, SERVICE)
         if service is None:
             return Probe("failed", "the container is gone")
-        if service.state in ("exited", "dead") or service.restarts > self._restarts_at_start:
+        if service.state in ("exited", "dead", "restarting") or service.restarts > self._restarts_at_start:
             return Probe(
                 "failed",
                 f"the container {service.state} (exit code {service.exit_code}, restarts {service.restarts})",
+                out_of_memory=service.oom_killed,
             )
         return Probe(
             self.host.readiness((at or plan.publish).url + "/health"), service.health or service.state

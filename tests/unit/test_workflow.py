@@ -558,3 +558,20 @@ def test_the_servers_own_port_is_free_for_its_replacement(tmp_path: Path, model:
     _up(cpu_plan(tmp_path, model, host="0.0.0.0", api_key_file=key), engine, FakeHost())
     served = _up(cpu_plan(tmp_path, model), engine, FakeHost(ports_in_use={8080}))
     assert "127.0.0.1:8080:8080" in Path(served.location).read_text()
+
+
+def test_a_server_the_oom_killer_ends_is_reported_as_out_of_memory(tmp_path: Path, model: Path) -> None:
+    """Not a plain restart: up and status say out of memory, with the plan's figures and its fixes."""
+    engine = FakeEngine(state_after_up="restarting", oom_after_up=True)
+    plan = cpu_plan(tmp_path, model, memory_limit="48m")
+    # The plan says it will not fit, naming the limit first; --force tries anyway.
+    with pytest.raises(WontFit, match="a higher memory_limit, or none"):
+        _up(plan, engine, FakeHost())
+    with pytest.raises(ServeFailed) as failed:
+        serving.up(plan, executors(engine), Notes().reporter(), rebuild=False, force=True, decisions=NO_HOOKS)
+    message = str(failed.value)
+    assert "out of memory: the kernel's OOM killer ended llama-server (OOMKilled, exit 137)" in message
+    assert "the memory plan puts the server at" in message and "-c 4096 -ub 512" in message
+    assert "fixes: a higher memory_limit, or none" in message
+    status = serving.status(plan, executors(engine)).to_dict()
+    assert status["out_of_memory"] is not None and "OOMKilled" in status["out_of_memory"]

@@ -21,6 +21,7 @@ from orchestrator.app.steps.building import build
 from orchestrator.app.steps.context import Executors, Reporter
 from orchestrator.app.steps.preflight import checked, fetched, run_host_steps
 from orchestrator.app.steps.serving import start_or_go_back
+from orchestrator.core.memory_plan import out_of_memory
 from orchestrator.core.plan import Plan
 from orchestrator.core.plan.layout import SERVICE
 from orchestrator.errors import ExitCode, UsageError
@@ -179,6 +180,8 @@ class Status:
     # Each RPC worker of the plan, and whether its port still accepts a connection.
     workers: dict[str, bool] = field(default_factory=dict)
     speculation: str = "off"
+    # Why it restarted, when the kernel ended it for want of memory: the plan's figures and fixes.
+    out_of_memory: str | None = None
 
     @property
     def running(self) -> bool:
@@ -201,6 +204,7 @@ class Status:
             "tokens_per_second": self.tokens_per_second,
             "workers": self.workers,
             "speculation": self.speculation,
+            "out_of_memory": self.out_of_memory,
         }
 
 
@@ -218,6 +222,7 @@ def status(plan: Plan, ex: Executors) -> Status:
         tokens_per_second=ex.host.throughput(plan.base_url, api_key(plan)) if server.running else {},
         workers=worker_answers(plan, ex),
         speculation=plan.speculation.describe(),
+        out_of_memory=out_of_memory(plan.memory) if server.oom_killed else None,
     )
 
 
@@ -298,6 +303,8 @@ def status_table(status: Status) -> Table:
         ("uptime", f"{server.uptime_s:.0f} s" if server.uptime_s is not None else "-"),
         ("restarts", str(server.restarts)),
     ]
+    if status.out_of_memory:
+        rows.append(("out of memory", f"[red]{status.out_of_memory}[/]"))
     if server.model_changed:
         rows.append(
             (

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from orchestrator.app.steps.context import Reporter
+from orchestrator.core.memory_plan import out_of_memory
 from orchestrator.core.plan import Plan
 from orchestrator.core.plan.server import Address
 from orchestrator.core.preflight import check_beside_server
@@ -41,6 +42,8 @@ def await_ready(plan: Plan, runtime: Runtime, report: Reporter, at: Address | No
             if last.readiness == "failed"
             else f"not ready after {plan.wait_timeout_s} s ({last.detail})"
         )
+        if last.out_of_memory:
+            reason = f"out of memory: {out_of_memory(plan.memory)} ({last.detail})"
         tail = "\n".join(runtime.logs(plan, tail=25))
         raise ServeFailed(f"llama-server did not become ready: {reason}; its log ends above", tail)
 
