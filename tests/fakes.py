@@ -164,6 +164,8 @@ class FakeHost:
     chats: list[dict[str, Any]] = field(default_factory=list)
     # RPC workers that answer, by ADDRESS:PORT, with the protocol version each speaks.
     workers: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    # launchd's jobs by service target (gui/UID/LABEL), as `launchctl print` describes them once loaded.
+    jobs: dict[str, str] = field(default_factory=dict)
 
     def git_reachable(self, url: str) -> bool:
         self.calls.append(("git_reachable", url))
@@ -256,6 +258,24 @@ class FakeHost:
                 "content": [{"token": t, "logprob": -0.5, "top_logprobs": top} for t in ("same", " text")]
             }
         return {"choices": [choice], "timings": timings}
+
+    def launchctl(self, *args: str) -> tuple[int, str]:
+        """launchd as launchctl 2 answers: bootstrap loads (and RunAtLoad starts) an agent file, bootout
+        unloads a job, print describes a loaded one."""
+        self.calls.append(("launchctl", args))
+        verb = args[0]
+        if verb == "bootstrap":
+            import plistlib
+
+            label = plistlib.loads(Path(args[2]).read_bytes())["Label"]
+            self.jobs[f"{args[1]}/{label}"] = "state = running\n\tpid = 4242\n"
+            return 0, ""
+        if verb == "bootout":
+            return (0, "") if self.jobs.pop(args[1], None) else (3, "Boot-out failed: 3: No such process")
+        if verb == "print":
+            job = self.jobs.get(args[1])
+            return (0, f"{args[1]} = {{\n\t{job}}}\n") if job else (113, "Could not find service")
+        return 64, "unknown subcommand"
 
 
 @dataclass

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import socket
+import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
@@ -70,6 +71,9 @@ class Host(Protocol):
 
     def rpc_link(self, endpoint: Endpoint) -> Link:
         """The interface this host reaches a worker through, its speed and MTU."""
+
+    def launchctl(self, *args: str) -> tuple[int, str]:
+        """Run macOS's launchctl with args: its exit code and what it printed."""
 
 
 class ServerRequestFailed(OrchestratorError):
@@ -178,3 +182,9 @@ class LocalHost:
             return int(exc.code)
         except (OSError, ValueError):
             return None
+
+    def launchctl(self, *args: str) -> tuple[int, str]:
+        if shutil.which("launchctl") is None:
+            return 127, "launchctl is not on this machine (it is macOS's)"
+        done = subprocess.run(["launchctl", *args], capture_output=True, text=True, check=False)
+        return done.returncode, done.stdout + done.stderr

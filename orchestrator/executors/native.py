@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.core.plan import Plan
-from orchestrator.core.plan.native import NativeBuild
+from orchestrator.core.plan.native import NativeBuild, native_state_dir
 from orchestrator.core.plan.server import Address
 from orchestrator.errors import OrchestratorError, UsageError
 from orchestrator.executors.assets import asset
@@ -47,7 +47,7 @@ def _build(plan: Plan) -> NativeBuild:
 
 
 def state_dir(plan: Plan) -> Path:
-    return plan.data_dir / "native" / "state"
+    return native_state_dir(plan.data_dir)
 
 
 def preflight(plan: Plan) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,11 +18,12 @@ from orchestrator.core.plan import Plan
 from orchestrator.core.plan.argv import Command
 from orchestrator.core.plan.compose import secret_copy_path, served_at
 from orchestrator.core.plan.image import ImageBuild
+from orchestrator.core.plan.launch_agent import agent_label, launch_agent
 from orchestrator.core.plan.layout import CONTAINER_UID, MODEL_IDENTITY_LABEL, SERVICE
 from orchestrator.core.plan.programs import BenchPlan
 from orchestrator.core.plan.server import Address
 from orchestrator.errors import UsageError
-from orchestrator.executors import native
+from orchestrator.executors import launchd, native
 from orchestrator.executors.engine import BuildProgress, Engine
 from orchestrator.executors.health import Probe
 from orchestrator.executors.host import Host
@@ -114,7 +115,7 @@ class Runtime(Protocol):
 def runtime_for(plan: Plan, engine: Engine, host: Host) -> Runtime:
     if isinstance(plan.build, ImageBuild):
         return ContainerRuntime(engine, host)
-    return NativeRuntime(host)
+    return NativeRuntime(host, launchd=plan.launch_agent is not None)
 
 
 def api_key(plan: Plan) -> str | None:
@@ -340,10 +341,14 @@ def _write_secret(target: Path, key: bytes) -> None:
 
 
 class NativeRuntime:
+    """The server on the host: under launchd on the Mac (the plan's agent), else a background process
+    that serve.sh starts and stop.sh stops."""
+
     kind = "native"
 
-    def __init__(self, host: Host) -> None:
+    def __init__(self, host: Host, *, launchd: bool = False) -> None:
         self.host = host
+        self.launchd = launchd
 
     def require(self, *, serving: bool) -> None:
         return None
@@ -356,22 +361,58 @@ class NativeRuntime:
     ) -> BuildOutcome:
         return native.build(plan, rebuild)
 
+    def _current(self, plan: Plan) -> native.NativeState:
+        """The server as its supervisor knows it: launchd's job and agent file, or the pid file."""
+        if not self.launchd:
+            return native.state(plan)
+        label = agent_label(plan.project)
+        agent = launchd.loaded_agent(label) or {}
+        state, pid = launchd.job_state(self.host, label)
+        return native.NativeState(
+            pid,
+            state == "running",
+            tuple(agent.get("ProgramArguments", ())),
+            native.state_dir(plan) / "llama-server.log",
+            dict(agent.get("EnvironmentVariables", {})),
+        )
+
+    def _start(self, plan: Plan, argv: Sequence[str], env: Mapping[str, str]) -> None:
+        if not self.launchd:
+            native.start_command(plan, argv, env)
+            return
+        state = native.state_dir(plan)
+        state.mkdir(parents=True, exist_ok=True)
+        launchd.load(
+            self.host, launch_agent(agent_label(plan.project), argv, env, state, state / "llama-server.log")
+        )
+
     def check_port(self, plan: Plan) -> None:
         # The running server (this plan's, or the one it replaces) holds its port until it is stopped.
-        current = native.state(plan)
+        current = self._current(plan)
         served = native.served_at(current.argv)
         if current.running and served is not None and served.port == plan.publish.port:
             return
         _require_free(self.host, plan.publish)
 
     def start(self, plan: Plan) -> bool:
-        return native.start(plan)
+        current = self._current(plan)
+        if current.running and current.argv == plan.server.argv:
+            return False
+        if self.launchd:
+            assert plan.launch_agent is not None
+            env = plan.launch_agent["EnvironmentVariables"]
+        else:
+            env = plan.server.env
+        self._start(plan, plan.server.argv, env)
+        return True
 
     def stop(self, plan: Plan) -> bool:
+        if self.launchd:
+            return launchd.unload(self.host, agent_label(plan.project))
         return native.stop(plan)
 
     def state(self, plan: Plan) -> ServerState:
-        current = native.state(plan)
+        current = self._current(plan)
         return ServerState(
             state="running" if current.running else "stopped",
             running=current.running,
@@ -383,21 +424,21 @@ class NativeRuntime:
         )
 
     def probe(self, plan: Plan, at: Address | None = None) -> Probe:
-        current = native.state(plan)
+        current = self._current(plan)
         if not current.running:
             tail = native.log_tail(plan, 1)
             return Probe("failed", f"llama-server exited ({tail[0] if tail else 'no log'})")
         return Probe(self.host.readiness((at or plan.publish).url + "/health"), f"pid {current.pid}")
 
     def deployed(self, plan: Plan) -> Deployed | None:
-        current = native.state(plan)
+        current = self._current(plan)
         served = native.served_at(current.argv)
         if not current.running or current.argv == plan.server.argv or served is None:
             return None
         return Deployed(served, argv=current.argv, env=current.env)
 
     def restore(self, plan: Plan, deployed: Deployed) -> None:
-        native.start_command(plan, deployed.argv, deployed.env)
+        self._start(plan, deployed.argv, deployed.env)
 
     def logs(self, plan: Plan, *, tail: int | None, follow: bool = False) -> Iterable[str]:
         return native.log_lines(plan, tail, follow)

@@ -575,3 +575,53 @@ def test_a_server_the_oom_killer_ends_is_reported_as_out_of_memory(tmp_path: Pat
     assert "fixes: a higher memory_limit, or none" in message
     status = serving.status(plan, executors(engine)).to_dict()
     assert status["out_of_memory"] is not None and "OOMKilled" in status["out_of_memory"]
+
+
+def test_the_macs_native_server_is_a_launchd_agent_written_from_the_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Written with plistlib where launchd looks for a user's agents, loaded with launchctl bootstrap,
+    its state read back from launchd; the same plan again is kept; down boots it out and removes it."""
+    import os
+    import plistlib
+
+    from orchestrator.executors.runtime import runtime_for
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    plan = fixed_plan("mac-studio", "default", {"data_dir": tmp_path / "data"})
+    host = FakeHost()
+    runtime = runtime_for(plan, FakeEngine(), host)
+    assert plan.supervisor.startswith("launchd: the per-user agent io.step-flash.step-flash")
+    assert runtime.start(plan)
+    agent_file = tmp_path / "home" / "Library" / "LaunchAgents" / "io.step-flash.step-flash.plist"
+    agent = plistlib.loads(agent_file.read_bytes())
+    assert agent == plan.launch_agent
+    assert agent["ProgramArguments"] == list(plan.server.argv) and agent["ProgramArguments"][0].startswith(
+        str(tmp_path / "data" / "native")
+    )
+    assert agent["KeepAlive"] is True and agent["RunAtLoad"] is True
+    assert (
+        agent["StandardOutPath"]
+        == agent["StandardErrorPath"]
+        == str(tmp_path / "data" / "native" / "state" / "llama-server.log")
+    )
+    assert agent["EnvironmentVariables"]["DYLD_LIBRARY_PATH"].endswith("/bin")
+    target = f"gui/{os.getuid()}/io.step-flash.step-flash"
+    assert [args for name, args in host.calls if name == "launchctl"] == [
+        ("print", target),
+        ("bootout", target),
+        ("bootstrap", f"gui/{os.getuid()}", str(agent_file)),
+    ]
+    state = runtime.state(plan)
+    assert state.running and state.pid == 4242
+    assert not runtime.start(plan), "the same plan again keeps the running agent"
+    assert runtime.stop(plan)
+    assert not agent_file.exists() and ("launchctl", ("bootout", target)) == host.calls[-1]
+    assert not runtime.state(plan).running
+
+
+def test_a_linux_native_server_says_nothing_supervises_it(tmp_path: Path) -> None:
+    plan = fixed_plan("cpu", "default", {"data_dir": tmp_path, "native": True})
+    assert plan.launch_agent is None
+    assert plan.supervisor.startswith("nothing: a background process")
+    assert cpu_plan(tmp_path).supervisor.startswith("Docker: the compose service's restart policy")

@@ -182,6 +182,8 @@ class Status:
     speculation: str = "off"
     # Why it restarted, when the kernel ended it for want of memory: the plan's figures and fixes.
     out_of_memory: str | None = None
+    # What starts it again after a crash or a reboot (Docker, launchd, or nothing).
+    supervisor: str = ""
 
     @property
     def running(self) -> bool:
@@ -205,6 +207,7 @@ class Status:
             "workers": self.workers,
             "speculation": self.speculation,
             "out_of_memory": self.out_of_memory,
+            "supervisor": self.supervisor,
         }
 
 
@@ -223,6 +226,7 @@ def status(plan: Plan, ex: Executors) -> Status:
         workers=worker_answers(plan, ex),
         speculation=plan.speculation.describe(),
         out_of_memory=out_of_memory(plan.memory) if server.oom_killed else None,
+        supervisor=plan.supervisor,
     )
 
 
@@ -302,6 +306,7 @@ def status_table(status: Status) -> Table:
     rows += [
         ("uptime", f"{server.uptime_s:.0f} s" if server.uptime_s is not None else "-"),
         ("restarts", str(server.restarts)),
+        ("supervised by", status.supervisor),
     ]
     if status.out_of_memory:
         rows.append(("out of memory", f"[red]{status.out_of_memory}[/]"))

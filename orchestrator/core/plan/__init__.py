@@ -25,7 +25,8 @@ from orchestrator.core.plan.compose import compose_document
 from orchestrator.core.plan.container import ContainerSpec, container_spec
 from orchestrator.core.plan.host_steps import HostStep, host_steps
 from orchestrator.core.plan.image import ImageBuild, image_build
-from orchestrator.core.plan.native import NativeBuild, native_build
+from orchestrator.core.plan.launch_agent import agent_label, launch_agent, library_env
+from orchestrator.core.plan.native import NativeBuild, native_build, native_state_dir
 from orchestrator.core.plan.programs import (
     SEED_PROMPT,
     BenchOverride,
@@ -91,6 +92,10 @@ class Plan:
     publish: Address
     # The compose project the server runs as (several can run side by side under different names).
     project: str
+    # What starts the server again after a crash, a logout or a reboot, in words; and on the Mac the
+    # per-user launchd agent that does (a LaunchAgent plist's keys).
+    supervisor: str
+    launch_agent: Mapping[str, Any] | None
     # What the plan was made from, for the fallbacks that make it again with one thing changed.
     inputs: PlanInputs = field(repr=False, compare=False, metadata={"json": False})
 
@@ -201,10 +206,35 @@ def make_plan(inputs: PlanInputs) -> Plan:
         if compose
         else None,
         project=settings["project"],
+        supervisor=_supervisor(runtime, facts, settings),
+        launch_agent=_launch_agent(server, build, facts, settings),
         api_key_file=Path(settings["api_key_file"]).absolute() if settings["api_key_file"] else None,
         wait_timeout_s=settings["wait_timeout"],
         publish=Address(settings["host"], settings["port"]),
         inputs=inputs,
+    )
+
+
+def _supervisor(runtime: str, facts: HostFacts, settings: Settings) -> str:
+    if runtime == "container":
+        return "Docker: the compose service's restart policy (unless-stopped) starts it again"
+    if facts.system == "Darwin":
+        return f"launchd: the per-user agent {agent_label(settings['project'])} starts it at login and after a crash"
+    return "nothing: a background process (scripts/macos-native/serve.sh) that is not started again after a crash or a reboot"
+
+
+def _launch_agent(
+    server: Command, build: ImageBuild | NativeBuild, facts: HostFacts, settings: Settings
+) -> Mapping[str, Any] | None:
+    if not isinstance(build, NativeBuild) or facts.system != "Darwin":
+        return None
+    state = native_state_dir(Path(settings["data_dir"]))
+    return launch_agent(
+        agent_label(settings["project"]),
+        server.argv,
+        {**server.env, **library_env(build.prefix)},
+        state,
+        state / "llama-server.log",
     )
 
 

@@ -40,3 +40,8 @@ def native_build(
         env={**env, "PREFIX": str(prefix)},
         digest=digest,
     )
+
+
+def native_state_dir(data_dir: Path) -> Path:
+    """Where the native server's pid, command line, environment and log are kept."""
+    return data_dir / "native" / "state"
