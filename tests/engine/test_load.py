@@ -138,3 +138,28 @@ def test_a_model_file_changed_on_disk_is_noticed_and_a_cut_one_never_served(serv
     assert refused.returncode == 3, refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
     assert compose.read_text() == written
+
+
+def _soak_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("soak_benchmark", LOAD_SCRIPT.with_name("soak.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_two_minutes_of_mixed_load_with_a_restart_in_the_middle(server: Served) -> None:
+    """benchmarks/soak.py, shortened to two minutes: the same assertions as its goals. No request fails
+    but those in flight while the server restarts, and memory ends within 5% of where it was once warm."""
+    soak = _soak_module().run_soak(
+        server.url, "gemma-3-270m", server.container(), seconds=120, clients=2, max_tokens=16
+    )
+    print(soak.report(warm_up_s=20))
+    during, outside = soak.failed()
+    assert soak.restart is not None and soak.restart[1] > soak.restart[0]
+    assert not outside, [(r.started, r.outcome.error) for r in outside]
+    assert len(soak.requests) - len(during) >= 20
+    warm, end, change = soak.memory_change(warm_up_s=20)
+    assert abs(change) <= 0.05, (warm, end)
+    assert all(count > 0 for _p50, _p95, count in soak.quarters())
