@@ -1,18 +1,24 @@
-"""What spreading a model over RPC workers costs, measured here on loopback: `orchestrator bench` (the
-publisher's llama-batched-bench) with gemma-3-270m on this machine alone, then through two rpc-server
-workers on 127.0.0.1 started with `orchestrator worker up`, in the same run; S_PP and S_TG side by side
-and their ratios.
+"""What spreading a model over an RPC worker costs in llama.cpp's protocol itself, measured here on
+loopback: `orchestrator bench` (the publisher's llama-batched-bench) with gemma-3-270m on this machine
+alone, then with every offloaded layer on one rpc-server worker on 127.0.0.1 (`orchestrator worker up`),
+alternated in one run; S_PP and S_TG side by side and their ratios (RPC / local), the median over the
+rounds.
 
-    python benchmarks/rpc_overhead.py
+    python benchmarks/rpc_overhead.py [--rounds 3]
 
-Loopback has no wire, so this is the protocol's own cost (serialising each graph, one round trip per
-step); over a real link add its latency and bandwidth (README, Two machines).
+Fair to the protocol: the head's and the worker's threads add up to this machine's cores (the worker,
+which computes, gets all but one; the head one), and local runs get the same cores, so the figures are
+not two processes fighting for the CPU. Loopback has no wire; over a real link add its latency and
+bandwidth (README, Two machines).
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import shutil
 import socket
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -24,6 +30,7 @@ from tests.assets import demo_model
 from tests.integration import build_cpu_image, run_cli
 
 SETS = ("--npp", "128,512", "--ntg", "32", "--npl", "1")
+WORKER = "sfo-bench-rpc-worker"
 
 
 def _port() -> int:
@@ -33,40 +40,67 @@ def _port() -> int:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="local and RPC runs, alternated, each this often"
+    )
+    opts = parser.parse_args()
+    cores = os.cpu_count() or 2
+    worker_threads, head_threads = max(1, cores - 1), 1
     image = build_cpu_image()
+    # {pp: [(s_pp, s_tg), ...]} per kind, a pair per round.
+    speeds: dict[str, dict[int, list[tuple[float, float]]]] = {"local": {}, "rpc": {}}
     with tempfile.TemporaryDirectory() as tmp:
         models = Path(tmp) / "models"
         models.mkdir(mode=0o755)
         model = models / "gemma-3-270m-Q4_K_M.gguf"
         shutil.copyfile(demo_model(), model)
-        workers = {f"sfo-bench-rpc-{i}": _port() for i in (1, 2)}
+        port = _port()
+        env = {**image.env, "ORCHESTRATOR_PROJECT": WORKER}
         try:
-            for project, port in workers.items():
-                env = {**image.env, "ORCHESTRATOR_PROJECT": project}
-                done = run_cli("worker", "up", "--listen", f"127.0.0.1:{port}", *image.args, env=env)
-                if done.returncode != 0:
-                    raise SystemExit(done.stderr.strip())
-            rpc = ",".join(f"127.0.0.1:{p}" for p in workers.values())
-            speeds = {}
-            for label, extra in (("local", ()), ("2 loopback workers", ("--rpc", rpc))):
-                results = Path(tmp) / label.replace(" ", "-")
-                done = run_cli(
-                    "bench", "--model", str(model), *SETS, "--results", str(results), *extra, *image.args,
-                    env={**image.env, "ORCHESTRATOR_PROJECT": "sfo-bench-rpc"}, timeout=3600,
-                )  # fmt: skip
-                if done.returncode != 0:
-                    raise SystemExit(f"{label}: {done.stderr.strip()}")
-                (record,) = read_records(results)
-                speeds[label] = {row.pp: (row.speed_pp, row.speed_tg) for row in record.rows}
+            done = run_cli(
+                "worker",
+                "up",
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--threads",
+                str(worker_threads),
+                *image.args,
+                env=env,
+            )
+            if done.returncode != 0:
+                raise SystemExit(done.stderr.strip())
+            runs = {
+                "local": ("--threads", str(cores)),
+                "rpc": ("--rpc", f"127.0.0.1:{port}", "--threads", str(head_threads)),
+            }
+            for round_ in range(opts.rounds):
+                for kind, extra in runs.items():
+                    results = Path(tmp) / f"{kind}-{round_}"
+                    done = run_cli(
+                        "bench", "--model", str(model), *SETS, "--results", str(results), *extra, *image.args,
+                        env={**image.env, "ORCHESTRATOR_PROJECT": "sfo-bench-rpc"}, timeout=3600,
+                    )  # fmt: skip
+                    if done.returncode != 0:
+                        raise SystemExit(f"{kind}: {done.stderr.strip()}")
+                    (record,) = read_records(results)
+                    for row in record.rows:
+                        speeds[kind].setdefault(row.pp, []).append((row.speed_pp, row.speed_tg))
         finally:
-            for project in workers:
-                run_cli("worker", "down", *image.args, env={**image.env, "ORCHESTRATOR_PROJECT": project})
-    local, spread = speeds["local"], speeds["2 loopback workers"]
+            run_cli("worker", "down", *image.args, env=env)
+    print(
+        f"{cores} cores: local runs -t {cores}; RPC runs: worker -t {worker_threads}, head -t {head_threads}; "
+        f"{opts.rounds} rounds, alternated; medians"
+    )
     print(
         f"{'PP':>5} {'S_PP local':>11} {'S_PP rpc':>9} {'ratio':>6} {'S_TG local':>11} {'S_TG rpc':>9} {'ratio':>6}"
     )
-    for pp in sorted(local):
-        (pp_l, tg_l), (pp_r, tg_r) = local[pp], spread[pp]
+    for pp in sorted(speeds["local"]):
+        local, rpc = speeds["local"][pp], speeds["rpc"][pp]
+        pp_l, tg_l = statistics.median(s for s, _ in local), statistics.median(t for _, t in local)
+        pp_r, tg_r = statistics.median(s for s, _ in rpc), statistics.median(t for _, t in rpc)
         print(
             f"{pp:>5} {pp_l:>11.2f} {pp_r:>9.2f} {pp_r / pp_l if pp_l else 0:>6.2f} "
             f"{tg_l:>11.2f} {tg_r:>9.2f} {tg_r / tg_l if tg_l else 0:>6.2f}"

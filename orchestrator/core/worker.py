@@ -68,7 +68,17 @@ def worker_plan(plan: Plan, listen: Endpoint) -> WorkerPlan:
             f"the native prefix ({plan.build.prefix}/bin/rpc-server -H ADDRESS -p PORT -c)"  # type: ignore[union-attr]
         )
     container = plan.container
-    argv = (WORKER_BINARY, "-H", listen.host, "-p", str(listen.port), "-c")
+    threads = plan.inputs.settings["threads"]
+    # --threads on the worker: its CPU backend's threads (rpc-server -t), as on the head.
+    argv = (
+        WORKER_BINARY,
+        "-H",
+        listen.host,
+        "-p",
+        str(listen.port),
+        "-c",
+        *(("-t", str(threads)) if threads else ()),
+    )
     env = {**plan.server.env, "LLAMA_CACHE": str(CONTAINER_CACHE_DIR)}
     infiniband = bool(plan.inputs.facts.infiniband_nodes)
     place = worker_place(plan)
