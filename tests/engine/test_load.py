@@ -25,8 +25,11 @@ pytestmark = [needs_docker, pytest.mark.docker, pytest.mark.slow]
 LOAD_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "load.py"
 
 
-def _load_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("load_benchmark", LOAD_SCRIPT)
+def _benchmark(script: str) -> ModuleType:
+    """A script of benchmarks/ as a module (they are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(
+        f"{script}_benchmark", LOAD_SCRIPT.with_name(f"{script}.py")
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
@@ -34,7 +37,7 @@ def _load_module() -> ModuleType:
     return module
 
 
-load = _load_module()
+load = _benchmark("load")
 
 
 class Served:
@@ -140,19 +143,10 @@ def test_a_model_file_changed_on_disk_is_noticed_and_a_cut_one_never_served(serv
     assert compose.read_text() == written
 
 
-def _soak_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("soak_benchmark", LOAD_SCRIPT.with_name("soak.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_two_minutes_of_mixed_load_with_a_restart_in_the_middle(server: Served) -> None:
     """benchmarks/soak.py, shortened to two minutes: the same assertions as its goals. No request fails
     but those in flight while the server restarts, and memory ends within 5% of where it was once warm."""
-    soak = _soak_module().run_soak(
+    soak = _benchmark("soak").run_soak(
         server.url, "gemma-3-270m", server.container(), seconds=120, clients=2, max_tokens=16
     )
     print(soak.report(warm_up_s=20))
