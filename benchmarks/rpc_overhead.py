@@ -4,11 +4,11 @@ alone, then with every offloaded layer on one rpc-server worker on 127.0.0.1 (`o
 alternated in one run; S_PP and S_TG side by side and their ratios (RPC / local), the median over the
 rounds.
 
-    python benchmarks/rpc_overhead.py [--rounds 3]
+    python benchmarks/rpc_overhead.py [--rounds 6]
 
 Fair to the protocol: the head's and the worker's threads add up to this machine's cores (the worker,
-which computes, gets all but one; the head one), and local runs get the same cores, so the figures are
-not two processes fighting for the CPU. Loopback has no wire; over a real link add its latency and
+which computes, gets all but one; the head one), and local runs compute with as many threads as the
+worker, so the figures are neither two processes fighting for the CPU nor two thread counts. Loopback has no wire; over a real link add its latency and
 bandwidth (README, Two machines).
 """
 
@@ -72,8 +72,9 @@ def main() -> int:
             )
             if done.returncode != 0:
                 raise SystemExit(done.stderr.strip())
+            # The same compute threads either way: the protocol's cost is measured, not a thread count.
             runs = {
-                "local": ("--threads", str(cores)),
+                "local": ("--threads", str(worker_threads)),
                 "rpc": ("--rpc", f"127.0.0.1:{port}", "--threads", str(head_threads)),
             }
             for round_ in range(opts.rounds):
@@ -88,10 +89,17 @@ def main() -> int:
                     (record,) = read_records(results)
                     for row in record.rows:
                         speeds[kind].setdefault(row.pp, []).append((row.speed_pp, row.speed_tg))
+                    print(
+                        f"round {round_ + 1} {kind}: "
+                        + ", ".join(
+                            f"PP {row.pp} S_PP {row.speed_pp:.1f} S_TG {row.speed_tg:.1f}"
+                            for row in record.rows
+                        )
+                    )
         finally:
             run_cli("worker", "down", *image.args, env=env)
     print(
-        f"{cores} cores: local runs -t {cores}; RPC runs: worker -t {worker_threads}, head -t {head_threads}; "
+        f"{cores} cores: local runs -t {worker_threads}; RPC runs: worker -t {worker_threads}, head -t {head_threads}; "
         f"{opts.rounds} rounds, alternated; medians"
     )
     print(
