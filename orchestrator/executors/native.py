@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.core.plan import Plan
-from orchestrator.core.plan.native import NativeBuild, native_state_dir
+from orchestrator.core.plan.native import NativeBuild, native_log, native_state_dir
 from orchestrator.core.plan.server import Address
 from orchestrator.errors import OrchestratorError, UsageError
 from orchestrator.executors.assets import asset
@@ -124,7 +124,7 @@ def state(plan: Plan) -> NativeState:
     argv = tuple(argv_file.read_text().splitlines()) if argv_file.is_file() else ()
     env_file = folder / ENV_FILE
     env = json.loads(env_file.read_text()) if env_file.is_file() else {}
-    return NativeState(pid, running, argv, folder / "llama-server.log", env)
+    return NativeState(pid, running, argv, native_log(plan.data_dir), env)
 
 
 def served_at(argv: Sequence[str]) -> Address | None:

@@ -20,6 +20,7 @@ from orchestrator.core.plan.compose import secret_copy_path, served_at
 from orchestrator.core.plan.image import ImageBuild
 from orchestrator.core.plan.launch_agent import agent_label, launch_agent
 from orchestrator.core.plan.layout import CONTAINER_UID, MODEL_IDENTITY_LABEL, SERVICE
+from orchestrator.core.plan.native import native_log
 from orchestrator.core.plan.programs import BenchPlan
 from orchestrator.core.plan.server import Address
 from orchestrator.errors import UsageError
@@ -372,7 +373,7 @@ class NativeRuntime:
             pid,
             state == "running",
             tuple(agent.get("ProgramArguments", ())),
-            native.state_dir(plan) / "llama-server.log",
+            native_log(plan.data_dir),
             dict(agent.get("EnvironmentVariables", {})),
         )
 
@@ -383,7 +384,7 @@ class NativeRuntime:
         state = native.state_dir(plan)
         state.mkdir(parents=True, exist_ok=True)
         launchd.load(
-            self.host, launch_agent(agent_label(plan.project), argv, env, state, state / "llama-server.log")
+            self.host, launch_agent(agent_label(plan.project), argv, env, state, native_log(plan.data_dir))
         )
 
     def check_port(self, plan: Plan) -> None:

@@ -26,7 +26,7 @@ from orchestrator.core.plan.container import ContainerSpec, container_spec
 from orchestrator.core.plan.host_steps import HostStep, host_steps
 from orchestrator.core.plan.image import ImageBuild, image_build
 from orchestrator.core.plan.launch_agent import agent_label, launch_agent, library_env
-from orchestrator.core.plan.native import NativeBuild, native_build, native_state_dir
+from orchestrator.core.plan.native import NativeBuild, native_build, native_log, native_state_dir
 from orchestrator.core.plan.programs import (
     SEED_PROMPT,
     BenchOverride,
@@ -234,7 +234,7 @@ def _launch_agent(
         server.argv,
         {**server.env, **library_env(build.prefix)},
         state,
-        state / "llama-server.log",
+        native_log(Path(settings["data_dir"])),
     )
 
 

@@ -45,3 +45,8 @@ def native_build(
 def native_state_dir(data_dir: Path) -> Path:
     """Where the native server's pid, command line, environment and log are kept."""
     return data_dir / "native" / "state"
+
+
+def native_log(data_dir: Path) -> Path:
+    """The native server's log (serve.sh appends to it; launchd's agent writes it)."""
+    return native_state_dir(data_dir) / "llama-server.log"
