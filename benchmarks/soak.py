@@ -1,13 +1,14 @@
 """A long day of load, shortened: several clients send a bounded mixed load (streamed and not, short and
 long prompts) to a server on this machine for a given time, the server's container is restarted once in
-the middle, and its memory is sampled throughout. It prints requests ok / failed (failed ones only
-counted as the restart's where they were in flight while it restarted), p50 / p95 latency per quarter
-of the run, and the container's memory after warm-up and at the end.
+the middle, and the server's memory is sampled throughout. It prints requests ok / failed (failed ones
+only counted as the restart's where they were in flight while it restarted), p50 / p95 latency per
+quarter of the run, and the server's memory after warm-up and at the end of each of its two runs.
 
     python benchmarks/soak.py --serve [--minutes 20] [--clients 4]          # the cpu demo server
     python benchmarks/soak.py --url http://127.0.0.1:8080 --container NAME  # a server already up
 
-Goals: no failed request outside the restart, memory at the end within 5% of memory after warm-up.
+Goals: no failed request outside the restart; the server's memory at the end of each run within 5% of
+where it was once warm.
 Loopback only; every loop ends by its deadline.
 """
 
@@ -64,7 +65,7 @@ class Timed:
 class Soak:
     seconds: float
     requests: list[Timed] = field(default_factory=list)
-    # (seconds since start, bytes) of the container's memory.
+    # (seconds since start, bytes) of the server's own memory.
     memory: list[tuple[float, int]] = field(default_factory=list)
     restart: tuple[float, float] | None = None
 
@@ -97,13 +98,21 @@ class Soak:
                 rows.append((float("nan"), float("nan"), 0))
         return rows
 
-    def memory_change(self, warm_up_s: float) -> tuple[int, int, float]:
-        """Memory after warm-up (the first sample past warm_up_s, before the restart), at the end, and the
-        end's change from it."""
-        before = self.restart[0] if self.restart else self.seconds
-        warm = next((b for t, b in self.memory if warm_up_s <= t < before), self.memory[0][1])
-        end = self.memory[-1][1]
-        return warm, end, (end - warm) / warm
+    def memory_spans(self, warm_up_s: float) -> list[tuple[str, int, int, float]]:
+        """For each run of the server (before the restart, after it): its memory once warm (the first
+        sample warm_up_s after it started), its last, and the change."""
+        spans = (
+            [("before the restart", 0.0, self.restart[0]), ("after it", self.restart[1], self.seconds)]
+            if (self.restart)
+            else [("whole run", 0.0, self.seconds)]
+        )
+        found = []
+        for label, start, end in spans:
+            samples = [(t, b) for t, b in self.memory if start + warm_up_s <= t <= end]
+            if samples:
+                warm, last = samples[0][1], samples[-1][1]
+                found.append((label, warm, last, (last - warm) / warm))
+        return found
 
     def report(self, warm_up_s: float) -> str:
         during, outside = self.failed()
@@ -114,32 +123,30 @@ class Soak:
         ]
         for n, (p50, p95, count) in enumerate(self.quarters(), 1):
             lines.append(f"quarter {n}: {count} requests, p50 {p50:.2f} s, p95 {p95:.2f} s")
-        if self.memory:
-            warm, end, change = self.memory_change(warm_up_s)
+        for label, warm, last, change in self.memory_spans(warm_up_s):
             lines.append(
-                f"memory after warm-up {warm / 2**20:.0f} MiB, at the end {end / 2**20:.0f} MiB ({change:+.1%})"
+                f"server memory {label}: {warm / 2**20:.1f} MiB after warm-up, {last / 2**20:.1f} MiB at its end "
+                f"({change:+.1%})"
             )
         if self.restart:
             lines.append(f"restart at {self.restart[0]:.0f} s, serving again at {self.restart[1]:.0f} s")
         return "\n".join(lines)
 
 
-def container_memory(container: str) -> int | None:
-    """The container's memory use as `docker stats` reports it, in bytes."""
+def server_memory(container: str) -> int | None:
+    """llama-server's own memory in its container: its anonymous resident pages (RssAnon of PID 1),
+    what grows when it leaks. The model's weights are a file mapping: the page cache's, and counted in
+    or out of the container's figure with it (docker stats moved by the model's size across a restart)."""
     done = subprocess.run(
-        ["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", container],
+        ["docker", "exec", container, "cat", "/proc/1/status"],
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
     )
-    if done.returncode != 0 or not done.stdout.strip():
-        return None
-    used = done.stdout.split("/")[0].strip()
-    units = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "kB": 1000, "MB": 1000**2, "GB": 1000**3}
-    for unit in sorted(units, key=len, reverse=True):
-        if used.endswith(unit):
-            return int(float(used[: -len(unit)]) * units[unit])
+    for line in done.stdout.splitlines() if done.returncode == 0 else []:
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) * 1024
     return None
 
 
@@ -189,7 +196,7 @@ def run_soak(
 
     def sampler() -> None:
         while not done.is_set():
-            used = container_memory(container)
+            used = server_memory(container)
             if used is not None:
                 soak.memory.append((time.monotonic() - began, used))
             done.wait(sample_every_s)
