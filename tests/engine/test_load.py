@@ -158,5 +158,7 @@ def test_two_minutes_of_mixed_load_with_a_restart_in_the_middle(server: Served) 
     spans = soak.memory_spans(warm_up_s=30)
     # The run before the restart has had its warm-up (its KV cache's pages touched); the restarted one,
     # a minute old at the end, is still touching them here, so its figures are printed, not judged.
-    assert len(spans) == 2 and abs(spans[0][3]) <= 0.05, spans
+    # Over a minute the server's resident memory moves by some percent either way (-8% seen, as buffers
+    # are let go); what a leak does is grow, and that is what is held to 5% here.
+    assert len(spans) == 2 and spans[0][3] <= 0.05, spans
     assert all(count > 0 for _p50, _p95, count in soak.quarters())
