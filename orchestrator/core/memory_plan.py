@@ -49,6 +49,8 @@ class MemoryPlan:
     usable_source: str
     model_source: str
     rows: tuple[MemoryRow, ...]
+    # The budget is the server container's memory_limit (lower than the machine's).
+    capped: bool = False
 
     @property
     def verdict(self) -> str:
@@ -252,7 +254,7 @@ def memory_plan(
             replace(r, fit=replace(r.fit, fixes=(LIMIT_FIX, *r.fit.fixes))) if r.fit.fits is False else r
             for r in rows
         ]
-    return MemoryPlan(usable_gib, limit.source, model.arch_source or "model metadata", tuple(rows))
+    return MemoryPlan(usable_gib, limit.source, model.arch_source or "model metadata", tuple(rows), capped)
 
 
 def out_of_memory(memory: MemoryPlan) -> str:
@@ -274,6 +276,6 @@ def out_of_memory(memory: MemoryPlan) -> str:
         *(["quantise the KV cache: -ctk q8_0 -ctv q8_0"] if work.cache_k == "f16" else []),
         "free memory: stop what else runs here, or drop the page cache",
     ]
-    if LIMIT_FIX not in fixes and memory.usable_source.startswith(LIMIT_SOURCE):
+    if LIMIT_FIX not in fixes and memory.capped:
         fixes.insert(0, LIMIT_FIX)
     return f"{said}; {figures}; fixes: " + "; ".join(fixes)

@@ -17,7 +17,6 @@ from pathlib import Path
 
 from orchestrator.core.plan import Plan
 from orchestrator.core.plan.native import NativeBuild, native_log, native_state_dir
-from orchestrator.core.plan.server import Address
 from orchestrator.errors import OrchestratorError, UsageError
 from orchestrator.executors.assets import asset
 from orchestrator.executors.engine import CommandFailed
@@ -125,13 +124,6 @@ def state(plan: Plan) -> NativeState:
     env_file = folder / ENV_FILE
     env = json.loads(env_file.read_text()) if env_file.is_file() else {}
     return NativeState(pid, running, argv, native_log(plan.data_dir), env)
-
-
-def served_at(argv: Sequence[str]) -> Address | None:
-    """Where a llama-server command line answers (None: it names no address)."""
-    if "--host" not in argv or "--port" not in argv:
-        return None
-    return Address(argv[argv.index("--host") + 1], int(argv[argv.index("--port") + 1]))
 
 
 def _alive(pid: int) -> bool:

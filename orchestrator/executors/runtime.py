@@ -22,7 +22,7 @@ from orchestrator.core.plan.launch_agent import agent_label, launch_agent
 from orchestrator.core.plan.layout import CONTAINER_UID, MODEL_IDENTITY_LABEL, SERVICE
 from orchestrator.core.plan.native import native_log
 from orchestrator.core.plan.programs import BenchPlan
-from orchestrator.core.plan.server import Address
+from orchestrator.core.plan.server import Address, argv_address
 from orchestrator.errors import UsageError
 from orchestrator.executors import launchd, native
 from orchestrator.executors.engine import BuildProgress, Engine
@@ -390,7 +390,7 @@ class NativeRuntime:
     def check_port(self, plan: Plan) -> None:
         # The running server (this plan's, or the one it replaces) holds its port until it is stopped.
         current = self._current(plan)
-        served = native.served_at(current.argv)
+        served = argv_address(current.argv)
         if current.running and served is not None and served.port == plan.publish.port:
             return
         _require_free(self.host, plan.publish)
@@ -433,7 +433,7 @@ class NativeRuntime:
 
     def deployed(self, plan: Plan) -> Deployed | None:
         current = self._current(plan)
-        served = native.served_at(current.argv)
+        served = argv_address(current.argv)
         if not current.running or current.argv == plan.server.argv or served is None:
             return None
         return Deployed(served, argv=current.argv, env=current.env)

@@ -20,7 +20,7 @@ from orchestrator.core.plan.layout import (
     MODEL_IDENTITY_LABEL,
     SERVICE,
 )
-from orchestrator.core.plan.server import Address, publish_address
+from orchestrator.core.plan.server import Address, argv_address, publish_address
 from orchestrator.core.settings import Settings
 
 
@@ -120,7 +120,4 @@ def served_at(document: Mapping[str, Any]) -> Address | None:
         # HOST:PORT:CONTAINER_PORT, an IPv6 HOST in brackets.
         host, port, _inside = str(ports[0]).rsplit(":", 2)
         return Address(host.strip("[]"), int(port))
-    argv = [str(arg) for arg in service.get("command") or []]
-    if "--host" in argv and "--port" in argv:
-        return Address(argv[argv.index("--host") + 1], int(argv[argv.index("--port") + 1]))
-    return None
+    return argv_address([str(arg) for arg in service.get("command") or []])

@@ -3,6 +3,7 @@ key as a file, the web page) and the address it answers on from the host."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from orchestrator.core.catalogue import Profile, Target
@@ -99,6 +100,13 @@ def _speculation_args(
     if speculation.active and profile.speculative_slots:
         args += ["-np", str(profile.speculative_slots)]
     return args
+
+
+def argv_address(argv: Sequence[str]) -> Address | None:
+    """Where a llama-server command line binds (--host, --port); None when it names no address."""
+    if "--host" not in argv or "--port" not in argv:
+        return None
+    return Address(argv[argv.index("--host") + 1], int(argv[argv.index("--port") + 1]))
 
 
 def _reply_cap(target: Target, settings: Settings) -> list[str]:
