@@ -19,6 +19,8 @@ class ExitCode(IntEnum):
     WONT_FIT = 4
     # `status`: the server is not running.
     NOT_RUNNING = 5
+    # llama.cpp loaded the model (wholly or partly) on the CPU where the target needs its GPU.
+    WRONG_DEVICE = 6
     # Interrupted by Ctrl-C (SIGINT) or SIGTERM.
     INTERRUPTED = 130
     TERMINATED = 143
@@ -52,6 +54,13 @@ class WontFit(OrchestratorError):
     """The plan needs more memory than the machine can give; the message names the fix."""
 
     exit_code = ExitCode.WONT_FIT
+
+
+class WrongDevice(OrchestratorError):
+    """The model landed on the CPU (wholly or partly) where the target needs its GPU; the message says what
+    llama.cpp reported and the fix for that target."""
+
+    exit_code = ExitCode.WRONG_DEVICE
 
 
 class Terminated(KeyboardInterrupt):

@@ -40,6 +40,8 @@ class FakeEngine:
     oom_after_up: bool = False
     service_state: ServiceState | None = None
     service_log: list[str] = field(default_factory=lambda: ["llama-server: loading model"])
+    # Or the server's log after each `compose up`, in order (then service_log stays as it is).
+    logs_after_up: list[list[str]] = field(default_factory=list)
     # One list of output lines per one-off run, used in order; a run may end with a failure.
     outputs: list[list[str]] = field(default_factory=list)
     # What build-llama.sh wrote of the RPC protocol into the image (None: a build before it did).
@@ -120,6 +122,8 @@ class FakeEngine:
         self.calls.append(("compose_up", (file, project)))
         assert file.is_file(), "compose up is given the file it runs"
         state = self.states_after_up.pop(0) if self.states_after_up else self.state_after_up
+        if self.logs_after_up:
+            self.service_log = self.logs_after_up.pop(0)
         self.service_state = ServiceState(
             container=f"{project}-llama-server-1",
             image="image",
@@ -317,7 +321,13 @@ def executors(engine: FakeEngine | None = None, host: FakeHost | None = None) ->
 
 def cpu_plan(data_dir: Path, model: Path | None = None, **settings: object) -> Plan:
     """The cpu target's plan with its data under data_dir and, when given, a real model file."""
-    plan = fixed_plan("cpu", "default", {"data_dir": data_dir, **settings})
+    return target_plan("cpu", data_dir, model, **settings)
+
+
+def target_plan(target: str, data_dir: Path, model: Path | None = None, **settings: object) -> Plan:
+    """A target's default plan (on that target's kind of host) with its data under data_dir and, when
+    given, a real model file in place of the target's."""
+    plan = fixed_plan(target, "default", {"data_dir": data_dir, **settings})
     if model is None:
         return plan
     spec: ModelSpec = replace(plan.model, path=model, size_bytes=model.stat().st_size)

@@ -112,6 +112,14 @@ def force_option(parser: argparse.ArgumentParser, help: str) -> None:
     parser.add_argument("--force", action="store_true", help=help)
 
 
+def allow_cpu_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-cpu",
+        action="store_true",
+        help="go on (with a warning) when llama.cpp puts the model on the CPU where the target needs its GPU",
+    )
+
+
 def whole_numbers(name: str, low: int = 0, high: int | None = None) -> Callable[[str], tuple[int, ...]]:
     """An option's type: comma-separated whole numbers (from low to high), checked as it is parsed."""
 

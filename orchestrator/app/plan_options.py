@@ -25,6 +25,8 @@ SETTING_FLAGS = (
     "native",
     "wait_timeout",
     "ui",
+    "cuda_architectures",
+    "gpu",
 )
 
 
@@ -67,6 +69,13 @@ def plan_options(parser: argparse.ArgumentParser) -> None:
         help="build and run on the host instead of in a container",
     )
     group.add_argument("--wait-timeout", help="seconds to wait for the server to become healthy")
+    group.add_argument(
+        "--cuda-architectures",
+        help="CUDA architectures to compile for, replacing the target's (e.g. '121a-real;90-real')",
+    )
+    group.add_argument(
+        "--gpu", help="which GPUs llama.cpp may use: all (default), or indices such as 0 or 0,1"
+    )
     group.add_argument(
         "--ui",
         help="the web page: auto (the image's own, if it has one), off, or DIR: a built web UI to serve "

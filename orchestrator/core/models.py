@@ -187,6 +187,8 @@ class ModelSpec:
     arch_source: str | None = None
     # Why the file cannot be served (truncated, incomplete split, foreign architecture ...), if it cannot.
     problem: str | None = None
+    # The input layer's bytes (token embeddings ...), which llama.cpp keeps on the CPU whatever it offloads.
+    input_bytes: int | None = None
     # Size and modification time of the file(s) as read: a server started from other bytes is stale.
     identity: str | None = None
     # The MTP heads the file declares and holds (None until the file is read), the sidecar that supplies

@@ -91,6 +91,20 @@ def memory_bytes(size: str) -> int:
     return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
 
 
+def _as_gpu(value: object) -> str:
+    text = _as_str(value).replace(" ", "")
+    if text != "all" and not re.fullmatch(r"\d+(,\d+)*", text):
+        raise ValueError("expected all, or GPU indices such as 0 or 0,1")
+    return text
+
+
+def _as_cuda_architectures(value: object) -> str:
+    text = _as_str(value).replace(",", ";")
+    if not re.fullmatch(r"\d+[af]?(-real|-virtual)?(;\d+[af]?(-real|-virtual)?)*", text):
+        raise ValueError("expected CMake CUDA architectures such as 121a-real or 121a-real;90-real")
+    return text
+
+
 def _choice(*choices: str) -> Callable[[object], str]:
     def parse(value: object) -> str:
         text = _as_str(value)
@@ -155,6 +169,24 @@ FIELDS: tuple[Field, ...] = (
         _as_memory,
         "a cap on the server container's memory, swap included (compose mem_limit), e.g. 100g; the kernel "
         "ends the server past it, and status says so",
+    ),
+    Field(
+        "cuda_architectures",
+        _as_cuda_architectures,
+        "the CUDA architectures to compile for, replacing the target's 121a-real (the DGX Spark's GB10); "
+        "e.g. '121a-real;90-real' to run the image on an H100/H200 too",
+    ),
+    Field(
+        "gpu",
+        _as_gpu,
+        "which of the target's GPUs llama.cpp may use: all, or their indices such as 0 or 0,1 "
+        "(CUDA_VISIBLE_DEVICES / GGML_VK_VISIBLE_DEVICES)",
+    ),
+    Field(
+        "gpu_passthrough",
+        _as_bool,
+        "hand the server's container the target's GPU (/dev/dri, or the NVIDIA reservation); false only for "
+        "tests on a machine without that GPU",
     ),
     Field("wait_timeout", _as_int, "seconds to wait for the server to become healthy"),
     Field(
@@ -238,6 +270,9 @@ def default_layer(data_dir: Path) -> Layer:
             "n_predict": None,
             "native": False,
             "memory_limit": None,
+            "cuda_architectures": None,
+            "gpu": "all",
+            "gpu_passthrough": True,
             "wait_timeout": 900,
             "ui": "auto",
             "build_cache": None,

@@ -65,6 +65,17 @@ class GgufModel:
         return sum(p.tensor_bytes for p in self.parts)
 
     @property
+    def input_bytes(self) -> int:
+        """The tensors outside the layers and the output: the input layer, which llama.cpp keeps on the CPU
+        whatever it offloads (token embeddings, their norm, position and type embeddings)."""
+        return sum(
+            size
+            for p in self.parts
+            for name, size in p.tensors.items()
+            if not name.startswith(("blk.", "output", "rope_"))
+        )
+
+    @property
     def mtp(self) -> MtpHeads:
         return mtp_heads(self.arch, {name: size for p in self.parts for name, size in p.tensors.items()})
 
@@ -317,10 +328,11 @@ class Description:
     arch: Architecture
     weights_bytes: int
     mtp: MtpHeads
+    input_bytes: int = 0
 
 
 # Bump when what is remembered changes, so entries written by an older version are read again.
-_CACHE_VERSION = "2"
+_CACHE_VERSION = "3"
 
 
 def cached_description(first: Path, cache: Path) -> Description:
@@ -331,13 +343,17 @@ def cached_description(first: Path, cache: Path) -> Description:
     if key in known:
         entry = known[key]
         return Description(
-            Architecture.from_dict(entry["arch"]), int(entry["weights_bytes"]), MtpHeads(**entry["mtp"])
+            Architecture.from_dict(entry["arch"]),
+            int(entry["weights_bytes"]),
+            MtpHeads(**entry["mtp"]),
+            int(entry["input_bytes"]),
         )
     model = read_model(first)
     known[key] = {
         "arch": model.arch.to_dict(),
         "weights_bytes": model.weights_bytes,
         "mtp": asdict(model.mtp),
+        "input_bytes": model.input_bytes,
     }
     write_cache(cache, known)
-    return Description(model.arch, model.weights_bytes, model.mtp)
+    return Description(model.arch, model.weights_bytes, model.mtp, model.input_bytes)

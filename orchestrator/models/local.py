@@ -39,7 +39,12 @@ def describe(model: ModelSpec, cache: Path, draft: Path | None = None) -> ModelS
     except InvalidModel as exc:
         return replace(model, problem=str(exc))
     arch, weights = found.arch, found.weights_bytes
-    model = replace(model, mtp=found.mtp, sidecar=read_sidecar(draft or find_sidecar(model.path), cache))
+    model = replace(
+        model,
+        mtp=found.mtp,
+        input_bytes=found.input_bytes,
+        sidecar=read_sidecar(draft or find_sidecar(model.path), cache),
+    )
     if model.expected_arch and arch.name != model.expected_arch:
         return replace(
             model,

@@ -30,6 +30,9 @@ def test_bench_records_and_reports(cpu_image: BuiltImage, tmp_path: Path) -> Non
     assert record.build["image"] == cpu_image.tag and record.build["image_id"]
     assert "-DGGML_VULKAN=ON" in record.build["cmake_flags"]
     assert record.runtime["argv"][0] == "llama-batched-bench" and record.host["kernel"]
+    # The run's own load log says where the model was: the CPU, for the cpu target.
+    assert [d["name"] for d in record.runtime["devices"]["devices"]] == ["CPU"]
+    assert record.runtime["device_problem"] is None
     # The (0, 128, 1) row lines up with every published table; what it is compared with is read from
     # the publisher's own table text (the fixture), not from orchestrator.core.reference.
     published = parse_markdown((FIXTURES / "bench" / "seed-dgx-spark-256k.md").read_text())
@@ -83,3 +86,6 @@ def test_run_answers_the_prompt(cpu_image: BuiltImage) -> None:
     assert out.returncode == 0, out.stderr
     assert "Name a colour." in out.stdout
     assert "Generation:" in out.stdout
+    # The load log is read for the device check, not shown with the answer.
+    assert "load_tensors" not in out.stdout
+    assert "devices: CPU: model" in out.stderr

@@ -105,6 +105,12 @@ def test_status_json(shared: Server) -> None:
     assert status["endpoint"] == f"http://127.0.0.1:{shared.port}/v1"
     assert status["uptime_s"] >= 0
     assert "predicted" in status["tokens_per_second"]
+    # Where llama.cpp put the model, from the server's own log: the cpu target, all on the CPU.
+    assert [d["name"] for d in status["devices"]["devices"]] == ["CPU"]
+    (cpu,) = status["devices"]["devices"]
+    assert cpu["model_mib"] > 90 and cpu["kv_mib"] > 0
+    assert status["device_problem"] is None
+    assert "devices" in shared.up and "CPU: model" in shared.up
 
 
 def test_container_is_locked_down(shared: Server) -> None:

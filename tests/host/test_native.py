@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = [
     *sorted((ROOT / "scripts" / "macos-native").glob("*.sh")),
     ROOT / "images" / "common" / "build-llama.sh",
+    ROOT / "scripts" / "gpu-check.sh",
 ]
 
 

@@ -40,6 +40,11 @@ SEED_BENCH_LONG = {
 }
 
 
+# What we add after the publisher's benchmark arguments: the log level that names the devices, and rows
+# as JSON lines.
+OURS = " -lv 4 --output-format jsonl"
+
+
 def _args(argv: tuple[str, ...]) -> str:
     return shlex.join(argv[3:])  # after the binary and -m MODEL
 
@@ -60,7 +65,7 @@ def test_basic_inference_is_the_publishers(target: str) -> None:
 @pytest.mark.parametrize("target", sorted(SEED_CMAKE))
 def test_16k_benchmark_is_the_publishers(target: str) -> None:
     (bench,) = fixed_plan(target, "default").benches
-    assert _args(bench.command.argv) == SEED_BENCH_16K + " --output-format jsonl"
+    assert _args(bench.command.argv) == SEED_BENCH_16K + OURS
     assert bench.rows == 4
 
 
@@ -69,7 +74,7 @@ def test_long_benchmark_is_the_publishers(target: str) -> None:
     env, args = SEED_BENCH_LONG[target]
     # The publisher's fork spells mmap as --mmap; the pinned upstream spells it --load-mode mmap.
     (bench,) = fixed_plan(target, "long-context", source=NAMED_SOURCES["stepfun-fork"]).benches
-    assert _args(bench.command.argv) == args + " --output-format jsonl"
+    assert _args(bench.command.argv) == args + OURS
     if env:
         key, value = env.split("=")
         assert bench.command.env[key] == value

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.app.commands import doctor, run, serving
+from orchestrator.app.commands import run, serving
 from orchestrator.app.commands.bench import batched
 from orchestrator.app.commands.bench import serving as serving_bench
-from orchestrator.app.steps import building
+from orchestrator.app.steps import building, probing
 from orchestrator.app.steps.serving import ServeFailed
 from orchestrator.core.bench import BenchRecord
 from orchestrator.core.plan import Plan, with_model, with_source
@@ -446,7 +446,7 @@ def test_doctor_checks_each_worker_and_the_link_to_it(tmp_path: Path, model: Pat
     plan = cpu_plan(tmp_path, model, rpc="192.168.100.2:50052,127.0.0.1:50053,127.0.0.1:50054")
     building.build(plan, executors(engine), Notes().reporter(), rebuild=False)
     host = FakeHost(workers={"192.168.100.2:50052": (7, 0, 0), "127.0.0.1:50053": (6, 0, 0)})
-    checks = {c.name: c for c in diagnose(plan, doctor.doctor_facts(plan, executors(engine, host)))}
+    checks = {c.name: c for c in diagnose(plan, probing.doctor_facts(plan, executors(engine, host)))}
     assert checks["rpc worker 192.168.100.2:50052"].status == "pass"
     slow = checks["rpc link 192.168.100.2:50052"]
     assert (

@@ -22,6 +22,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "the publisher's llama-batched-bench runs, compared with its tables; serve: the server with "
         "speculative decoding off and on",
     ),
+    "report": (
+        "bench",
+        "a report to share from this machine: doctor, the plan, the image, the devices, a short benchmark "
+        "next to the publisher's row (--spec: the serving benchmark too); secrets taken out",
+    ),
     "ci-matrix": ("catalogue", "the CI image-build matrix from the target catalogue, as JSON"),
     "doctor": ("doctor", "check this host for what the target needs, each problem with its fix"),
     "worker": ("workers", "an RPC worker on this machine: lends its memory and GPU to a head"),

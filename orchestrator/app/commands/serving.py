@@ -13,14 +13,23 @@ from rich.panel import Panel
 from rich.table import Table
 
 from orchestrator.app.config import check_key_file
-from orchestrator.app.options import Commands, command, decisions, force_option, host_step_options
+from orchestrator.app.options import (
+    Commands,
+    allow_cpu_option,
+    command,
+    decisions,
+    force_option,
+    host_step_options,
+)
 from orchestrator.app.outcomes import Lines, Screen
 from orchestrator.app.render import build_text, kv_table
 from orchestrator.app.session import Session
 from orchestrator.app.steps.building import build
 from orchestrator.app.steps.context import Executors, Reporter
+from orchestrator.app.steps.devices import check_devices, placement_verdict
 from orchestrator.app.steps.preflight import checked, fetched, run_host_steps
 from orchestrator.app.steps.serving import start_or_go_back
+from orchestrator.core.devices import Placement, Verdict, mib
 from orchestrator.core.memory_plan import out_of_memory
 from orchestrator.core.plan import Plan
 from orchestrator.core.plan.layout import SERVICE
@@ -40,6 +49,7 @@ def register(commands: Commands) -> None:
     )
     p.add_argument("--rebuild", action="store_true", help="build the image even when an identical one exists")
     force_option(p, "go on even when the model will not fit in memory")
+    allow_cpu_option(p)
     p.add_argument(
         "--pull",
         action=argparse.BooleanOptionalAction,
@@ -80,6 +90,7 @@ def _up(session: Session, args: argparse.Namespace) -> Served:
         force=args.force,
         pull=args.pull,
         decisions=decisions(args),
+        allow_cpu=args.allow_cpu,
     )
 
 
@@ -91,6 +102,8 @@ class Served:
     # The address to open in a browser, or why there is no page there.
     page: str | None = None
     no_page: str | None = None
+    # Where llama.cpp put the model, as its log says.
+    placement: Placement = field(default_factory=Placement)
 
     def show(self, screen: Screen) -> ExitCode:
         screen.out.print(build_text(self.build))
@@ -107,6 +120,7 @@ def up(
     force: bool,
     decisions: Mapping[str, bool | None],
     pull: bool | None = False,
+    allow_cpu: bool = False,
 ) -> Served:
     """pull: fetch the plan's hub model when it is not on disk (True), never (False), or ask (None)."""
     check_key_file(plan.api_key_file)
@@ -124,9 +138,15 @@ def up(
     if built.outcome.built:
         check_workers(plan, ex)  # the new image's RPC protocol, against each worker's
     run_host_steps(plan, ex.host, report, decisions)
-    start_or_go_back(plan, runtime, report)
+    verdicts: list[Verdict] = []
+
+    def validate() -> None:
+        verdicts.append(check_devices(plan, runtime.logs(plan, tail=None), report, allow_cpu=allow_cpu))
+
+    if not start_or_go_back(plan, runtime, report, validate):
+        verdicts.append(placement_verdict(plan, runtime.logs(plan, tail=None)))
     page, no_page = web_page(plan, ex.host)
-    return Served(plan, runtime.location(plan), built.outcome, page, no_page)
+    return Served(plan, runtime.location(plan), built.outcome, page, no_page, verdicts[-1].placement)
 
 
 def web_page(plan: Plan, host: Host) -> tuple[str | None, str | None]:
@@ -184,6 +204,9 @@ class Status:
     out_of_memory: str | None = None
     # What starts it again after a crash or a reboot (Docker, launchd, or nothing).
     supervisor: str = ""
+    # Where llama.cpp put the model (its log since it last started), and what is wrong with that.
+    placement: Placement = field(default_factory=Placement)
+    device_problem: str | None = None
 
     @property
     def running(self) -> bool:
@@ -208,6 +231,8 @@ class Status:
             "speculation": self.speculation,
             "out_of_memory": self.out_of_memory,
             "supervisor": self.supervisor,
+            "devices": self.placement.to_dict(),
+            "device_problem": self.device_problem,
         }
 
 
@@ -215,6 +240,7 @@ def status(plan: Plan, ex: Executors) -> Status:
     runtime = ex.runtime(plan)
     runtime.require(serving=True)
     server = runtime.state(plan)
+    verdict = placement_verdict(plan, runtime.logs(plan, tail=None) if server.running else ())
     return Status(
         server=server,
         endpoint=plan.endpoint,
@@ -227,6 +253,8 @@ def status(plan: Plan, ex: Executors) -> Status:
         speculation=plan.speculation.describe(),
         out_of_memory=out_of_memory(plan.memory) if server.oom_killed else None,
         supervisor=plan.supervisor,
+        placement=verdict.placement,
+        device_problem=verdict.problem,
     )
 
 
@@ -272,6 +300,7 @@ def served_panel(served: Served) -> Panel:
         ("endpoint", plan.endpoint),
         ("model", plan.model.alias),
         ("target", f"{plan.target} ({plan.profile})"),
+        ("devices", served.placement.describe()),
         ("compose file" if plan.runtime == "container" else "log", served.location),
         ("try", curl_example(plan)),
     ]
@@ -280,6 +309,26 @@ def served_panel(served: Served) -> Panel:
     elif served.no_page:
         rows.append(("web page", served.no_page))
     return Panel(kv_table(rows), title="llama-server is ready", title_align="left")
+
+
+def device_rows(placement: Placement) -> list[tuple[str, str]]:
+    """Each device llama.cpp put part of the model on, with what it holds, and the offload it reports."""
+    if not placement.found:
+        return [("devices", "not read from the server's log")]
+    rows = []
+    for d in placement.devices:
+        held = f"model {mib(d.model_mib)} MiB, KV {mib(d.kv_mib)} MiB, compute {mib(d.compute_mib)} MiB"
+        if d.layers is not None:
+            held += f", {d.layers} layers"
+        rows.append((f"device {d.name}", (f"{d.description}: " if d.description else "") + held))
+    if placement.offloaded:
+        rows.append(
+            (
+                "offloaded",
+                f"{placement.offloaded[0]}/{placement.offloaded[1]} layers, as llama.cpp reports it",
+            )
+        )
+    return rows
 
 
 def curl_example(plan: Plan) -> str:
@@ -319,6 +368,10 @@ def status_table(status: Status) -> Table:
         )
     elif server.state == "not created":
         rows.append(("note", "no server container: 'orchestrator up' starts one"))
+    if server.running:
+        rows += device_rows(status.placement)
+    if status.device_problem:
+        rows.append(("device check", f"[red]{status.device_problem}[/]"))
     rows += [(f"{k} tokens/s", f"{v}") for k, v in status.tokens_per_second.items()]
     rows.append(("speculative", status.speculation))
     rows += [

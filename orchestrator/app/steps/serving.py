@@ -3,7 +3,7 @@ not), and running a one-off program beside it (counted beside it, or with it sto
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from orchestrator.app.steps.context import Reporter
@@ -48,11 +48,15 @@ def await_ready(plan: Plan, runtime: Runtime, report: Reporter, at: Address | No
         raise ServeFailed(f"llama-server did not become ready: {reason}; its log ends above", tail)
 
 
-def start_or_go_back(plan: Plan, runtime: Runtime, report: Reporter) -> bool:
-    """Start the plan's server in place of what serves under its name and wait until it is ready. Where
-    it does not get ready, what served before is started again: the error then says what failed and that
-    the previous server serves again. Whether a server was started (False: this very one ran, kept).
-    The one way a server is replaced; everything that can refuse the plan has run before it."""
+def start_or_go_back(
+    plan: Plan, runtime: Runtime, report: Reporter, validate: Callable[[], None] = lambda: None
+) -> bool:
+    """Start the plan's server in place of what serves under its name, wait until it is ready and
+    validate it (validate raises an OrchestratorError: the devices are not the plan's, ...). Where it
+    fails, what served before is started again and the error says what failed and that the previous
+    server serves again; with nothing before, a server that failed its validation is stopped. Whether a
+    server was started (False: this very one ran, kept). The one way a server is replaced; everything
+    that can refuse the plan has run before it."""
     before = runtime.deployed(plan)
     if not runtime.start(plan):
         report.note(f"llama-server is already running with this plan (pid {runtime.state(plan).pid}); kept")
@@ -60,23 +64,36 @@ def start_or_go_back(plan: Plan, runtime: Runtime, report: Reporter) -> bool:
         return False
     try:
         await_ready(plan, runtime, report)
-    except ServeFailed as failure:
+        validate()
+    except OrchestratorError as failure:
         if before is None:
+            if not isinstance(failure, ServeFailed):
+                runtime.stop(plan)
+                raise again_as(failure, f"{failure}; the server is stopped") from None
             raise
         report.note(
-            f"the new server did not become ready; starting the one that served before ({before.address.url})"
+            f"the new server failed ({failure}); starting the one that served before ({before.address.url})"
         )
         runtime.restore(plan, before)
         try:
             await_ready(plan, runtime, report, at=before.address)
         except ServeFailed as again:
-            raise ServeFailed(
-                f"{failure}; starting the previous server again failed too: {again}", failure.log_tail or ""
+            raise again_as(
+                failure, f"{failure}; starting the previous server again failed too: {again}"
             ) from None
-        raise ServeFailed(
-            f"{failure}; the previous server is serving again at {before.address.url}", failure.log_tail or ""
+        raise again_as(
+            failure, f"{failure}; the previous server is serving again at {before.address.url}"
         ) from None
     return True
+
+
+def again_as(failure: OrchestratorError, message: str) -> OrchestratorError:
+    """The same failure (its kind, exit code and log) with more said."""
+    if isinstance(failure, ServeFailed):
+        return ServeFailed(message, failure.log_tail or "")
+    raised = type(failure)(message)
+    raised.log_tail = failure.log_tail
+    return raised
 
 
 @contextmanager

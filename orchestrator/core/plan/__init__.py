@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from orchestrator.core.catalogue import CMakeFlag, Profile, Target, cmake_flags
+from orchestrator.core.devices import expectation
 from orchestrator.core.facts import HostFacts
 from orchestrator.core.memory_plan import MemoryPlan, memory_plan
 from orchestrator.core.models import ModelSpec
@@ -64,6 +65,8 @@ class Plan:
     target_title: str
     profile: str
     runtime: str
+    # Where the model must land once loaded (core.devices judges the server's own log against it).
+    expects: str
     detection: str | None
     settings: tuple[tuple[str, str, str], ...]
     source: Source
@@ -135,6 +138,9 @@ def _properties(value: object) -> dict[str, Any]:
 # --- the whole plan ---------------------------------------------------------------------------------
 
 
+CUDA_ARCHITECTURES = "CMAKE_CUDA_ARCHITECTURES"
+
+
 def make_plan(inputs: PlanInputs) -> Plan:
     target, profile, source, model = inputs.target, inputs.profile, inputs.source, inputs.model
     settings, facts, bench_override = inputs.settings, inputs.facts, inputs.bench_override
@@ -143,6 +149,15 @@ def make_plan(inputs: PlanInputs) -> Plan:
         raise UsageError("--native on a container target needs a Linux host; drop --native")
     runtime = "native" if settings["native"] or target.runtime == "native" else "container"
     flags = cmake_flags(target, profile, native=runtime == "native")
+    if settings["cuda_architectures"]:
+        if not any(name == CUDA_ARCHITECTURES for name, _ in flags):
+            raise UsageError(
+                f"cuda_architectures is for a CUDA build; target {target.name} builds none: drop it"
+            )
+        flags = tuple(
+            (name, settings["cuda_architectures"] if name == CUDA_ARCHITECTURES else value)
+            for name, value in flags
+        )
     warnings: list[str] = []
     build: ImageBuild | NativeBuild
     if runtime == "container":
@@ -183,6 +198,7 @@ def make_plan(inputs: PlanInputs) -> Plan:
         target_title=target.title,
         profile=profile.name,
         runtime=runtime,
+        expects=expectation(target.devices),
         detection=inputs.detection,
         settings=tuple(settings.rows()),
         source=source,

@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.core.catalogue import Profile
+from orchestrator.core.catalogue import Profile, Target
+from orchestrator.core.devices import NEEDS
 from orchestrator.core.models import ModelSpec
 from orchestrator.core.plan.image import ImageBuild
 from orchestrator.core.plan.layout import CONTAINER_MODELS_DIR
@@ -66,3 +67,18 @@ def binary(name: str, build: ImageBuild | NativeBuild) -> str:
 def thread_args(profile_threads: int | None, settings: Settings) -> list[str]:
     threads = settings["threads"] or profile_threads
     return ["-t", str(threads)] if threads else []
+
+
+# llama.cpp logs which devices hold the model (the `using device` lines, every buffer's size and device)
+# at verbosity 4 only: libllama's info lines are its trace level (common/log.cpp). The server then logs
+# about 40 more lines a request; a command reads its own device lines from that (orchestrator.core.devices).
+DEVICE_LOG = ("-lv", "4")
+
+
+def program_env(target: Target, settings: Settings, own: Mapping[str, str]) -> dict[str, str]:
+    """A llama.cpp program's environment: the target's, the GPUs it may use (the gpu setting), its own."""
+    env = dict(target.env)
+    need = NEEDS.get(target.devices)
+    if settings["gpu"] != "all" and need is not None and need.visible_env:
+        env[need.visible_env] = settings["gpu"]
+    return {**env, **own}

@@ -58,15 +58,16 @@ def container_spec(
         if sidecar is not None and sidecar_dir(sidecar, model) == CONTAINER_DRAFT_DIR
         else ()
     )
+    gpu = target.devices if settings["gpu_passthrough"] else "none"
     return ContainerSpec(
         image=build.tag,
         volumes=((str(model.directory), str(CONTAINER_MODELS_DIR), "ro"), *ui_mount, *draft_mount),
-        devices=("/dev/dri:/dev/dri",) if target.devices == "dri" else (),
-        gpus="all" if target.devices == "nvidia" else None,
+        devices=("/dev/dri:/dev/dri",) if gpu == "dri" else (),
+        gpus="all" if gpu == "nvidia" else None,
         group_add=tuple(g for g in (facts.render_gid, facts.video_gid) if g is not None)
-        if target.devices == "dri"
+        if gpu == "dri"
         else (),
-        memlock_unlimited=target.devices == "nvidia",
+        memlock_unlimited=gpu == "nvidia",
         network="host" if settings["rpc"] else None,
     )
 

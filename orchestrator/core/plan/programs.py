@@ -9,12 +9,14 @@ from orchestrator.core.bench import expected_rows
 from orchestrator.core.catalogue import BenchSet, Profile, Target
 from orchestrator.core.models import ModelSpec
 from orchestrator.core.plan.argv import (
+    DEVICE_LOG,
     Command,
     binary,
     context_args,
     kv_args,
     mmap_args,
     model_arg,
+    program_env,
     template_args,
     thread_args,
 )
@@ -88,9 +90,10 @@ def run_command(
         # llama-cli is an interactive chat by default; one answer, then exit.
         "--single-turn",
         *rpc_arg(settings["rpc"]),
+        *DEVICE_LOG,
     ]
     argv += template_args(model)
-    return Command(tuple(argv), {**target.env, **profile.env})
+    return Command(tuple(argv), program_env(target, settings, profile.env))
 
 
 def bench_command(
@@ -125,6 +128,7 @@ def bench_command(
         *mmap_args(bench.mmap, source),
         *thread_args(bench.threads, settings),
         *rpc_arg(settings["rpc"]),
+        *DEVICE_LOG,
         "--output-format",
         "jsonl",
     ]
@@ -133,7 +137,7 @@ def bench_command(
         bench.name,
         bench.reference,
         rows,
-        Command(tuple(argv), {**target.env, **bench.env}),
+        Command(tuple(argv), program_env(target, settings, bench.env)),
         ctx=bench.ctx,
         npp=bench.npp,
         ntg=bench.ntg,

@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from orchestrator.core.catalogue import Profile, Target
 from orchestrator.core.models import ModelSpec
 from orchestrator.core.plan.argv import (
+    DEVICE_LOG,
     Command,
     binary,
     context_args,
     mmap_args,
     model_arg,
+    program_env,
     template_args,
     thread_args,
 )
@@ -76,14 +78,12 @@ def server_command(
     ]
     argv += template_args(model)
     argv += _speculation_args(profile, speculation, model, runtime)
-    if settings["rpc"]:
-        # Spread over machines, the log says which device (worker) got which layers and how much: llama.cpp
-        # prints that at verbosity 4 (about 40 more lines a request).
-        argv += [*rpc_arg(settings["rpc"]), "-lv", "4"]
+    argv += rpc_arg(settings["rpc"])
+    argv += list(DEVICE_LOG)
     if settings["api_key_file"]:
         argv += ["--api-key-file", str(CONTAINER_API_KEY) if in_container else str(settings["api_key_file"])]
     argv += _ui_args(settings["ui"], in_container)
-    return Command(tuple(argv), {**target.env, **profile.env})
+    return Command(tuple(argv), program_env(target, settings, profile.env))
 
 
 def _speculation_args(

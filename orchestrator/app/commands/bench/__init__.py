@@ -7,10 +7,18 @@ import argparse
 from pathlib import Path
 
 from orchestrator.app.commands.bench.batched import BenchDone, BenchReport, bench, bench_row_text, report
+from orchestrator.app.commands.bench.owner_report import (
+    SHORT_NPL,
+    SHORT_NPP,
+    SHORT_NTG,
+    OwnerReport,
+    owner_report,
+)
 from orchestrator.app.commands.bench.serving import ServingDone, bench_serve
 from orchestrator.app.config import load_settings
 from orchestrator.app.options import (
     Commands,
+    allow_cpu_option,
     command,
     decisions,
     force_option,
@@ -56,8 +64,34 @@ def register(commands: Commands) -> None:
     p.add_argument("--results", help="results folder (default: <data dir>/results)")
     p.add_argument("--out", help="report: where to write the PNG (default: <results>/bench.png)")
     force_option(p, "run even when a set will not fit in memory")
+    allow_cpu_option(p)
     stop_server_option(p)
     host_step_options(p)
+    _register_report(commands)
+
+
+def _register_report(commands: Commands) -> None:
+    # --spec MODE (a plan option) adds the serving benchmark: speculative decoding off, then MODE.
+    p = command(commands, "report", _owner_report, plan=True, writes="data", as_json="print the files' paths")
+    p.add_argument("--out", help="folder for the report (default: <data dir>/reports)")
+    force_option(p, "run even when the short benchmark will not fit in memory")
+    stop_server_option(p)
+    host_step_options(p)
+
+
+def _owner_report(session: Session, args: argparse.Namespace) -> OwnerReport:
+    plan = session.plan(args, bench_override=BenchOverride(SHORT_NPP, SHORT_NTG, SHORT_NPL))
+    out = Path(args.out).expanduser() if args.out else plan.data_dir / "reports"
+    return owner_report(
+        plan,
+        session.executors(),
+        session.render.reporter(),
+        out=writable_folder(out, "--out"),
+        spec=args.speculative not in (None, "off"),
+        decisions=decisions(args),
+        force=args.force,
+        stop_server=args.stop_server,
+    )
 
 
 def _bench(session: Session, args: argparse.Namespace) -> BenchDone | BenchReport | ServingDone:
@@ -78,6 +112,7 @@ def _bench(session: Session, args: argparse.Namespace) -> BenchDone | BenchRepor
         decisions=decisions(args),
         force=args.force,
         stop_server=args.stop_server,
+        allow_cpu=args.allow_cpu,
     )
     return BenchDone(tuple(records), results)
 
@@ -93,6 +128,7 @@ def _serve(session: Session, args: argparse.Namespace) -> ServingDone:
         decisions=decisions(args),
         force=args.force,
         stop_server=args.stop_server,
+        allow_cpu=args.allow_cpu,
     )
     return ServingDone(comparison, results)
 

@@ -23,6 +23,7 @@ from orchestrator.app.results import (
 )
 from orchestrator.app.steps.building import build
 from orchestrator.app.steps.context import Executors, Reporter
+from orchestrator.app.steps.devices import enforce, placement_verdict
 from orchestrator.app.steps.preflight import checked, run_host_steps
 from orchestrator.app.steps.serving import beside_server
 from orchestrator.core.bench import (
@@ -34,6 +35,7 @@ from orchestrator.core.bench import (
     parse_jsonl,
     parse_output,
 )
+from orchestrator.core.devices import Verdict
 from orchestrator.core.plan import Plan
 from orchestrator.core.plan.image import ImageBuild
 from orchestrator.core.plan.programs import BenchPlan
@@ -56,9 +58,12 @@ def bench(
     decisions: Mapping[str, bool | None],
     force: bool = False,
     stop_server: bool = False,
+    allow_cpu: bool = False,
 ) -> list[BenchRecord]:
     """Each of the profile's parameter sets once; a set whose rows come back short is run again once.
-    Every run is recorded, an incomplete one marked so, with the rows it did measure."""
+    Every run is recorded, an incomplete one marked so, with the rows it did measure, and where llama.cpp
+    put the model: a model on the CPU where the target needs its GPU stops the benchmark after that run
+    (exit 6), unless allow_cpu."""
     runtime = ex.runtime(plan)
     runtime.require(serving=False)
     plan = prepared(plan, ex, report, ("bench",), force=force, decisions=decisions)
@@ -66,12 +71,13 @@ def bench(
     records = []
     with beside_server(plan, runtime, report, ("bench",), force=force, stop_server=stop_server):
         for bench_plan in plan.benches:
-            record = _bench_once(runtime, plan, bench_plan, common, on_row)
+            record, verdict = _bench_once(runtime, plan, bench_plan, common, on_row)
             if not record.complete and record.error is None:
                 report.note(f"{bench_plan.name}: rows {record.missing} never arrived; running it again once")
-                record = _bench_once(runtime, plan, bench_plan, common, on_row)
+                record, verdict = _bench_once(runtime, plan, bench_plan, common, on_row)
             append_record(results, record)
             records.append(record)
+            enforce(verdict, report, allow_cpu=allow_cpu)
     return records
 
 
@@ -121,7 +127,7 @@ def _bench_once(
     bench_plan: BenchPlan,
     common: Mapping[str, Any],
     on_row: Callable[[str, BenchRow, int], None],
-) -> BenchRecord:
+) -> tuple[BenchRecord, Verdict]:
     expected = bench_plan.expected()
     started, lines, error = time.time(), [], None
     try:
@@ -135,7 +141,8 @@ def _bench_once(
         error = f"{failure}; last output: {tail or 'none'}"
     rows = parse_output("\n".join(lines))
     missing = missing_rows(expected, rows)
-    return BenchRecord(
+    verdict = placement_verdict(plan, lines)
+    record = BenchRecord(
         run_id=uuid.uuid4().hex[:12],
         started=started,
         finished=time.time(),
@@ -152,12 +159,16 @@ def _bench_once(
             "container": plan.container.image if plan.container else None,
             # The machines the model was spread over (none: this one alone).
             "rpc_workers": [str(w) for w in plan.rpc],
+            # Where llama.cpp put the model, from this run's own log.
+            "devices": verdict.placement.to_dict(),
+            "device_problem": verdict.problem,
         },
         host=dict(common["host"]),
         rows=rows,
         missing=missing,
         error=error,
     )
+    return record, verdict
 
 
 def report(results: Path, out: Path | None) -> BenchReport:

@@ -18,7 +18,9 @@ from orchestrator.app.commands.bench.batched import prepared, provenance
 from orchestrator.app.outcomes import Screen
 from orchestrator.app.results import append_record
 from orchestrator.app.steps.context import Executors, Reporter
+from orchestrator.app.steps.devices import check_devices
 from orchestrator.app.steps.serving import await_ready, beside_server
+from orchestrator.core.devices import Placement
 from orchestrator.core.plan import Plan, for_serving_bench
 from orchestrator.core.serve_bench import (
     Divergence,
@@ -68,6 +70,7 @@ def bench_serve(
     decisions: Mapping[str, bool | None],
     force: bool = False,
     stop_server: bool = False,
+    allow_cpu: bool = False,
 ) -> ServingComparison:
     """The plan's server with speculation off, then on, each started for the run on a free port and
     sent the prompt set at each client count; both recorded, and compared."""
@@ -88,7 +91,7 @@ def bench_serve(
         for wanted in (OFF, speculation.requested):
             variant = for_serving_bench(plan, wanted, ex.host.free_port(plan.publish.host))
             report.note(f"serving benchmark: speculative decoding {variant.speculation.describe()}")
-            record = _serve_once(variant, ex, runtime, report, clients, common, comparison)
+            record = _serve_once(variant, ex, runtime, report, clients, common, comparison, allow_cpu)
             append_record(results, record)
             measured.append(record)
     return ServingComparison(measured[0], measured[1])
@@ -102,15 +105,18 @@ def _serve_once(
     clients: Sequence[int],
     common: Mapping[str, Any],
     comparison: str,
+    allow_cpu: bool,
 ) -> ServeRecord:
     started = time.time()
     samples: list[ServeSample] = []
     rounds: dict[str, float] = {}
     margins: dict[str, list[tuple[int, float]]] = {}
     error = None
+    placement = Placement()
     runtime.start(plan)
     try:
         await_ready(plan, runtime, report)
+        placement = check_devices(plan, runtime.logs(plan, tail=None), report, allow_cpu=allow_cpu).placement
         key = api_key(plan)
         prompts = prompt_set(plan.memory.rows[0].workload.ctx if plan.memory.rows else 4096)
         # One request first, not recorded: the first after a start pays for warm-up.
@@ -149,6 +155,7 @@ def _serve_once(
             "argv": list(plan.server.argv),
             "speculation": plan.speculation.describe(),
             "rpc_workers": [str(w) for w in plan.rpc],
+            "devices": placement.to_dict(),
         },
         host=dict(common["host"]),
         samples=samples,

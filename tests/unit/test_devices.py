@@ -1,0 +1,171 @@
+"""Where llama.cpp put the model, read from real logs of the pinned build (tests/fixtures/devices, captured
+from the cpu image: llama-server on the CPU, on Mesa's lavapipe made visible with GGML_VK_VISIBLE_DEVICES,
+and a head with one RPC worker), and judged against what each kind of target needs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.core.devices import (
+    DeviceUse,
+    Placement,
+    buffer_device,
+    judge,
+    last_load,
+    read_placement,
+)
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "devices"
+MIB = 1 << 20
+
+
+def _log(name: str) -> list[str]:
+    return (FIXTURES / name).read_text().splitlines()
+
+
+def test_the_cpu_server_holds_everything_on_the_cpu_whatever_the_offload_count_says() -> None:
+    placement = read_placement(_log("cpu-server-ngl99.log"))
+    assert [d.name for d in placement.devices] == ["CPU"]
+    cpu = placement.cpu
+    # Two CPU buffer types here: the mapped file and this CPU's AMX repacking; both are the CPU.
+    assert cpu.model_mib == pytest.approx(95.34 + 92.10)
+    assert cpu.kv_mib == pytest.approx(90.0) and cpu.compute_mib == pytest.approx(17.51)
+    # llama.cpp still says every layer went to the GPU.
+    assert placement.offloaded is not None and placement.offloaded[0] == placement.offloaded[1]
+    for gpu_target in ("nvidia", "dri", "metal"):
+        verdict = judge(placement, gpu_target, input_bytes=None)
+        assert not verdict.ok
+        assert verdict.problem and verdict.problem.startswith(
+            "the model was loaded on the CPU: llama.cpp found no"
+        )
+    assert judge(placement, "none", input_bytes=None).ok
+
+
+def test_lavapipe_is_a_vulkan_device_and_still_the_cpu() -> None:
+    placement = read_placement(_log("vulkan-lavapipe-server.log"))
+    vulkan = placement.device("Vulkan0")
+    assert vulkan is not None and vulkan.description.startswith("llvmpipe (LLVM")
+    assert (
+        vulkan.software and vulkan.model_mib == pytest.approx(92.10) and vulkan.kv_mib == pytest.approx(45.0)
+    )
+    # Only the token embeddings (the input layer) stayed on the CPU: it is not the software device
+    # that makes this a refusal, not the CPU share.
+    assert placement.cpu.model_mib == pytest.approx(28.69)
+    verdict = judge(placement, "dri", input_bytes=None)
+    assert verdict.problem is not None
+    assert "the only Vulkan device is Vulkan0 (llvmpipe" in verdict.problem
+    assert "software rasteriser" in verdict.problem
+    assert verdict.fix and "/dev/dri" in verdict.fix and "render and video group ids" in verdict.fix
+
+
+def test_a_head_with_an_rpc_worker_names_the_worker_and_its_share() -> None:
+    placement = read_placement(_log("rpc-head.log"))
+    (worker,) = [d for d in placement.devices if d.rpc]
+    assert worker.name == "RPC0" and worker.description.startswith("127.0.0.1:")
+    assert worker.model_mib == pytest.approx(92.10) and worker.kv_mib == pytest.approx(45.0)
+    # The head keeps the input layer (token embeddings) and its output buffer; at -lv 4 no layer counts.
+    assert placement.cpu.model_mib == pytest.approx(28.69)
+    assert worker.layers is None
+    # A cpu target takes it; a GPU target needs its own GPU besides the worker.
+    assert judge(placement, "none", input_bytes=None, rpc=["127.0.0.1:50199"]).ok
+    verdict = judge(placement, "nvidia", input_bytes=None, rpc=["127.0.0.1:50199"])
+    assert verdict.problem and "found no CUDA device" in verdict.problem
+
+
+def test_layer_lines_at_verbosity_5_count_layers_per_device() -> None:
+    lines = [
+        "0.00.1 D load_tensors: layer   0 assigned to device CUDA0, is_swa = 0",
+        "0.00.2 D load_tensors: layer   1 assigned to device RPC0, is_swa = 1",
+        "0.00.3 D load_tensors: layer   2 assigned to device RPC0, is_swa = 0",
+        "0.00.4 I load_tensors:        CUDA0 model buffer size =   100.00 MiB",
+        "0.00.5 I load_tensors: RPC0[10.0.0.2:50052] model buffer size =   200.00 MiB",
+    ]
+    placement = read_placement(lines)
+    assert {d.name: d.layers for d in placement.devices} == {"CUDA0": 1, "RPC0": 2}
+
+
+def test_host_buffers_are_the_cpu_and_device_buffers_their_device() -> None:
+    assert [buffer_device(b) for b in ("CPU_Mapped", "CPU_REPACK", "CPU", "CUDA_Host", "Vulkan_Host")] == [
+        "CPU"
+    ] * 5
+    assert buffer_device("CUDA0") == "CUDA0"
+    assert buffer_device("MTL0_Mapped") == "MTL0"
+    assert buffer_device("RPC0[10.0.0.2:50052]") == "RPC0"
+    assert buffer_device("AMX") == "CPU"
+
+
+def _gpu(cpu_model: float, cpu_kv: float = 0.0, offloaded: tuple[int, int] = (46, 46)) -> Placement:
+    return Placement(
+        (
+            DeviceUse("CUDA0", "NVIDIA GB10", model_mib=105000.0, kv_mib=1200.0, compute_mib=900.0),
+            DeviceUse("CPU", model_mib=cpu_model, kv_mib=cpu_kv),
+        ),
+        offloaded,
+    )
+
+
+def test_a_fully_offloaded_model_keeps_only_its_input_layer_on_the_cpu() -> None:
+    # The token embeddings stay on the CPU whatever the offload: allowed up to their size (+ padding).
+    assert judge(_gpu(380.0), "nvidia", input_bytes=int(380 * MIB)).ok
+    assert judge(_gpu(380.0 + 60), "nvidia", input_bytes=int(380 * MIB)).ok
+
+
+@pytest.mark.parametrize(
+    ("placement", "says"),
+    [
+        (_gpu(20000.0), "part of the model is on the CPU: 20000 MiB of weights"),
+        (_gpu(380.0, cpu_kv=512.0), "part of the model is on the CPU: 512 MiB of KV cache"),
+        (_gpu(380.0, offloaded=(30, 46)), "part of the model is on the CPU: 16 of 46 layers"),
+    ],
+)
+def test_part_of_the_model_on_the_cpu_is_refused(placement: Placement, says: str) -> None:
+    verdict = judge(placement, "nvidia", input_bytes=int(380 * MIB))
+    assert verdict.problem == f"{says}; it needs an NVIDIA GPU (CUDA)"
+    assert verdict.fix and "R580" in verdict.fix and "NVIDIA Container Toolkit" in verdict.fix
+
+
+def test_a_worker_that_holds_nothing_is_named() -> None:
+    placement = Placement(
+        (
+            DeviceUse("RPC0", "10.0.0.2:50052"),
+            DeviceUse("CUDA0", "NVIDIA GB10", model_mib=105000.0, kv_mib=1200.0),
+            DeviceUse("CPU", model_mib=300.0),
+        ),
+        (46, 46),
+    )
+    verdict = judge(placement, "nvidia", input_bytes=int(300 * MIB), rpc=["10.0.0.2:50052"])
+    assert verdict.problem == "RPC worker 10.0.0.2:50052 holds none of the model"
+
+
+def test_a_restarted_servers_log_is_read_from_its_last_load() -> None:
+    first = _log("vulkan-lavapipe-server.log")
+    second = _log("cpu-server-ngl99.log")
+    assert last_load([*first, *second]) == last_load(second)
+    assert [d.name for d in read_placement([*first, *second]).devices] == ["CPU"]
+
+
+def test_a_log_without_load_lines_is_not_judged() -> None:
+    placement = read_placement(["main: server is listening on http://0.0.0.0:8080"])
+    assert not placement.found
+    assert judge(placement, "nvidia", input_bytes=None).ok
+    assert Placement.from_dict(placement.to_dict()) == placement
+
+
+def test_a_placement_survives_its_record() -> None:
+    placement = read_placement(_log("rpc-head.log"))
+    assert Placement.from_dict(placement.to_dict()) == placement
+
+
+def test_the_same_load_on_a_real_radeon_passes_with_the_input_layer_on_the_cpu() -> None:
+    # The lavapipe log with the device a Radeon: the 28.69 MiB on the CPU are SmolLM2's token_embd.weight
+    # (28.6875 MiB in the GGUF), which llama.cpp keeps on the CPU whatever it offloads.
+    lines = [
+        line.replace("llvmpipe (LLVM 19.1.7, 256 bits)", "AMD Radeon 8060S Graphics (RADV GFX1151)")
+        for line in _log("vulkan-lavapipe-server.log")
+    ]
+    placement = read_placement(lines)
+    assert judge(placement, "dri", input_bytes=int(28.6875 * MIB)).ok
+    # Asked for the wrong backend, the same load is refused.
+    assert not judge(placement, "nvidia", input_bytes=int(28.6875 * MIB)).ok
