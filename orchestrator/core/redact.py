@@ -20,6 +20,7 @@ def redact(text: str, secrets: Iterable[str], home: str | None, user: str | None
     text = _BEARER.sub(lambda m: m.group(1) + SECRET, text)
     if home and home not in ("/", ""):
         text = re.sub(re.escape(home.rstrip("/")) + r"(?=/|\b|$)", "~", text)
-    if user and len(user) >= 2:
+    # "root" names no person, and is a word reports use (the root of a tree, run as root).
+    if user and len(user) >= 2 and user != "root":
         text = re.sub(rf"(?<![A-Za-z0-9_.-]){re.escape(user)}(?![A-Za-z0-9_-])", USER, text)
     return text

@@ -52,4 +52,3 @@ def test_a_ryzen_plan_on_lavapipe_is_refused_then_served_with_allow_cpu(cpu_imag
         assert data["device_problem"].startswith("the model was loaded on the CPU")
     finally:
         run_cli("down", *args, env=env)
-

@@ -137,3 +137,14 @@ def test_run_hides_the_load_log_and_checks_it(tmp_path: Path, model: Path) -> No
             shown.append(line)
     assert "The capital of France is Paris." in shown
     assert not any("load_tensors" in line for line in shown)
+
+
+def test_status_recalls_the_devices_once_the_log_has_rotated(tmp_path: Path, model: Path) -> None:
+    engine = FakeEngine(logs_after_up=[RADEON])
+    plan = target_plan("ryzen-ai-max", tmp_path, model)
+    _up(plan, engine)
+    engine.service_log = ["0.99.000.000 I srv  log_server_r: request: POST /v1/chat/completions 200"]
+    status = serving.status(plan, executors(engine, FakeHost()))
+    vulkan = status.placement.device("Vulkan0")
+    assert vulkan is not None and vulkan.description.startswith("AMD Radeon")
+    assert status.device_problem is None

@@ -26,7 +26,7 @@ from orchestrator.app.render import build_text, kv_table
 from orchestrator.app.session import Session
 from orchestrator.app.steps.building import build
 from orchestrator.app.steps.context import Executors, Reporter
-from orchestrator.app.steps.devices import check_devices, placement_verdict
+from orchestrator.app.steps.devices import check_devices, placement_verdict, remember
 from orchestrator.app.steps.preflight import checked, fetched, run_host_steps
 from orchestrator.app.steps.serving import start_or_go_back
 from orchestrator.core.devices import Placement, Verdict, mib
@@ -141,7 +141,9 @@ def up(
     verdicts: list[Verdict] = []
 
     def validate() -> None:
-        verdicts.append(check_devices(plan, runtime.logs(plan, tail=None), report, allow_cpu=allow_cpu))
+        verdict = check_devices(plan, runtime.logs(plan, tail=None), report, allow_cpu=allow_cpu)
+        remember(plan, verdict.placement)
+        verdicts.append(verdict)
 
     if not start_or_go_back(plan, runtime, report, validate):
         verdicts.append(placement_verdict(plan, runtime.logs(plan, tail=None)))
@@ -240,7 +242,7 @@ def status(plan: Plan, ex: Executors) -> Status:
     runtime = ex.runtime(plan)
     runtime.require(serving=True)
     server = runtime.state(plan)
-    verdict = placement_verdict(plan, runtime.logs(plan, tail=None) if server.running else ())
+    verdict = placement_verdict(plan, runtime.logs(plan, tail=None), recall=True) if server.running else None
     return Status(
         server=server,
         endpoint=plan.endpoint,
@@ -253,8 +255,8 @@ def status(plan: Plan, ex: Executors) -> Status:
         speculation=plan.speculation.describe(),
         out_of_memory=out_of_memory(plan.memory) if server.oom_killed else None,
         supervisor=plan.supervisor,
-        placement=verdict.placement,
-        device_problem=verdict.problem,
+        placement=verdict.placement if verdict else Placement(),
+        device_problem=verdict.problem if verdict else None,
     )
 
 

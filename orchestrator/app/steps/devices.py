@@ -3,17 +3,25 @@ the KV cache, against where the target needs them; refused (exit 6) or, with --a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
+from pathlib import Path
 
 from orchestrator.app.steps.context import Reporter
-from orchestrator.core.devices import Verdict, judge, read_placement
+from orchestrator.core.devices import Placement, Verdict, judge, read_placement
 from orchestrator.core.plan import Plan
 from orchestrator.errors import WrongDevice
+from orchestrator.files import write_atomic
 
 
-def placement_verdict(plan: Plan, lines: Iterable[str]) -> Verdict:
+def placement_verdict(plan: Plan, lines: Iterable[str], *, recall: bool = False) -> Verdict:
+    """Where the log's last load put the model; with recall, for a server whose log no longer holds its
+    load (Docker rotates it), where `up` saw it put."""
+    placement = read_placement(lines)
+    if recall and not placement.found:
+        placement = recalled(plan)
     return judge(
-        read_placement(lines),
+        placement,
         plan.inputs.target.devices,
         plan.model.input_bytes,
         [str(worker) for worker in plan.rpc],
@@ -36,3 +44,19 @@ def enforce(verdict: Verdict, report: Reporter, *, allow_cpu: bool) -> Verdict:
         report.note(f"warning: {verdict.problem} (--allow-cpu: going on; {verdict.placement.describe()})")
         return verdict
     raise WrongDevice(f"{verdict.problem} ({verdict.placement.describe()}); {verdict.fix}")
+
+
+def _record(plan: Plan) -> Path:
+    return plan.data_dir / "devices" / f"{plan.project}.json"
+
+
+def remember(plan: Plan, placement: Placement) -> None:
+    """Where the server `up` started put the model, for `status` once the log has rotated past it."""
+    write_atomic(_record(plan), json.dumps(placement.to_dict(), indent=2) + "\n")
+
+
+def recalled(plan: Plan) -> Placement:
+    try:
+        return Placement.from_dict(json.loads(_record(plan).read_text()))
+    except (OSError, ValueError, TypeError, KeyError):
+        return Placement()
