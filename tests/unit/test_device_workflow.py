@@ -25,16 +25,6 @@ RADEON = [
 CPU = (FIXTURES / "cpu-server-ngl99.log").read_text().splitlines()
 
 
-@pytest.fixture
-def model(tmp_path: Path) -> Path:
-    from tests.tiny_gguf import write_tiny_moe
-
-    path = tmp_path / "models" / "tiny-moe.gguf"
-    path.parent.mkdir()
-    write_tiny_moe(path)
-    return path
-
-
 def _up(plan: Plan, engine: FakeEngine, notes: Notes | None = None, **options: bool) -> serving.Served:
     return serving.up(
         plan,

@@ -123,16 +123,6 @@ def test_without_root_the_bases_fallback_says_how(tmp_path: Path) -> None:
         building.build(plan, executors(engine, FakeHost(bootstrap=False)), Notes().reporter(), rebuild=False)
 
 
-@pytest.fixture
-def model(tmp_path: Path) -> Path:
-    from tests.tiny_gguf import write_tiny_moe
-
-    path = tmp_path / "models" / "tiny-moe.gguf"
-    path.parent.mkdir()
-    write_tiny_moe(path)
-    return path
-
-
 def test_up_builds_writes_compose_and_waits(tmp_path: Path, model: Path) -> None:
     engine, host = FakeEngine(), FakeHost()
     served = serving.up(
