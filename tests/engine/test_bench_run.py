@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,26 @@ def test_run_answers_the_prompt(cpu_image: BuiltImage) -> None:
     # The load log is read for the device check, not shown with the answer.
     assert "load_tensors" not in out.stdout
     assert "devices: CPU: model" in out.stderr
+
+
+def test_report_measures_and_leaves_secrets_out(cpu_image: BuiltImage, tmp_path: Path) -> None:
+    key = tmp_path / "api-key"
+    key.write_text("sk-report-test-0123456789\n")
+    key.chmod(0o600)
+    token = "hf_ReportTestTokenAbcdefghij"
+    env = {**cpu_image.env, "HF_TOKEN": token}
+    out = run_cli(
+        "report", *cpu_image.args, "--model", str(demo_model()), "--out", str(tmp_path / "reports"),
+        "--host", "0.0.0.0", "--api-key-file", str(key), env=env,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr + out.stdout
+    (markdown,) = (tmp_path / "reports").glob("report-cpu-*.md")
+    (data_file,) = (tmp_path / "reports").glob("report-cpu-*.json")
+    for text in (markdown.read_text(), data_file.read_text()):
+        assert "sk-report-test" not in text and token not in text
+        assert str(Path.home()) + "/" not in text
+    data = json.loads(data_file.read_text())
+    assert [d["name"] for d in data["devices"]["devices"]] == ["CPU"]
+    assert [(r["pp"], r["tg"]) for r in data["bench"]["rows"]] == [(0, 128), (512, 128)]
+    assert data["image_labels"]["io.step-flash.target"] == "cpu"
+    assert "| CPU |" in markdown.read_text()
