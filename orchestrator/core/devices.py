@@ -31,9 +31,10 @@ _USING = re.compile(r"using device (\S+) \((.*)\) \(([^()]*)\) - (\d+) MiB free"
 _OFFLOADED = re.compile(r"offloaded (\d+)/(\d+) layers to GPU")
 _BUFFER = re.compile(r"\w: +(\S+) (model|KV|compute) buffer size = +([\d.]+) MiB")
 _LAYER = re.compile(r"load_tensors: layer +(\d+) assigned to device (\S+),")
-# Each load starts here (llama_model_load_from_file_impl and friends print their devices first); a log
-# that holds several runs (a restarted container) is read from the last one.
-_LOAD_START = re.compile(r"llama_model_loader: loaded meta data|llama_prepare_model_devices: using device")
+# Each start of llama-server begins so; a log that holds several runs (a restarted container, a launchd
+# agent's file) is read from the last one. A run may load more than one file (an MTP sidecar): all of a
+# run's buffers count.
+_RUN_START = re.compile(r"llama_server: initializing")
 
 # A line of llama.cpp's log at info, debug or trace level: "0.00.936.461 I load_tensors: ..." (a
 # program's own output, its warnings and errors are not). llama-cli's spinner may stand before it.
@@ -137,27 +138,24 @@ def buffer_device(buffer: str, devices: Iterable[str] = ()) -> str:
     return CPU
 
 
-def last_load(lines: Iterable[str]) -> list[str]:
-    """The lines of the last model load in a log (a restarted server's log holds every run)."""
+def last_run(lines: Iterable[str]) -> list[str]:
+    """The lines of the last run in a log (a restarted server's log holds every run)."""
     kept: list[str] = []
-    starting = False
     for line in lines:
-        start = bool(_LOAD_START.search(line))
-        if start and not starting:
+        if _RUN_START.search(line):
             kept = []
-        starting = start
         kept.append(line)
     return kept
 
 
 def read_placement(lines: Iterable[str]) -> Placement:
-    """Where the last load in a log put the model. A speculating server loads a draft context too: its
+    """Where the last run in a log put the model. A speculating server loads a draft context too: its
     KV and compute buffers count with the device that holds them."""
     described: dict[str, str] = {}
     held: dict[str, dict[str, float]] = {}
     layers: dict[str, int] = {}
     offloaded = None
-    for line in last_load(lines):
+    for line in last_run(lines):
         if found := _USING.search(line):
             described.setdefault(found.group(1), found.group(2))
         elif found := _OFFLOADED.search(line):

@@ -13,7 +13,7 @@ from orchestrator.core.devices import (
     Placement,
     buffer_device,
     judge,
-    last_load,
+    last_run,
     read_placement,
 )
 
@@ -139,10 +139,10 @@ def test_a_worker_that_holds_nothing_is_named() -> None:
     assert verdict.problem == "RPC worker 10.0.0.2:50052 holds none of the model"
 
 
-def test_a_restarted_servers_log_is_read_from_its_last_load() -> None:
+def test_a_restarted_servers_log_is_read_from_its_last_run() -> None:
     first = _log("vulkan-lavapipe-server.log")
     second = _log("cpu-server-ngl99.log")
-    assert last_load([*first, *second]) == last_load(second)
+    assert last_run([*first, *second]) == last_run(second)
     assert [d.name for d in read_placement([*first, *second]).devices] == ["CPU"]
 
 
