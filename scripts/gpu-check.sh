@@ -149,10 +149,20 @@ from orchestrator.core.bases import CUDA_WHEELS
 print("\n".join(w.requirement for w in CUDA_WHEELS if "build" in w.roles))
 EOF
     "$VENV/bin/pip" install -q -r "$WORK/wheels.txt" >>"$LOG" 2>&1
-    NVIDIA="$("$VENV/bin/python" -c 'import nvidia, os; print(os.path.dirname(nvidia.__path__[0]))')/nvidia"
-    export CUDACXX="$NVIDIA/cu13/bin/nvcc"
-    export PATH="$NVIDIA/cu13/bin:$PATH"
-    export LD_LIBRARY_PATH="$NVIDIA/cu13/lib:${LD_LIBRARY_PATH:-}"
+    CUDA="$("$VENV/bin/python" -c 'import nvidia, os; print(os.path.dirname(nvidia.__path__[0]))')/nvidia/cu13"
+    # Laid out as NVIDIA's own installs are, as the local CUDA bases do: unversioned libraries, lib64,
+    # and the host driver's libcuda where CMake looks for it.
+    for versioned in "$CUDA"/lib/*.so.*; do
+        unversioned="${versioned%%.so.*}.so"
+        [[ -e "$unversioned" ]] || ln -s "$(basename "$versioned")" "$unversioned"
+    done
+    [[ -e "$CUDA/lib64" ]] || ln -s lib "$CUDA/lib64"
+    driver="$(ldconfig -p | awk '/libcuda\.so\.1 / {print $NF; exit}')"
+    [[ -n "$driver" ]] || fail_usage "no libcuda.so.1 from the NVIDIA driver in ldconfig's cache; reinstall the driver"
+    mkdir -p "$WORK/driver"
+    ln -sf "$driver" "$WORK/driver/libcuda.so"
+    export CUDAToolkit_ROOT="$CUDA" CUDACXX="$CUDA/bin/nvcc" CMAKE_LIBRARY_PATH="$WORK/driver"
+    export PATH="$CUDA/bin:$PATH" LD_LIBRARY_PATH="$CUDA/lib:${LD_LIBRARY_PATH:-}"
 fi
 ((run_container)) && measure container
 ((run_native)) && measure native

@@ -169,3 +169,20 @@ def test_the_same_load_on_a_real_radeon_passes_with_the_input_layer_on_the_cpu()
     assert judge(placement, "dri", input_bytes=int(28.6875 * MIB)).ok
     # Asked for the wrong backend, the same load is refused.
     assert not judge(placement, "nvidia", input_bytes=int(28.6875 * MIB)).ok
+
+
+def test_metal_buffers_are_the_gpu_on_a_mac() -> None:
+    # The line formats of the pinned source (ggml-metal names its devices MTL<n>, its mapped model buffer
+    # MTL<n>_Mapped); no Mac log could be captured here.
+    lines = [
+        "0.00.1 I llama_prepare_model_devices: using device MTL0 (Apple M4 Max) (unknown id) - 110000 MiB free",
+        "0.00.2 I load_tensors: offloaded 46/46 layers to GPU",
+        "0.00.3 I load_tensors:   CPU_Mapped model buffer size =   380.00 MiB",
+        "0.00.4 I load_tensors:  MTL0_Mapped model buffer size = 105000.00 MiB",
+        "0.00.5 I llama_kv_cache:       MTL0 KV buffer size =  1200.00 MiB",
+    ]
+    placement = read_placement(lines)
+    assert placement.device("MTL0") == DeviceUse("MTL0", "Apple M4 Max", model_mib=105000.0, kv_mib=1200.0)
+    assert judge(placement, "metal", input_bytes=int(380 * MIB)).ok
+    verdict = judge(read_placement(_log("cpu-server-ngl99.log")), "metal", input_bytes=None)
+    assert verdict.fix and "-DGGML_METAL=ON" in verdict.fix and "wired" in verdict.fix
