@@ -19,7 +19,14 @@ from orchestrator.core.plan.container import ContainerSpec
 from orchestrator.core.plan.host_steps import HostStep
 from orchestrator.core.rpc import Endpoint
 from orchestrator.core.sources import Source
-from orchestrator.executors.engine import BaseOutcome, BuildFailed, BuildProgress, CommandFailed, ServiceState
+from orchestrator.executors.engine import (
+    BaseOutcome,
+    BuildFailed,
+    BuildProgress,
+    CommandFailed,
+    EngineError,
+    ServiceState,
+)
 from orchestrator.executors.health import Readiness
 from orchestrator.executors.hooks import HookResult
 from orchestrator.executors.rpc import Hello, Link
@@ -47,6 +54,10 @@ class FakeEngine:
     # What build-llama.sh wrote of the RPC protocol into the image (None: a build before it did).
     rpc_protocol: str | None = "7.0.0"
     fail_run_with: int | None = None
+    # What a registry holds: reference (by tag or @digest) -> (labels, platform, digest).
+    registry: dict[str, tuple[dict[str, str], str, str]] = field(default_factory=dict)
+    platforms: dict[str, str] = field(default_factory=dict)
+    digests: dict[str, str] = field(default_factory=dict)
 
     def names(self) -> list[str]:
         return [name for name, _ in self.calls]
@@ -102,6 +113,27 @@ class FakeEngine:
     def promote(self, staged: str, tag: str, labels: Mapping[str, str], platform: str) -> None:
         self.calls.append(("promote", dict(labels)))
         self.images[tag] = {**self.images.pop(staged), **labels}
+
+    def pull(self, reference: str, on_layer: Callable[[str, str], None]) -> None:
+        self.calls.append(("pull", reference))
+        if reference not in self.registry:
+            raise EngineError(f"docker pull {reference} failed: manifest unknown")
+        labels, platform, digest = self.registry[reference]
+        on_layer("0123456789ab", "Pull complete")
+        self.images[reference] = dict(labels)
+        self.platforms[reference] = platform
+        self.digests[reference] = digest
+
+    def image_platform(self, tag: str) -> str:
+        return self.platforms.get(tag, "linux/amd64")
+
+    def repo_digest(self, reference: str) -> str | None:
+        return self.digests.get(reference)
+
+    def tag(self, source: str, target: str) -> None:
+        self.calls.append(("tag", (source, target)))
+        self.images[target] = dict(self.images[source])
+        self.platforms[target] = self.platforms.get(source, "linux/amd64")
 
     def push(self, tag: str, registry: str) -> tuple[str, str | None]:
         self.calls.append(("push", (tag, registry)))
@@ -170,6 +202,8 @@ class FakeHost:
     workers: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     # launchd's jobs by service target (gui/UID/LABEL), as `launchctl print` describes them once loaded.
     jobs: dict[str, str] = field(default_factory=dict)
+    # Why the registry does not answer (None: it does); no registry answers unless a test says so.
+    registry_down: str | None = "connection refused"
 
     def git_reachable(self, url: str) -> bool:
         self.calls.append(("git_reachable", url))
@@ -216,6 +250,10 @@ class FakeHost:
 
     def page_status(self, url: str) -> int | None:
         return self.page
+
+    def registry_problem(self, registry: str) -> str | None:
+        self.calls.append(("registry_problem", registry))
+        return self.registry_down
 
     def free_port(self, host: str) -> int:
         return 18080
@@ -311,7 +349,12 @@ class Notes:
             yield lambda _n: None
 
         return Reporter(
-            note=self.lines.append, building=view, waiting=view, ask=self.answer, transfer=transfer
+            note=self.lines.append,
+            building=view,
+            waiting=view,
+            ask=self.answer,
+            transfer=transfer,
+            pulling=view,
         )
 
 

@@ -59,10 +59,10 @@ def _checked(args: argparse.Namespace) -> None:
     if getattr(args, "makes_plan", False):
         from orchestrator.app.config import check_key_file, load_settings
         from orchestrator.app.plan_options import flags
-        from orchestrator.core.settings import check_exposure
+        from orchestrator.core.settings import check_settings
 
         settings = load_settings(flags(args))
-        check_exposure(settings)
+        check_settings(settings)
         check_key_file(settings["api_key_file"])
 
 

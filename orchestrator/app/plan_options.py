@@ -27,6 +27,9 @@ SETTING_FLAGS = (
     "ui",
     "cuda_architectures",
     "gpu",
+    "registry",
+    "build",
+    "trust_tag",
 )
 
 
@@ -75,6 +78,25 @@ def plan_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--gpu", help="which GPUs llama.cpp may use: all (default), or indices such as 0 or 0,1"
+    )
+    group.add_argument("--registry", help="where published images are pulled from (and pushed to), or none")
+    compile_or_not = group.add_mutually_exclusive_group()
+    compile_or_not.add_argument(
+        "--build", dest="build", action="store_const", const="always", help="compile the image, never pull it"
+    )
+    compile_or_not.add_argument(
+        "--no-build",
+        dest="build",
+        action="store_const",
+        const="never",
+        help="never compile: pull the published image or stop",
+    )
+    group.add_argument(
+        "--trust-tag",
+        action="store_const",
+        const=True,
+        default=None,
+        help="accept a published image whose digest is not the lock's, and say so",
     )
     group.add_argument(
         "--ui",

@@ -75,10 +75,28 @@ class BuildStatus(_Spinner):
 
 
 def build_text(outcome: BuildOutcome) -> str:
+    if outcome.pulled:
+        return f"pulled {outcome.pulled} in {outcome.seconds:.0f} s as {outcome.tag}: its labels are the plan's, nothing compiled"
     if outcome.built:
         page = f"; web UI: {outcome.webui}" if outcome.webui else ""
         return f"built {outcome.tag} in {outcome.seconds:.0f} s (log: {outcome.log}){page}"
     return f"{outcome.tag} is up to date (same plan, Dockerfile and build script); --rebuild forces a build"
+
+
+class PullStatus(_Spinner):
+    """A pull: each layer's latest status as docker reports it."""
+
+    def __init__(self, console: Console, reference: str) -> None:
+        super().__init__(console, f"pulling {reference}")
+        self.reference = reference
+        self.layers: dict[str, str] = {}
+
+    def update(self, layer: str, status: str) -> None:
+        self.layers[layer] = status
+        done = sum(s.startswith(("Pull complete", "Already exists")) for s in self.layers.values())
+        elapsed = time.monotonic() - self.started
+        rows = "\n".join(f"  {name}  {_clip(text, 60)}" for name, text in list(self.layers.items())[-12:])
+        self.show(f"pulling {self.reference}  [{elapsed:4.0f} s]  {done}/{len(self.layers)} layers\n{rows}")
 
 
 class WaitStatus(_Spinner):
@@ -147,6 +165,7 @@ class Renderer:
             note=self.note,
             building=lambda tag: BuildStatus(self.live, tag),
             waiting=lambda what: WaitStatus(self.live, what),
+            pulling=lambda reference: PullStatus(self.live, reference),
             ask=self.ask if self.can_ask else None,
             transfer=self.byte_progress,
         )

@@ -175,6 +175,11 @@ class Target:
 
 # --- image families -------------------------------------------------------------------------------
 
+# The namespace CI pushes every image to and `up` pulls from (the workflow reads it from here through
+# `orchestrator ci-matrix`). Not checked from here: no registry can be reached from this project's test
+# machines. A namespace that holds no such image is a failed pull, and the build goes on in one line.
+DEFAULT_REGISTRY = "ghcr.io/step-flash-orchestrator"
+
 # Flags every image needs on top of the publisher's: portable CPU code selected at run time
 # (GGML_BACKEND_DL + all CPU variants, so the GPU backend is a plugin and the image starts without a
 # GPU), the RPC backend for multi-machine use, no tests, and llama-server's web UI the way upstream

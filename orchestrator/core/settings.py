@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.core.catalogue import DEFAULT_REGISTRY
+from orchestrator.core.registry import parse_registry
 from orchestrator.core.rpc import parse_workers
 from orchestrator.core.speculation import parse_speculative
 from orchestrator.errors import ConfigError, UsageError
@@ -91,6 +93,10 @@ def memory_bytes(size: str) -> int:
     return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
 
 
+def _as_registry(value: object) -> str:
+    return parse_registry(_as_str(value))
+
+
 def _as_gpu(value: object) -> str:
     text = _as_str(value).replace(" ", "")
     if text != "all" and not re.fullmatch(r"\d+(,\d+)*", text):
@@ -138,6 +144,24 @@ FIELDS: tuple[Field, ...] = (
         "bases", _choice("upstream", "local"), "base images: upstream (pulled) or local (bootstrapped here)"
     ),
     Field("image_repo", _as_str, "repository name of the images built here"),
+    Field(
+        "registry",
+        _as_registry,
+        "where published images are pulled from (and pushed to): a registry and namespace such as "
+        "ghcr.io/OWNER, or none to never pull",
+    ),
+    Field(
+        "build",
+        _choice("auto", "always", "never"),
+        "auto: pull the plan's published image where it is not here, else compile; always: compile, never "
+        "pull; never: pull or stop, never compile",
+    ),
+    Field("image_lock", _as_path, "the lock of published image digests (default: the one in the package)"),
+    Field(
+        "trust_tag",
+        _as_bool,
+        "accept a published image whose digest is not the lock's (a tag pushed again), and say so",
+    ),
     Field("project", _as_project, "compose project of the server (several servers run side by side by name)"),
     Field("platform", _choice("linux/amd64", "linux/arm64"), "image platform, overriding the target's"),
     Field("ctx_size", _as_int, "context size, overriding the profile's"),
@@ -260,6 +284,10 @@ def default_layer(data_dir: Path) -> Layer:
             "api_key_file": None,
             "bases": "upstream",
             "image_repo": "step-flash-llama",
+            "registry": DEFAULT_REGISTRY,
+            "build": "auto",
+            "image_lock": None,
+            "trust_tag": False,
             "project": "step-flash",
             "platform": None,
             "ctx_size": None,
@@ -305,6 +333,13 @@ def merge_layers(layers: Sequence[Layer]) -> Settings:
     if resolved["models_dir"].value is None:
         resolved["models_dir"] = Setting(resolved["data_dir"].value / "models", "default (data_dir/models)")
     return Settings({name: resolved[name] for name in FIELD_NAMES})
+
+
+def check_settings(settings: Settings) -> None:
+    """What no plan can be made of: exposure without a key, never compiling with nowhere to pull from."""
+    check_exposure(settings)
+    if settings["build"] == "never" and settings["registry"] == "none" and not settings["native"]:
+        raise UsageError("--no-build needs a registry to pull the image from, and registry is none: set one")
 
 
 def check_exposure(settings: Settings) -> None:

@@ -3,11 +3,12 @@ workflow asks of an `Engine` (orchestrator.executors.engine); it decides nothing
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from orchestrator.core.bases import BaseSpec
 from orchestrator.core.facts import EngineFacts
@@ -169,6 +170,43 @@ class DockerEngine:
             return None
         labels = self.docker.image.inspect(tag).config.labels
         return dict(labels or {})
+
+    def pull(self, reference: str, on_layer: Callable[[str, str], None]) -> None:
+        """Pull an image, each layer's status as docker reports it (layer id, status); one line on failure."""
+        from python_on_whales.exceptions import DockerException
+
+        last = ""
+        try:
+            lines = cast(Iterable[tuple[str, bytes]], self.docker.image.pull(reference, stream_logs=True))
+            for _name, raw in lines:
+                line = bytes(raw).decode(errors="replace").strip()
+                last = line or last
+                layer, sep, status = line.partition(": ")
+                if sep and re.fullmatch(r"[0-9a-f]{12}", layer):
+                    on_layer(layer, status)
+        except DockerException as exc:
+            said = (exc.stderr or exc.stdout or "").strip().splitlines()
+            raise EngineError(
+                f"docker pull {reference} failed: {said[-1] if said else last or exc.return_code}"
+            ) from None
+
+    def image_platform(self, tag: str) -> str:
+        image = self.docker.image.inspect(tag)
+        return f"{image.os}/{image.architecture}"
+
+    def repo_digest(self, reference: str) -> str | None:
+        """The registry digest of the image pulled as reference (sha256:...), where docker knows it."""
+        repository = (
+            reference.split("@", 1)[0].rsplit(":", 1)[0] if "@" not in reference else reference.split("@")[0]
+        )
+        for entry in self.docker.image.inspect(reference).repo_digests or []:
+            name, _, digest = entry.partition("@")
+            if name == repository:
+                return digest
+        return None
+
+    def tag(self, source: str, target: str) -> None:
+        self.docker.image.tag(source, target)
 
     def build(
         self,

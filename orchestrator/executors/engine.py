@@ -128,6 +128,17 @@ class Engine(Protocol):
 
     def push(self, tag: str, registry: str) -> tuple[str, str | None]: ...
 
+    def pull(self, reference: str, on_layer: Callable[[str, str], None]) -> None:
+        """Pull an image; each layer's status (layer id, status) on the way; EngineError on failure."""
+
+    def image_platform(self, tag: str) -> str:
+        """os/architecture of a local image."""
+
+    def repo_digest(self, reference: str) -> str | None:
+        """The registry digest (sha256:...) of the image pulled as reference."""
+
+    def tag(self, source: str, target: str) -> None: ...
+
     def read_files(
         self, tag: str, paths: Sequence[str], platform: str | None = None
     ) -> dict[str, str | None]:

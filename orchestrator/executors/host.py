@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from orchestrator.core.facts import HostFacts
 from orchestrator.core.plan.host_steps import HostStep
+from orchestrator.core.registry import registry_host
 from orchestrator.core.rpc import Endpoint
 from orchestrator.core.sources import Source
 from orchestrator.errors import OrchestratorError
@@ -55,6 +56,9 @@ class Host(Protocol):
     def page_status(self, url: str) -> int | None:
         """The HTTP status a browser gets for url (it accepts gzip), or None when nothing answers."""
 
+    def registry_problem(self, registry: str) -> str | None:
+        """Why a registry cannot be pulled from (it does not answer within a bounded time); None: it answers."""
+
     def summary(self, facts: HostFacts) -> dict[str, Any]: ...
 
     def free_port(self, host: str) -> int:
@@ -81,6 +85,10 @@ class ServerRequestFailed(OrchestratorError):
 
 
 _METRIC = re.compile(r"^llamacpp:(prompt_tokens_seconds|predicted_tokens_seconds)\s+([0-9.eE+-]+)$")
+
+
+# How long a registry may take to answer before the build goes on without it.
+REGISTRY_TIMEOUT_S = 10
 
 
 class LocalHost:
@@ -182,6 +190,21 @@ class LocalHost:
             return int(exc.code)
         except (OSError, ValueError):
             return None
+
+    def registry_problem(self, registry: str) -> str | None:
+        # Docker itself speaks plain HTTP to a loopback registry and HTTPS to any other. Any answer at
+        # /v2/ (401 from one that wants a login included) is a registry there.
+        host = registry_host(registry)
+        loopback = host.split(":")[0] in ("127.0.0.1", "localhost", "[::1]")
+        url = f"{'http' if loopback else 'https'}://{host}/v2/"
+        try:
+            with urllib.request.urlopen(url, timeout=REGISTRY_TIMEOUT_S):
+                return None
+        except urllib.error.HTTPError:
+            return None
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            return f"{url}: {reason}"
 
     def launchctl(self, *args: str) -> tuple[int, str]:
         if shutil.which("launchctl") is None:

@@ -48,6 +48,8 @@ class BuildOutcome:
     log: Path | None
     # What the build said about llama-server's web page ("embedded", or "none: why"), when it said.
     webui: str | None = None
+    # The published reference it was pulled from instead of built (with its digest).
+    pulled: str | None = None
 
 
 def recipe_digest(build: ImageBuild, base_ids: list[str]) -> str:

@@ -29,6 +29,7 @@ from orchestrator.executors.engine import BuildProgress, Engine
 from orchestrator.executors.health import Probe
 from orchestrator.executors.host import Host
 from orchestrator.executors.images import BuildOutcome, build_image, is_up_to_date
+from orchestrator.executors.published import was_pulled
 from orchestrator.files import write_atomic
 
 
@@ -161,8 +162,11 @@ class ContainerRuntime:
         return plan.build
 
     def is_built(self, plan: Plan) -> bool:
-        self.engine.require_platform(self._image(plan).platform)
-        return is_up_to_date(self.engine, self._image(plan))
+        image = self._image(plan)
+        self.engine.require_platform(image.platform)
+        return is_up_to_date(self.engine, image) or was_pulled(
+            plan.data_dir, image.tag, self.engine.image_id(image.tag)
+        )
 
     def build(
         self, plan: Plan, *, rebuild: bool, on_progress: Callable[[BuildProgress], None]

@@ -89,7 +89,7 @@ def test_run_answers_the_prompt(cpu_image: BuiltImage) -> None:
     assert "Generation:" in out.stdout
     # The load log is read for the device check, not shown with the answer.
     assert "load_tensors" not in out.stdout
-    assert "devices: CPU: model" in out.stderr
+    assert "devices: CPU: model" in out.stdout + out.stderr
 
 
 def test_report_measures_and_leaves_secrets_out(cpu_image: BuiltImage, tmp_path: Path) -> None:

@@ -42,7 +42,7 @@ def test_a_ryzen_plan_on_lavapipe_is_refused_then_served_with_allow_cpu(cpu_imag
 
         allowed = run_cli("up", *args, "--no-drop-caches", "--allow-cpu", env=env)
         assert allowed.returncode == 0, allowed.stderr + allowed.stdout
-        assert "warning: the model was loaded on the CPU" in allowed.stderr
+        assert "warning: the model was loaded on the CPU" in allowed.stdout + allowed.stderr
         status = run_cli("status", *args, "--json", env=env)
         assert status.returncode == 0, status.stderr
         data = json.loads(status.stdout)

@@ -15,6 +15,7 @@ from orchestrator.app.steps.building import build
 from orchestrator.core.bases import DEFAULT_MIRROR, base_specs
 from orchestrator.core.catalogue import FAMILIES, ImageFamily
 from orchestrator.core.cross import build_platform
+from orchestrator.core.registry import NO_REGISTRY
 from orchestrator.errors import ExitCode, UsageError
 from orchestrator.executors.engine import BaseOutcome
 from orchestrator.executors.images import BuildOutcome
@@ -32,8 +33,9 @@ def register(commands: Commands) -> None:
         check=_check_push,
     )
     p.add_argument("--rebuild", action="store_true", help="build even when an identical image exists")
-    p.add_argument("--push", action="store_true", help="push the image to --registry after building")
-    p.add_argument("--registry", help="registry and namespace to push to, e.g. ghcr.io/OWNER")
+    p.add_argument(
+        "--push", action="store_true", help="push the image to the registry setting after building"
+    )
 
     bases = group(commands, "bases", "ACTION")
     b = command(
@@ -55,8 +57,8 @@ def register(commands: Commands) -> None:
 
 
 def _check_push(args: argparse.Namespace) -> None:
-    if args.push and not args.registry:
-        raise UsageError("--push needs --registry, e.g. --registry ghcr.io/OWNER")
+    if args.push and (args.registry or "").strip() == NO_REGISTRY:
+        raise UsageError("--push needs a registry, not none: --registry ghcr.io/OWNER")
 
 
 def _family(name: str) -> ImageFamily:
@@ -71,7 +73,10 @@ def _build(session: Session, args: argparse.Namespace) -> BuildDone:
     ex = session.executors()
     built = build(plan, ex, session.render.reporter(), rebuild=args.rebuild)
     tag = built.outcome.tag
-    pushed, digest = ex.engine.push(tag, args.registry) if args.push else (None, None)
+    registry = plan.inputs.settings["registry"]
+    if args.push and registry == NO_REGISTRY:
+        raise UsageError("--push needs a registry, not none: --registry ghcr.io/OWNER")
+    pushed, digest = ex.engine.push(tag, registry) if args.push else (None, None)
     image_id = ex.engine.image_id(tag) if built.plan.runtime == "container" else None
     return BuildDone(built.outcome, pushed, digest, image_id)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from orchestrator.app.steps.context import Executors, Reporter
+from orchestrator.app.steps.pulling import pulled
 from orchestrator.core.bases import base_specs
 from orchestrator.core.catalogue import FAMILIES
 from orchestrator.core.plan import Plan, with_local_bases, with_source
@@ -26,13 +27,16 @@ class Built:
 
 
 def build(plan: Plan, ex: Executors, report: Reporter, *, rebuild: bool) -> Built:
-    """Build the plan's image or native install. Where the git server cannot be reached, the same commit
-    comes from the source's package-index mirror; where the bases cannot be pulled, local ones are made
-    (as root) unless the bases were chosen."""
+    """The plan's image or native install: present, pulled (its published image, checked against the
+    plan), or built. Where the git server cannot be reached, the same commit comes from the source's
+    package-index mirror; where the bases cannot be pulled, local ones are made (as root) unless the bases
+    were chosen."""
     runtime = ex.runtime(plan)
     runtime.require(serving=False)
     if not rebuild and runtime.is_built(plan):
         return Built(plan, BuildOutcome(_built_name(plan), built=False, seconds=0.0, log=None))
+    if not rebuild and (outcome := pulled(plan, ex, report)) is not None:
+        return Built(plan, outcome)
     plan = mirrored(plan, ex.host, report)
     try:
         return Built(plan, _build(runtime, plan, report, rebuild))

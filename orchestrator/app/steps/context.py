@@ -23,6 +23,10 @@ class WaitView(Protocol):
     def update(self, probe: Probe, elapsed: float, last_line: str) -> None: ...
 
 
+class PullView(Protocol):
+    def update(self, layer: str, status: str) -> None: ...
+
+
 @dataclass(frozen=True)
 class Reporter:
     note: Callable[[str], None]
@@ -31,6 +35,8 @@ class Reporter:
     ask: Callable[[str], bool] | None
     # A byte counter per file transferred: (label, total bytes, bytes already there).
     transfer: Callable[[str, int, int], AbstractContextManager[Callable[[int], None]]]
+    # An image pull, each layer's status.
+    pulling: Callable[[str], AbstractContextManager[PullView]]
 
 
 @dataclass(frozen=True)

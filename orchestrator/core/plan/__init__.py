@@ -37,7 +37,7 @@ from orchestrator.core.plan.programs import (
 )
 from orchestrator.core.plan.server import Address, server_command
 from orchestrator.core.rpc import Endpoint
-from orchestrator.core.settings import Settings, check_exposure
+from orchestrator.core.settings import Settings, check_settings
 from orchestrator.core.sources import Source
 from orchestrator.core.speculation import Speculation, Speculative
 from orchestrator.core.speculation import resolve as resolve_speculation
@@ -144,7 +144,7 @@ CUDA_ARCHITECTURES = "CMAKE_CUDA_ARCHITECTURES"
 def make_plan(inputs: PlanInputs) -> Plan:
     target, profile, source, model = inputs.target, inputs.profile, inputs.source, inputs.model
     settings, facts, bench_override = inputs.settings, inputs.facts, inputs.bench_override
-    check_exposure(settings)
+    check_settings(settings)
     if settings["native"] and target.runtime == "container" and facts.system != "Linux":
         raise UsageError("--native on a container target needs a Linux host; drop --native")
     runtime = "native" if settings["native"] or target.runtime == "native" else "container"

@@ -18,6 +18,7 @@ from orchestrator.core.plan.layout import (
     SHIPPED_TOOLS,
 )
 from orchestrator.core.platforms import REFERENCE_PLATFORM, host_platform, platform_arch
+from orchestrator.core.registry import published_reference
 from orchestrator.core.settings import Settings
 from orchestrator.core.sources import Source
 
@@ -38,6 +39,8 @@ class ImageBuild:
     build_platform: str
     # BuildKit cache to read and fill (a CI cache); it does not change what is built.
     cache: str | None = None
+    # Where CI publishes this very image (the registry setting plus the tag); None: never pulled.
+    published: str | None = None
 
     @property
     def cross(self) -> bool:
@@ -129,4 +132,5 @@ def image_build(
         digest=digest,
         build_platform=builder,
         cache=settings["build_cache"],
+        published=published_reference(settings["registry"], tag) if settings["build"] != "always" else None,
     )
