@@ -67,6 +67,8 @@ def cli_env(**extra: str) -> dict[str, str]:
     # Never the user's images or server: the suite's own image repository and compose project.
     env["ORCHESTRATOR_IMAGE_REPO"] = "step-flash-test"
     env["ORCHESTRATOR_PROJECT"] = "sfo-test"
+    # Never a registry beyond this machine: a test that pulls starts its own on 127.0.0.1.
+    env["ORCHESTRATOR_REGISTRY"] = "none"
     env["XDG_CONFIG_HOME"] = str(cache_dir() / "no-config")
     env["COLUMNS"] = "200"
     env.update(extra)

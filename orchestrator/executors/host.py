@@ -12,6 +12,8 @@ import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -193,18 +195,28 @@ class LocalHost:
 
     def registry_problem(self, registry: str) -> str | None:
         # Docker itself speaks plain HTTP to a loopback registry and HTTPS to any other. Any answer at
-        # /v2/ (401 from one that wants a login included) is a registry there.
+        # /v2/ (401 from one that wants a login included) is a registry there. Asked in a thread, so a
+        # name lookup that hangs is bounded too (urlopen's timeout covers only the socket).
         host = registry_host(registry)
         loopback = host.split(":")[0] in ("127.0.0.1", "localhost", "[::1]")
         url = f"{'http' if loopback else 'https'}://{host}/v2/"
-        try:
-            with urllib.request.urlopen(url, timeout=REGISTRY_TIMEOUT_S):
+
+        def ask() -> str | None:
+            try:
+                with urllib.request.urlopen(url, timeout=REGISTRY_TIMEOUT_S):
+                    return None
+            except urllib.error.HTTPError:
                 return None
-        except urllib.error.HTTPError:
-            return None
-        except (OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            return f"{url}: {reason}"
+            except (OSError, ValueError) as exc:
+                return f"{url}: {getattr(exc, 'reason', exc)}"
+
+        pool = ThreadPoolExecutor(max_workers=1)
+        try:
+            return pool.submit(ask).result(timeout=REGISTRY_TIMEOUT_S + 1)
+        except FuturesTimeout:
+            return f"{url}: no answer within {REGISTRY_TIMEOUT_S} s"
+        finally:
+            pool.shutdown(wait=False)
 
     def launchctl(self, *args: str) -> tuple[int, str]:
         if shutil.which("launchctl") is None:

@@ -120,6 +120,7 @@ class BuildDone:
                     "digest": self.digest,
                     "image_id": self.image_id,
                     "webui": self.outcome.webui,
+                    "pulled": self.outcome.pulled,
                 }
             )
         return ExitCode.OK
