@@ -72,3 +72,16 @@ def label_difference(build: ImageBuild, labels: Mapping[str, str], platform: str
         if not labels.get(name):
             return f"it has no {name} label (an image this project's build did not make)"
     return None
+
+
+def locked(lock: ImageLock, builds: list[Mapping[str, Any]], origin: str) -> ImageLock:
+    """The lock with what CI pushed: each `orchestrator build --push --json` record's reference, platform
+    and digest. A record that pushed nothing (a pull request's) is left out."""
+    for build in builds:
+        pushed, digest, platform = build.get("pushed"), build.get("digest"), build.get("platform")
+        if not pushed:
+            continue
+        if not (isinstance(digest, str) and _DIGEST.fullmatch(digest)) or not isinstance(platform, str):
+            raise ConfigError(f"{origin}: a pushed image without its platform and sha256 digest: {pushed}")
+        lock = lock.with_pushed(str(pushed), platform, digest)
+    return lock

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from orchestrator.core.catalogue import CATALOGUE
+from orchestrator.core.catalogue import CATALOGUE, DEFAULT_REGISTRY
 from orchestrator.core.ci import ci_matrix
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,7 +53,14 @@ def test_workflow_is_valid_and_wired_to_the_catalogue() -> None:
     assert build["strategy"]["matrix"] == "${{ fromJSON(needs.matrix.outputs.matrix) }}"
     assert build["runs-on"] == "${{ matrix.runner }}"
     run = " ".join(str(s.get("run", "")) for s in build["steps"])
-    assert "--push --registry" in run and "GITHUB_STEP_SUMMARY" in run
+    assert (
+        '--build --registry "$REGISTRY"' in run and "args+=(--push)" in run and "GITHUB_STEP_SUMMARY" in run
+    )
+    # What CI pushes to is the catalogue's registry, the one `up` pulls from; the lock is written from it.
+    assert build["env"]["REGISTRY"] == "${{ matrix.registry }}"
+    assert all(row["registry"] == DEFAULT_REGISTRY for row in ci_matrix()["include"])
+    lock_steps = " ".join(str(s.get("run", "")) for s in flow["jobs"]["lock"]["steps"])
+    assert "orchestrator ci-lock pushed/*/build.json --lock orchestrator/images.lock.json" in lock_steps
     # Every image is checked as the arm64 path was proven here (tests/engine/test_arm64.py), from its plan.
     assert 'orchestrator plan "${args[@]}" --json > plan.json' in run
     assert "scripts/verify-image.sh plan.json" in run

@@ -138,3 +138,20 @@ def test_the_packaged_lock_parses() -> None:
 
     assert PACKAGED_LOCK.is_file()
     assert isinstance(read_lock(None), ImageLock)
+
+
+def test_ci_writes_the_lock_from_what_it_pushed(tmp_path: Path) -> None:
+    from orchestrator.core.published import locked
+
+    pushed = {
+        "pushed": "ghcr.io/o/step-flash-llama:cuda-dgx-spark-0c1e570",
+        "digest": DIGEST,
+        "platform": "linux/arm64",
+    }
+    lock = locked(
+        ImageLock(), [pushed, {"pushed": None, "digest": None, "platform": "linux/amd64"}], "build.json"
+    )
+    assert lock.digest(str(pushed["pushed"]), "linux/arm64") == DIGEST
+    assert parse_lock(lock.to_json(), "x") == lock
+    with pytest.raises(ConfigError, match="without its platform and sha256 digest"):
+        locked(ImageLock(), [{"pushed": "r", "digest": "sha256:12", "platform": "linux/amd64"}], "build.json")

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "next to the publisher's row (--spec: the serving benchmark too); secrets taken out",
     ),
     "ci-matrix": ("catalogue", "the CI image-build matrix from the target catalogue, as JSON"),
+    "ci-lock": ("catalogue", "CI: record the digests of the images it pushed in the image lock"),
     "doctor": ("doctor", "check this host for what the target needs, each problem with its fix"),
     "worker": ("workers", "an RPC worker on this machine: lends its memory and GPU to a head"),
     "model": ("models", "pull, add, list, verify and remove models"),

@@ -15,6 +15,7 @@ from orchestrator.app.steps.building import build
 from orchestrator.core.bases import DEFAULT_MIRROR, base_specs
 from orchestrator.core.catalogue import FAMILIES, ImageFamily
 from orchestrator.core.cross import build_platform
+from orchestrator.core.plan.image import ImageBuild
 from orchestrator.core.registry import NO_REGISTRY
 from orchestrator.errors import ExitCode, UsageError
 from orchestrator.executors.engine import BaseOutcome
@@ -78,7 +79,8 @@ def _build(session: Session, args: argparse.Namespace) -> BuildDone:
         raise UsageError("--push needs a registry, not none: --registry ghcr.io/OWNER")
     pushed, digest = ex.engine.push(tag, registry) if args.push else (None, None)
     image_id = ex.engine.image_id(tag) if built.plan.runtime == "container" else None
-    return BuildDone(built.outcome, pushed, digest, image_id)
+    platform = built.plan.build.platform if isinstance(built.plan.build, ImageBuild) else None
+    return BuildDone(built.outcome, pushed, digest, image_id, platform)
 
 
 def _bootstrap(session: Session, args: argparse.Namespace) -> BasesMade:
@@ -105,6 +107,7 @@ class BuildDone:
     pushed: str | None
     digest: str | None
     image_id: str | None
+    platform: str | None = None
 
     def show(self, screen: Screen) -> ExitCode:
         screen.live.print(build_text(self.outcome))
@@ -121,6 +124,7 @@ class BuildDone:
                     "image_id": self.image_id,
                     "webui": self.outcome.webui,
                     "pulled": self.outcome.pulled,
+                    "platform": self.platform,
                 }
             )
         return ExitCode.OK

@@ -7,6 +7,7 @@ import argparse
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -16,7 +17,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from orchestrator.app.options import Commands, command
-from orchestrator.app.outcomes import Screen
+from orchestrator.app.outcomes import Lines, Screen
 from orchestrator.app.render import kv_table
 from orchestrator.app.session import Session
 from orchestrator.core.catalogue import CATALOGUE, Target, cmake_flags
@@ -24,7 +25,9 @@ from orchestrator.core.ci import ci_matrix
 from orchestrator.core.memory_plan import MemoryPlan
 from orchestrator.core.plan import Plan
 from orchestrator.core.plan.image import ImageBuild
-from orchestrator.errors import ExitCode
+from orchestrator.core.published import ImageLock, locked, parse_lock
+from orchestrator.errors import ConfigError, ExitCode
+from orchestrator.files import write_atomic
 
 
 def register(commands: Commands) -> None:
@@ -37,6 +40,9 @@ def register(commands: Commands) -> None:
         as_json="print the plan as JSON",
     )
     command(commands, "ci-matrix", _ci_matrix)
+    p = command(commands, "ci-lock", _ci_lock)
+    p.add_argument("builds", nargs="+", help="the JSON of each 'orchestrator build --push --json'")
+    p.add_argument("--lock", required=True, help="the image lock to update (orchestrator/images.lock.json)")
 
 
 def _targets(session: Session, args: argparse.Namespace) -> TargetList:
@@ -49,6 +55,22 @@ def _plan(session: Session, args: argparse.Namespace) -> PlanShown:
 
 def _ci_matrix(session: Session, args: argparse.Namespace) -> CiMatrix:
     return CiMatrix(ci_matrix())
+
+
+def _ci_lock(session: Session, args: argparse.Namespace) -> Lines:
+    """The image lock with what CI pushed (reference, platform, digest of each image)."""
+    path = Path(args.lock)
+    lock = parse_lock(path.read_text(), str(path)) if path.is_file() else ImageLock()
+    for name in args.builds:
+        try:
+            record = json.loads(Path(name).read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"cannot read the build record {name} ({exc}); give build --json's output"
+            ) from None
+        lock = locked(lock, [record], name)
+    write_atomic(path, lock.to_json())
+    return Lines([f"{path}: {sum(len(p) for p in lock.digests.values())} image digests"])
 
 
 @dataclass(frozen=True)
