@@ -56,7 +56,9 @@ def test_up_pulls_the_published_image_and_serves_without_compiling(
         assert up.returncode == 0, up.stderr + up.stdout
         said = up.stdout + up.stderr
         assert f"pulled {reference} ({digest})" in said
-        assert "building" not in said and "built " not in said, said
+        # No build step ran: neither the fallback nor a build's own line.
+        assert "building it here" not in said and f"built {tag}" not in said, said
+        assert "nothing compiled" in said
         status = json.loads(run_cli("status", *cpu_image.args, "--port", port, "--json", env=env).stdout)
         assert status["state"] == "running" and status["image"] == tag
     finally:
