@@ -15,7 +15,6 @@ the compile path's time.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,32 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.integration import build_cpu_image, docker, free_port, run_cli
-
-
-def _registry(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
-    import shutil
-    import urllib.request
-
-    exe = shutil.which("docker-registry")
-    if exe is None:
-        raise SystemExit("pull_vs_compile: needs Debian's docker-registry (apt-get install docker-registry)")
-    port = free_port()
-    config = folder / "registry.yml"
-    config.write_text(
-        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {folder / 'store'}\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
-    )
-    process = subprocess.Popen(
-        [exe, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    for _ in range(50):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.2)
-    return process, f"127.0.0.1:{port}/bench"
+from tests.integration import build_cpu_image, docker, free_port, run_cli, running_registry
 
 
 def _up(args: list[str], env: dict[str, str]) -> float:
@@ -79,8 +53,8 @@ def main() -> int:
     image = build_cpu_image()
     suffix = image.tag.split(":", 1)[1]
     with tempfile.TemporaryDirectory() as tmp:
-        process, registry = _registry(Path(tmp))
-        try:
+        with running_registry(Path(tmp)) as address:
+            registry = f"{address}/bench"
             reference = f"{registry}/step-flash-bench-pull:{suffix}"
             for step in (("tag", image.tag, reference), ("push", reference), ("rmi", reference)):
                 assert docker(*step).returncode == 0, step
@@ -101,11 +75,8 @@ def main() -> int:
             pulled = _up(args, pull_env)
             assert docker("builder", "prune", "-af").returncode == 0
             compiled = _up([*args, "--build"], compile_env)
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
-            for tag in (f"step-flash-bench-pull:{suffix}", f"step-flash-bench-compile:{suffix}"):
-                docker("rmi", "-f", tag)
+        for tag in (f"step-flash-bench-pull:{suffix}", f"step-flash-bench-compile:{suffix}"):
+            docker("rmi", "-f", tag)
     print("time to serving without the image (cpu target, SmolLM2-135M):")
     print(f"  pull    {pulled:7.1f} s   (registry on 127.0.0.1)")
     print(f"  compile {compiled:7.1f} s   (cold: no image, no BuildKit cache, no ccache)")
