@@ -506,12 +506,19 @@ CPU = Target(
     default_model="smollm2-135m-instruct",
     # Half the demo profile's 4K context: a whole answer of the small demo model, never a runaway one.
     n_predict=2048,
-    # On the host (--native): the CPU backend tuned for this very CPU, nothing a host may lack.
+    # On the host (--native): the CPU backend tuned for this very CPU, nothing a host may lack; but not
+    # its AMX kernels: built by the host's compiler (Debian bookworm's gcc 12 here, on a Xeon with AMX),
+    # llama-server died on their first tile instruction ("invalid opcode" on tilezero), as it did with
+    # the variant build's sapphirerapids variant, while the images' (trixie's gcc 14) serve on the same
+    # CPU; upstream's fix is open (llama.cpp PR #26954: the tile config optimised away, AMX tile state
+    # per thread). Without the compiler's AMX macro ggml compiles no AMX code; a no-op on other CPUs.
     native_cmake_flags=(
         ("CMAKE_BUILD_TYPE", "Release"),
         ("LLAMA_CURL", "OFF"),
         ("LLAMA_OPENSSL", "OFF"),
         ("GGML_NATIVE", "ON"),
+        ("CMAKE_C_FLAGS", "-U__AMX_INT8__"),
+        ("CMAKE_CXX_FLAGS", "-U__AMX_INT8__"),
         ("GGML_RPC", "ON"),
         ("LLAMA_BUILD_TESTS", "OFF"),
         ("LLAMA_USE_PREBUILT_UI", "OFF"),
