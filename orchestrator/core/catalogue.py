@@ -175,10 +175,6 @@ class Target:
 
 # --- image families -------------------------------------------------------------------------------
 
-# The namespace CI pushes every image to and `up` pulls from (the workflow reads it from here through
-# `orchestrator ci-matrix`). Not checked from here: no registry can be reached from this project's test
-# machines. A namespace that holds no such image is a failed pull, and the build goes on in one line.
-DEFAULT_REGISTRY = "ghcr.io/step-flash-orchestrator"
 
 # Flags every image needs on top of the publisher's: portable CPU code selected at run time
 # (GGML_BACKEND_DL + all CPU variants, so the GPU backend is a plugin and the image starts without a
@@ -506,12 +502,9 @@ CPU = Target(
     default_model="smollm2-135m-instruct",
     # Half the demo profile's 4K context: a whole answer of the small demo model, never a runaway one.
     n_predict=2048,
-    # On the host (--native): the CPU backend tuned for this very CPU, nothing a host may lack; but not
-    # its AMX kernels: built by the host's compiler (Debian bookworm's gcc 12 here, on a Xeon with AMX),
-    # llama-server died on their first tile instruction ("invalid opcode" on tilezero), as it did with
-    # the variant build's sapphirerapids variant, while the images' (trixie's gcc 14) serve on the same
-    # CPU; upstream's fix is open (llama.cpp PR #26954: the tile config optimised away, AMX tile state
-    # per thread). Without the compiler's AMX macro ggml compiles no AMX code; a no-op on other CPUs.
+    # On the host (--native): the CPU backend tuned for this very CPU, nothing a host may lack, and no
+    # AMX kernels: built by bookworm's gcc 12 on a Xeon with AMX they died on their first tile
+    # instruction (llama.cpp PR #26954, open); ggml compiles them only under this macro.
     native_cmake_flags=(
         ("CMAKE_BUILD_TYPE", "Release"),
         ("LLAMA_CURL", "OFF"),

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.core.catalogue import CATALOGUE, DEFAULT_REGISTRY
+from orchestrator.core.catalogue import CATALOGUE
+from orchestrator.core.registry import DEFAULT_REGISTRY
 
 RUNNERS = {"linux/amd64": "ubuntu-24.04", "linux/arm64": "ubuntu-24.04-arm"}
 # Images that are cheap to build for the other architecture too (no GPU toolkit to compile).

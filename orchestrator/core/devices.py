@@ -61,6 +61,13 @@ class DeviceUse:
     # Layers assigned to it, where the log says (verbosity 4); None where it does not.
     layers: int | None = None
 
+    def held(self, compute: bool = False) -> str:
+        """What it holds: "model 92.10 MiB, KV 45.00 MiB[, compute ...][, N layers]"."""
+        text = f"model {mib(self.model_mib)} MiB, KV {mib(self.kv_mib)} MiB"
+        if compute:
+            text += f", compute {mib(self.compute_mib)} MiB"
+        return text + (f", {self.layers} layers" if self.layers is not None else "")
+
     @property
     def software(self) -> bool:
         return any(word in self.description.lower() for word in SOFTWARE_RASTERISERS)
@@ -101,10 +108,7 @@ class Placement:
             if not (d.model_mib or d.kv_mib):
                 continue
             what = f"{d.name}" + (f" ({d.description})" if d.description else "")
-            held = f"model {mib(d.model_mib)} MiB, KV {mib(d.kv_mib)} MiB"
-            if d.layers is not None:
-                held += f", {d.layers} layers"
-            parts.append(f"{what}: {held}")
+            parts.append(f"{what}: {d.held()}")
         text = "; ".join(parts)
         if self.offloaded:
             text += f"; offloaded {self.offloaded[0]}/{self.offloaded[1]} layers (as llama.cpp reports it)"
@@ -125,8 +129,9 @@ class Placement:
         )
 
 
-# Devices of the GPU and RPC backends as ggml names them (CUDA0, Vulkan0, MTL0, RPC0, ...).
-_ACCELERATOR = re.compile(r"(CUDA|ROCm|Vulkan|MTL|RPC|SYCL|CANN|MUSA|OpenCL)\d+")
+# Devices of the backends our targets use, as the pinned ggml names them (GGML_CUDA_NAME, GGML_VK_NAME,
+# "MTL%d", "RPC%d"); any other backend's device is known by its `using device` line.
+_ACCELERATOR = re.compile(r"(CUDA|Vulkan|MTL|RPC)\d+")
 
 
 def buffer_device(buffer: str, devices: Iterable[str] = ()) -> str:

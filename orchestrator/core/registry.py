@@ -7,6 +7,12 @@ import re
 
 NO_REGISTRY = "none"
 
+# The namespace CI pushes every image to and `up` pulls from: the catalogue's one registry (the workflow
+# reads it through `orchestrator ci-matrix`). Not checked from here: no registry beyond 127.0.0.1 can be
+# reached from this project's test machines; a namespace without the image is a failed pull, and the
+# build goes on in one line.
+DEFAULT_REGISTRY = "ghcr.io/step-flash-orchestrator"
+
 # host[:port]/namespace[/more], lower case as registries want them.
 _REGISTRY = re.compile(r"[a-z0-9.-]+(:\d{1,5})?(/[a-z0-9._-]+)+")
 

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.core.catalogue import DEFAULT_REGISTRY
-from orchestrator.core.registry import parse_registry
+from orchestrator.core.registry import DEFAULT_REGISTRY, parse_registry
 from orchestrator.core.rpc import parse_workers
 from orchestrator.core.speculation import parse_speculative
 from orchestrator.errors import ConfigError, UsageError

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import yaml
 
-from orchestrator.core.catalogue import CATALOGUE, DEFAULT_REGISTRY
+from orchestrator.core.catalogue import CATALOGUE
 from orchestrator.core.ci import ci_matrix
+from orchestrator.core.registry import DEFAULT_REGISTRY
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / ".github" / "workflows" / "images.yml"

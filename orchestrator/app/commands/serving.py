@@ -29,7 +29,7 @@ from orchestrator.app.steps.context import Executors, Reporter
 from orchestrator.app.steps.devices import check_devices, placement_verdict, remember
 from orchestrator.app.steps.preflight import checked, fetched, run_host_steps
 from orchestrator.app.steps.serving import start_or_go_back
-from orchestrator.core.devices import Placement, Verdict, mib
+from orchestrator.core.devices import Placement, Verdict
 from orchestrator.core.memory_plan import out_of_memory
 from orchestrator.core.plan import Plan
 from orchestrator.core.plan.layout import SERVICE
@@ -319,10 +319,9 @@ def device_rows(placement: Placement) -> list[tuple[str, str]]:
         return [("devices", "not read from the server's log")]
     rows = []
     for d in placement.devices:
-        held = f"model {mib(d.model_mib)} MiB, KV {mib(d.kv_mib)} MiB, compute {mib(d.compute_mib)} MiB"
-        if d.layers is not None:
-            held += f", {d.layers} layers"
-        rows.append((f"device {d.name}", (f"{d.description}: " if d.description else "") + held))
+        rows.append(
+            (f"device {d.name}", (f"{d.description}: " if d.description else "") + d.held(compute=True))
+        )
     if placement.offloaded:
         rows.append(
             (
