@@ -18,6 +18,31 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(partial, path)
 
 
+def write_private(path: Path, data: bytes) -> None:
+    """Written whole, readable by its owner alone (mode 0600), in a folder only the owner opens."""
+    _private_folder(path.parent)
+    partial = path.with_name(path.name + ".partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    os.replace(partial, path)
+
+
+def write_for_container(path: Path, data: bytes) -> None:
+    """A secret a container's own user reads (the API key, the TLS key): that user is not the owner, so
+    the file lets others read (Docker mounts the file itself), inside a folder only the owner opens."""
+    _private_folder(path.parent)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data)
+    partial.chmod(0o644)
+    os.replace(partial, path)
+
+
+def _private_folder(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+
+
 def file_key(path: Path) -> str:
     """What identifies a file's content cheaply: a changed file gets a new key."""
     stat = path.stat()

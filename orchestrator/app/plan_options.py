@@ -15,6 +15,10 @@ SETTING_FLAGS = (
     "host",
     "port",
     "api_key_file",
+    "tls",
+    "cors",
+    "host_names",
+    "allow_plain_http",
     "bases",
     "platform",
     "ctx_size",
@@ -44,7 +48,28 @@ def plan_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--models-dir", help="where models are kept")
     group.add_argument("--host", help="address to publish the server on (default 127.0.0.1)")
     group.add_argument("--port", help="port to publish the server on (default 8080)")
-    group.add_argument("--api-key-file", help="file with the API key clients must send")
+    group.add_argument(
+        "--api-key-file", help="file with the API key clients must send (only its owner may read it)"
+    )
+    group.add_argument(
+        "--tls",
+        help="HTTPS: auto (beyond loopback, from a local certificate authority; default), on, off, or "
+        "CERT,KEY (your own files)",
+    )
+    group.add_argument(
+        "--cors",
+        help="web origins whose pages may call the server, comma-separated (e.g. http://192.168.1.20:3000)",
+    )
+    group.add_argument(
+        "--host-names", help="more names or addresses clients use for this machine, comma-separated"
+    )
+    group.add_argument(
+        "--allow-plain-http",
+        action="store_const",
+        const=True,
+        default=None,
+        help="confirm serving beyond loopback with --tls off: the key and prompts cross the network in clear",
+    )
     group.add_argument("--bases", choices=("upstream", "local"), help="base images: upstream or local")
     group.add_argument(
         "--platform",

@@ -193,7 +193,10 @@ _IMAGE_FLAGS: tuple[CMakeFlag, ...] = (
 )
 
 _COMMON_BUILD_PACKAGES = ("build-essential", "cmake", "git", "ccache", "ca-certificates")
-_COMMON_RUNTIME_PACKAGES = ("libgomp1", "curl", "ca-certificates")
+# caddy: the proxy in front of llama-server (core.plan.proxy); 2.6.2-12+deb13u1 in Debian trixie (the
+# local bases), seen here; in Ubuntu 24.04's universe (the nvidia/cuda bases) not checked from here: a
+# missing one stops the image's apt step, which names it.
+_COMMON_RUNTIME_PACKAGES = ("libgomp1", "curl", "ca-certificates", "caddy")
 
 CUDA = ImageFamily(
     name="cuda",

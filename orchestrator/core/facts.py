@@ -37,6 +37,11 @@ class RawProbe:
     infiniband_nodes: tuple[str, ...] = ()
     # binfmt_misc's QEMU entries: (name, the file's text), e.g. ("qemu-aarch64", "enabled\n...flags: OCF").
     binfmt: tuple[tuple[str, str], ...] = ()
+    # What other machines may call this one: its host name, its fully qualified name, and the addresses
+    # of its interfaces (the server's certificate and its Host check cover them).
+    hostname: str = ""
+    fqdn: str = ""
+    addresses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,9 @@ class HostFacts:
     emulators: tuple[tuple[str, str], ...] = ()
     uid: int = 1000
     gid: int = 1000
+    hostname: str = ""
+    fqdn: str = ""
+    addresses: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -163,6 +171,9 @@ def parse_facts(raw: RawProbe) -> HostFacts:
         emulators=registered_emulators(raw.binfmt),
         uid=raw.uid,
         gid=raw.gid,
+        hostname=raw.hostname.strip().lower(),
+        fqdn=raw.fqdn.strip().lower(),
+        addresses=tuple(dict.fromkeys(a.split("%")[0] for a in raw.addresses if a)),
     )
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.core.exposure import exposure_problem, parse_host_names, parse_origins, parse_tls
 from orchestrator.core.registry import DEFAULT_REGISTRY, parse_registry
 from orchestrator.core.rpc import parse_workers
 from orchestrator.core.speculation import parse_speculative
@@ -138,7 +139,32 @@ FIELDS: tuple[Field, ...] = (
     Field("models_dir", _as_path, "where models are downloaded and looked up"),
     Field("host", _as_str, "address the server is published on"),
     Field("port", _as_port, "port the server is published on"),
-    Field("api_key_file", _as_path, "file holding the API key clients must send"),
+    Field(
+        "api_key_file", _as_path, "file holding the API key clients must send (only its owner may read it)"
+    ),
+    Field(
+        "tls",
+        parse_tls,
+        "HTTPS: auto (whenever the address is not loopback, with a certificate from a local certificate "
+        "authority made once per data directory), on (on loopback too), off, or CERT,KEY (your own files)",
+    ),
+    Field(
+        "cors",
+        parse_origins,
+        "web origins (scheme://host[:port]) whose pages may call the server, e.g. an Open WebUI on another "
+        "port; the server's own origin may always, and on loopback any page of localhost",
+    ),
+    Field(
+        "host_names",
+        parse_host_names,
+        "more names or addresses clients use for this machine (a DNS name, a VPN address): the server "
+        "answers to them and its certificate covers them",
+    ),
+    Field(
+        "allow_plain_http",
+        _as_bool,
+        "serve beyond loopback with tls: off, the API key and prompts in clear (a confirmation)",
+    ),
     Field(
         "bases", _choice("upstream", "local"), "base images: upstream (pulled) or local (bootstrapped here)"
     ),
@@ -281,6 +307,10 @@ def default_layer(data_dir: Path) -> Layer:
             "host": "127.0.0.1",
             "port": 8080,
             "api_key_file": None,
+            "tls": "auto",
+            "cors": (),
+            "host_names": (),
+            "allow_plain_http": False,
             "bases": "upstream",
             "image_repo": "step-flash-llama",
             "registry": DEFAULT_REGISTRY,
@@ -342,14 +372,9 @@ def check_settings(settings: Settings) -> None:
 
 
 def check_exposure(settings: Settings) -> None:
-    """A server reachable from other machines must demand a key."""
-    host = settings["host"]
-    if (
-        host not in {"127.0.0.1", "localhost", "::1"}
-        and not host.startswith("127.")
-        and not settings["api_key_file"]
-    ):
-        raise UsageError(
-            f"refusing to publish on {host} without an API key; set --api-key-file FILE "
-            "(or api_key_file in orchestrator.yaml), or keep the default 127.0.0.1"
-        )
+    """A server reachable from other machines must demand a key, over TLS unless told otherwise."""
+    problem = exposure_problem(
+        settings["host"], settings["tls"], bool(settings["api_key_file"]), settings["allow_plain_http"]
+    )
+    if problem:
+        raise UsageError(problem)

@@ -12,6 +12,9 @@ from typing import Literal
 
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
+from orchestrator.core.plan import Trust
+from orchestrator.executors.http import open_url
+
 Readiness = Literal["ready", "loading", "down", "failed"]
 
 
@@ -23,12 +26,14 @@ class Probe:
     out_of_memory: bool = False
 
 
-def http_readiness(url: str, api_key: str | None = None, timeout: float = 5.0) -> Readiness:
+def http_readiness(
+    url: str, api_key: str | None = None, timeout: float = 5.0, trust: Trust | None = None
+) -> Readiness:
     request = urllib.request.Request(url)
     if api_key:
         request.add_header("Authorization", f"Bearer {api_key}")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with open_url(request, timeout, trust) as response:
             return "ready" if response.status == 200 else "loading"
     except urllib.error.HTTPError as exc:
         return "loading" if exc.code == 503 else "down"

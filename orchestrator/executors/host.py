@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from orchestrator.core.facts import HostFacts
+from orchestrator.core.plan import Trust
 from orchestrator.core.plan.host_steps import HostStep
 from orchestrator.core.registry import registry_host
 from orchestrator.core.rpc import Endpoint
@@ -26,6 +27,7 @@ from orchestrator.errors import OrchestratorError
 from orchestrator.executors import rpc
 from orchestrator.executors.health import Readiness, http_readiness
 from orchestrator.executors.hooks import HookResult, run_host_steps
+from orchestrator.executors.http import open_url
 from orchestrator.executors.probe import host_summary
 from orchestrator.executors.rpc import Hello, Link
 from orchestrator.executors.sources import from_mirror, git_reachable
@@ -51,11 +53,13 @@ class Host(Protocol):
 
     def address_free(self, host: str, port: int) -> bool: ...
 
-    def readiness(self, url: str, api_key: str | None = None) -> Readiness: ...
+    def readiness(self, url: str, api_key: str | None = None, *, trust: Trust | None = None) -> Readiness: ...
 
-    def throughput(self, base_url: str, api_key: str | None) -> dict[str, float]: ...
+    def throughput(
+        self, base_url: str, api_key: str | None, *, trust: Trust | None = None
+    ) -> dict[str, float]: ...
 
-    def page_status(self, url: str) -> int | None:
+    def page_status(self, url: str, *, trust: Trust | None = None) -> int | None:
         """The HTTP status a browser gets for url (it accepts gzip), or None when nothing answers."""
 
     def registry_problem(self, registry: str) -> str | None:
@@ -66,7 +70,9 @@ class Host(Protocol):
     def free_port(self, host: str) -> int:
         """A port nothing listens on at host now (for a server the command starts for itself)."""
 
-    def chat(self, base_url: str, api_key: str | None, body: Mapping[str, Any]) -> dict[str, Any]:
+    def chat(
+        self, base_url: str, api_key: str | None, body: Mapping[str, Any], *, trust: Trust | None = None
+    ) -> dict[str, Any]:
         """One chat completion: the server's JSON answer; ServerRequestFailed when it gives none."""
 
     def rpc_hello(self, endpoint: Endpoint) -> Hello:
@@ -124,16 +130,18 @@ class LocalHost:
                 return False
         return True
 
-    def readiness(self, url: str, api_key: str | None = None) -> Readiness:
-        return http_readiness(url, api_key)
+    def readiness(self, url: str, api_key: str | None = None, *, trust: Trust | None = None) -> Readiness:
+        return http_readiness(url, api_key, trust=trust)
 
-    def throughput(self, base_url: str, api_key: str | None) -> dict[str, float]:
+    def throughput(
+        self, base_url: str, api_key: str | None, *, trust: Trust | None = None
+    ) -> dict[str, float]:
         """Average prompt and generation speed since start, from llama-server's Prometheus metrics."""
         request = urllib.request.Request(base_url + "/metrics")
         if api_key:
             request.add_header("Authorization", f"Bearer {api_key}")
         try:
-            with urllib.request.urlopen(request, timeout=5) as response:
+            with open_url(request, 5, trust) as response:
                 text = response.read().decode()
         except (OSError, ValueError):
             return {}
@@ -152,7 +160,9 @@ class LocalHost:
             probe.bind((host, 0))
             return int(probe.getsockname()[1])
 
-    def chat(self, base_url: str, api_key: str | None, body: Mapping[str, Any]) -> dict[str, Any]:
+    def chat(
+        self, base_url: str, api_key: str | None, body: Mapping[str, Any], *, trust: Trust | None = None
+    ) -> dict[str, Any]:
         headers = {"Content-Type": "application/json"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
@@ -160,7 +170,7 @@ class LocalHost:
             base_url + "/v1/chat/completions", data=json.dumps(body).encode(), headers=headers
         )
         try:
-            with urllib.request.urlopen(request, timeout=_CHAT_TIMEOUT_S) as response:
+            with open_url(request, _CHAT_TIMEOUT_S, trust) as response:
                 answer = json.loads(response.read())
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace")[:200]
@@ -182,11 +192,11 @@ class LocalHost:
     def rpc_link(self, endpoint: Endpoint) -> Link:
         return rpc.link_to(endpoint)
 
-    def page_status(self, url: str) -> int | None:
+    def page_status(self, url: str, *, trust: Trust | None = None) -> int | None:
         # llama-server serves its built-in page gzip-only (415 to a client that does not accept it).
         request = urllib.request.Request(url, headers={"Accept-Encoding": "gzip", "Accept": "text/html"})
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
+            with open_url(request, 10, trust) as response:
                 return int(response.status)
         except urllib.error.HTTPError as exc:
             return int(exc.code)

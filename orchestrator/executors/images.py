@@ -18,10 +18,12 @@ from orchestrator.core.plan.layout import CONTAINER_DRIVER_FILE
 from orchestrator.errors import OrchestratorError
 from orchestrator.executors.assets import asset
 from orchestrator.executors.engine import BuildProgress, Engine
+from orchestrator.executors.webui import stage_fallback_page
 
 BUILD_SCRIPT = "images/common/build-llama.sh"
 RECIPE_LABEL = "io.step-flash.recipe-digest"
-# Whether llama-server has its web page inside ("embedded" or "none"), from what the build found.
+# Which web page the image carries: "embedded" (llama-server's own), "fallback: WHAT" (a built page
+# the proxy serves, orchestrator.core.webui) or "none", from what the build found.
 WEBUI_LABEL = "io.step-flash.webui"
 # Written by build-llama.sh into its install prefix, /opt/llama in both Dockerfiles.
 WEBUI_FILE = "/opt/llama/webui.txt"
@@ -36,7 +38,8 @@ DRIVER_LABEL = "io.step-flash.driver"
 # to build-llama.sh (the RPC protocol file, say) changes the recipe by itself.
 # 3: built under a staged tag and given the plan's tag only whole, so an image an interrupted build left
 # under it without those labels is made again.
-RECIPE_VERSION = "3"
+# 4: the fallback web page staged into the context.
+RECIPE_VERSION = "4"
 _SKIP_IN_SOURCE = {".git", "node_modules", "__pycache__", ".cache"}
 
 
@@ -92,6 +95,7 @@ def staged_context(build: ImageBuild, work_dir: Path) -> Iterator[Path]:
     try:
         context.mkdir()
         shutil.copy2(asset(BUILD_SCRIPT), context / "build-llama.sh")
+        stage_fallback_page(context / "webui", work_dir / "cache" / "sources")
         staged = context / "staged"
         if build.source_dir:
             shutil.copytree(
@@ -162,7 +166,7 @@ def build_image(
     found_files = engine.read_files(staged, paths, build.platform)
     webui, protocol, driver = ((found_files.get(path) or "").strip() or None for path in paths)
     found = (
-        ({WEBUI_LABEL: "embedded" if webui == "embedded" else "none"} if webui else {})
+        ({WEBUI_LABEL: webui if webui.startswith(("embedded", "fallback")) else "none"} if webui else {})
         | ({RPC_PROTOCOL_LABEL: protocol} if protocol else {})
         | ({DRIVER_LABEL: driver} if driver else {})
     )

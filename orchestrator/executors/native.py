@@ -188,7 +188,7 @@ def probe(plan: Plan) -> Probe:
     if not current.running:
         tail = log_tail(plan, 1)
         return Probe("failed", f"llama-server exited ({tail[0] if tail else 'no log'})")
-    return Probe(http_readiness(plan.endpoint.removesuffix("/v1") + "/health"), f"pid {current.pid}")
+    return Probe(http_readiness(plan.base_url + "/health"), f"pid {current.pid}")
 
 
 def log_tail(plan: Plan, lines: int) -> list[str]:

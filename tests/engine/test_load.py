@@ -18,7 +18,7 @@ from types import ModuleType
 import pytest
 
 from tests.assets import demo_model
-from tests.integration import BuiltImage, cli_env, docker, free_port, needs_docker, run_cli
+from tests.integration import BuiltImage, cli_env, container_id, docker, free_port, needs_docker, run_cli
 
 pytestmark = [needs_docker, pytest.mark.docker, pytest.mark.slow]
 
@@ -53,9 +53,7 @@ class Served:
         return run_cli(*args, *self.args, env=self.env, timeout=600)
 
     def container(self) -> str:
-        return docker(
-            "ps", "-aq", "--filter", f"label=com.docker.compose.project={self.project}"
-        ).stdout.strip()
+        return container_id(self.project)
 
     def status(self) -> tuple[int, dict[str, object]]:
         done = self.cli("status", "--json")

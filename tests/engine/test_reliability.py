@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.assets import demo_model
-from tests.integration import BuiltImage, cli_env, docker, free_port, needs_docker, run_cli
+from tests.integration import BuiltImage, cli_env, container_id, free_port, needs_docker, run_cli
 
 pytestmark = [needs_docker, pytest.mark.docker, pytest.mark.slow]
 
@@ -74,7 +74,7 @@ def running(cpu_image: BuiltImage, tmp_path: Path, request: pytest.FixtureReques
 
 
 def _container(project: str) -> str:
-    return docker("ps", "-q", "--filter", f"label=com.docker.compose.project={project}").stdout.strip()
+    return container_id(project, running_only=True)
 
 
 def test_bad_input_while_a_server_runs_changes_nothing(running: Serving, tmp_path: Path) -> None:

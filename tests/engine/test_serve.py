@@ -16,14 +16,9 @@ from pathlib import Path
 import pytest
 
 from tests.assets import PINNED_UPSTREAM_COMMIT
-from tests.integration import BuiltImage, cli_env, docker, free_port, needs_docker, run_cli
+from tests.integration import BuiltImage, cli_env, container_id, docker, free_port, needs_docker, run_cli
 
 pytestmark = [needs_docker, pytest.mark.docker, pytest.mark.slow]
-
-
-def container_id(project: str) -> str:
-    out = docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={project}")
-    return out.stdout.strip()
 
 
 def sha256(path: Path) -> str:

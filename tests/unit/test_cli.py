@@ -53,7 +53,7 @@ def test_plan_human_output_shows_origins(clean_env: dict[str, str], isolated_env
     out = orchestrator("plan", "--target", "cpu", env=clean_env, cwd=isolated_env / "work")
     assert out.returncode == 0, out.stderr
     assert "8123" in out.stdout and "orchestrator.yaml" in out.stdout
-    assert "127.0.0.1:8123:8080" in out.stdout
+    assert "127.0.0.1:8123:8443" in out.stdout
 
 
 def test_auto_detects_this_host(clean_env: dict[str, str]) -> None:

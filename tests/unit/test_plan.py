@@ -35,7 +35,11 @@ def test_compose_is_locked_down() -> None:
     plan = fixed_plan("cpu", "default")
     assert plan.compose is not None
     service = plan.compose["services"]["llama-server"]
-    assert service["ports"] == ["127.0.0.1:8080:8080"]
+    proxy = plan.compose["services"]["proxy"]
+    # Only the proxy is published; llama-server answers on its container's network alone.
+    assert "ports" not in service and proxy["ports"] == ["127.0.0.1:8080:8443"]
+    assert proxy["image"] == service["image"] and proxy["read_only"] is True
+    assert proxy["cap_drop"] == ["ALL"] and not proxy["user"].startswith("0")
     assert service["volumes"][0]["read_only"] is True
     assert service["cap_drop"] == ["ALL"] and service["security_opt"] == ["no-new-privileges:true"]
     assert not service["user"].startswith("0")
@@ -57,8 +61,13 @@ def test_exposed_server_reads_key_from_a_secret_file() -> None:
     plan = fixed_plan("cpu", "default", {"host": "0.0.0.0", "api_key_file": "/etc/step/key"})
     assert plan.compose is not None
     service = plan.compose["services"]["llama-server"]
-    assert service["ports"] == ["0.0.0.0:8080:8080"]
-    assert plan.compose["secrets"] == {"api_key": {"file": "/data/secrets/api_key"}}
+    assert plan.compose["services"]["proxy"]["ports"] == ["0.0.0.0:8080:8443"]
+    assert plan.compose["secrets"] == {
+        "api_key": {"file": "/data/secrets/api_key"},
+        "tls_certificate": {"file": "/data/secrets/tls_certificate"},
+        "tls_key": {"file": "/data/secrets/tls_key"},
+    }
+    assert plan.publish.scheme == "https" and plan.endpoint.startswith("https://")
     assert plan.api_key_file is not None and str(plan.api_key_file) == "/etc/step/key"
     assert service["command"][-2:] == ["--api-key-file", "/run/secrets/api_key"]
     assert all("key" not in k.lower() for k in service["environment"])

@@ -68,10 +68,17 @@ def test_the_head_gets_rpc_and_the_hosts_network() -> None:
     plan = fixed_plan("dgx-spark", "default", {"rpc": "192.168.100.2:50052"})
     argv = plan.server.argv
     assert argv[argv.index("--rpc") + 1] == "192.168.100.2:50052"
-    assert argv[argv.index("--host") + 1] == "127.0.0.1" and argv[argv.index("--port") + 1] == "8080"
+    # On the host's network the proxy publishes 8080 and llama-server listens on loopback just above.
+    assert argv[argv.index("--host") + 1] == "127.0.0.1" and argv[argv.index("--port") + 1] == "8081"
     assert plan.compose is not None
     service = plan.compose["services"]["llama-server"]
+    proxy = plan.compose["services"]["proxy"]
     assert service["network_mode"] == "host" and "ports" not in service
+    assert proxy["network_mode"] == "host" and "ports" not in proxy
+    assert plan.proxy is not None
+    server = plan.proxy["apps"]["http"]["servers"]["step-flash"]
+    assert server["listen"] == ["127.0.0.1:8080"]
+    assert server["routes"][-1]["handle"][0]["upstreams"] == [{"dial": "127.0.0.1:8081"}]
 
 
 def test_the_worker_runs_the_heads_image_on_its_address() -> None:

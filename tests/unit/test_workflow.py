@@ -544,6 +544,7 @@ def test_the_servers_own_port_is_free_for_its_replacement(tmp_path: Path, model:
     by the very server being replaced, not by another program."""
     key = tmp_path / "key"
     key.write_text("secret\n")
+    key.chmod(0o600)
     engine = FakeEngine()
     _up(cpu_plan(tmp_path, model, host="0.0.0.0", api_key_file=key), engine, FakeHost())
     served = _up(cpu_plan(tmp_path, model), engine, FakeHost(ports_in_use={8080}))

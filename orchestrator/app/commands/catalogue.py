@@ -138,6 +138,19 @@ def targets_data(targets: Sequence[Target]) -> list[dict[str, Any]]:
     ]
 
 
+def reach_text(plan: Plan) -> str:
+    """Who may reach the server: TLS and whose certificate, the names it answers to, the web origins."""
+    reach = plan.exposure
+    tls = {"local-ca": "HTTPS, certificate from the local authority", "owner": "HTTPS, your certificate"}.get(
+        reach.certificate or "", "plain HTTP"
+    )
+    origins = list(reach.origins) + (["pages of localhost"] if reach.localhost_origins else [])
+    return (
+        f"{tls}; answers to {', '.join(reach.names)} (any other Host refused); "
+        f"web pages allowed: {', '.join(origins) or 'none'}"
+    )
+
+
 def plan_panels(plan: Plan, width: int) -> list[Panel]:
     header = [
         (
@@ -155,6 +168,7 @@ def plan_panels(plan: Plan, width: int) -> list[Panel]:
         ),
         ("speculative", plan.speculation.describe()),
         ("endpoint", plan.endpoint),
+        ("reached", reach_text(plan)),
         (
             "memory",
             plan.memory.verdict,

@@ -12,7 +12,7 @@ from typing import Any
 from rich.panel import Panel
 from rich.table import Table
 
-from orchestrator.app.config import check_key_file
+from orchestrator.app.config import check_key_file, load_settings, make_api_key, needs_key
 from orchestrator.app.options import (
     Commands,
     allow_cpu_option,
@@ -22,6 +22,7 @@ from orchestrator.app.options import (
     host_step_options,
 )
 from orchestrator.app.outcomes import Lines, Screen
+from orchestrator.app.plan_options import flags
 from orchestrator.app.render import build_text, kv_table
 from orchestrator.app.session import Session
 from orchestrator.app.steps.building import build
@@ -30,10 +31,13 @@ from orchestrator.app.steps.devices import check_devices, placement_verdict, rem
 from orchestrator.app.steps.preflight import checked, fetched, run_host_steps
 from orchestrator.app.steps.serving import start_or_go_back
 from orchestrator.core.devices import Placement, Verdict
+from orchestrator.core.exposure import made_key_path
 from orchestrator.core.memory_plan import out_of_memory
 from orchestrator.core.plan import Plan
 from orchestrator.core.plan.layout import SERVICE
+from orchestrator.core.plan.proxy import tls_files
 from orchestrator.errors import ExitCode, UsageError
+from orchestrator.executors import certificates
 from orchestrator.executors.host import Host
 from orchestrator.executors.images import RPC_PROTOCOL_LABEL, BuildOutcome
 from orchestrator.executors.runtime import ServerState, api_key
@@ -55,6 +59,13 @@ def register(commands: Commands) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="fetch the target's model from the hub when it is not on disk (default: ask on a terminal)",
+    )
+    p.add_argument(
+        "--make-api-key",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="beyond loopback with no key file: make a random key in a file only you can read (default: "
+        "ask on a terminal)",
     )
     host_step_options(p)
     command(
@@ -82,6 +93,7 @@ def register(commands: Commands) -> None:
 
 
 def _up(session: Session, args: argparse.Namespace) -> Served:
+    offer_api_key(session, args)
     return up(
         session.plan(args),
         session.executors(),
@@ -104,6 +116,8 @@ class Served:
     no_page: str | None = None
     # Where llama.cpp put the model, as its log says.
     placement: Placement = field(default_factory=Placement)
+    # The certificate clients are to trust (None: plain HTTP).
+    certificate: certificates.Served | None = None
 
     def show(self, screen: Screen) -> ExitCode:
         screen.out.print(build_text(self.build))
@@ -124,6 +138,7 @@ def up(
 ) -> Served:
     """pull: fetch the plan's hub model when it is not on disk (True), never (False), or ask (None)."""
     check_key_file(plan.api_key_file)
+    certificates.check(plan.exposure)
     runtime = ex.runtime(plan)
     runtime.require(serving=True)
     plan = fetched(plan, report, pull)
@@ -148,7 +163,32 @@ def up(
     if not start_or_go_back(plan, runtime, report, validate):
         verdicts.append(placement_verdict(plan, runtime.logs(plan, tail=None)))
     page, no_page = web_page(plan, ex.host)
-    return Served(plan, runtime.location(plan), built.outcome, page, no_page, verdicts[-1].placement)
+    return Served(
+        plan,
+        runtime.location(plan),
+        built.outcome,
+        page,
+        no_page,
+        verdicts[-1].placement,
+        certificates.described(plan.exposure, tls_files(plan.data_dir)),
+    )
+
+
+def offer_api_key(session: Session, args: argparse.Namespace) -> None:
+    """Beyond loopback with no key: make one when told to, or when asked and the answer is yes (else the
+    plan refuses, saying how to give one)."""
+    settings = load_settings(flags(args))
+    if not needs_key(settings):
+        return
+    reporter = session.render.reporter()
+    decided = args.make_api_key
+    if decided is None and reporter.ask is not None:
+        decided = reporter.ask(
+            f"{settings['host']} is reached from other machines and no API key is set; make one in "
+            f"{made_key_path(settings['data_dir'])} (only you can read it)?"
+        )
+    if decided:
+        reporter.note(f"made an API key in {make_api_key(settings)} (only you can read it)")
 
 
 def web_page(plan: Plan, host: Host) -> tuple[str | None, str | None]:
@@ -157,7 +197,7 @@ def web_page(plan: Plan, host: Host) -> tuple[str | None, str | None]:
     if ui == "off":
         return None, "the web page is off (ui: off); the API answers at " + plan.endpoint
     url = plan.base_url + "/"
-    status = host.page_status(url)
+    status = host.page_status(url, trust=plan.trust)
     if status == 200:
         return url, None
     if ui == "auto":
@@ -250,7 +290,9 @@ def status(plan: Plan, ex: Executors) -> Status:
         target=plan.target,
         profile=plan.profile,
         runtime=runtime.kind,
-        tokens_per_second=ex.host.throughput(plan.base_url, api_key(plan)) if server.running else {},
+        tokens_per_second=ex.host.throughput(plan.base_url, api_key(plan), trust=plan.trust)
+        if server.running
+        else {},
         workers=worker_answers(plan, ex),
         speculation=plan.speculation.describe(),
         out_of_memory=out_of_memory(plan.memory) if server.oom_killed else None,
@@ -304,13 +346,52 @@ def served_panel(served: Served) -> Panel:
         ("target", f"{plan.target} ({plan.profile})"),
         ("devices", served.placement.describe()),
         ("compose file" if plan.runtime == "container" else "log", served.location),
-        ("try", curl_example(plan)),
+        *client_rows(plan, served.certificate),
     ]
     if served.page:
         rows.insert(1, ("open in a browser", served.page))
     elif served.no_page:
         rows.append(("web page", served.no_page))
     return Panel(kv_table(rows), title="llama-server is ready", title_align="left")
+
+
+def client_rows(plan: Plan, certificate: certificates.Served | None) -> list[tuple[str, str]]:
+    """What a person or an agent needs to use the server: the two APIs' base URLs, the key's file, the
+    certificate to trust, and a line each for curl and the openai and anthropic Python clients."""
+    root = plan.endpoint.removesuffix("/v1")
+    key = f"open('{plan.api_key_file}').read().strip()" if plan.api_key_file else "'none'"
+    ca = str(certificate.trust_file) if certificate else None
+    http_client = f", http_client=httpx.Client(verify='{ca}')" if ca else ""
+    rows = [
+        ("OpenAI base URL", plan.endpoint),
+        ("Anthropic base URL", f"{root}  (POST /v1/messages)"),
+        (
+            "API key",
+            f"in {plan.api_key_file} (Authorization: Bearer, or x-api-key)"
+            if plan.api_key_file
+            else "none (loopback)",
+        ),
+    ]
+    if certificate is not None:
+        rows.append(
+            (
+                "trust",
+                f"{certificate.trust_file}  SHA-256 {certificate.fingerprint}  "
+                f"(server certificate until {certificate.not_after:%Y-%m-%d}; up renews it)",
+            )
+        )
+    rows += [
+        ("try", curl_example(plan, ca)),
+        ("python (openai)", f"OpenAI(base_url='{plan.endpoint}', api_key={key}{http_client})"),
+        ("python (anthropic)", f"Anthropic(base_url='{root}', api_key={key}{http_client})"),
+        (
+            "agents",
+            f"OPENAI_BASE_URL={plan.endpoint} ANTHROPIC_BASE_URL={root}"
+            + (f" SSL_CERT_FILE={ca} NODE_EXTRA_CA_CERTS={ca}" if ca else "")
+            + (f" and the key from {plan.api_key_file}" if plan.api_key_file else ""),
+        ),
+    ]
+    return rows
 
 
 def device_rows(placement: Placement) -> list[tuple[str, str]]:
@@ -332,12 +413,13 @@ def device_rows(placement: Placement) -> list[tuple[str, str]]:
     return rows
 
 
-def curl_example(plan: Plan) -> str:
+def curl_example(plan: Plan, ca: str | None = None) -> str:
     # Small enough for the 135M demo model to answer in one line (without "in one sentence" it rambles).
     question = {"role": "user", "content": "What is the capital of France? Answer in one sentence."}
     body = json.dumps({"model": plan.model.alias, "messages": [question], "max_tokens": 64, "temperature": 0})
     auth = f' -H "Authorization: Bearer $(cat {plan.api_key_file})"' if plan.api_key_file else ""
-    return f"curl -s {plan.endpoint}/chat/completions -H 'Content-Type: application/json'{auth} -d '{body}'"
+    trust = f" --cacert {ca}" if ca else ""
+    return f"curl -s{trust} {plan.endpoint}/chat/completions -H 'Content-Type: application/json'{auth} -d '{body}'"
 
 
 def status_table(status: Status) -> Table:

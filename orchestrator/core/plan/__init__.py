@@ -18,6 +18,7 @@ from typing import Any
 
 from orchestrator.core.catalogue import CMakeFlag, Profile, Target, cmake_flags
 from orchestrator.core.devices import expectation
+from orchestrator.core.exposure import Exposure, exposure, is_loopback
 from orchestrator.core.facts import HostFacts
 from orchestrator.core.memory_plan import MemoryPlan, memory_plan
 from orchestrator.core.models import ModelSpec
@@ -35,7 +36,8 @@ from orchestrator.core.plan.programs import (
     bench_command,
     run_command,
 )
-from orchestrator.core.plan.server import Address, server_command
+from orchestrator.core.plan.proxy import PROXY_PORT, proxy_config, proxy_config_path, tls_files
+from orchestrator.core.plan.server import Address, Upstream, publish_address, server_command
 from orchestrator.core.rpc import Endpoint
 from orchestrator.core.settings import Settings, check_settings
 from orchestrator.core.sources import Source
@@ -93,6 +95,13 @@ class Plan:
     # The user's key file, copied by `up` to the secret the compose file names (never into env or argv).
     api_key_file: Path | None
     publish: Address
+    # Who may reach the server and how (TLS, its names, the web origins allowed), and what our own
+    # clients trust to check its certificate (None: plain HTTP).
+    exposure: Exposure
+    trust: Trust | None
+    # Caddy's configuration for the proxy in front of a container's server, and where `up` writes it.
+    proxy: Mapping[str, Any] | None
+    proxy_file: Path | None
     # The compose project the server runs as (several can run side by side under different names).
     project: str
     # What starts the server again after a crash, a logout or a reboot, in words; and on the Mac the
@@ -111,6 +120,16 @@ class Plan:
 
     def origin(self, setting: str) -> str:
         return next(origin for name, _value, origin in self.settings if name == setting)
+
+
+@dataclass(frozen=True)
+class Trust:
+    """What a client of ours checks the server's certificate against: the local authority's certificate
+    (and the name it reached the server by), or the owner's own certificate itself (reached through
+    loopback, where it need not carry that name)."""
+
+    file: Path
+    check_name: bool
 
 
 def _jsonable(value: Any) -> Any:
@@ -180,12 +199,41 @@ def make_plan(inputs: PlanInputs) -> Plan:
             "on each machine ('orchestrator worker up') and pass --rpc ADDRESS:PORT"
         )
     server = server_command(target, profile, source, model, settings, runtime, build, speculation)
+    reach = exposure(
+        settings["host"],
+        settings["port"],
+        settings["tls"],
+        settings["cors"],
+        settings["host_names"],
+        hostname=facts.hostname,
+        fqdn=facts.fqdn,
+        addresses=facts.addresses,
+    )
+    data_dir = Path(settings["data_dir"])
     compose = None
     container = None
+    proxy = None
     if isinstance(build, ImageBuild):
         container = container_spec(target, model, facts, build, settings, speculation)
-        compose, compose_warnings = compose_document(target, settings, build, server, container, model, facts)
+        compose, compose_warnings = compose_document(
+            target, settings, build, server, container, model, facts, reach.scheme
+        )
         warnings += compose_warnings
+        listen = (
+            f"{publish_address(settings['host'])}:{settings['port']}" if settings["rpc"] else f":{PROXY_PORT}"
+        )
+        proxy = proxy_config(
+            reach, listen, Upstream.of(settings).dial, fallback_page=settings["ui"] == "auto"
+        )
+    elif not is_loopback(settings["host"]) or reach.scheme == "https":
+        raise UsageError(
+            "a native server answers on loopback over plain HTTP only (its TLS and Host check are the "
+            "container proxy's); keep --host 127.0.0.1 and tls auto, or reach it through an SSH tunnel"
+        )
+    if reach.scheme == "http" and not reach.loopback:
+        warnings.append(
+            f"tls is off on {settings['host']}: the API key and every prompt cross the network in clear"
+        )
     benches = [bench_override.apply(b) if bench_override else b for b in profile.benches]
     if not model.present:
         warnings.append(f"model not found at {model.path} ({model.origin})")
@@ -211,7 +259,7 @@ def make_plan(inputs: PlanInputs) -> Plan:
         benches=tuple(bench_command(target, b, source, model, settings, runtime, build) for b in benches),
         compose=compose,
         container=container,
-        endpoint=Address(settings["host"], settings["port"]).url + "/v1",
+        endpoint=f"{reach.scheme}://{publish_address(reach.public_host)}:{settings['port']}/v1",
         memory=memory,
         speculation=speculation,
         rpc=settings["rpc"],
@@ -226,9 +274,21 @@ def make_plan(inputs: PlanInputs) -> Plan:
         launch_agent=_launch_agent(server, build, facts, settings),
         api_key_file=Path(settings["api_key_file"]).absolute() if settings["api_key_file"] else None,
         wait_timeout_s=settings["wait_timeout"],
-        publish=Address(settings["host"], settings["port"]),
+        publish=Address(settings["host"], settings["port"], reach.scheme),
+        exposure=reach,
+        trust=_trust(reach, data_dir),
+        proxy=proxy,
+        proxy_file=proxy_config_path(data_dir, settings["project"]) if proxy else None,
         inputs=inputs,
     )
+
+
+def _trust(reach: Exposure, data_dir: Path) -> Trust | None:
+    if reach.certificate == "local-ca":
+        return Trust(tls_files(data_dir).ca_cert, check_name=True)
+    if reach.owner_files is not None:
+        return Trust(reach.owner_files[0], check_name=False)
+    return None
 
 
 def _supervisor(runtime: str, facts: HostFacts, settings: Settings) -> str:

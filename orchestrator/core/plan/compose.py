@@ -1,5 +1,6 @@
-"""The compose document `up` writes for the server's service: the container spec plus what only a
-long-running service has (port, restart policy, health check, rotated logs, the API key as a secret)."""
+"""The compose document `up` writes: the server's service (the container spec plus what only a
+long-running service has: restart policy, health check, rotated logs, the API key as a secret) and the
+proxy in front of it, which alone is published (see core.plan.proxy)."""
 
 from __future__ import annotations
 
@@ -15,13 +16,25 @@ from orchestrator.core.plan.container import ContainerSpec
 from orchestrator.core.plan.image import ImageBuild
 from orchestrator.core.plan.layout import (
     CONTAINER_API_KEY,
-    CONTAINER_PORT,
     INFINIBAND,
     MODEL_IDENTITY_LABEL,
     SERVICE,
 )
-from orchestrator.core.plan.server import Address, argv_address, publish_address
+from orchestrator.core.plan.proxy import (
+    CONTAINER_PROXY_CONFIG,
+    CONTAINER_TLS_CERT,
+    CONTAINER_TLS_KEY,
+    PROXY_PORT,
+    PROXY_SERVICE,
+    SCHEME_LABEL,
+    proxy_config_path,
+    tls_files,
+)
+from orchestrator.core.plan.server import Address, Upstream, argv_address, publish_address
 from orchestrator.core.settings import Settings
+
+# On the proxy's service: the address it publishes, as the plan's Address says it.
+ADDRESS_LABEL = "io.step-flash.address"
 
 
 def compose_document(
@@ -32,13 +45,15 @@ def compose_document(
     container: ContainerSpec,
     model: ModelSpec,
     facts: HostFacts,
+    scheme: str,
 ) -> tuple[dict[str, Any], list[str]]:
     """The server's service: the container spec's image, mounts, user, devices and lock-down, plus
-    what only a long-running service has (port, restart, health check, logs, secret)."""
+    what only a long-running service has (restart, health check, logs, secret); and the proxy in front
+    of it, published on the plan's address."""
     warnings: list[str] = []
     workers = settings["rpc"]
-    health_port = settings["port"] if workers else CONTAINER_PORT
-    health_host = "127.0.0.1" if not workers or settings["host"] in ("0.0.0.0", "::") else settings["host"]
+    data_dir = Path(settings["data_dir"])
+    upstream = Upstream.of(settings)
     service: dict[str, Any] = {
         "image": container.image,
         "command": list(server.argv),
@@ -49,7 +64,7 @@ def compose_document(
         ],
         **service_lockdown(container),
         "healthcheck": {
-            "test": ["CMD", "curl", "-fsS", f"http://{publish_address(health_host)}:{health_port}/health"],
+            "test": ["CMD", "curl", "-fsS", f"http://{upstream.inside}/health"],
             "interval": "10s",
             "timeout": "5s",
             "retries": 3,
@@ -58,20 +73,55 @@ def compose_document(
         "labels": {"io.step-flash.target": target.name, "io.step-flash.plan-digest": build.digest}
         | ({MODEL_IDENTITY_LABEL: model.identity} if model.identity else {}),
     }
+    published = publish_address(settings["host"])
+    proxy: dict[str, Any] = {
+        "image": container.image,
+        "command": ["caddy", "run", "--config", str(CONTAINER_PROXY_CONFIG)],
+        # Caddy looks for a home for its state: the container's own /tmp (the root is read-only).
+        "environment": {"XDG_CONFIG_HOME": "/tmp", "XDG_DATA_HOME": "/tmp"},
+        "volumes": [
+            {
+                "type": "bind",
+                "source": str(proxy_config_path(data_dir, settings["project"])),
+                "target": str(CONTAINER_PROXY_CONFIG),
+                "read_only": True,
+            }
+        ],
+        **service_lockdown(container),
+        "depends_on": [SERVICE],
+        "labels": {
+            SCHEME_LABEL: scheme,
+            ADDRESS_LABEL: f"{published}:{settings['port']}",
+        },
+    }
     if workers:
         # The workers' addresses (a direct link, or loopback) are the host's; RDMA needs its devices.
-        service["network_mode"] = "host"
+        service["network_mode"] = proxy["network_mode"] = "host"
     else:
-        service["ports"] = [f"{publish_address(settings['host'])}:{settings['port']}:{CONTAINER_PORT}"]
+        proxy["ports"] = [f"{published}:{settings['port']}:{PROXY_PORT}"]
     service |= service_devices(container, infiniband=bool(workers) and bool(facts.infiniband_nodes))
     if settings["memory_limit"]:
         service["mem_limit"] = service["memswap_limit"] = settings["memory_limit"]
     if container.devices and not container.group_add:
         warnings.append("no render/video group on this host: the container may not open /dev/dri")
-    document: dict[str, Any] = {"name": settings["project"], "services": {SERVICE: service}}
+    document: dict[str, Any] = {
+        "name": settings["project"],
+        "services": {SERVICE: service, PROXY_SERVICE: proxy},
+    }
+    secrets: dict[str, Any] = {}
     if settings["api_key_file"]:
         service["secrets"] = [{"source": "api_key", "target": str(CONTAINER_API_KEY)}]
-        document["secrets"] = {"api_key": {"file": str(secret_copy_path(Path(settings["data_dir"])))}}
+        secrets["api_key"] = {"file": str(secret_copy_path(data_dir))}
+    if scheme == "https":
+        files = tls_files(data_dir)
+        proxy["secrets"] = [
+            {"source": "tls_certificate", "target": str(CONTAINER_TLS_CERT)},
+            {"source": "tls_key", "target": str(CONTAINER_TLS_KEY)},
+        ]
+        secrets["tls_certificate"] = {"file": str(files.proxy_cert)}
+        secrets["tls_key"] = {"file": str(files.proxy_key)}
+    if secrets:
+        document["secrets"] = secrets
     return document, warnings
 
 
@@ -112,12 +162,35 @@ def secret_copy_path(data_dir: Path) -> Path:
 
 
 def served_at(document: Mapping[str, Any]) -> Address | None:
-    """Where the server of a compose document answers on the host: its published port, or (on the
-    host's network, with RPC workers) the address llama-server binds itself; None when it says neither."""
-    service = document.get("services", {}).get(SERVICE, {})
+    """Where the server of a compose document answers on the host: the address its proxy publishes, or
+    (a document written before the proxy) its own published port or bound address; None when it says
+    none."""
+    services = document.get("services", {})
+    labels = services.get(PROXY_SERVICE, {}).get("labels") or {}
+    if ADDRESS_LABEL in labels:
+        host, port = str(labels[ADDRESS_LABEL]).rsplit(":", 1)
+        return Address(host.strip("[]"), int(port), str(labels.get(SCHEME_LABEL, "http")))
+    service = services.get(SERVICE, {})
     ports = service.get("ports") or []
     if ports:
         # HOST:PORT:CONTAINER_PORT, an IPv6 HOST in brackets.
         host, port, _inside = str(ports[0]).rsplit(":", 2)
         return Address(host.strip("[]"), int(port))
     return argv_address([str(arg) for arg in service.get("command") or []])
+
+
+def secret_files(document: Mapping[str, Any]) -> list[Path]:
+    """The files a compose document hands its services as secrets (our copies of the key, the TLS files)."""
+    return [Path(str(s["file"])) for s in (document.get("secrets") or {}).values() if "file" in s]
+
+
+def mounted_files(document: Mapping[str, Any]) -> list[Path]:
+    """Its secrets' files and the proxy's configuration: what a server started again from this
+    document needs back as it was."""
+    proxy = document.get("services", {}).get(PROXY_SERVICE, {})
+    configs = [
+        Path(str(v["source"]))
+        for v in proxy.get("volumes") or []
+        if isinstance(v, Mapping) and v.get("target") == str(CONTAINER_PROXY_CONFIG)
+    ]
+    return secret_files(document) + configs

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from orchestrator.core.catalogue import Profile, Target
+from orchestrator.core.exposure import connect_host
 from orchestrator.core.models import ModelSpec
 from orchestrator.core.plan.argv import (
     DEVICE_LOG,
@@ -21,7 +22,7 @@ from orchestrator.core.plan.argv import (
 )
 from orchestrator.core.plan.container import sidecar_dir
 from orchestrator.core.plan.image import ImageBuild
-from orchestrator.core.plan.layout import CONTAINER_API_KEY, CONTAINER_PORT, CONTAINER_UI_DIR
+from orchestrator.core.plan.layout import CONTAINER_API_KEY, CONTAINER_PORT, CONTAINER_UI_DIR, SERVICE
 from orchestrator.core.plan.native import NativeBuild
 from orchestrator.core.rpc import rpc_arg
 from orchestrator.core.settings import Settings
@@ -32,18 +33,41 @@ from orchestrator.core.speculation import server_args as speculation_server_args
 
 @dataclass(frozen=True)
 class Address:
-    """Where the server answers on the host: the compose port's host side, or the native server's own."""
+    """Where the server answers on the host (the proxy's published port, or the native server's own),
+    and whether over TLS."""
 
     host: str
     port: int
+    scheme: str = "http"
 
     @property
     def url(self) -> str:
-        return f"http://{publish_address(self.host)}:{self.port}"
+        """Where a client on this machine reaches it (a wildcard bind: through loopback)."""
+        return f"{self.scheme}://{publish_address(connect_host(self.host))}:{self.port}"
 
 
 def publish_address(host: str) -> str:
     return f"[{host}]" if ":" in host else host
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """Where llama-server listens for the proxy in front of it: on its own container's network (the
+    proxy dials it by its service name), or, on the host's network (RPC workers), on loopback one port
+    above the published one."""
+
+    bind: str
+    port: int
+    # What the proxy dials, and what the server's own health check asks inside its container.
+    dial: str
+    inside: str
+
+    @classmethod
+    def of(cls, settings: Settings) -> Upstream:
+        if settings["rpc"]:
+            port = settings["port"] + 1
+            return cls("127.0.0.1", port, f"127.0.0.1:{port}", f"127.0.0.1:{port}")
+        return cls("0.0.0.0", CONTAINER_PORT, f"{SERVICE}:{CONTAINER_PORT}", f"127.0.0.1:{CONTAINER_PORT}")
 
 
 def server_command(
@@ -57,15 +81,14 @@ def server_command(
     speculation: Speculation,
 ) -> Command:
     in_container = runtime == "container"
-    # With RPC workers the server's container shares the host's network (see compose_document), so it
-    # binds the published address itself.
-    bridged = in_container and not settings["rpc"]
+    # In a container the proxy is published and llama-server listens for it alone (core.plan.proxy).
+    upstream = Upstream.of(settings) if in_container else None
     argv = [
         binary("llama-server", build),
         "--host",
-        "0.0.0.0" if bridged else settings["host"],
+        upstream.bind if upstream else settings["host"],
         "--port",
-        str(CONTAINER_PORT if bridged else settings["port"]),
+        str(upstream.port if upstream else settings["port"]),
         "-m",
         model_arg(model, runtime),
         "--alias",
@@ -80,6 +103,9 @@ def server_command(
     argv += _speculation_args(profile, speculation, model, runtime)
     argv += rpc_arg(settings["rpc"])
     argv += list(DEVICE_LOG)
+    # llama-server's own CORS rule lets every origin in; behind the proxy (which answers CORS itself)
+    # and on a native server alike, only pages of localhost.
+    argv += ["--cors-origins", "localhost"]
     if settings["api_key_file"]:
         argv += ["--api-key-file", str(CONTAINER_API_KEY) if in_container else str(settings["api_key_file"])]
     argv += _ui_args(settings["ui"], in_container)

@@ -135,7 +135,7 @@ def _serve_once(
         if not plan.speculation.active:
             for prompt in prompts:
                 margins[prompt.name] = token_margins(
-                    ex.host.chat(plan.base_url, key, request_body(prompt, margins=True))
+                    ex.host.chat(plan.base_url, key, request_body(prompt, margins=True), trust=plan.trust)
                 )
     except ServerRequestFailed as failure:
         error = str(failure)
@@ -167,7 +167,7 @@ def _serve_once(
 
 def _timed_chat(host: Host, plan: Plan, key: str | None, prompt: Prompt) -> tuple[dict[str, Any], float]:
     began = time.monotonic()
-    answer = host.chat(plan.base_url, key, request_body(prompt))
+    answer = host.chat(plan.base_url, key, request_body(prompt), trust=plan.trust)
     return answer, time.monotonic() - began
 
 

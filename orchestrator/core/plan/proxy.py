@@ -1,0 +1,211 @@
+"""The proxy in front of llama-server (Caddy, in the server's own image): it alone is published. It ends
+TLS, refuses a Host that is none of the server's names (the DNS-rebinding defence, on loopback too),
+answers browsers' CORS for the allowed origins only, logs each request without its headers, and serves
+the image's fallback web page where llama-server has none. Its configuration is Caddy's JSON, made here
+as a dict from the plan's Exposure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from orchestrator.core.exposure import LOCALHOST_ORIGIN, Exposure
+
+PROXY_SERVICE = "proxy"
+PROXY_PORT = 8443
+CONTAINER_PROXY_CONFIG = PurePosixPath("/etc/step-flash/proxy.json")
+CONTAINER_TLS_CERT = PurePosixPath("/run/secrets/tls_certificate")
+CONTAINER_TLS_KEY = PurePosixPath("/run/secrets/tls_key")
+# build-llama.sh puts a built web page here when llama-server has none of its own inside.
+CONTAINER_FALLBACK_UI = PurePosixPath("/opt/llama/webui")
+# On the proxy's service: the scheme it serves, so a compose file says how to reach what it runs.
+SCHEME_LABEL = "io.step-flash.scheme"
+_CORS_HEADERS = (
+    "Access-Control-Allow-Origin",
+    "Access-Control-Allow-Credentials",
+    "Access-Control-Allow-Methods",
+    "Access-Control-Allow-Headers",
+)
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """Where the certificates are on the host: the local authority (made once per data directory, its
+    key readable by its owner alone), the server certificate made from it, and the copies the proxy
+    reads (in a folder only the owner opens)."""
+
+    ca_cert: Path
+    ca_key: Path
+    server_cert: Path
+    server_key: Path
+    proxy_cert: Path
+    proxy_key: Path
+
+
+def tls_files(data_dir: Path) -> TlsFiles:
+    tls = data_dir / "tls"
+    secrets = data_dir / "secrets"
+    return TlsFiles(
+        ca_cert=tls / "ca.crt",
+        ca_key=tls / "ca.key",
+        server_cert=tls / "server.crt",
+        server_key=tls / "server.key",
+        proxy_cert=secrets / "tls_certificate",
+        proxy_key=secrets / "tls_key",
+    )
+
+
+def proxy_config_path(data_dir: Path, project: str) -> Path:
+    return data_dir / "compose" / f"{project}.proxy.json"
+
+
+def proxy_config(exposure: Exposure, listen: str, upstream: str, *, fallback_page: bool) -> dict[str, Any]:
+    """Caddy's configuration: one server on listen ([host]:port) in front of upstream (host:port)."""
+    hosts = list(exposure.names)
+    allowed_origin: list[dict[str, Any]] = []
+    if exposure.origins:
+        allowed_origin.append({"header": {"Origin": list(exposure.origins)}})
+    if exposure.localhost_origins:
+        allowed_origin.append({"header_regexp": {"Origin": {"pattern": LOCALHOST_ORIGIN}}})
+    routes: list[dict[str, Any]] = [
+        {
+            "match": [{"not": [{"host": hosts}]}],
+            "handle": [_answer(421, "this server does not answer to that host name\n")],
+            "terminal": True,
+        }
+    ]
+    if allowed_origin:
+        preflight = [{**m, "method": ["OPTIONS"]} for m in allowed_origin]
+        routes.append(
+            {
+                "match": preflight,
+                "handle": [
+                    {
+                        "handler": "headers",
+                        "response": {
+                            "set": {
+                                "Access-Control-Allow-Origin": ["{http.request.header.Origin}"],
+                                "Access-Control-Allow-Methods": ["GET, POST, OPTIONS"],
+                                "Access-Control-Allow-Headers": [
+                                    "{http.request.header.Access-Control-Request-Headers}"
+                                ],
+                                "Access-Control-Max-Age": ["600"],
+                                "Vary": ["Origin"],
+                            }
+                        },
+                    },
+                    {"handler": "static_response", "status_code": 204},
+                ],
+                "terminal": True,
+            }
+        )
+        routes.append(
+            {
+                "match": allowed_origin,
+                "handle": [
+                    {
+                        "handler": "headers",
+                        "response": {
+                            "set": {
+                                "Access-Control-Allow-Origin": ["{http.request.header.Origin}"],
+                                "Vary": ["Origin"],
+                            },
+                            "deferred": True,
+                        },
+                    }
+                ],
+            }
+        )
+    # A preflight from any other page: no CORS headers, so its browser keeps it out.
+    routes.append(
+        {
+            "match": [{"method": ["OPTIONS"], "header": {"Origin": ["*"]}}],
+            "handle": [_answer(403, "this origin may not call this server\n")],
+            "terminal": True,
+        }
+    )
+    if fallback_page:
+        routes.append(
+            {
+                "match": [{"method": ["GET", "HEAD"], "path": ["/", "/index.html"]}],
+                "handle": [_proxy(upstream, page_if_missing=True)],
+                "terminal": True,
+            }
+        )
+    routes.append({"handle": [_proxy(upstream, page_if_missing=False)]})
+    server: dict[str, Any] = {
+        "listen": [listen],
+        "routes": routes,
+        "automatic_https": {"disable": True},
+        "protocols": ["h1", "h2"],
+        "logs": {"default_logger_name": "requests"},
+    }
+    tls_app: dict[str, Any] = {}
+    if exposure.scheme == "https":
+        server["tls_connection_policies"] = [{"certificate_selection": {"any_tag": ["step-flash"]}}]
+        tls_app = {
+            "tls": {
+                "certificates": {
+                    "load_files": [
+                        {
+                            "certificate": str(CONTAINER_TLS_CERT),
+                            "key": str(CONTAINER_TLS_KEY),
+                            "tags": ["step-flash"],
+                        }
+                    ]
+                }
+            }
+        }
+    return {
+        # No admin endpoint, nothing saved: the file is the whole configuration, and the root is read-only.
+        "admin": {"disabled": True, "config": {"persist": False}},
+        "storage": {"module": "file_system", "root": "/tmp/caddy"},
+        "logging": {
+            "logs": {
+                "default": {"exclude": ["http.log.access.requests"]},
+                # One line per request, without its headers (the API key travels in one).
+                "requests": {
+                    "include": ["http.log.access.requests"],
+                    "encoder": {
+                        "format": "filter",
+                        "wrap": {"format": "json"},
+                        "fields": {
+                            "request>headers": {"filter": "delete"},
+                            "resp_headers": {"filter": "delete"},
+                        },
+                    },
+                },
+            }
+        },
+        "apps": {"http": {"servers": {"step-flash": server}}, **tls_app},
+    }
+
+
+def _answer(status: int, body: str) -> dict[str, Any]:
+    return {"handler": "static_response", "status_code": status, "body": body}
+
+
+def _proxy(upstream: str, *, page_if_missing: bool) -> dict[str, Any]:
+    handler: dict[str, Any] = {
+        "handler": "reverse_proxy",
+        "upstreams": [{"dial": upstream}],
+        # Streamed answers (server-sent events) go out token by token.
+        "flush_interval": -1,
+        # CORS is the proxy's answer alone: llama-server's own headers would let any origin in.
+        "headers": {"response": {"delete": list(_CORS_HEADERS)}},
+    }
+    if page_if_missing:
+        handler["handle_response"] = [
+            {
+                "match": {"status_code": [404]},
+                "routes": [
+                    {
+                        "handle": [
+                            {"handler": "file_server", "root": str(CONTAINER_FALLBACK_UI)},
+                        ]
+                    }
+                ],
+            }
+        ]
+    return handler

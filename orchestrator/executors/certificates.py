@@ -1,0 +1,242 @@
+"""The server's certificates, made with `cryptography`: a certificate authority made once per data
+directory (its key readable by its owner alone), a server certificate it signs for the names the plan
+answers to (made again when a name is missing or it nears its end), the owner's own files checked, and
+the copies the proxy's container reads."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from orchestrator.core.exposure import Exposure
+from orchestrator.core.plan.proxy import TlsFiles
+from orchestrator.errors import UsageError
+from orchestrator.files import write_for_container, write_private
+
+CA_DAYS = 3650
+# Under the 398 days Apple's and Chrome's rules allow a server certificate; made again 30 days before.
+SERVER_DAYS = 397
+RENEW_BEFORE = datetime.timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class Served:
+    """What people are told to trust: the file, its SHA-256 fingerprint, and the server certificate's end."""
+
+    trust_file: Path
+    fingerprint: str
+    not_after: datetime.datetime
+
+
+def check(exposure: Exposure, now: datetime.datetime | None = None) -> None:
+    """What can refuse the plan's TLS before anything changes: the owner's files."""
+    if exposure.owner_files is not None:
+        check_owner_files(*exposure.owner_files, now or datetime.datetime.now(datetime.UTC))
+
+
+def prepare(exposure: Exposure, files: TlsFiles, *, now: datetime.datetime | None = None) -> None:
+    """The certificate the proxy serves, in place for it: the owner's, or one from the local authority
+    (made, or made again when a name is missing or its end is near)."""
+    now = now or datetime.datetime.now(datetime.UTC)
+    if exposure.certificate is None:
+        return
+    if exposure.owner_files is not None:
+        chain, key = check_owner_files(*exposure.owner_files, now)
+        _install(files, chain, key)
+        return
+    ca_cert, ca_key = local_authority(files, now)
+    _server_certificate(files, ca_cert, ca_key, exposure, now)
+    _install(
+        files, files.server_cert.read_bytes() + files.ca_cert.read_bytes(), files.server_key.read_bytes()
+    )
+
+
+def described(exposure: Exposure, files: TlsFiles) -> Served | None:
+    """What the proxy serves, once prepared (None: plain HTTP, or nothing prepared yet)."""
+    try:
+        if exposure.owner_files is not None:
+            leaf = x509.load_pem_x509_certificates(exposure.owner_files[0].read_bytes())[0]
+            return Served(exposure.owner_files[0], fingerprint(leaf), leaf.not_valid_after_utc)
+        if exposure.certificate == "local-ca":
+            ca = x509.load_pem_x509_certificate(files.ca_cert.read_bytes())
+            leaf = x509.load_pem_x509_certificate(files.server_cert.read_bytes())
+            return Served(files.ca_cert, fingerprint(ca), leaf.not_valid_after_utc)
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    return cert.fingerprint(hashes.SHA256()).hex(":").upper()
+
+
+def local_authority(
+    files: TlsFiles, now: datetime.datetime
+) -> tuple[x509.Certificate, CertificateIssuerPrivateKeyTypes]:
+    """The data directory's certificate authority, made the first time it is needed."""
+    if files.ca_cert.is_file() and files.ca_key.is_file():
+        cert = x509.load_pem_x509_certificate(files.ca_cert.read_bytes())
+        key = serialization.load_pem_private_key(files.ca_key.read_bytes(), password=None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        return cert, key
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "step-flash-orchestrator"),
+            x509.NameAttribute(
+                NameOID.COMMON_NAME, f"step-flash-orchestrator local CA {os.uname().nodename}"
+            ),
+        ]
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=CA_DAYS))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    write_private(files.ca_key, _key_pem(key))
+    _write_public(files.ca_cert, cert.public_bytes(serialization.Encoding.PEM))
+    return cert, key
+
+
+def _server_certificate(
+    files: TlsFiles,
+    ca_cert: x509.Certificate,
+    ca_key: CertificateIssuerPrivateKeyTypes,
+    exposure: Exposure,
+    now: datetime.datetime,
+) -> None:
+    if files.server_cert.is_file() and files.server_key.is_file():
+        current = x509.load_pem_x509_certificate(files.server_cert.read_bytes())
+        if _still_good(current, ca_cert, exposure, now):
+            return
+    key = ec.generate_private_key(ec.SECP256R1())
+    names: list[x509.GeneralName] = [x509.DNSName(n) for n in exposure.dns_names]
+    names += [x509.IPAddress(ipaddress.ip_address(a)) for a in exposure.ip_addresses]
+    ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, exposure.public_host)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(min(now + datetime.timedelta(days=SERVER_DAYS), ca_cert.not_valid_after_utc))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    write_private(files.server_key, _key_pem(key))
+    _write_public(files.server_cert, cert.public_bytes(serialization.Encoding.PEM))
+
+
+def _still_good(
+    cert: x509.Certificate, ca_cert: x509.Certificate, exposure: Exposure, now: datetime.datetime
+) -> bool:
+    """Signed by this authority, covering every name, and not within RENEW_BEFORE of its end."""
+    try:
+        cert.verify_directly_issued_by(ca_cert)
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound):
+        return False
+    covered = {n.lower() for n in sans.get_values_for_type(x509.DNSName)}
+    covered |= {str(a) for a in sans.get_values_for_type(x509.IPAddress)}
+    wanted = set(exposure.dns_names) | {str(ipaddress.ip_address(a)) for a in exposure.ip_addresses}
+    return wanted <= covered and cert.not_valid_after_utc - now > RENEW_BEFORE
+
+
+def check_owner_files(cert_path: Path, key_path: Path, now: datetime.datetime) -> tuple[bytes, bytes]:
+    """The owner's certificate (chain) and key: readable, in force, and a pair; the key not readable by
+    others. The PEM bytes of both."""
+    chain_pem = _read(cert_path, "certificate")
+    key_pem = _read(key_path, "key")
+    if key_path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise UsageError(f"TLS key {key_path} can be read by others; chmod 600 {key_path}")
+    try:
+        leaf = x509.load_pem_x509_certificates(chain_pem)[0]
+    except ValueError:
+        raise UsageError(
+            f"{cert_path} holds no PEM certificate; give the certificate file first: tls CERT,KEY"
+        ) from None
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError):
+        raise UsageError(
+            f"{key_path} holds no unencrypted PEM private key; give the key file second: tls CERT,KEY"
+        ) from None
+    if leaf.not_valid_after_utc <= now:
+        raise UsageError(
+            f"certificate {cert_path} expired on {leaf.not_valid_after_utc:%Y-%m-%d}; renew it, or drop "
+            "your own files (tls auto makes one)"
+        )
+    if leaf.not_valid_before_utc > now:
+        raise UsageError(f"certificate {cert_path} is not valid before {leaf.not_valid_before_utc:%Y-%m-%d}")
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    leaf_public = leaf.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    if public != leaf_public:
+        raise UsageError(f"key {key_path} does not match certificate {cert_path}; give the pair's key")
+    return chain_pem, key_pem
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read the TLS {what} {path}: {exc.strerror}; check the path") from None
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _write_public(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data)
+    partial.chmod(0o644)
+    os.replace(partial, path)
+
+
+def _install(files: TlsFiles, chain: bytes, key: bytes) -> None:
+    """The copies the proxy's container reads."""
+    write_for_container(files.proxy_cert, chain)
+    write_for_container(files.proxy_key, key)

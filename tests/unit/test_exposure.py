@@ -1,0 +1,222 @@
+"""Who may reach the server: the exposure made of the settings, the proxy's configuration made of it,
+the certificates, and bad input refused in one line before anything starts."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from orchestrator.core.exposure import (
+    exposure,
+    exposure_problem,
+    parse_host_names,
+    parse_origins,
+    parse_tls,
+)
+from orchestrator.core.plan.proxy import proxy_config, tls_files
+from orchestrator.errors import UsageError
+from orchestrator.executors import certificates
+
+NOW = datetime.datetime(2026, 12, 2, tzinfo=datetime.UTC)
+FACTS = {
+    "hostname": "spark",
+    "fqdn": "spark.lab.example",
+    "addresses": ("127.0.0.1", "192.168.1.5", "fd00::5"),
+}
+
+
+def test_settings_values_are_checked() -> None:
+    assert parse_tls("auto") == "auto" and parse_tls("off") == "off"
+    assert parse_tls("/a/c.pem, /a/k.pem") == "/a/c.pem,/a/k.pem"
+    with pytest.raises(ValueError):
+        parse_tls("/only/one.pem")
+    assert parse_origins("http://192.168.1.20:3000, HTTPS://WebUI.lan") == (
+        "http://192.168.1.20:3000",
+        "https://webui.lan",
+    )
+    for bad in ("webui.lan:3000", "http://x/path", "ftp://x", "http://x:99999", "*"):
+        with pytest.raises(ValueError):
+            parse_origins(bad)
+    assert parse_host_names("Spark.lan,10.8.0.2") == ("spark.lan", "10.8.0.2")
+    with pytest.raises(ValueError):
+        parse_host_names("not a name")
+
+
+def test_loopback_is_plain_http_and_answers_to_loopback_names_only() -> None:
+    reach = exposure("127.0.0.1", 8080, "auto", (), (), **FACTS)  # type: ignore[arg-type]
+    assert reach.scheme == "http" and reach.certificate is None
+    assert reach.names == ("localhost", "127.0.0.1", "::1")
+    assert reach.localhost_origins and reach.origins == ()
+
+
+def test_every_address_is_https_and_covers_the_hosts_names() -> None:
+    reach = exposure("0.0.0.0", 8080, "auto", ("http://192.168.1.20:3000",), ("spark.vpn",), **FACTS)  # type: ignore[arg-type]
+    assert reach.scheme == "https" and reach.certificate == "local-ca"
+    assert {"spark", "spark.local", "spark.lab.example", "192.168.1.5", "spark.vpn"} <= set(reach.names)
+    assert "fd00::5" not in reach.names, "an IPv4 wildcard is not reached over IPv6"
+    assert reach.public_host == "spark.vpn"
+    assert not reach.localhost_origins
+    assert "http://192.168.1.20:3000" in reach.origins and "https://spark:8080" in reach.origins
+    assert "192.168.1.5" in reach.ip_addresses and "spark" in reach.dns_names
+
+
+def test_exposure_needs_a_key_and_tls_or_a_confirmation() -> None:
+    assert exposure_problem("127.0.0.1", "off", False, False) is None
+    assert "without an API key" in (exposure_problem("0.0.0.0", "auto", False, False) or "")
+    assert "in clear" in (exposure_problem("192.168.1.5", "off", True, False) or "")
+    assert exposure_problem("192.168.1.5", "off", True, True) is None
+
+
+def test_the_proxy_refuses_foreign_hosts_first_and_answers_cors_for_allowed_origins_only() -> None:
+    reach = exposure("127.0.0.1", 8080, "auto", ("http://127.0.0.1:3000",), (), **FACTS)  # type: ignore[arg-type]
+    config = proxy_config(reach, ":8443", "llama-server:8080", fallback_page=True)
+    server = config["apps"]["http"]["servers"]["step-flash"]
+    first = server["routes"][0]
+    assert first["match"] == [{"not": [{"host": ["localhost", "127.0.0.1", "::1"]}]}]
+    assert first["handle"][0]["status_code"] == 421 and first["terminal"]
+    preflight = server["routes"][1]
+    assert {"header": {"Origin": ["http://127.0.0.1:3000"]}, "method": ["OPTIONS"]} in preflight["match"]
+    proxied = server["routes"][-1]["handle"][0]
+    assert proxied["upstreams"] == [{"dial": "llama-server:8080"}]
+    assert "Access-Control-Allow-Origin" in proxied["headers"]["response"]["delete"]
+    assert "tls" not in config["apps"] and "tls_connection_policies" not in server
+    page = server["routes"][-2]
+    assert page["match"][0]["path"] == ["/", "/index.html"]
+    without = proxy_config(reach, ":8443", "llama-server:8080", fallback_page=False)
+    assert not any(
+        "handle_response" in r["handle"][0]
+        for r in without["apps"]["http"]["servers"]["step-flash"]["routes"]
+    )
+    secure = proxy_config(
+        exposure("0.0.0.0", 8080, "auto", (), (), **FACTS), ":8443", "u:1", fallback_page=False
+    )  # type: ignore[arg-type]
+    assert (
+        secure["apps"]["tls"]["certificates"]["load_files"][0]["certificate"]
+        == "/run/secrets/tls_certificate"
+    )
+    # The request log never carries the headers (the key travels in one).
+    assert secure["logging"]["logs"]["requests"]["encoder"]["fields"]["request>headers"] == {
+        "filter": "delete"
+    }
+
+
+def test_local_authority_is_made_once_and_its_key_is_the_owners_alone(tmp_path: Path) -> None:
+    files = tls_files(tmp_path)
+    reach = exposure("0.0.0.0", 8080, "auto", (), (), **FACTS)  # type: ignore[arg-type]
+    certificates.prepare(reach, files, now=NOW)
+    assert stat.S_IMODE(files.ca_key.stat().st_mode) == 0o600
+    assert stat.S_IMODE(files.server_key.stat().st_mode) == 0o600
+    assert stat.S_IMODE(files.ca_key.parent.stat().st_mode) == 0o700
+    ca = files.ca_cert.read_bytes()
+    leaf = x509.load_pem_x509_certificate(files.server_cert.read_bytes())
+    sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "spark.local" in sans.get_values_for_type(x509.DNSName)
+    assert {str(a) for a in sans.get_values_for_type(x509.IPAddress)} >= {"127.0.0.1", "192.168.1.5"}
+    leaf.verify_directly_issued_by(x509.load_pem_x509_certificate(ca))
+    # The proxy's copies: the chain and the key, in a folder only the owner opens.
+    assert files.proxy_cert.read_bytes().startswith(files.server_cert.read_bytes())
+    assert stat.S_IMODE(files.proxy_cert.parent.stat().st_mode) == 0o700
+    served = certificates.described(reach, files)
+    assert served is not None and served.trust_file == files.ca_cert and len(served.fingerprint) == 95
+
+    # Again: nothing new. A new name, or the end near: a new server certificate, the same authority.
+    serial = leaf.serial_number
+    certificates.prepare(reach, files, now=NOW + datetime.timedelta(days=300))
+    assert x509.load_pem_x509_certificate(files.server_cert.read_bytes()).serial_number == serial
+    certificates.prepare(reach, files, now=NOW + datetime.timedelta(days=380))
+    renewed = x509.load_pem_x509_certificate(files.server_cert.read_bytes())
+    assert renewed.serial_number != serial and files.ca_cert.read_bytes() == ca
+    wider = exposure("0.0.0.0", 8080, "auto", (), ("spark.vpn",), **FACTS)  # type: ignore[arg-type]
+    certificates.prepare(wider, files, now=NOW + datetime.timedelta(days=380))
+    again = x509.load_pem_x509_certificate(files.server_cert.read_bytes())
+    assert again.serial_number != renewed.serial_number
+    assert "spark.vpn" in again.extensions.get_extension_for_class(
+        x509.SubjectAlternativeName
+    ).value.get_values_for_type(x509.DNSName)
+
+
+def _self_signed(tmp_path: Path, name: str, *, days: int = 30, start: int = -1) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW + datetime.timedelta(days=start))
+        .not_valid_after(NOW + datetime.timedelta(days=days))
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
+def test_the_owners_files_are_checked(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path, "good")
+    _other_cert, other_key = _self_signed(tmp_path, "other")
+    old_cert, old_key = _self_signed(tmp_path, "old", days=-1, start=-30)
+    certificates.check_owner_files(cert, key, NOW)
+    with pytest.raises(UsageError, match="does not match"):
+        certificates.check_owner_files(cert, other_key, NOW)
+    with pytest.raises(UsageError, match="expired on"):
+        certificates.check_owner_files(old_cert, old_key, NOW)
+    with pytest.raises(UsageError, match="cannot read the TLS certificate"):
+        certificates.check_owner_files(tmp_path / "missing.crt", key, NOW)
+    key.chmod(0o644)
+    with pytest.raises(UsageError, match="chmod 600"):
+        certificates.check_owner_files(cert, key, NOW)
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+def test_bad_exposure_input_is_one_line_and_starts_nothing(tmp_path: Path, isolated_env: Path) -> None:
+    env = {**os.environ}
+    cert, key = _self_signed(tmp_path, "good")
+    _other_cert, other_key = _self_signed(tmp_path, "other")
+    old_cert, old_key = _self_signed(tmp_path, "old", days=-1, start=-30)
+    readable = tmp_path / "key-readable"
+    readable.write_text("secret\n")
+    readable.chmod(0o644)
+    private = tmp_path / "key-private"
+    private.write_text("secret\n")
+    private.chmod(0o600)
+    base = ["up", "--target", "cpu", "--port", "18097", "--no-make-api-key"]
+    cases = [
+        ([*base, "--tls", f"{cert},{other_key}"], "does not match"),
+        ([*base, "--tls", f"{old_cert},{old_key}"], "expired on"),
+        ([*base, "--tls", f"{tmp_path / 'nothing.crt'},{key}"], "cannot read the TLS certificate"),
+        ([*base, "--api-key-file", str(readable)], "chmod 600"),
+        ([*base, "--host", "0.0.0.0", "--api-key-file", str(private), "--tls", "off"], "--allow-plain-http"),
+        ([*base, "--host", "0.0.0.0"], "without an API key"),
+        ([*base, "--cors", "webui.lan:3000"], "is not an origin"),
+    ]
+    for argv, words in cases:
+        done = _cli(*argv, env=env)
+        assert done.returncode == 2, (argv, done.stderr)
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and words in lines[0] and "Traceback" not in done.stderr, (argv, done.stderr)
+    # Nothing was written: no compose file, no certificate authority, no key.
+    data = Path(env.get("XDG_DATA_HOME", "")) / "step-flash-orchestrator"
+    assert not (data / "compose").exists() and not (data / "tls").exists() and not (data / "keys").exists()
