@@ -204,7 +204,7 @@ class ContainerRuntime:
         readable_in_container(plan)
         self._mark_restarts(plan)
         install_api_key(plan)
-        certificates.prepare(plan.exposure, tls_files(plan.data_dir))
+        certificates.prepare(plan.exposure, tls_files(plan.data_dir, plan.project))
         if plan.proxy_file is not None and plan.proxy is not None:
             write_atomic(plan.proxy_file, json.dumps(plan.proxy, indent=2) + "\n")
         write_compose(plan)
@@ -355,7 +355,7 @@ def install_api_key(plan: Plan) -> None:
     """Copy the key where the container's user can read it: mode 0644 inside a folder only we can open."""
     if plan.api_key_file is None:
         return
-    write_for_container(secret_copy_path(plan.data_dir), plan.api_key_file.read_bytes())
+    write_for_container(secret_copy_path(plan.data_dir, plan.project), plan.api_key_file.read_bytes())
 
 
 class NativeRuntime:

@@ -74,20 +74,14 @@ def secured(cpu_image: BuiltImage, tmp_path_factory: pytest.TempPathFactory) -> 
     key = folder / "api-key"
     key.write_text(KEY + "\n")
     key.chmod(0o600)
-    data = folder / "data"
     env = cli_env(ORCHESTRATOR_PROJECT="sfo-test-tls", ORCHESTRATOR_WAIT_TIMEOUT="180")
-    env["ORCHESTRATOR_DATA_DIR"] = str(data)
+    data = Path(env["ORCHESTRATOR_DATA_DIR"])
     port = free_port()
     args = (
         *cpu_image.args,
         "--port", str(port), "--tls", "on", "--api-key-file", str(key), "--cors", ALLOWED,
     )  # fmt: skip
-    # The image is the suite's: its bases and build cache live in the shared data directory.
-    env_build = {**env, "ORCHESTRATOR_DATA_DIR": cpu_image.env["ORCHESTRATOR_DATA_DIR"]}
-    assert run_cli("build", *cpu_image.args, env=env_build).returncode == 0
-    up = run_cli("up", *args, "--no-build", "--registry", "none", env=env)
-    if up.returncode != 0 and "--no-build" in up.stderr:
-        up = run_cli("up", *args, env=env)
+    up = run_cli("up", *args, env=env)
     assert up.returncode == 0, up.stderr + up.stdout
     try:
         yield Secured(port, up.stdout, data / "tls" / "ca.crt", key, env, args)

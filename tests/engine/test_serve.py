@@ -203,15 +203,18 @@ def test_exposed_server_needs_its_key(cpu_image: BuiltImage, tmp_path: Path) -> 
     up = run_cli("up", *args, "--api-key-file", str(key), env=env)
     assert up.returncode == 0, up.stderr + up.stdout
     try:
+        import ssl
         import urllib.error
         import urllib.request
 
-        url = f"http://127.0.0.1:{port}/v1/models"
+        # Beyond loopback it is HTTPS, from the data directory's own authority.
+        trust = ssl.create_default_context(cafile=str(Path(env["ORCHESTRATOR_DATA_DIR"]) / "tls" / "ca.crt"))
+        url = f"https://127.0.0.1:{port}/v1/models"
         with pytest.raises(urllib.error.HTTPError) as denied:
-            urllib.request.urlopen(url, timeout=10)
+            urllib.request.urlopen(url, timeout=10, context=trust)
         assert denied.value.code == 401
         request = urllib.request.Request(url, headers={"Authorization": "Bearer s3cret-test-key"})
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10, context=trust) as response:
             assert response.status == 200
         inspect = docker("inspect", container_id("sfo-test-key")).stdout
         assert "s3cret-test-key" not in inspect

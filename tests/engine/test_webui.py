@@ -1,83 +1,94 @@
-"""A person's first look: headless Chromium opens the page the server gives on 127.0.0.1, types a
-question into the chat, and sees the model's answer on the page. The page is llama.cpp's built web UI
-from a pinned older llama-cpp-python sdist, served through the `ui` setting (a read-only folder); a
-screenshot is kept in test-artifacts/."""
+"""A person's first look: headless Chromium opens the page the server gives, types a question into the
+chat, and sees the model's answer on the page. The page is the one the image carries where llama-server
+was built without its own (llama.cpp's built web UI from a pinned older llama-cpp-python sdist, served by
+the proxy): on loopback over plain HTTP as the README's first command serves it, and over TLS with the
+data directory's own certificate authority (Chromium trusting that certificate's key). Screenshots are
+kept in test-artifacts/."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import shutil
-import socket
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.assets import built_webui
-from tests.integration import BuiltImage, cli_env, needs_docker, run_cli
+from tests.integration import BuiltImage, cli_env, free_port, image_labels, needs_docker, run_cli
 
 pytestmark = [needs_docker, pytest.mark.docker, pytest.mark.slow]
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 QUESTION = "What is the capital of France?"
-# That UI (mid-2025) sends dry_penalty_last_n = -1 from the server's defaults, which the pinned server
-# (0c1e570) now rejects with 400; the page under test is otherwise unchanged.
-COMPAT = """
-const original = window.fetch;
-window.fetch = (input, init) => {
-  if (init && typeof init.body === 'string' && String(input).endsWith('/chat/completions')) {
-    const body = JSON.parse(init.body);
-    if (body.dry_penalty_last_n < 0) delete body.dry_penalty_last_n;
-    init = {...init, body: JSON.stringify(body)};
-  }
-  return original(input, init);
-};
-"""
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+@dataclass(frozen=True)
+class Page:
+    url: str
+    up: str
+    # Chromium's --ignore-certificate-errors-spki-list value: the served certificate's key, trusted.
+    spki: str | None
 
 
-@pytest.fixture
-def served_page(cpu_image: BuiltImage, tmp_path: Path) -> Iterator[tuple[str, str]]:
+@pytest.fixture(params=["http", "https"])
+def served_page(request: pytest.FixtureRequest, cpu_image: BuiltImage, tmp_path: Path) -> Iterator[Page]:
+    tls = request.param == "https"
     env = cli_env(
-        ORCHESTRATOR_PROJECT="sfo-test-webui",
+        ORCHESTRATOR_PROJECT=f"sfo-test-webui-{request.param}",
         ORCHESTRATOR_MODELS_DIR=str(tmp_path / "models"),
         ORCHESTRATOR_WAIT_TIMEOUT="180",
     )
-    args = [*cpu_image.args, "--port", str(_port()), "--ui", str(built_webui())]
+    port = free_port()
+    args = [*cpu_image.args, "--port", str(port), *(["--tls", "on"] if tls else [])]
     up = run_cli("up", *args, env=env)
     assert up.returncode == 0, up.stderr + up.stdout
+    spki = None
+    if tls:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+
+        server_cert = Path(env["ORCHESTRATOR_DATA_DIR"]) / "tls" / "server.crt"
+        leaf = x509.load_pem_x509_certificate(server_cert.read_bytes())
+        der = leaf.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        spki = base64.b64encode(hashlib.sha256(der).digest()).decode()
     try:
-        yield up.stdout, args[-3]
+        yield Page(f"{'https' if tls else 'http'}://127.0.0.1:{port}/", up.stdout, spki)
     finally:
         run_cli("down", *args, env=env)
+
+
+def test_the_image_carries_a_page_and_says_which(cpu_image: BuiltImage) -> None:
+    label = image_labels(cpu_image.tag)["io.step-flash.webui"]
+    # Built here without network to llama.cpp's bundle: the fallback page, by its pinned sdist.
+    assert label.startswith(("embedded", "fallback: llama.cpp web UI from the llama-cpp-python 0.3.16 sdist"))
 
 
 @pytest.mark.skipif(
     CHROMIUM is None or CHROMEDRIVER is None, reason="chromium and chromedriver (Debian) needed"
 )
-def test_a_person_chats_in_the_browser(served_page: tuple[str, str]) -> None:
+def test_a_person_chats_in_the_browser(served_page: Page) -> None:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    up_output, port = served_page
-    page = f"http://127.0.0.1:{port}/"
-    assert page in up_output, "up names the page to open"
+    assert served_page.url in " ".join(served_page.up.split()), "up names the page to open"
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900"):
         options.add_argument(flag)
+    if served_page.spki:
+        options.add_argument(f"--ignore-certificate-errors-spki-list={served_page.spki}")
     browser = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    shot = ARTIFACTS / f"webui-chat-{served_page.url.split(':')[0]}.png"
     try:
-        browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": COMPAT})
-        browser.get(page)
+        browser.get(served_page.url)
         deadline = time.monotonic() + 30
         while not browser.find_elements(By.TAG_NAME, "textarea"):
             assert time.monotonic() < deadline, "the chat box never appeared"
@@ -95,7 +106,7 @@ def test_a_person_chats_in_the_browser(served_page: tuple[str, str]) -> None:
             answer = text.rsplit(QUESTION, 1)[-1].strip() if text.count(QUESTION) >= 2 else ""
         time.sleep(3)  # let the streamed answer finish before the picture
         ARTIFACTS.mkdir(exist_ok=True)
-        assert browser.save_screenshot(str(ARTIFACTS / "webui-chat.png"))
+        assert browser.save_screenshot(str(shot))
     finally:
         browser.quit()
-    assert (ARTIFACTS / "webui-chat.png").stat().st_size > 10_000
+    assert shot.stat().st_size > 10_000

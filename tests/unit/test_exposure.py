@@ -111,7 +111,7 @@ def test_the_proxy_refuses_foreign_hosts_first_and_answers_cors_for_allowed_orig
 
 
 def test_local_authority_is_made_once_and_its_key_is_the_owners_alone(tmp_path: Path) -> None:
-    files = tls_files(tmp_path)
+    files = tls_files(tmp_path, "step-flash")
     reach = exposure("0.0.0.0", 8080, "auto", (), (), **FACTS)  # type: ignore[arg-type]
     certificates.prepare(reach, files, now=NOW)
     assert stat.S_IMODE(files.ca_key.stat().st_mode) == 0o600

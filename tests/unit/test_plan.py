@@ -63,9 +63,9 @@ def test_exposed_server_reads_key_from_a_secret_file() -> None:
     service = plan.compose["services"]["llama-server"]
     assert plan.compose["services"]["proxy"]["ports"] == ["0.0.0.0:8080:8443"]
     assert plan.compose["secrets"] == {
-        "api_key": {"file": "/data/secrets/api_key"},
-        "tls_certificate": {"file": "/data/secrets/tls_certificate"},
-        "tls_key": {"file": "/data/secrets/tls_key"},
+        "api_key": {"file": "/data/secrets/step-flash/api_key"},
+        "tls_certificate": {"file": "/data/secrets/step-flash/tls_certificate"},
+        "tls_key": {"file": "/data/secrets/step-flash/tls_key"},
     }
     assert plan.publish.scheme == "https" and plan.endpoint.startswith("https://")
     assert plan.api_key_file is not None and str(plan.api_key_file) == "/etc/step/key"

@@ -170,7 +170,7 @@ def up(
         page,
         no_page,
         verdicts[-1].placement,
-        certificates.described(plan.exposure, tls_files(plan.data_dir)),
+        certificates.described(plan.exposure, tls_files(plan.data_dir, plan.project)),
     )
 
 

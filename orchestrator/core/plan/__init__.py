@@ -36,7 +36,7 @@ from orchestrator.core.plan.programs import (
     bench_command,
     run_command,
 )
-from orchestrator.core.plan.proxy import PROXY_PORT, proxy_config, proxy_config_path, tls_files
+from orchestrator.core.plan.proxy import PROXY_PORT, TlsFiles, proxy_config, proxy_config_path, tls_files
 from orchestrator.core.plan.server import Address, Upstream, publish_address, server_command
 from orchestrator.core.rpc import Endpoint
 from orchestrator.core.settings import Settings, check_settings
@@ -276,16 +276,16 @@ def make_plan(inputs: PlanInputs) -> Plan:
         wait_timeout_s=settings["wait_timeout"],
         publish=Address(settings["host"], settings["port"], reach.scheme),
         exposure=reach,
-        trust=_trust(reach, data_dir),
+        trust=_trust(reach, tls_files(data_dir, settings["project"])),
         proxy=proxy,
         proxy_file=proxy_config_path(data_dir, settings["project"]) if proxy else None,
         inputs=inputs,
     )
 
 
-def _trust(reach: Exposure, data_dir: Path) -> Trust | None:
+def _trust(reach: Exposure, files: TlsFiles) -> Trust | None:
     if reach.certificate == "local-ca":
-        return Trust(tls_files(data_dir).ca_cert, check_name=True)
+        return Trust(files.ca_cert, check_name=True)
     if reach.owner_files is not None:
         return Trust(reach.owner_files[0], check_name=False)
     return None

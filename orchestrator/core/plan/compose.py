@@ -28,6 +28,7 @@ from orchestrator.core.plan.proxy import (
     PROXY_SERVICE,
     SCHEME_LABEL,
     proxy_config_path,
+    secrets_dir,
     tls_files,
 )
 from orchestrator.core.plan.server import Address, Upstream, argv_address, publish_address
@@ -88,6 +89,9 @@ def compose_document(
             }
         ],
         **service_lockdown(container),
+        # The image's own health check asks llama-server, which is not in this container; up asks
+        # through the proxy, and Docker's restart policy keeps it running.
+        "healthcheck": {"disable": True},
         "depends_on": [SERVICE],
         "labels": {
             SCHEME_LABEL: scheme,
@@ -111,9 +115,9 @@ def compose_document(
     secrets: dict[str, Any] = {}
     if settings["api_key_file"]:
         service["secrets"] = [{"source": "api_key", "target": str(CONTAINER_API_KEY)}]
-        secrets["api_key"] = {"file": str(secret_copy_path(data_dir))}
+        secrets["api_key"] = {"file": str(secret_copy_path(data_dir, settings["project"]))}
     if scheme == "https":
-        files = tls_files(data_dir)
+        files = tls_files(data_dir, settings["project"])
         proxy["secrets"] = [
             {"source": "tls_certificate", "target": str(CONTAINER_TLS_CERT)},
             {"source": "tls_key", "target": str(CONTAINER_TLS_KEY)},
@@ -156,9 +160,9 @@ def service_devices(container: ContainerSpec, *, infiniband: bool) -> dict[str, 
     return entries
 
 
-def secret_copy_path(data_dir: Path) -> Path:
+def secret_copy_path(data_dir: Path, project: str) -> Path:
     """Where `up` copies the API key: readable by the container's user, inside a folder only we open."""
-    return data_dir / "secrets" / "api_key"
+    return secrets_dir(data_dir, project) / "api_key"
 
 
 def served_at(document: Mapping[str, Any]) -> Address | None:

@@ -43,9 +43,9 @@ class TlsFiles:
     proxy_key: Path
 
 
-def tls_files(data_dir: Path) -> TlsFiles:
+def tls_files(data_dir: Path, project: str) -> TlsFiles:
     tls = data_dir / "tls"
-    secrets = data_dir / "secrets"
+    secrets = secrets_dir(data_dir, project)
     return TlsFiles(
         ca_cert=tls / "ca.crt",
         ca_key=tls / "ca.key",
@@ -54,6 +54,11 @@ def tls_files(data_dir: Path) -> TlsFiles:
         proxy_cert=secrets / "tls_certificate",
         proxy_key=secrets / "tls_key",
     )
+
+
+def secrets_dir(data_dir: Path, project: str) -> Path:
+    """Where `up` puts the copies of the key and the TLS files a project's containers read."""
+    return data_dir / "secrets" / project
 
 
 def proxy_config_path(data_dir: Path, project: str) -> Path:
