@@ -17,6 +17,7 @@ import concurrent.futures
 import ipaddress
 import json
 import os
+import ssl
 import statistics
 import subprocess
 import sys
@@ -80,7 +81,15 @@ def check_local(url: str) -> None:
         raise SystemExit(f"{url}: load is only ever sent to this machine (loopback), not to {host}")
 
 
-def _request(url: str, model: str, prompt: str, max_tokens: int, stream: bool, key: str | None) -> Outcome:
+def _request(
+    url: str,
+    model: str,
+    prompt: str,
+    max_tokens: int,
+    stream: bool,
+    key: str | None,
+    trust: ssl.SSLContext | None = None,
+) -> Outcome:
     body = {
         "model": model,
         "messages": [{"role": "user", "content": prompt}],
@@ -96,7 +105,7 @@ def _request(url: str, model: str, prompt: str, max_tokens: int, stream: bool, k
     started = time.monotonic()
     first: float | None = None
     try:
-        with urllib.request.urlopen(request, timeout=120) as response:
+        with urllib.request.urlopen(request, timeout=120, context=trust) as response:
             if not stream:
                 data = json.load(response)
                 tokens = int(data["usage"]["completion_tokens"])
@@ -125,10 +134,13 @@ def run_load(
     max_tokens: int = 32,
     api_key: str | None = None,
     deadline_s: float = 600,
+    cacert: Path | None = None,
 ) -> LoadResult:
     """clients threads, each sending `requests` completions one after another (every other one
-    streamed); whatever has not started by the deadline is not sent."""
+    streamed); whatever has not started by the deadline is not sent. cacert: the certificate authority
+    an https server's certificate is checked against (up prints it)."""
     check_local(url)
+    trust = ssl.create_default_context(cafile=str(cacert)) if cacert else None
     result = LoadResult(clients)
     stop_at = time.monotonic() + deadline_s
 
@@ -138,7 +150,9 @@ def run_load(
             if time.monotonic() > stop_at:
                 break
             prompt = PROMPTS[(index + n) % len(PROMPTS)]
-            outcomes.append(_request(url, model, prompt, max_tokens, stream=n % 2 == 1, key=api_key))
+            outcomes.append(
+                _request(url, model, prompt, max_tokens, stream=n % 2 == 1, key=api_key, trust=trust)
+            )
         return outcomes
 
     started = time.monotonic()
@@ -172,6 +186,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=8, help="per client")
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--api-key-file")
+    parser.add_argument("--cacert", type=Path, help="an https server's certificate authority (up prints it)")
     parser.add_argument("--serve", action="store_true", help="serve the cpu demo model for the run")
     opts = parser.parse_args()
     key = Path(opts.api_key_file).read_text().strip() if opts.api_key_file else None
@@ -185,7 +200,13 @@ def main() -> None:
     try:
         results = [
             run_load(
-                url, opts.model, clients=c, requests=opts.requests, max_tokens=opts.max_tokens, api_key=key
+                url,
+                opts.model,
+                clients=c,
+                requests=opts.requests,
+                max_tokens=opts.max_tokens,
+                api_key=key,
+                cacert=opts.cacert,
             )
             for c in counts
         ]

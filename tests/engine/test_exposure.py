@@ -128,7 +128,7 @@ def test_plain_http_and_an_unknown_authority_are_refused(secured: Secured) -> No
 
 
 def test_every_route_but_health_needs_the_key(secured: Secured) -> None:
-    assert secured.request("/health")[0] == 200
+    assert secured.request("/health")[0] == 200 and secured.request("/v1/health")[0] == 200
     chat = json.dumps({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}).encode()
     message = json.dumps(
         {"model": "x", "max_tokens": 4, "messages": [{"role": "user", "content": "Hi"}]}
@@ -192,16 +192,13 @@ def test_a_foreign_host_is_refused_and_other_sites_get_no_cors(secured: Secured)
     assert KEY not in docker("logs", container_id("sfo-test-tls")).stderr
 
 
-def _http_client(secured: Secured) -> object:
-    import httpx
-
-    return httpx.Client(verify=str(secured.ca), timeout=300)
-
-
 def test_openai_client_chats_streams_lists_and_hands_a_tool_result_back(secured: Secured) -> None:
-    from openai import OpenAI
+    from openai import DefaultHttpxClient, OpenAI
 
-    client = OpenAI(base_url=f"{secured.root}/v1", api_key=KEY, http_client=_http_client(secured))  # type: ignore[arg-type]
+    # As up prints it: the SDK's own HTTP client, trusting the data directory's authority.
+    client = OpenAI(
+        base_url=f"{secured.root}/v1", api_key=KEY, http_client=DefaultHttpxClient(verify=str(secured.ca))
+    )
     question = [{"role": "user", "content": "What is the capital of France? Answer in one sentence."}]
     answer = client.chat.completions.create(model="x", messages=question, max_tokens=32, temperature=0)  # type: ignore[arg-type]
     assert "Paris" in (answer.choices[0].message.content or "")
@@ -250,12 +247,17 @@ def test_openai_client_chats_streams_lists_and_hands_a_tool_result_back(secured:
 def test_anthropic_client_messages_streams_lists_and_hands_a_tool_result_back(secured: Secured) -> None:
     import anthropic
 
-    client = anthropic.Anthropic(base_url=secured.root, api_key=KEY, http_client=_http_client(secured))  # type: ignore[arg-type]
+    trusting = anthropic.DefaultHttpxClient(verify=str(secured.ca))
+    client = anthropic.Anthropic(base_url=secured.root, api_key=KEY, http_client=trusting)
     question = [{"role": "user", "content": "What is the capital of France? Answer in one sentence."}]
-    message = client.messages.create(model="x", max_tokens=32, messages=question, temperature=0)  # type: ignore[arg-type]
+    message = client.messages.create(
+        model="x", max_tokens=32, messages=question, extra_body={"temperature": 0}
+    )  # type: ignore[arg-type]
     text = "".join(block.text for block in message.content if block.type == "text")
     assert "Paris" in text
-    with client.messages.stream(model="x", max_tokens=32, messages=question, temperature=0) as stream:  # type: ignore[arg-type]
+    with client.messages.stream(
+        model="x", max_tokens=32, messages=question, extra_body={"temperature": 0}
+    ) as stream:  # type: ignore[arg-type]
         streamed = "".join(stream.text_stream)
     assert "Paris" in streamed
     assert [m.id for m in client.models.list().data]
@@ -279,13 +281,13 @@ def test_anthropic_client_messages_streams_lists_and_hands_a_tool_result_back(se
             "input_schema": TOOL["function"]["parameters"],
         }
     ]  # type: ignore[index]
-    reply = client.messages.create(model="x", max_tokens=48, messages=history, tools=tools, temperature=0)  # type: ignore[arg-type]
+    reply = client.messages.create(
+        model="x", max_tokens=48, messages=history, tools=tools, extra_body={"temperature": 0}
+    )  # type: ignore[arg-type]
     assert reply.content and reply.stop_reason in ("end_turn", "max_tokens", "tool_use")
     print("anthropic, after the tool result:", reply.stop_reason, reply.content[0])
     with pytest.raises(anthropic.AuthenticationError):
-        anthropic.Anthropic(
-            base_url=secured.root, api_key="wrong", http_client=_http_client(secured)
-        ).models.list()  # type: ignore[arg-type]
+        anthropic.Anthropic(base_url=secured.root, api_key="wrong", http_client=trusting).models.list()
 
 
 # --- the Step-3.5-Flash chat template of the pinned tree ------------------------------------------------
@@ -325,6 +327,15 @@ def stepfun_server(cpu_image: BuiltImage) -> Iterator[str]:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
 
 
+def test_the_load_benchmark_speaks_tls_with_the_key(secured: Secured) -> None:
+    from tests.integration import benchmark_script
+
+    result = benchmark_script("load").run_load(
+        secured.root, "x", clients=2, requests=2, max_tokens=8, api_key=KEY, cacert=secured.ca
+    )
+    assert len(result.outcomes) == 4 and not result.failures, [f.error for f in result.failures]
+
+
 def _post(url: str, body: dict[str, object]) -> dict[str, object]:
     request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=300) as response:
@@ -350,7 +361,10 @@ def test_stepfun_template_renders_tools_a_tool_result_and_reasoning(stepfun_serv
         {"role": "tool", "tool_call_id": "c1", "content": '{"temperature_c": 18}'},
     ]
     prompt = str(_post(stepfun_server + "/apply-template", {"messages": messages, "tools": [TOOL]})["prompt"])
-    assert prompt.startswith("<|im_start|>system\nYou help with travel.\n\n# Tools\n")
+    # The template opens with the model's BOS token (SmolLM2's is <|im_start|> itself).
+    assert prompt.removeprefix("<|im_start|>").startswith(
+        "<|im_start|>system\nYou help with travel.\n\n# Tools\n"
+    )
     assert '<tools>\n{"type": "function", "function": {"name": "get_weather"' in prompt
     assert (
         "<|im_start|>assistant\n<think>\nI should look the weather up.\n</think>\n"

@@ -42,12 +42,17 @@ def test_image_carries_its_recipe(cpu_image: BuiltImage) -> None:
     assert labels["org.opencontainers.image.revision"] == PINNED_UPSTREAM_COMMIT
     assert "-DGGML_VULKAN=ON" in labels["io.step-flash.cmake-flags"]
     assert "-DGGML_BACKEND_DL=ON" in labels["io.step-flash.cmake-flags"]
-    # The build fetched upstream's web UI bundle where it could reach it, and says which it was.
+    # The build fetched upstream's web UI bundle where it could reach it; else the image carries the
+    # pinned fallback page. It says which it is, in the image and in a label.
     webui = _run(cpu_image.tag, "cat", "/opt/llama/webui.txt").strip()
     assert webui == "embedded" or webui.startswith(
-        "none: the build could not fetch llama.cpp's web UI bundle"
+        "fallback: llama.cpp web UI from the llama-cpp-python 0.3.16"
     )
-    assert labels["io.step-flash.webui"] == ("embedded" if webui == "embedded" else "none")
+    assert labels["io.step-flash.webui"] == webui
+    if webui != "embedded":
+        assert "<html" in _run(cpu_image.tag, "head", "-c", "4096", "/opt/llama/webui/index.html").lower()
+    # The proxy that alone is published: Debian's caddy.
+    assert _run(cpu_image.tag, "caddy", "version").lstrip("v").startswith("2.")
     # The GPU driver the image brings: Mesa (RADV, and lavapipe here) from trixie-backports.
     driver = labels["io.step-flash.driver"]
     assert driver.startswith("mesa-vulkan-drivers ") and "~bpo13" in driver, driver

@@ -4,40 +4,31 @@ Every request goes to 127.0.0.1; every loop is bounded."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from tests.assets import demo_model
-from tests.integration import BuiltImage, cli_env, container_id, docker, free_port, needs_docker, run_cli
+from tests.integration import (
+    BuiltImage,
+    benchmark_script,
+    cli_env,
+    container_id,
+    docker,
+    free_port,
+    needs_docker,
+    run_cli,
+)
 
 pytestmark = [needs_docker, pytest.mark.docker, pytest.mark.slow]
 
-LOAD_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "load.py"
-
-
-def _benchmark(script: str) -> ModuleType:
-    """A script of benchmarks/ as a module (they are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        f"{script}_benchmark", LOAD_SCRIPT.with_name(f"{script}.py")
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
-    return module
-
-
-load = _benchmark("load")
+load = benchmark_script("load")
 
 
 class Served:
@@ -145,7 +136,7 @@ def test_two_minutes_of_mixed_load_with_a_restart_in_the_middle(server: Served) 
     """benchmarks/soak.py, shortened to two minutes: no request fails but those in flight while the server
     restarts, the server answers again after it, every quarter has answers, and its memory is sampled
     through both of its runs."""
-    soak = _benchmark("soak").run_soak(
+    soak = benchmark_script("soak").run_soak(
         server.url, "gemma-3-270m", server.container(), seconds=120, clients=2, max_tokens=16
     )
     print(soak.report(warm_up_s=30))

@@ -361,7 +361,12 @@ def client_rows(plan: Plan, certificate: certificates.Served | None) -> list[tup
     root = plan.endpoint.removesuffix("/v1")
     key = f"open('{plan.api_key_file}').read().strip()" if plan.api_key_file else "'none'"
     ca = str(certificate.trust_file) if certificate else None
-    http_client = f", http_client=httpx.Client(verify='{ca}')" if ca else ""
+
+    def sdk(package: str, cls: str, base_url: str) -> str:
+        # Each SDK's own HTTP client class, whichever HTTP library the installed version is built on.
+        trusting = f", http_client={package}.DefaultHttpxClient(verify='{ca}')" if ca else ""
+        return f"{package}.{cls}(base_url='{base_url}', api_key={key}{trusting})"
+
     rows = [
         ("OpenAI base URL", plan.endpoint),
         ("Anthropic base URL", f"{root}  (POST /v1/messages)"),
@@ -382,8 +387,8 @@ def client_rows(plan: Plan, certificate: certificates.Served | None) -> list[tup
         )
     rows += [
         ("try", curl_example(plan, ca)),
-        ("python (openai)", f"OpenAI(base_url='{plan.endpoint}', api_key={key}{http_client})"),
-        ("python (anthropic)", f"Anthropic(base_url='{root}', api_key={key}{http_client})"),
+        ("python (openai)", sdk("openai", "OpenAI", plan.endpoint)),
+        ("python (anthropic)", sdk("anthropic", "Anthropic", root)),
         (
             "agents",
             f"OPENAI_BASE_URL={plan.endpoint} ANTHROPIC_BASE_URL={root}"
