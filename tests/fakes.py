@@ -58,6 +58,8 @@ class FakeEngine:
     registry: dict[str, tuple[dict[str, str], str, str]] = field(default_factory=dict)
     platforms: dict[str, str] = field(default_factory=dict)
     digests: dict[str, str] = field(default_factory=dict)
+    # What docker stats says the running container holds.
+    memory: int | None = 300 << 20
 
     def names(self) -> list[str]:
         return [name for name, _ in self.calls]
@@ -176,6 +178,9 @@ class FakeEngine:
     def service(self, project: str, name: str) -> ServiceState | None:
         return self.service_state
 
+    def service_memory(self, project: str, name: str) -> int | None:
+        return self.memory if self.service_state is not None else None
+
     def service_logs(
         self, project: str, name: str, *, tail: int | None = None, follow: bool = False
     ) -> Iterable[str]:
@@ -190,6 +195,8 @@ class FakeHost:
     ports_in_use: set[int] = field(default_factory=set)
     ready: Readiness = "ready"
     page: int | None = 404
+    newest: str | None = None
+    props_answer: dict[str, Any] = field(default_factory=lambda: {"is_sleeping": False})
     # What chat() answers: whether the server it talks to drafts (set by the test), diverges when it does,
     # or fails from the Nth request on.
     drafting: Callable[[], bool] = lambda: False
@@ -223,6 +230,10 @@ class FakeHost:
             mirror=None,
         )
 
+    def newest_commit(self, url: str) -> str | None:
+        self.calls.append(("newest_commit", url))
+        return self.newest if self.reachable else None
+
     def can_bootstrap(self) -> bool:
         return self.bootstrap
 
@@ -249,6 +260,9 @@ class FakeHost:
 
     def summary(self, facts: HostFacts) -> dict[str, Any]:
         return {"system": facts.system}
+
+    def props(self, base_url: str, api_key: str | None, *, trust: Trust | None = None) -> Mapping[str, Any]:
+        return self.props_answer
 
     def page_status(self, url: str, *, trust: Trust | None = None) -> int | None:
         return self.page

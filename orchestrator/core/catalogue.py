@@ -153,6 +153,9 @@ class Target:
     # own max_tokens still applies, fewer or more: measured at 0c1e570). A stuck generation then ends
     # instead of holding its slot for hours. 0: no cap.
     n_predict: int = 0
+    # llama-server's --sleep-idle-seconds: after this long without a request the server frees the model
+    # (weights, KV cache) and loads it again on the next one. 0: never.
+    idle_s: int = 0
     notes: tuple[str, ...] = field(default=())
     # For `--native` on a host that is not this target's own kind (a container target built on the
     # host): the flags that replace the image family's GPU backend with what any such host has.
@@ -289,6 +292,12 @@ DROP_PAGE_CACHE = HookSpec("drop-page-cache")
 # empty context: Mac 48.18, DGX Spark 19.79, Ryzen AI Max 3.43 t/s) 32768 tokens take about 11 min,
 # 28 min and 2.7 h; without it a generation that never stops runs until the context (up to 256K) is full.
 AGENT_REPLY_TOKENS = 32768
+# The Step-3.5-Flash targets give the model's ~105 GiB back after 30 idle minutes (Target.idle_s). These are
+# workstations: the memory is wanted back over a meal or a night, while the pauses of a working session
+# (reading an answer, a build between agent turns) keep the model loaded. Each wake-up reloads the 111 GB
+# file: about 20-40 s at NVMe's 3-6 GB/s when the page cache does not hold it, not measured on the
+# machines here. Ollama's default is 5 min, for models a tenth of this size.
+IDLE_AFTER_S = 1800
 
 MAC_WIRED_LIMIT_MB = 122880
 MAC_WIRED_ALTERNATIVE = (
@@ -349,6 +358,7 @@ DGX_SPARK = Target(
     default_model="step-3.5-flash",
     server_args=("--jinja", "--metrics"),
     n_predict=AGENT_REPLY_TOKENS,
+    idle_s=IDLE_AFTER_S,
     profiles=(
         replace(
             _DEFAULT_PROFILE,
@@ -421,6 +431,7 @@ RYZEN_AI_MAX = Target(
     default_model="step-3.5-flash",
     server_args=("--jinja", "--metrics"),
     n_predict=AGENT_REPLY_TOKENS,
+    idle_s=IDLE_AFTER_S,
     profiles=(
         replace(_DEFAULT_PROFILE, hooks=(DROP_PAGE_CACHE,), notes=(*_DEFAULT_NOTES, _RYZEN_SPEC_NOTE)),
         _measured_by(
@@ -472,6 +483,7 @@ MAC_STUDIO = Target(
     default_model="step-3.5-flash",
     server_args=("--jinja", "--metrics"),
     n_predict=AGENT_REPLY_TOKENS,
+    idle_s=IDLE_AFTER_S,
     profiles=(
         replace(_DEFAULT_PROFILE, notes=(*_DEFAULT_NOTES, _MAC_SPEC_NOTE)),
         _measured_by(

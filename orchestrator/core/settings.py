@@ -93,6 +93,17 @@ def memory_bytes(size: str) -> int:
     return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
 
 
+def parse_duration(value: object) -> int:
+    """Seconds, from a duration (90s, 30m, 2h, or a whole number of seconds) or off (0)."""
+    text = _as_str(value).lower()
+    if text in ("off", "0"):
+        return 0
+    match = re.fullmatch(r"([1-9][0-9]*)([smh]?)", text)
+    if not match:
+        raise ValueError("expected a duration such as 90s, 30m or 2h, or off")
+    return int(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600}[match[2]]
+
+
 def _as_registry(value: object) -> str:
     return parse_registry(_as_str(value))
 
@@ -239,6 +250,12 @@ FIELDS: tuple[Field, ...] = (
     ),
     Field("wait_timeout", _as_int, "seconds to wait for the server to become healthy"),
     Field(
+        "idle",
+        parse_duration,
+        "give the model's memory back after this long without a request (llama-server's sleep; the next "
+        "request loads it again): a duration such as 30m, or off; default: the target's",
+    ),
+    Field(
         "ui",
         _as_ui,
         "llama-server's web page: auto (the one built into the image, if any), off, or a folder of a built "
@@ -331,6 +348,7 @@ def default_layer(data_dir: Path) -> Layer:
             "gpu": "all",
             "gpu_passthrough": True,
             "wait_timeout": 900,
+            "idle": None,
             "ui": "auto",
             "build_cache": None,
         },

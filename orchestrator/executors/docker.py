@@ -405,6 +405,14 @@ class DockerEngine:
             ),
         )
 
+    def service_memory(self, project: str, name: str) -> int | None:
+        """What the service's running container holds now, as Docker counts it (docker stats)."""
+        container = self._container(project, name)
+        if container is None or container.state.status != "running":
+            return None
+        stats = self.docker.stats(containers=[container])
+        return int(stats[0].memory_used) if stats else None
+
     def service_logs(
         self, project: str, name: str, *, tail: int | None = None, follow: bool = False
     ) -> Iterable[str]:

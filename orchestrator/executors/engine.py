@@ -158,6 +158,9 @@ class Engine(Protocol):
 
     def service(self, project: str, name: str) -> ServiceState | None: ...
 
+    def service_memory(self, project: str, name: str) -> int | None:
+        """Bytes the service's running container holds now, as Docker counts it (None: not running)."""
+
     def service_logs(
         self, project: str, name: str, *, tail: int | None = None, follow: bool = False
     ) -> Iterable[str]: ...

@@ -30,7 +30,7 @@ from orchestrator.executors.hooks import HookResult, run_host_steps
 from orchestrator.executors.http import open_url
 from orchestrator.executors.probe import host_summary
 from orchestrator.executors.rpc import Hello, Link
-from orchestrator.executors.sources import from_mirror, git_reachable
+from orchestrator.executors.sources import from_mirror, git_reachable, newest_commit
 
 # A long answer on a slow machine (a 4-client round on two CPU cores) still comes back within this.
 _CHAT_TIMEOUT_S = 600
@@ -38,6 +38,9 @@ _CHAT_TIMEOUT_S = 600
 
 class Host(Protocol):
     def git_reachable(self, url: str) -> bool: ...
+
+    def newest_commit(self, url: str) -> str | None:
+        """The commit a git repository's HEAD names now; None where it cannot be reached."""
 
     def mirror(self, source: Source, cache: Path) -> Source: ...
 
@@ -58,6 +61,9 @@ class Host(Protocol):
     def throughput(
         self, base_url: str, api_key: str | None, *, trust: Trust | None = None
     ) -> dict[str, float]: ...
+
+    def props(self, base_url: str, api_key: str | None, *, trust: Trust | None = None) -> Mapping[str, Any]:
+        """llama-server's /props (is_sleeping, build_info, ...); empty when it does not answer."""
 
     def page_status(self, url: str, *, trust: Trust | None = None) -> int | None:
         """The HTTP status a browser gets for url (it accepts gzip), or None when nothing answers."""
@@ -104,6 +110,9 @@ class LocalHost:
 
     def git_reachable(self, url: str) -> bool:
         return git_reachable(url)
+
+    def newest_commit(self, url: str) -> str | None:
+        return newest_commit(url)
 
     def mirror(self, source: Source, cache: Path) -> Source:
         return from_mirror(source, cache)
@@ -153,6 +162,17 @@ class LocalHost:
 
     def summary(self, facts: HostFacts) -> dict[str, Any]:
         return host_summary(facts)
+
+    def props(self, base_url: str, api_key: str | None, *, trust: Trust | None = None) -> Mapping[str, Any]:
+        request = urllib.request.Request(base_url + "/props")
+        if api_key:
+            request.add_header("Authorization", f"Bearer {api_key}")
+        try:
+            with open_url(request, 5, trust) as response:
+                answer = json.loads(response.read())
+        except (OSError, ValueError):
+            return {}
+        return answer if isinstance(answer, dict) else {}
 
     def free_port(self, host: str) -> int:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET

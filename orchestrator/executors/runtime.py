@@ -51,6 +51,8 @@ class ServerState:
     model_changed: bool | None = None
     # The kernel's OOM killer ended it (then restarted, or not).
     oom_killed: bool = False
+    # What its container holds now, as Docker counts it (None: not known, or not a container).
+    memory_bytes: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -183,9 +185,12 @@ class ContainerRuntime:
         return plan.compose_file
 
     def _served_at(self, plan: Plan) -> Address | None:
-        """Where the server this project's compose file describes answers (None: no file, or no server)."""
+        """Where the server this project's compose file describes answers (None: no file, or neither of its
+        services is there: its proxy alone still holds the port)."""
         file = self._compose_file(plan)
-        if not file.is_file() or self.engine.service(plan.project, SERVICE) is None:
+        if not file.is_file() or all(
+            self.engine.service(plan.project, name) is None for name in (SERVICE, PROXY_SERVICE)
+        ):
             return None
         return served_at(yaml.safe_load(file.read_text()) or {})
 
@@ -264,6 +269,7 @@ class ContainerRuntime:
             log=f"docker logs {service.container}",
             model_changed=_model_changed(plan, service.labels.get(MODEL_IDENTITY_LABEL)),
             oom_killed=service.oom_killed,
+            memory_bytes=self.engine.service_memory(plan.project, SERVICE) if running else None,
         )
 
     def probe(self, plan: Plan, at: Address | None = None) -> Probe:

@@ -67,6 +67,23 @@ def git_reachable(url: str, timeout_s: float = 20.0) -> bool:
     return probe.returncode == 0
 
 
+def newest_commit(url: str, timeout_s: float = 20.0) -> str | None:
+    """The commit a git repository's HEAD names now (None: it cannot be reached)."""
+    try:
+        probe = subprocess.run(
+            ["git", "ls-remote", "--exit-code", url, "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    words = probe.stdout.split()
+    return words[0] if probe.returncode == 0 and words and re.fullmatch(r"[0-9a-f]{40}", words[0]) else None
+
+
 def from_mirror(source: Source, cache: Path) -> Source:
     """The git source's commit, taken from its package-index mirror and unpacked under cache."""
     mirror = source.mirror

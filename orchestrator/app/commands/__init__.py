@@ -33,4 +33,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("workers", "an RPC worker on this machine: lends its memory and GPU to a head"),
     "model": ("models", "pull, add, list, verify and remove models"),
     "bases": ("build", "make local base images without a registry (air-gapped hosts)"),
+    "upgrade": (
+        "deployments",
+        "move the server to a newer llama.cpp: built while it serves, checked, and rolled back on failure",
+    ),
+    "rollback": ("deployments", "serve the previous (or a named) deployment again"),
+    "history": ("deployments", "the deployments of this server: what each ran, which one serves"),
 }

@@ -27,6 +27,7 @@ from orchestrator.app.render import build_text, kv_table
 from orchestrator.app.session import Session
 from orchestrator.app.steps.building import build
 from orchestrator.app.steps.context import Executors, Reporter
+from orchestrator.app.steps.deploying import recorded, serving_now
 from orchestrator.app.steps.devices import check_devices, placement_verdict, remember
 from orchestrator.app.steps.preflight import checked, fetched, run_host_steps
 from orchestrator.app.steps.serving import start_or_go_back
@@ -160,7 +161,9 @@ def up(
         remember(plan, verdict.placement)
         verdicts.append(verdict)
 
-    if not start_or_go_back(plan, runtime, report, validate):
+    if start_or_go_back(plan, runtime, report, validate):
+        recorded(plan, ex, "up", {"devices": verdicts[-1].placement.describe()})
+    else:
         verdicts.append(placement_verdict(plan, runtime.logs(plan, tail=None)))
     page, no_page = web_page(plan, ex.host)
     return Served(
@@ -249,6 +252,12 @@ class Status:
     # Where llama.cpp put the model (its log since it last started), and what is wrong with that.
     placement: Placement = field(default_factory=Placement)
     device_problem: str | None = None
+    # Asleep (the model freed after the idle time; the next request loads it), awake, or not known; and
+    # after how long without a request it sleeps (0: never).
+    sleeping: bool | None = None
+    idle_s: int = 0
+    # The recorded deployment that serves (orchestrator history), when one is.
+    deployment: int | None = None
 
     @property
     def running(self) -> bool:
@@ -275,6 +284,9 @@ class Status:
             "supervisor": self.supervisor,
             "devices": self.placement.to_dict(),
             "device_problem": self.device_problem,
+            "sleeping": self.sleeping,
+            "idle_seconds": self.idle_s,
+            "deployment": self.deployment,
         }
 
 
@@ -283,6 +295,7 @@ def status(plan: Plan, ex: Executors) -> Status:
     runtime.require(serving=True)
     server = runtime.state(plan)
     verdict = placement_verdict(plan, runtime.logs(plan, tail=None), recall=True) if server.running else None
+    props = ex.host.props(plan.base_url, api_key(plan), trust=plan.trust) if server.running else {}
     return Status(
         server=server,
         endpoint=plan.endpoint,
@@ -299,7 +312,15 @@ def status(plan: Plan, ex: Executors) -> Status:
         supervisor=plan.supervisor,
         placement=verdict.placement if verdict else Placement(),
         device_problem=verdict.problem if verdict else None,
+        sleeping=bool(props["is_sleeping"]) if "is_sleeping" in props else None,
+        idle_s=plan.idle_s,
+        deployment=_deployment_id(plan) if server.running else None,
     )
+
+
+def _deployment_id(plan: Plan) -> int | None:
+    now = serving_now(plan)
+    return now.id if now is not None else None
 
 
 def logs(plan: Plan, ex: Executors, *, tail: int, follow: bool) -> Iterable[str]:
@@ -427,10 +448,19 @@ def curl_example(plan: Plan, ca: str | None = None) -> str:
     return f"curl -s{trust} {plan.endpoint}/chat/completions -H 'Content-Type: application/json'{auth} -d '{body}'"
 
 
+def _awake(status: Status) -> str:
+    if status.sleeping is None:
+        return ""
+    if status.sleeping:
+        return ", asleep: the model is freed; the next request loads it again"
+    idle = f"sleeps after {status.idle_s} s without a request" if status.idle_s else "never sleeps"
+    return f", awake ({idle})"
+
+
 def status_table(status: Status) -> Table:
     server = status.server
     rows = [
-        ("state", f"{server.state}" + (f" ({server.health})" if server.health else "")),
+        ("state", f"{server.state}" + (f" ({server.health})" if server.health else "") + _awake(status)),
         ("endpoint", status.endpoint),
         ("model", status.model),
         ("target", f"{status.target} ({status.profile})"),
@@ -440,11 +470,15 @@ def status_table(status: Status) -> Table:
         rows += [("container", server.container or "-"), ("image", server.image or "-")]
     else:
         rows += [("pid", str(server.pid or "-")), ("log", server.log or "-")]
+    if server.memory_bytes is not None:
+        rows.append(("memory now", f"{server.memory_bytes / (1 << 20):.0f} MiB (docker stats)"))
     rows += [
         ("uptime", f"{server.uptime_s:.0f} s" if server.uptime_s is not None else "-"),
         ("restarts", str(server.restarts)),
         ("supervised by", status.supervisor),
     ]
+    if status.deployment is not None:
+        rows.append(("deployment", f"{status.deployment} ('orchestrator history')"))
     if status.out_of_memory:
         rows.append(("out of memory", f"[red]{status.out_of_memory}[/]"))
     if server.model_changed:

@@ -49,14 +49,20 @@ def await_ready(plan: Plan, runtime: Runtime, report: Reporter, at: Address | No
 
 
 def start_or_go_back(
-    plan: Plan, runtime: Runtime, report: Reporter, validate: Callable[[], None] = lambda: None
+    plan: Plan,
+    runtime: Runtime,
+    report: Reporter,
+    validate: Callable[[], None] = lambda: None,
+    *,
+    keep_failed: bool = False,
 ) -> bool:
     """Start the plan's server in place of what serves under its name, wait until it is ready and
     validate it (validate raises an OrchestratorError: the devices are not the plan's, ...). Where it
     fails, what served before is started again and the error says what failed and that the previous
     server serves again; with nothing before, a server that failed its validation is stopped. Whether a
     server was started (False: this very one ran, kept). The one way a server is replaced; everything
-    that can refuse the plan has run before it."""
+    that can refuse the plan has run before it. keep_failed: a server that got ready but failed its
+    validation is left running for inspection instead."""
     before = runtime.deployed(plan)
     if not runtime.start(plan):
         report.note(f"llama-server is already running with this plan (pid {runtime.state(plan).pid}); kept")
@@ -66,6 +72,10 @@ def start_or_go_back(
         await_ready(plan, runtime, report)
         validate()
     except OrchestratorError as failure:
+        if keep_failed and not isinstance(failure, ServeFailed):
+            raise again_as(
+                failure, f"{failure}; the new server is kept running for inspection (--keep)"
+            ) from None
         if before is None:
             if not isinstance(failure, ServeFailed):
                 runtime.stop(plan)

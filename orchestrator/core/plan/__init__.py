@@ -37,7 +37,7 @@ from orchestrator.core.plan.programs import (
     run_command,
 )
 from orchestrator.core.plan.proxy import PROXY_PORT, TlsFiles, proxy_config, proxy_config_path, tls_files
-from orchestrator.core.plan.server import Address, Upstream, publish_address, server_command
+from orchestrator.core.plan.server import Address, Upstream, idle_seconds, publish_address, server_command
 from orchestrator.core.rpc import Endpoint
 from orchestrator.core.settings import Settings, check_settings
 from orchestrator.core.sources import Source
@@ -108,6 +108,8 @@ class Plan:
     # per-user launchd agent that does (a LaunchAgent plist's keys).
     supervisor: str
     launch_agent: Mapping[str, Any] | None
+    # After how long without a request the server sleeps, its model freed (0: never).
+    idle_s: int
     # What the plan was made from, for the fallbacks that make it again with one thing changed.
     inputs: PlanInputs = field(repr=False, compare=False, metadata={"json": False})
 
@@ -275,6 +277,7 @@ def make_plan(inputs: PlanInputs) -> Plan:
         api_key_file=Path(settings["api_key_file"]).absolute() if settings["api_key_file"] else None,
         wait_timeout_s=settings["wait_timeout"],
         publish=Address(settings["host"], settings["port"], reach.scheme),
+        idle_s=idle_seconds(target, settings),
         exposure=reach,
         trust=_trust(reach, tls_files(data_dir, settings["project"])),
         proxy=proxy,
@@ -333,13 +336,16 @@ def with_model(plan: Plan, model: ModelSpec) -> Plan:
     return make_plan(replace(plan.inputs, model=model))
 
 
-def for_serving_bench(plan: Plan, speculative: Speculative, port: int) -> Plan:
-    """The server `bench serve` starts for itself: this plan's, with the speculation given, as its own
-    compose project on a free port, so a server that is already up keeps running beside it."""
+def for_serving_bench(plan: Plan, speculative: Speculative, port: int, *, idle: int | None = None) -> Plan:
+    """The server `bench serve` starts for itself: this plan's, with the speculation given (and an idle
+    time of its own, for the wake-up benchmark), as its own compose project on a free port, so a server
+    that is already up keeps running beside it."""
     origin = "bench serve"
     settings = (
         plan.inputs.settings.with_value("speculative", str(speculative), origin)
         .with_value("project", f"{plan.project}-bench", origin)
         .with_value("port", port, f"{origin}: a free port")
     )
+    if idle is not None:
+        settings = settings.with_value("idle", idle, origin)
     return make_plan(replace(plan.inputs, settings=settings))

@@ -102,6 +102,7 @@ def server_command(
     argv += template_args(model)
     argv += _speculation_args(profile, speculation, model, runtime)
     argv += rpc_arg(settings["rpc"])
+    argv += _idle_args(target, settings)
     argv += list(DEVICE_LOG)
     # llama-server's own CORS rule lets every origin in; behind the proxy (which answers CORS itself)
     # and on a native server alike, only pages of localhost.
@@ -138,6 +139,16 @@ def argv_address(argv: Sequence[str]) -> Address | None:
 def _reply_cap(target: Target, settings: Settings) -> list[str]:
     cap = target.n_predict if settings["n_predict"] is None else settings["n_predict"]
     return ["--n-predict", str(cap)] if cap else []
+
+
+def idle_seconds(target: Target, settings: Settings) -> int:
+    """After how long without a request the server sleeps (0: never): the idle setting, or the target's."""
+    return target.idle_s if settings["idle"] is None else int(settings["idle"])
+
+
+def _idle_args(target: Target, settings: Settings) -> list[str]:
+    idle = idle_seconds(target, settings)
+    return ["--sleep-idle-seconds", str(idle)] if idle else []
 
 
 def _ui_args(ui: str, in_container: bool) -> list[str]:

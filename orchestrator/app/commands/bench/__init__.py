@@ -15,6 +15,7 @@ from orchestrator.app.commands.bench.owner_report import (
     owner_report,
 )
 from orchestrator.app.commands.bench.serving import ServingDone, bench_serve
+from orchestrator.app.commands.bench.wake import WakeDone, bench_wake
 from orchestrator.app.config import load_settings
 from orchestrator.app.options import (
     Commands,
@@ -49,6 +50,11 @@ def register(commands: Commands) -> None:
         help="run (default) the profile's parameter sets; report: plot and summarise the results; serve: "
         "start the planned server with speculative decoding off, then on, send a fixed prompt set at "
         "temperature 0 with each client count, and compare",
+    )
+    p.add_argument(
+        "--wake",
+        action="store_true",
+        help="serve: instead, measure the first token after the server's sleep (and awake), and its memory",
     )
     p.add_argument(
         "--clients",
@@ -94,7 +100,7 @@ def _owner_report(session: Session, args: argparse.Namespace) -> OwnerReport:
     )
 
 
-def _bench(session: Session, args: argparse.Namespace) -> BenchDone | BenchReport | ServingDone:
+def _bench(session: Session, args: argparse.Namespace) -> BenchDone | BenchReport | ServingDone | WakeDone:
     if args.action == "report":
         return report(results_dir(flags(args), args.results), Path(args.out) if args.out else None)
     if args.action == "serve":
@@ -117,8 +123,20 @@ def _bench(session: Session, args: argparse.Namespace) -> BenchDone | BenchRepor
     return BenchDone(tuple(records), results)
 
 
-def _serve(session: Session, args: argparse.Namespace) -> ServingDone:
+def _serve(session: Session, args: argparse.Namespace) -> ServingDone | WakeDone:
     results = results_dir(flags(args), args.results)
+    if args.wake:
+        record = bench_wake(
+            session.plan(args),
+            session.executors(),
+            session.render.reporter(),
+            results=results,
+            decisions=decisions(args),
+            force=args.force,
+            stop_server=args.stop_server,
+            allow_cpu=args.allow_cpu,
+        )
+        return WakeDone(record, results)
     comparison = bench_serve(
         session.plan(args),
         session.executors(),
