@@ -183,9 +183,12 @@ class ContainerRuntime:
         return plan.compose_file
 
     def _served_at(self, plan: Plan) -> Address | None:
-        """Where the server this project's compose file describes answers (None: no file, or no server)."""
+        """Where the server this project's compose file describes answers (None: no file, or neither of its
+        services is there: its proxy alone still holds the port)."""
         file = self._compose_file(plan)
-        if not file.is_file() or self.engine.service(plan.project, SERVICE) is None:
+        if not file.is_file() or all(
+            self.engine.service(plan.project, name) is None for name in (SERVICE, PROXY_SERVICE)
+        ):
             return None
         return served_at(yaml.safe_load(file.read_text()) or {})
 

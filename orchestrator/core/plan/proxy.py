@@ -195,6 +195,12 @@ def _proxy(upstream: str, *, page_if_missing: bool) -> dict[str, Any]:
     handler: dict[str, Any] = {
         "handler": "reverse_proxy",
         "upstreams": [{"dial": upstream}],
+        # A connection per request: llama-server (cpp-httplib) closes idle kept-alive connections on its
+        # own clock, and a request Caddy sends down one it is closing comes back 502 (seen under load).
+        "transport": {"protocol": "http", "keep_alive": {"enabled": False}},
+        # While llama-server restarts (a crash, a kill), a request waits a little for it instead of
+        # failing at once.
+        "load_balancing": {"try_duration": "5s", "try_interval": "250ms"},
         # Streamed answers (server-sent events) go out token by token.
         "flush_interval": -1,
         # CORS is the proxy's answer alone: llama-server's own headers would let any origin in.
