@@ -117,7 +117,12 @@ def test_container_is_locked_down(shared: Server) -> None:
     assert host["ReadonlyRootfs"] is True
     mount = next(m for m in config["Mounts"] if m["Destination"] == "/models")
     assert mount["RW"] is False
-    bindings = host["PortBindings"]["8080/tcp"]
+    # llama-server is published nowhere: its proxy alone, on loopback, locked down the same way.
+    assert not host["PortBindings"]
+    proxy = json.loads(docker("inspect", container_id(shared.project, "proxy")).stdout)[0]
+    assert proxy["Config"]["User"] == "10001:10001" and proxy["HostConfig"]["CapDrop"] == ["ALL"]
+    assert proxy["HostConfig"]["ReadonlyRootfs"] is True and not proxy["HostConfig"]["Privileged"]
+    bindings = proxy["HostConfig"]["PortBindings"]["8443/tcp"]
     assert bindings == [{"HostIp": "127.0.0.1", "HostPort": str(shared.port)}]
 
 
