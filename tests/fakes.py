@@ -196,6 +196,8 @@ class FakeHost:
     ready: Readiness = "ready"
     page: int | None = 404
     newest: str | None = None
+    # The decode speeds (tokens/s) successive chats report, the last one repeated; empty: 40 (60 drafting).
+    decode_rates: list[float] = field(default_factory=list)
     props_answer: dict[str, Any] = field(default_factory=lambda: {"is_sleeping": False})
     # What chat() answers: whether the server it talks to drafts (set by the test), diverges when it does,
     # or fails from the Nth request on.
@@ -306,7 +308,7 @@ class FakeHost:
             "prompt_ms": 40.0,
             "prompt_per_second": 500.0,
             "predicted_n": 30,
-            "predicted_per_second": 60.0 if drafting else 40.0,
+            "predicted_per_second": self._decode_rate(drafting),
             "draft_n": 12 if drafting else 0,
             "draft_n_accepted": 9 if drafting else 0,
         }
@@ -318,6 +320,11 @@ class FakeHost:
                 "content": [{"token": t, "logprob": -0.5, "top_logprobs": top} for t in ("same", " text")]
             }
         return {"choices": [choice], "timings": timings}
+
+    def _decode_rate(self, drafting: bool) -> float:
+        if self.decode_rates:
+            return self.decode_rates.pop(0) if len(self.decode_rates) > 1 else self.decode_rates[0]
+        return 60.0 if drafting else 40.0
 
     def launchctl(self, *args: str) -> tuple[int, str]:
         """launchd as launchctl 2 answers: bootstrap loads (and RunAtLoad starts) an agent file, bootout

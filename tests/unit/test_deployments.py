@@ -1,0 +1,166 @@
+"""Living with a server, through the recording fakes: the idle setting, deployments recorded by up,
+upgrade (checked, switched, or rolled back with the failed check's figures), rollback and history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.app.commands import deployments, serving
+from orchestrator.app.steps.deploying import CheckFailed
+from orchestrator.app.steps.serving import ServeFailed
+from orchestrator.core.deployments import Deployment, kept_images, removable_images, rollback_target
+from orchestrator.core.settings import parse_duration
+from orchestrator.errors import UsageError
+from orchestrator.executors.deployments import read_history
+from tests.fakes import FakeEngine, FakeHost, Notes, cpu_plan, executors
+from tests.planning import fixed_plan
+
+NEWER = "b" * 40
+
+
+def _up(plan: object, engine: FakeEngine, host: FakeHost) -> serving.Served:
+    return serving.up(
+        plan,  # type: ignore[arg-type]
+        executors(engine, host),
+        Notes().reporter(),
+        rebuild=False,
+        force=False,
+        decisions={},
+    )
+
+
+def _upgrade(plan: object, engine: FakeEngine, host: FakeHost, **options: object) -> deployments.Upgraded:
+    return deployments.upgrade(
+        plan,  # type: ignore[arg-type]
+        executors(engine, host),
+        Notes().reporter(),
+        check_only=bool(options.get("check_only", False)),
+        keep=bool(options.get("keep", False)),
+    )
+
+
+def test_idle_is_a_duration_or_off_and_each_target_has_its_own() -> None:
+    assert parse_duration("90s") == 90 and parse_duration("30m") == 1800 and parse_duration("2h") == 7200
+    assert parse_duration("off") == 0 and parse_duration("45") == 45
+    for bad in ("soon", "-5", "1.5h", "10d"):
+        with pytest.raises(ValueError):
+            parse_duration(bad)
+    spark = fixed_plan("dgx-spark", "default")
+    assert spark.idle_s == 1800 and "--sleep-idle-seconds" in spark.server.argv
+    assert spark.server.argv[spark.server.argv.index("--sleep-idle-seconds") + 1] == "1800"
+    cpu = fixed_plan("cpu", "default")
+    assert cpu.idle_s == 0 and "--sleep-idle-seconds" not in cpu.server.argv
+    quick = fixed_plan("cpu", "default", {"idle": "2s"})
+    assert quick.server.argv[quick.server.argv.index("--sleep-idle-seconds") + 1] == "2"
+    never = fixed_plan("ryzen-ai-max", "default", {"idle": "off"})
+    assert "--sleep-idle-seconds" not in never.server.argv
+
+
+def test_a_bad_idle_is_one_line(isolated_env: Path) -> None:
+    from orchestrator.app.cli import main
+
+    assert main(["plan", "--target", "cpu", "--idle", "soon"]) == 2
+
+
+def test_status_says_asleep_and_what_the_container_holds(tmp_path: Path, model: Path) -> None:
+    engine, host = FakeEngine(memory=44 << 20), FakeHost(props_answer={"is_sleeping": True})
+    plan = cpu_plan(tmp_path, model, idle="2s")
+    _up(plan, engine, host)
+    status = serving.status(plan, executors(engine, host))
+    data = status.to_dict()
+    assert data["sleeping"] is True and data["idle_seconds"] == 2 and data["memory_bytes"] == 44 << 20
+    assert data["deployment"] == 1
+
+
+def test_up_records_a_deployment_and_upgrade_checks_and_switches(tmp_path: Path, model: Path) -> None:
+    engine, host = FakeEngine(), FakeHost(newest=NEWER)
+    plan = cpu_plan(tmp_path, model)
+    _up(plan, engine, host)
+    (first,) = read_history(tmp_path, plan.project)
+    assert first.via == "up" and first.image == plan.build.tag  # type: ignore[union-attr]
+    assert first.source_commit == plan.source.commit and first.model_identity == plan.model.identity
+    assert first.compose == plan.compose_file.read_text()  # type: ignore[union-attr]
+
+    checked = _upgrade(plan, engine, host, check_only=True)
+    assert checked.after is None and NEWER[:7] in checked.newer
+    assert len(read_history(tmp_path, plan.project)) == 1, "--check changes nothing"
+
+    done = _upgrade(plan, engine, host)
+    assert done.after is not None and done.after.id == 2 and done.after.via == "upgrade"
+    assert done.after.source_commit == NEWER and NEWER[:7] in done.after.image
+    assert done.after.figures["decode_tokens_per_second"] == 40.0
+    assert done.after.figures["baseline"]["decode_tokens_per_second"] == 40.0
+    assert NEWER[:7] in plan.compose_file.read_text()  # type: ignore[union-attr]
+    history = deployments.history(plan, executors(engine, host))
+    assert history.serving == 2 and [d.id for d in history.deployments] == [1, 2]
+
+    # Back to the first: its compose file again, recorded as a deployment of its own.
+    back = deployments.rollback(plan, executors(engine, host), Notes().reporter(), wanted=None)
+    assert back.to.id == 1 and back.recorded.via == "rollback to 1"
+    assert plan.compose_file.read_text() == first.compose  # type: ignore[union-attr]
+    assert deployments.history(plan, executors(engine, host)).serving == 3
+
+
+def test_an_upgrade_that_decodes_slower_goes_back_and_says_which_check(tmp_path: Path, model: Path) -> None:
+    engine, host = FakeEngine(), FakeHost(newest=NEWER)
+    plan = cpu_plan(tmp_path, model)
+    _up(plan, engine, host)
+    before = plan.compose_file.read_text()  # type: ignore[union-attr]
+    host.decode_rates = [40.0, 10.0]
+    with pytest.raises(CheckFailed) as failed:
+        _upgrade(plan, engine, host)
+    message = str(failed.value)
+    assert "decode check failed: 10.00 tokens/s is 25% of the current deployment's 40.00 tokens/s" in message
+    assert "previous server is serving again" in message
+    assert plan.compose_file.read_text() == before, "the previous deployment serves"  # type: ignore[union-attr]
+    assert [d.id for d in read_history(tmp_path, plan.project)] == [1]
+    # --keep leaves the new one up for inspection instead.
+    host.decode_rates = [40.0, 10.0]
+    with pytest.raises(CheckFailed, match="kept running for inspection"):
+        _upgrade(plan, engine, host, keep=True)
+    assert NEWER[:7] in plan.compose_file.read_text()  # type: ignore[union-attr]
+
+
+def test_an_upgrade_that_never_starts_goes_back(tmp_path: Path, model: Path) -> None:
+    engine, host = FakeEngine(), FakeHost(newest=NEWER)
+    plan = cpu_plan(tmp_path, model)
+    _up(plan, engine, host)
+    before = plan.compose_file.read_text()  # type: ignore[union-attr]
+    engine.states_after_up = ["exited", "running"]
+    with pytest.raises(ServeFailed, match="previous server is serving again"):
+        _upgrade(plan, engine, host)
+    assert plan.compose_file.read_text() == before  # type: ignore[union-attr]
+    assert engine.service_state is not None and engine.service_state.state == "running"
+
+
+def test_upgrade_and_rollback_refuse_in_one_line(tmp_path: Path, model: Path) -> None:
+    engine, host = FakeEngine(), FakeHost(newest=None, reachable=False)
+    plan = cpu_plan(tmp_path, model)
+    with pytest.raises(
+        UsageError, match="no server runs under project step-flash: start one with 'orchestrator up'"
+    ):
+        _upgrade(plan, engine, host)
+    _up(plan, engine, FakeHost())
+    with pytest.raises(UsageError, match=r"cannot reach .* to learn its newest commit \(offline\?\)"):
+        _upgrade(plan, engine, host)
+    ex = executors(engine, host)
+    with pytest.raises(UsageError, match="is the first one recorded"):
+        deployments.rollback(plan, ex, Notes().reporter(), wanted=None)
+    with pytest.raises(UsageError, match="no deployment 7"):
+        deployments.rollback(plan, ex, Notes().reporter(), wanted=7)
+
+
+def test_which_deployment_rollback_returns_to_and_which_images_are_kept() -> None:
+    def made(i: int, image: str) -> Deployment:
+        return Deployment(
+            i, "t", "up", "p", image, None, "s", None, None, "m", None, "e", compose=f"c{image}"
+        )
+
+    history = [made(1, "a"), made(2, "b"), made(3, "c"), made(4, "d"), made(5, "b")]
+    assert rollback_target(history, history[-1], None).id == 4
+    assert rollback_target(history, history[-1], 1).id == 1
+    with pytest.raises(UsageError, match="what serves now"):
+        rollback_target(history, history[-1], 2)
+    assert kept_images(history) == ["b", "d", "c"] and removable_images(history) == ["a"]
