@@ -83,13 +83,13 @@ def running(cpu_image: BuiltImage) -> Iterator[Running]:
 def _tree(folder: Path, change: Callable[[Path], None]) -> Path:
     """A copy of the pinned tree (hard links: instant) with one change; without its git pointer, so its
     revision is the changed tree's own."""
+    from orchestrator.executors.images import ignore_build_outputs
+
+    def ignored(directory: str, names: list[str]) -> set[str]:
+        return ignore_build_outputs(directory, names) | ({".step-flash-revision"} & set(names))
+
     tree = folder / "llama.cpp"
-    shutil.copytree(
-        llama_cpp_source(),
-        tree,
-        ignore=shutil.ignore_patterns(".git", ".step-flash-revision", "build*"),
-        copy_function=os.link,
-    )
+    shutil.copytree(llama_cpp_source(), tree, ignore=ignored, copy_function=os.link)
     change(tree)
     return tree
 
