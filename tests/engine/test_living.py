@@ -162,13 +162,26 @@ def test_a_failed_upgrade_puts_the_previous_deployment_back(
     assert hashlib.sha256(model.read_bytes()).hexdigest() == digest, "the user's model is untouched"
 
 
-def test_an_interrupted_upgrade_leaves_the_current_deployment_serving(
+def test_an_interrupted_upgrade_leaves_one_deployment_serving_or_says_how(
     running: Running, tmp_path: Path
 ) -> None:
+    """Ctrl-C in the swap (the image of the harmless change is built already, by the first test): the
+    command ends with 130, and either a deployment serves or its last line names the rollback that
+    starts the previous one; after that command one does."""
     before = running.status()
     tree = _tree(tmp_path, _harmless)
     upgrade = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "upgrade", *running.options, "--source", str(tree)],
+        [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "upgrade",
+            "--tolerance",
+            "0.5",
+            *running.options,
+            "--source",
+            str(tree),
+        ],
         env=running.env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -179,12 +192,18 @@ def test_an_interrupted_upgrade_leaves_the_current_deployment_serving(
     deadline = time.monotonic() + 600
     while "building" not in seen and time.monotonic() < deadline:
         seen += upgrade.stdout.readline()
-    time.sleep(5)
+    time.sleep(2)
     upgrade.send_signal(signal.SIGINT)
     rest, _ = upgrade.communicate(timeout=300)
-    assert upgrade.returncode == 130, seen + rest
-    after = running.status()
-    assert after["state"] == "running" and after["image"] == before["image"]
+    said = seen + rest
+    assert upgrade.returncode == 130, said
+    status = running.status()
+    if status["state"] != "running":
+        assert f"orchestrator rollback {before['deployment']}" in said, said
+        again = running.cli("rollback", str(before["deployment"]))
+        assert again.returncode == 0, again.stderr
+        status = running.status()
+    assert status["state"] == "running"
     assert running.ask().strip()
 
 

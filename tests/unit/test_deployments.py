@@ -164,3 +164,14 @@ def test_which_deployment_rollback_returns_to_and_which_images_are_kept() -> Non
     with pytest.raises(UsageError, match="what serves now"):
         rollback_target(history, history[-1], 2)
     assert kept_images(history) == ["b", "d", "c"] and removable_images(history) == ["a"]
+
+
+def test_an_upgrade_source_that_does_not_resolve_is_one_line(
+    isolated_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from orchestrator.app.cli import main
+
+    assert main(["upgrade", "--target", "cpu", "--source", str(isolated_env / "no-such-tree")]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "does not exist" in err[0]
+    assert main(["rollback", "--target", "cpu", "notanumber"]) == 2
