@@ -548,7 +548,7 @@ def test_the_servers_own_port_is_free_for_its_replacement(tmp_path: Path, model:
     engine = FakeEngine()
     _up(cpu_plan(tmp_path, model, host="0.0.0.0", api_key_file=key), engine, FakeHost())
     served = _up(cpu_plan(tmp_path, model), engine, FakeHost(ports_in_use={8080}))
-    assert "127.0.0.1:8080:8080" in Path(served.location).read_text()
+    assert "127.0.0.1:8080:8443" in Path(served.location).read_text()
 
 
 def test_a_server_the_oom_killer_ends_is_reported_as_out_of_memory(tmp_path: Path, model: Path) -> None:
