@@ -21,8 +21,6 @@ _HOST_NAME = re.compile(
 )
 _ORIGIN = re.compile(r"^(https?)://(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:([0-9]{1,5}))?$")
 
-TlsMode = Literal["auto", "on", "off", "files"]
-
 
 def is_loopback(host: str) -> bool:
     return host in LOOPBACK_NAMES or host.startswith("127.")

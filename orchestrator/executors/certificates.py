@@ -31,7 +31,7 @@ RENEW_BEFORE = datetime.timedelta(days=30)
 
 
 @dataclass(frozen=True)
-class Served:
+class Shown:
     """What people are told to trust: the file, its SHA-256 fingerprint, and the server certificate's end."""
 
     trust_file: Path
@@ -62,16 +62,16 @@ def prepare(exposure: Exposure, files: TlsFiles, *, now: datetime.datetime | Non
     )
 
 
-def described(exposure: Exposure, files: TlsFiles) -> Served | None:
+def described(exposure: Exposure, files: TlsFiles) -> Shown | None:
     """What the proxy serves, once prepared (None: plain HTTP, or nothing prepared yet)."""
     try:
         if exposure.owner_files is not None:
             leaf = x509.load_pem_x509_certificates(exposure.owner_files[0].read_bytes())[0]
-            return Served(exposure.owner_files[0], fingerprint(leaf), leaf.not_valid_after_utc)
+            return Shown(exposure.owner_files[0], fingerprint(leaf), leaf.not_valid_after_utc)
         if exposure.certificate == "local-ca":
             ca = x509.load_pem_x509_certificate(files.ca_cert.read_bytes())
             leaf = x509.load_pem_x509_certificate(files.server_cert.read_bytes())
-            return Served(files.ca_cert, fingerprint(ca), leaf.not_valid_after_utc)
+            return Shown(files.ca_cert, fingerprint(ca), leaf.not_valid_after_utc)
     except (OSError, ValueError):
         return None
     return None

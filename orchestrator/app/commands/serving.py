@@ -118,7 +118,7 @@ class Served:
     # Where llama.cpp put the model, as its log says.
     placement: Placement = field(default_factory=Placement)
     # The certificate clients are to trust (None: plain HTTP).
-    certificate: certificates.Served | None = None
+    certificate: certificates.Shown | None = None
 
     def show(self, screen: Screen) -> ExitCode:
         screen.out.print(build_text(self.build))
@@ -376,7 +376,7 @@ def served_panel(served: Served) -> Panel:
     return Panel(kv_table(rows), title="llama-server is ready", title_align="left")
 
 
-def client_rows(plan: Plan, certificate: certificates.Served | None) -> list[tuple[str, str]]:
+def client_rows(plan: Plan, certificate: certificates.Shown | None) -> list[tuple[str, str]]:
     """What a person or an agent needs to use the server: the two APIs' base URLs, the key's file, the
     certificate to trust, and a line each for curl and the openai and anthropic Python clients."""
     root = plan.endpoint.removesuffix("/v1")
