@@ -28,6 +28,7 @@ SETTING_FLAGS = (
     "rpc",
     "native",
     "wait_timeout",
+    "idle",
     "ui",
     "cuda_architectures",
     "gpu",
@@ -97,6 +98,11 @@ def plan_options(parser: argparse.ArgumentParser) -> None:
         help="build and run on the host instead of in a container",
     )
     group.add_argument("--wait-timeout", help="seconds to wait for the server to become healthy")
+    group.add_argument(
+        "--idle",
+        help="free the model after this long without a request (llama-server's sleep): e.g. 30m, or off; "
+        "default: the target's",
+    )
     group.add_argument(
         "--cuda-architectures",
         help="CUDA architectures to compile for, replacing the target's (e.g. '121a-real;90-real')",

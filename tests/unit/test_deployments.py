@@ -58,10 +58,13 @@ def test_idle_is_a_duration_or_off_and_each_target_has_its_own() -> None:
     assert "--sleep-idle-seconds" not in never.server.argv
 
 
-def test_a_bad_idle_is_one_line(isolated_env: Path) -> None:
+def test_a_bad_idle_is_one_line(isolated_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from orchestrator.app.cli import main
 
     assert main(["plan", "--target", "cpu", "--idle", "soon"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "expected a duration such as 90s, 30m or 2h, or off" in err[0]
+    assert main(["plan", "--target", "cpu", "--idle", "90s", "--json"]) == 0
 
 
 def test_status_says_asleep_and_what_the_container_holds(tmp_path: Path, model: Path) -> None:
