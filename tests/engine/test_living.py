@@ -44,12 +44,12 @@ class Running:
             *args, *self.options, "--source", str(source or self.source), env=self.env, timeout=1800
         )
 
-    def ask(self) -> str:
+    def ask(self, max_tokens: int = 32) -> str:
         import urllib.request
 
         request = urllib.request.Request(
             f"http://127.0.0.1:{self.port}/v1/chat/completions",
-            json.dumps(QUESTION).encode(),
+            json.dumps({**QUESTION, "max_tokens": max_tokens}).encode(),
             {"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=120) as response:
@@ -211,12 +211,13 @@ def test_an_idle_server_sleeps_and_the_next_request_wakes_it(cpu_image: BuiltIma
     options, source = _options(cpu_image)
     port = free_port()
     env = cli_env(ORCHESTRATOR_PROJECT="sfo-test-idle", ORCHESTRATOR_WAIT_TIMEOUT="300")
-    server = Running("sfo-test-idle", port, env, (*options, "--port", str(port), "--idle", "2s"), source)
+    server = Running("sfo-test-idle", port, env, (*options, "--port", str(port), "--idle", "5s"), source)
     up = server.cli("up")
     assert up.returncode == 0, up.stderr + up.stdout
     try:
-        assert server.ask().strip()
+        assert server.ask(max_tokens=200).strip()
         awake = server.status()
+        assert awake["sleeping"] is False
         deadline = time.monotonic() + 60
         status = awake
         while status.get("sleeping") is not True:
@@ -225,10 +226,10 @@ def test_an_idle_server_sleeps_and_the_next_request_wakes_it(cpu_image: BuiltIma
             status = server.status()
         time.sleep(2)
         asleep = server.status()
-        assert asleep["sleeping"] is True and asleep["idle_seconds"] == 2
+        assert asleep["sleeping"] is True and asleep["idle_seconds"] == 5
         held_awake, held_asleep = int(str(awake["memory_bytes"])), int(str(asleep["memory_bytes"]))
         print(f"container memory awake {held_awake >> 20} MiB, asleep {held_asleep >> 20} MiB")
-        assert held_asleep < held_awake - (60 << 20), "the model's memory is given back"
+        assert held_asleep < held_awake * 0.7, "the model's memory is given back"
         assert "asleep" in server.cli("status").stdout
         began = time.monotonic()
         assert "Paris" in server.ask()

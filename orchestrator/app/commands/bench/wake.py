@@ -29,6 +29,12 @@ WAKE_KIND = "wake"
 # seconds (the target's own is half an hour).
 BENCH_IDLE_S = 2
 ONE_TOKEN = {"messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 1, "temperature": 0}
+# Before the awake figures: an answer of some length, so the server holds what serving holds.
+WARM_UP = {
+    "messages": [{"role": "user", "content": "Tell a short story."}],
+    "max_tokens": 128,
+    "temperature": 0,
+}
 
 
 @dataclass(frozen=True)
@@ -98,7 +104,7 @@ def _measure(
             ex.host.chat(plan.base_url, key, ONE_TOKEN, trust=plan.trust)
             return time.monotonic() - began
 
-        one_token()  # the first request after a start pays for warm-up
+        ex.host.chat(plan.base_url, key, WARM_UP, trust=plan.trust)
         awake = one_token()
         answered = time.monotonic()
         memory["awake"] = runtime.state(plan).memory_bytes
