@@ -3,6 +3,7 @@ upgrade (checked, switched, or rolled back with the failed check's figures), rol
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from orchestrator.app.commands import deployments, serving
 from orchestrator.app.steps.deploying import CheckFailed
 from orchestrator.app.steps.serving import ServeFailed
 from orchestrator.core.deployments import Deployment, kept_images, removable_images, rollback_target
+from orchestrator.core.plan import with_model
 from orchestrator.core.settings import parse_duration
 from orchestrator.errors import UsageError
 from orchestrator.executors.deployments import read_history
@@ -178,3 +180,35 @@ def test_an_upgrade_source_that_does_not_resolve_is_one_line(
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and "does not exist" in err[0]
     assert main(["rollback", "--target", "cpu", "notanumber"]) == 2
+
+
+def test_bench_beside_a_sleeping_server_counts_it_as_woken(tmp_path: Path) -> None:
+    """Asleep, the server's container holds 44 MiB; a request wakes it to its planned size, so a benchmark
+    beside it is still refused as if it were awake."""
+    from orchestrator.app.commands.bench import batched
+    from orchestrator.errors import WontFit
+
+    engine, host = FakeEngine(memory=44 << 20), FakeHost(props_answer={"is_sleeping": True})
+    plan = fixed_plan("dgx-spark", "default", {"data_dir": tmp_path})
+    stand_in = tmp_path / "models" / "step3.5_flash_Q4_K_S.gguf"
+    stand_in.parent.mkdir(parents=True)
+    stand_in.write_bytes(b"GGUF stand-in")
+    plan = with_model(plan, replace(plan.model, path=stand_in))
+    serving.up(
+        plan,
+        executors(engine, host),
+        Notes().reporter(),
+        rebuild=False,
+        force=True,
+        decisions={"drop-page-cache": False},
+    )
+    assert serving.status(plan, executors(engine, host)).sleeping is True
+    with pytest.raises(WontFit, match=r"beside the running server's 10\d\.\d GiB"):
+        batched.bench(
+            plan,
+            executors(engine, host),
+            Notes().reporter(),
+            results=tmp_path / "results",
+            on_row=lambda *_: None,
+            decisions={"drop-page-cache": False},
+        )
