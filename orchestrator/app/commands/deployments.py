@@ -9,6 +9,7 @@ import argparse
 from dataclasses import dataclass, replace
 from typing import Any
 
+import yaml
 from rich.table import Table
 
 from orchestrator.app.options import Commands, allow_cpu_option, command
@@ -22,6 +23,7 @@ from orchestrator.app.steps.devices import check_devices
 from orchestrator.app.steps.serving import await_ready, start_or_go_back
 from orchestrator.core.deployments import Deployment, kept_images, removable_images, rollback_target
 from orchestrator.core.plan import Plan, with_source
+from orchestrator.core.plan.compose import served_at
 from orchestrator.core.plan.image import ImageBuild
 from orchestrator.core.sources import Source
 from orchestrator.errors import ExitCode, OrchestratorError, UsageError
@@ -237,12 +239,13 @@ def rollback(plan: Plan, ex: Executors, report: Reporter, *, wanted: int | None)
             f"'orchestrator up --source ...' ({target.source})"
         )
     files = {plan.proxy_file: target.proxy.encode()} if plan.proxy_file and target.proxy else {}
-    restore = Deployed(plan.publish, compose=target.compose, files=files)
+    address = served_at(yaml.safe_load(target.compose) or {}) or plan.publish
+    restore = Deployed(address, compose=target.compose, files=files)
     report.note(f"returning to deployment {target.id} ({target.image})")
     before = runtime.deployed(plan)
     runtime.restore(plan, restore)
     try:
-        await_ready(plan, runtime, report, at=plan.publish)
+        await_ready(plan, runtime, report, at=address)
     except OrchestratorError as failure:
         if before is not None:
             runtime.restore(plan, before)
