@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 from rich.panel import Panel
 from rich.table import Table
 
+from orchestrator.app.clients import client_rows
 from orchestrator.app.config import check_key_file, load_settings, make_api_key, needs_key
 from orchestrator.app.options import (
     Commands,
@@ -376,50 +376,6 @@ def served_panel(served: Served) -> Panel:
     return Panel(kv_table(rows), title="llama-server is ready", title_align="left")
 
 
-def client_rows(plan: Plan, certificate: certificates.Shown | None) -> list[tuple[str, str]]:
-    """What a person or an agent needs to use the server: the two APIs' base URLs, the key's file, the
-    certificate to trust, and a line each for curl and the openai and anthropic Python clients."""
-    root = plan.endpoint.removesuffix("/v1")
-    key = f"open('{plan.api_key_file}').read().strip()" if plan.api_key_file else "'none'"
-    ca = str(certificate.trust_file) if certificate else None
-
-    def sdk(package: str, cls: str, base_url: str) -> str:
-        # Each SDK's own HTTP client class, whichever HTTP library the installed version is built on.
-        trusting = f", http_client={package}.DefaultHttpxClient(verify='{ca}')" if ca else ""
-        return f"{package}.{cls}(base_url='{base_url}', api_key={key}{trusting})"
-
-    rows = [
-        ("OpenAI base URL", plan.endpoint),
-        ("Anthropic base URL", f"{root}  (POST /v1/messages)"),
-        (
-            "API key",
-            f"in {plan.api_key_file} (Authorization: Bearer, or x-api-key)"
-            if plan.api_key_file
-            else "none (loopback)",
-        ),
-    ]
-    if certificate is not None:
-        rows.append(
-            (
-                "trust",
-                f"{certificate.trust_file}  SHA-256 {certificate.fingerprint}  "
-                f"(server certificate until {certificate.not_after:%Y-%m-%d}; up renews it)",
-            )
-        )
-    rows += [
-        ("try", curl_example(plan, ca)),
-        ("python (openai)", sdk("openai", "OpenAI", plan.endpoint)),
-        ("python (anthropic)", sdk("anthropic", "Anthropic", root)),
-        (
-            "agents",
-            f"OPENAI_BASE_URL={plan.endpoint} ANTHROPIC_BASE_URL={root}"
-            + (f" SSL_CERT_FILE={ca} NODE_EXTRA_CA_CERTS={ca}" if ca else "")
-            + (f" and the key from {plan.api_key_file}" if plan.api_key_file else ""),
-        ),
-    ]
-    return rows
-
-
 def device_rows(placement: Placement) -> list[tuple[str, str]]:
     """Each device llama.cpp put part of the model on, with what it holds, and the offload it reports."""
     if not placement.found:
@@ -437,15 +393,6 @@ def device_rows(placement: Placement) -> list[tuple[str, str]]:
             )
         )
     return rows
-
-
-def curl_example(plan: Plan, ca: str | None = None) -> str:
-    # Small enough for the 135M demo model to answer in one line (without "in one sentence" it rambles).
-    question = {"role": "user", "content": "What is the capital of France? Answer in one sentence."}
-    body = json.dumps({"model": plan.model.alias, "messages": [question], "max_tokens": 64, "temperature": 0})
-    auth = f' -H "Authorization: Bearer $(cat {plan.api_key_file})"' if plan.api_key_file else ""
-    trust = f" --cacert {ca}" if ca else ""
-    return f"curl -s{trust} {plan.endpoint}/chat/completions -H 'Content-Type: application/json'{auth} -d '{body}'"
 
 
 def _awake(status: Status) -> str:
