@@ -54,17 +54,7 @@ def record_revision(path: Path, commit: str) -> None:
 
 
 def git_reachable(url: str, timeout_s: float = 20.0) -> bool:
-    try:
-        probe = subprocess.run(
-            ["git", "ls-remote", "--exit-code", url, "HEAD"],
-            capture_output=True,
-            timeout=timeout_s,
-            check=False,
-            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return probe.returncode == 0
+    return newest_commit(url, timeout_s) is not None
 
 
 def newest_commit(url: str, timeout_s: float = 20.0) -> str | None:
