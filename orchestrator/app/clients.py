@@ -18,7 +18,12 @@ def client_rows(plan: Plan, certificate: certificates.Shown | None) -> list[tupl
 
     def sdk(package: str, cls: str, base_url: str) -> str:
         # Each SDK's own HTTP client class, whichever HTTP library the installed version is built on.
-        trusting = f", http_client={package}.DefaultHttpxClient(verify='{ca}')" if ca else ""
+        # An SSL context: the SDKs' HTTP library now deprecates a path given as verify.
+        trusting = (
+            f", http_client={package}.DefaultHttpxClient(verify=ssl.create_default_context(cafile='{ca}'))"
+            if ca
+            else ""
+        )
         return f"{package}.{cls}(base_url='{base_url}', api_key={key}{trusting})"
 
     rows = [

@@ -197,7 +197,9 @@ def test_openai_client_chats_streams_lists_and_hands_a_tool_result_back(secured:
 
     # As up prints it: the SDK's own HTTP client, trusting the data directory's authority.
     client = OpenAI(
-        base_url=f"{secured.root}/v1", api_key=KEY, http_client=DefaultHttpxClient(verify=str(secured.ca))
+        base_url=f"{secured.root}/v1",
+        api_key=KEY,
+        http_client=DefaultHttpxClient(verify=ssl.create_default_context(cafile=str(secured.ca))),
     )
     question = [{"role": "user", "content": "What is the capital of France? Answer in one sentence."}]
     answer = client.chat.completions.create(model="x", messages=question, max_tokens=32, temperature=0)  # type: ignore[arg-type]
@@ -247,7 +249,7 @@ def test_openai_client_chats_streams_lists_and_hands_a_tool_result_back(secured:
 def test_anthropic_client_messages_streams_lists_and_hands_a_tool_result_back(secured: Secured) -> None:
     import anthropic
 
-    trusting = anthropic.DefaultHttpxClient(verify=str(secured.ca))
+    trusting = anthropic.DefaultHttpxClient(verify=ssl.create_default_context(cafile=str(secured.ca)))
     client = anthropic.Anthropic(base_url=secured.root, api_key=KEY, http_client=trusting)
     question = [{"role": "user", "content": "What is the capital of France? Answer in one sentence."}]
     message = client.messages.create(
