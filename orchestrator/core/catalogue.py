@@ -153,8 +153,7 @@ class Target:
     # own max_tokens still applies, fewer or more: measured at 0c1e570). A stuck generation then ends
     # instead of holding its slot for hours. 0: no cap.
     n_predict: int = 0
-    # llama-server's --sleep-idle-seconds: after this long without a request the server frees the model
-    # (weights, KV cache) and loads it again on the next one. 0: never.
+    # llama-server's --sleep-idle-seconds: the model freed after this long without a request. 0: never.
     idle_s: int = 0
     notes: tuple[str, ...] = field(default=())
     # For `--native` on a host that is not this target's own kind (a container target built on the
@@ -196,9 +195,8 @@ _IMAGE_FLAGS: tuple[CMakeFlag, ...] = (
 )
 
 _COMMON_BUILD_PACKAGES = ("build-essential", "cmake", "git", "ccache", "ca-certificates")
-# caddy: the proxy in front of llama-server (core.plan.proxy); 2.6.2-12+deb13u1 in Debian trixie (the
-# local bases), seen here; in Ubuntu 24.04's universe (the nvidia/cuda bases) not checked from here: a
-# missing one stops the image's apt step, which names it.
+# caddy, the proxy in front of llama-server (core.plan.proxy): 2.6.2-12+deb13u1 in trixie, seen here; in
+# Ubuntu 24.04 (the nvidia/cuda bases) not checked: a missing one stops the apt step, which names it.
 _COMMON_RUNTIME_PACKAGES = ("libgomp1", "curl", "ca-certificates", "caddy")
 
 CUDA = ImageFamily(
@@ -292,11 +290,9 @@ DROP_PAGE_CACHE = HookSpec("drop-page-cache")
 # empty context: Mac 48.18, DGX Spark 19.79, Ryzen AI Max 3.43 t/s) 32768 tokens take about 11 min,
 # 28 min and 2.7 h; without it a generation that never stops runs until the context (up to 256K) is full.
 AGENT_REPLY_TOKENS = 32768
-# The Step-3.5-Flash targets give the model's ~105 GiB back after 30 idle minutes (Target.idle_s). These are
-# workstations: the memory is wanted back over a meal or a night, while the pauses of a working session
-# (reading an answer, a build between agent turns) keep the model loaded. Each wake-up reloads the 111 GB
-# file: about 20-40 s at NVMe's 3-6 GB/s when the page cache does not hold it, not measured on the
-# machines here. Ollama's default is 5 min, for models a tenth of this size.
+# Target.idle_s of the Step-3.5-Flash targets: a meal or a night gives the ~105 GiB back, a working
+# session's pauses keep the model loaded; each wake-up reloads the 111 GB file (about 20-40 s at NVMe's
+# 3-6 GB/s, not measured here). Ollama's default is 5 min, for models a tenth of this size.
 IDLE_AFTER_S = 1800
 
 MAC_WIRED_LIMIT_MB = 122880
