@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from orchestrator.core.bench import BenchRecord
 from orchestrator.core.reference import REFERENCES
 from orchestrator.core.serve_bench import SERVE_KIND, ServeRecord, compare_serving, record_kind
 
 
-def append_record(results: Path, record: BenchRecord | ServeRecord) -> Path:
+class Record(Protocol):
+    """A benchmark record of any kind (batched, serve, wake): one JSON line of the results store."""
+
+    def to_json(self) -> str: ...
+
+
+def append_record(results: Path, record: Record) -> Path:
     results.mkdir(parents=True, exist_ok=True)
     path = results / "bench.jsonl"
     with path.open("a") as out:

@@ -22,7 +22,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from orchestrator.core.exposure import Exposure
 from orchestrator.core.plan.proxy import TlsFiles
 from orchestrator.errors import UsageError
-from orchestrator.files import write_for_container, write_private
+from orchestrator.files import write_atomic, write_for_container, write_private
 
 CA_DAYS = 3650
 # Under the 398 days Apple's and Chrome's rules allow a server certificate; made again 30 days before.
@@ -229,11 +229,8 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def _write_public(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(data)
-    partial.chmod(0o644)
-    os.replace(partial, path)
+    write_atomic(path, data.decode())  # PEM is ASCII
+    path.chmod(0o644)
 
 
 def _install(files: TlsFiles, chain: bytes, key: bytes) -> None:

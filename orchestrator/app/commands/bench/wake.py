@@ -16,6 +16,7 @@ from typing import Any
 from orchestrator.app.commands.bench.batched import prepared, provenance
 from orchestrator.app.outcomes import Screen
 from orchestrator.app.render import kv_table
+from orchestrator.app.results import append_record
 from orchestrator.app.steps.context import Executors, Reporter
 from orchestrator.app.steps.devices import check_devices
 from orchestrator.app.steps.serving import await_ready, beside_server
@@ -80,9 +81,7 @@ def bench_wake(
         variant = for_serving_bench(plan, OFF, ex.host.free_port(plan.publish.host), idle=BENCH_IDLE_S)
         report.note(f"wake-up benchmark: the server sleeps after {BENCH_IDLE_S} s without a request")
         record = _measure(variant, ex, runtime, report, common, allow_cpu)
-    results.mkdir(parents=True, exist_ok=True)
-    with (results / "bench.jsonl").open("a") as out:
-        out.write(record.to_json() + "\n")
+    append_record(results, record)
     return record
 
 
