@@ -6,15 +6,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from orchestrator.app.config import load_settings
 from orchestrator.core.bench import BenchRecord
+from orchestrator.core.quality import EVAL_KIND, EvalRecord
 from orchestrator.core.reference import REFERENCES
 from orchestrator.core.serve_bench import SERVE_KIND, ServeRecord, compare_serving, record_kind
+from orchestrator.files import writable_folder
 
 
 class Record(Protocol):
     """A benchmark record of any kind (batched, serve, wake): one JSON line of the results store."""
 
     def to_json(self) -> str: ...
+
+
+def results_dir(flags: dict[str, object], results: str | None) -> Path:
+    """--results, or the data directory's results folder, there and writable."""
+    folder = Path(results) if results else Path(load_settings(flags)["data_dir"]) / "results"
+    return writable_folder(folder, "the results folder")
 
 
 def append_record(results: Path, record: Record) -> Path:
@@ -35,6 +44,11 @@ def _lines(results: Path, kind: str) -> list[str]:
 def read_records(results: Path) -> list[BenchRecord]:
     """The llama-batched-bench records."""
     return [BenchRecord.from_json(line) for line in _lines(results, "batched")]
+
+
+def read_eval_records(results: Path) -> list[EvalRecord]:
+    """The quality records (orchestrator eval), oldest first."""
+    return [EvalRecord.from_json(line) for line in _lines(results, EVAL_KIND)]
 
 
 def read_serving_pairs(results: Path) -> list[tuple[ServeRecord, ServeRecord]]:

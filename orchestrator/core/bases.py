@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from orchestrator.core.catalogue import ImageFamily
+from orchestrator.core.families import ImageFamily
 from orchestrator.core.plan.image import local_base_images
 from orchestrator.core.platforms import REFERENCE_PLATFORM, platform_arch
 

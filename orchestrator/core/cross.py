@@ -3,7 +3,7 @@ machine's (an arm64 image built on amd64 without hours of emulated compiling).""
 
 from __future__ import annotations
 
-from orchestrator.core.catalogue import CMakeFlag, ImageFamily
+from orchestrator.core.families import CMakeFlag, ImageFamily
 from orchestrator.core.platforms import Arch, host_platform, platform_arch
 
 

@@ -258,7 +258,7 @@ def radv_check(plan: Plan, host: HostFacts, image_driver: str | None) -> Check:
     return _ok("RADV in the image", detail)
 
 
-def ryzen_checks(host: HostFacts, needed_bytes: int | None) -> list[Check]:
+def ryzen_checks(host: HostFacts, needed_bytes: int | None, needed_by: str = "the model") -> list[Check]:
     renders = [n for n in host.dri_nodes if n.startswith("renderD")]
     checks = [
         _ok("/dev/dri", f"render node {renders[0]}")
@@ -293,12 +293,12 @@ def ryzen_checks(host: HostFacts, needed_bytes: int | None) -> list[Check]:
         )
     else:
         checks.append(
-            _ok("GTT size", f"{gtt / GIB:.1f} GiB, the model needs {need / GIB:.1f} GiB")
+            _ok("GTT size", f"{gtt / GIB:.1f} GiB, {needed_by} needs {need / GIB:.1f} GiB")
             if gtt >= need
             else Check(
                 "GTT size",
                 "fail",
-                f"{gtt / GIB:.1f} GiB but the model needs {need / GIB:.1f} GiB",
+                f"{gtt / GIB:.1f} GiB but {needed_by} needs {need / GIB:.1f} GiB",
                 f"raise it with kernel parameters {GTT_KERNEL_PARAMS} (120 GiB), then reboot",
             )
         )
@@ -369,7 +369,11 @@ def mac_checks(host: HostFacts, plan: Plan) -> list[Check]:
 TARGET_CHECKS: dict[str, Callable[[Plan, DoctorFacts], list[Check]]] = {
     "dgx-spark": lambda plan, facts: dgx_checks(facts.host, facts.engine),
     "ryzen-ai-max": lambda plan, facts: [
-        *ryzen_checks(facts.host, plan.memory.rows[0].fit.estimate.total if plan.memory.rows else None),
+        *ryzen_checks(
+            facts.host,
+            plan.memory.rows[0].fit.estimate.total if plan.memory.rows else None,
+            f"the {plan.profile} profile (-c {plan.memory.rows[0].workload.ctx})" if plan.memory.rows else "the model",
+        ),
         radv_check(plan, facts.host, facts.image_driver),
     ],
     "mac-studio": lambda plan, facts: mac_checks(facts.host, plan),

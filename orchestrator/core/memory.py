@@ -193,7 +193,8 @@ class Fit:
         return f"does not fit: needs {need} but {have} is usable{fix}"
 
 
-def _largest_context(arch: Architecture, weights: int, work: Workload, usable: int) -> int | None:
+def largest_context(arch: Architecture, weights: int, work: Workload, usable: int) -> int | None:
+    """The largest context (a multiple of 4096, at most the workload's or the model's) that fits usable."""
     step = 4096
     fits: Callable[[int], bool] = lambda c: estimate(arch, weights, replace(work, ctx=c)).total <= usable  # noqa: E731
     if not fits(step):
@@ -234,7 +235,7 @@ def fit(
         if estimate(arch, weights, smaller).total <= usable:
             fixes.append(f"a smaller micro-batch: -ub {ub} (slower prompt processing)")
             break
-    largest = _largest_context(arch, weights, work, usable)
+    largest = largest_context(arch, weights, work, usable)
     if largest is not None and largest < (work.ctx or arch.context_length):
         fixes.append(f"a smaller context: -c {largest} or less")
     if not fixes:

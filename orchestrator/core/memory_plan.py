@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from orchestrator.core.architecture import Architecture
 from orchestrator.core.budget import Budget, budget
 from orchestrator.core.catalogue import BenchSet, Profile, Target
 from orchestrator.core.facts import HostFacts
@@ -91,15 +92,34 @@ def server_workload(
     slots = (profile.speculative_slots if speculation.active else None) or SERVER_SLOTS
     arch = model.arch
     heads = arch.heads() if arch is not None and speculation.heads else None
+    return profile_server(
+        profile,
+        int(settings["ctx_size"] or profile.ctx),
+        slots=slots,
+        draft_n=speculation.draft_n,
+        heads=heads,
+    )
+
+
+def profile_server(
+    profile: Profile,
+    ctx: int,
+    *,
+    cache: str | None = None,
+    slots: int = SERVER_SLOTS,
+    draft_n: int = 0,
+    heads: Architecture | None = None,
+) -> Workload:
+    """llama-server as the profile runs it at this context (cache: a KV cache type in place of the profile's)."""
     return Workload(
-        ctx=int(settings["ctx_size"] or profile.ctx),
+        ctx=ctx,
         batch=profile.batch,
         ubatch=profile.ubatch,
-        cache_k=profile.cache_type_k or "f16",
-        cache_v=profile.cache_type_v or "f16",
+        cache_k=cache or profile.cache_type_k or "f16",
+        cache_v=cache or profile.cache_type_v or "f16",
         flash_attn=profile.flash_attn != "off",
         n_seq=slots,
-        outputs=server_outputs(slots, profile.batch, speculation.draft_n),
+        outputs=server_outputs(slots, profile.batch, draft_n),
         draft_heads=heads,
     )
 

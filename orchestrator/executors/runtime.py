@@ -5,9 +5,10 @@ interface, chosen once from the plan by `runtime_for`, so no command below the C
 from __future__ import annotations
 
 import json
+import os
 import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,6 +19,7 @@ from orchestrator.core.plan import Plan
 from orchestrator.core.plan.argv import Command
 from orchestrator.core.plan.compose import mounted_files, secret_copy_path, secret_files, served_at
 from orchestrator.core.plan.image import ImageBuild
+from orchestrator.core.plan.jobs import ToolJob
 from orchestrator.core.plan.launch_agent import agent_label, launch_agent
 from orchestrator.core.plan.layout import CONTAINER_UID, MODEL_IDENTITY_LABEL, SERVICE
 from orchestrator.core.plan.native import native_log
@@ -114,6 +116,9 @@ class Runtime(Protocol):
 
     def bench(self, plan: Plan, bench: BenchPlan) -> Iterable[str]:
         """One llama-batched-bench run, line by line."""
+
+    def tool(self, plan: Plan, job: ToolJob) -> Iterable[str]:
+        """One run of a shipped tool over the owner's files (eval, quantize), line by line."""
 
     def location(self, plan: Plan) -> str:
         """What the user can read to see how the server runs (the compose file, the log)."""
@@ -308,8 +313,23 @@ class ContainerRuntime:
     def bench(self, plan: Plan, bench: BenchPlan) -> Iterable[str]:
         return self._one_off(plan, bench.command)
 
+    def tool(self, plan: Plan, job: ToolJob) -> Iterable[str]:
+        assert plan.container is not None
+        spec = replace(plan.container, volumes=job.volumes(), network=None, user=writer_of(job.output))
+        return self.engine.stream(spec, job.container_argv(), job.env)
+
     def location(self, plan: Plan) -> str:
         return str(self._compose_file(plan))
+
+
+def writer_of(folder: Path) -> str:
+    """Who a tool's container runs as to write into folder: the owner's own user, never root; for root's
+    runs the image's unprivileged user, given the folder."""
+    uid, gid = os.getuid(), os.getgid()
+    if uid != 0:
+        return f"{uid}:{gid}"
+    os.chown(folder, CONTAINER_UID, CONTAINER_UID)
+    return f"{CONTAINER_UID}:{CONTAINER_UID}"
 
 
 def readable_in_container(plan: Plan) -> None:
@@ -472,6 +492,9 @@ class NativeRuntime:
 
     def bench(self, plan: Plan, bench: BenchPlan) -> Iterable[str]:
         return native.stream(plan, "bench.sh", bench.command.argv, dict(bench.command.env))
+
+    def tool(self, plan: Plan, job: ToolJob) -> Iterable[str]:
+        return native.stream(plan, "run.sh", job.host_argv(), dict(job.env))
 
     def location(self, plan: Plan) -> str:
         return str(native.state(plan).log)

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.core.architecture import Architecture
+from orchestrator.core.quality import Vocabulary
+from orchestrator.core.quantize import Source as QuantSource
 from orchestrator.core.speculation import MtpHeads
 from orchestrator.errors import InvalidModel
 from orchestrator.files import file_key, read_cache, write_cache
@@ -357,3 +359,40 @@ def cached_description(first: Path, cache: Path) -> Description:
     }
     write_cache(cache, known)
     return Description(model.arch, model.weights_bytes, model.mtp, model.input_bytes)
+
+
+_FULL_PRECISION = frozenset({"F32", "F16", "BF16", "F64", "I8", "I16", "I32", "I64"})
+
+
+def vocabulary(first: Path) -> Vocabulary:
+    """The model's token list as its GGUF declares it (tokenizer model, size, a digest of the strings)."""
+    import hashlib
+
+    read_model(first)
+    reader = _reader(first)
+    tokens = reader.fields.get("tokenizer.ggml.tokens")
+    kind = reader.fields.get("tokenizer.ggml.model")
+    if tokens is None:
+        raise InvalidModel(f"{first} lists no tokens (tokenizer.ggml.tokens); it is not a model to evaluate")
+    digest = hashlib.sha256()
+    for token in tokens.contents():
+        digest.update(str(token).encode() + b"\0")
+    return Vocabulary(
+        str(kind.contents()) if kind is not None else "unknown", len(tokens.data), digest.hexdigest()
+    )
+
+
+def quantise_source(first: Path) -> QuantSource:
+    """What quantising reads of a file: its parameters, sizes, whether it is quantised already."""
+    model = read_model(first)
+    parameters = 0
+    largest = 0
+    quantised = False
+    for part in model.parts:
+        for tensor in _reader(part.path).tensors:
+            parameters += int(tensor.n_elements)
+            largest = max(largest, int(tensor.n_bytes))
+            # Only the weight matrices count: norms and biases stay F32 in every quantisation.
+            if len(tensor.shape) >= 2 and tensor.tensor_type.name not in _FULL_PRECISION:
+                quantised = True
+    return QuantSource(first, parameters, model.file_bytes, largest, quantised, model.arch.name)

@@ -82,8 +82,11 @@ def name_for(first: Path) -> str:
     return stem.split("-00001-of-")[0].lower()
 
 
-def add(models_dir: Path, path: Path, name: str | None) -> Entry:
-    """Register a GGUF the user already has (air-gapped machines): checked, never moved or copied."""
+def add(
+    models_dir: Path, path: Path, name: str | None, *, origin: str = "added", managed: bool = False
+) -> Entry:
+    """Register a GGUF the user already has (air-gapped machines): checked, never moved or copied. A file
+    the store made (managed: a quantisation) is deleted by `model rm`, after asking."""
     first = path.expanduser().absolute()
     model = read_model(first)
     entries = load(models_dir)
@@ -92,7 +95,7 @@ def add(models_dir: Path, path: Path, name: str | None) -> Entry:
         raise UsageError(
             f"a model named {name!r} is already registered ({entries[name].path}); pass --name to choose another"
         )
-    entry = Entry(name, str(first), "added", False, records(model), model.arch.name)
+    entry = Entry(name, str(first), origin, managed, records(model), model.arch.name)
     entries[name] = entry
     save(models_dir, entries)
     return entry

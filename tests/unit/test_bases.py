@@ -30,7 +30,7 @@ def test_bases_for_each_architecture_have_their_own_tags_and_debootstrap() -> No
     from pathlib import Path
 
     from orchestrator.core.bases import base_specs
-    from orchestrator.core.catalogue import FAMILIES
+    from orchestrator.core.families import FAMILIES
 
     amd64 = base_specs(FAMILIES["cuda"], "linux/amd64")
     arm64 = base_specs(FAMILIES["cuda"], "linux/arm64")
@@ -49,7 +49,7 @@ def test_packages_of_another_suite_are_left_to_the_images_apt_step() -> None:
     from pathlib import Path
 
     from orchestrator.core.bases import base_specs
-    from orchestrator.core.catalogue import FAMILIES
+    from orchestrator.core.families import FAMILIES
 
     vulkan = FAMILIES["vulkan"]
     assert "mesa-vulkan-drivers/trixie-backports" in vulkan.runtime_packages
@@ -78,7 +78,7 @@ def test_cross_compiled_image_takes_this_machines_build_base() -> None:
     from pathlib import Path
 
     from orchestrator.core.bases import base_specs
-    from orchestrator.core.catalogue import FAMILIES
+    from orchestrator.core.families import FAMILIES
 
     build, runtime = base_specs(FAMILIES["vulkan"], "linux/arm64", build_platform="linux/amd64")
     assert (build.tag, build.platform) == ("step-flash-base:vulkan-build", "linux/amd64")

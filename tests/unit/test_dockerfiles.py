@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from orchestrator.core.catalogue import FAMILIES
+from orchestrator.core.families import FAMILIES
 from orchestrator.core.plan.layout import SHIPPED_TOOLS
 from orchestrator.executors.assets import asset
 from tests.planning import fixed_plan

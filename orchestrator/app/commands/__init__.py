@@ -39,4 +39,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "rollback": ("deployments", "serve the previous (or a named) deployment again"),
     "history": ("deployments", "the deployments of this server: what each ran, which one serves"),
+    "eval": (
+        "quality",
+        "a quantisation's quality on this machine: perplexity, KL divergence and top-token agreement with a "
+        "reference (llama-perplexity)",
+    ),
+    "quantize": (
+        "quantize",
+        "quantise a full-precision GGUF with llama-quantize (optionally calibrated: llama-imatrix) and register it",
+    ),
 }

@@ -13,8 +13,8 @@ from orchestrator.app.render import build_text
 from orchestrator.app.session import Session
 from orchestrator.app.steps.building import build
 from orchestrator.core.bases import DEFAULT_MIRROR, base_specs
-from orchestrator.core.catalogue import FAMILIES, ImageFamily
 from orchestrator.core.cross import build_platform
+from orchestrator.core.families import FAMILIES, ImageFamily
 from orchestrator.core.plan.image import ImageBuild
 from orchestrator.core.registry import NO_REGISTRY
 from orchestrator.errors import ExitCode, UsageError

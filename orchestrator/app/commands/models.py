@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rich.table import Table
@@ -16,7 +16,10 @@ from orchestrator.app.config import load_settings
 from orchestrator.app.options import Commands, command, group
 from orchestrator.app.outcomes import Screen
 from orchestrator.app.session import Session
+from orchestrator.core.catalogue import CATALOGUE, get_target
+from orchestrator.core.model_catalogue import PUBLISHED, PublishedGguf, Verdict, serving_targets, verdicts
 from orchestrator.errors import ExitCode, UsageError
+from orchestrator.executors.probe import probe
 from orchestrator.files import readable_folder
 from orchestrator.models import store
 from orchestrator.models.pull import Pulled, PullReport, pull
@@ -58,6 +61,12 @@ def register(commands: Commands) -> None:
     _models_dir_option(m, "where the registry is kept")
     m = command(model, "list", help="registered and known models", handler=_list, as_json="print JSON")
     _models_dir_option(m, "where models are kept")
+    m.add_argument(
+        "--available",
+        action="store_true",
+        help="the published GGUFs of Step-3.5-Flash, with whether each fits every target's profiles",
+    )
+    m.add_argument("--target", "-t", help="--available: judge for this target only")
     m = command(
         model,
         "verify",
@@ -100,7 +109,13 @@ def _add(session: Session, args: argparse.Namespace) -> ModelAdded:
     return ModelAdded(store.add(directory, Path(args.path), args.name))
 
 
-def _list(session: Session, args: argparse.Namespace) -> ModelListing:
+def _list(session: Session, args: argparse.Namespace) -> ModelListing | Available:
+    if args.available:
+        targets = [get_target(args.target)] if args.target else serving_targets(list(CATALOGUE.values()))
+        facts = probe()
+        return Available(tuple((f, verdicts(f, targets, facts)) for f in PUBLISHED))
+    if args.target:
+        raise UsageError("--target goes with --available")
     directory, _data = _folders(args)
     return ModelListing(tuple(store.listing(directory)), directory)
 
@@ -200,6 +215,46 @@ class ModelRemoved:
         screen.out.print(
             f"removed {self.name}"
             + (f" and deleted {len(self.deleted)} file(s)" if self.deleted else "; files kept")
+        )
+        return ExitCode.OK
+
+
+@dataclass(frozen=True)
+class Available:
+    rows: tuple[tuple[PublishedGguf, tuple[Verdict, ...]], ...]
+
+    def show(self, screen: Screen) -> ExitCode:
+        if screen.as_json:
+            screen.json(
+                [
+                    {
+                        **asdict(file),
+                        "pull": file.pull,
+                        "verdicts": [asdict(v) for v in found],
+                    }
+                    for file, found in self.rows
+                ]
+            )
+            return ExitCode.OK
+        table = Table(show_header=True, box=None)
+        for column in ("file (orchestrator model pull ...)", "size", "parts", "MTP heads", "fits"):
+            table.add_column(column, justify="right" if column == "size" else "left")
+        for file, found in self.rows:
+            by_target: dict[str, list[str]] = {}
+            for v in found:
+                by_target.setdefault(v.target, []).append(v.short())
+            table.add_row(
+                file.pull,
+                f"{file.size_gib:.1f} GiB",
+                str(file.parts) if file.parts is not None else "unchecked",
+                {True: "yes", False: "no", None: "unchecked"}[file.mtp],
+                "\n".join(f"{t}: " + "; ".join(v) for t, v in by_target.items()),
+            )
+        screen.out.print(table)
+        screen.out.print(
+            "Sizes, parts and MTP heads as published (stored copies of the hub's pages, not checked from here); "
+            "'orchestrator model pull' checks each file against the hub. Fits: the memory plan at each "
+            "profile's settings; 'orchestrator plan --model FILE' for one file on this machine."
         )
         return ExitCode.OK
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from orchestrator.app.steps.context import Executors, Reporter
 from orchestrator.app.steps.pulling import pulled
 from orchestrator.core.bases import base_specs
-from orchestrator.core.catalogue import FAMILIES
+from orchestrator.core.families import FAMILIES
 from orchestrator.core.plan import Plan, with_local_bases, with_source
 from orchestrator.core.plan.image import ImageBuild
 from orchestrator.errors import OrchestratorError

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from orchestrator.core.catalogue import CMakeFlag, Profile, Target, cmake_flags
+from orchestrator.core.catalogue import Profile, Target, cmake_flags
 from orchestrator.core.devices import expectation
 from orchestrator.core.exposure import Exposure, exposure, is_loopback
 from orchestrator.core.facts import HostFacts
+from orchestrator.core.families import CMakeFlag
 from orchestrator.core.memory_plan import MemoryPlan, memory_plan
 from orchestrator.core.models import ModelSpec
 from orchestrator.core.plan.argv import Command

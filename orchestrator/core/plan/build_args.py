@@ -8,7 +8,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from orchestrator.core.catalogue import CMakeFlag
+from orchestrator.core.families import CMakeFlag
 from orchestrator.core.sources import Source
 
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from orchestrator.core.catalogue import CMakeFlag, Profile, Target
+from orchestrator.core.catalogue import Profile, Target
 from orchestrator.core.cross import build_platform, cross_cmake_flags, cross_packages, is_cross
+from orchestrator.core.families import CMakeFlag
 from orchestrator.core.plan.build_args import cmake_args, plan_digest, source_build_args
 from orchestrator.core.plan.layout import (
     CONTAINER_CACHE_DIR,

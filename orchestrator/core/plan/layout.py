@@ -30,6 +30,11 @@ SHIPPED_TOOLS = (
     "llama-batched-bench",
     "llama-bench",
     "rpc-server|ggml-rpc-server",
+    # Quality and quantisation (orchestrator eval / quantize): perplexity and KL divergence, the
+    # importance matrix from a calibration text, and the quantiser itself.
+    "llama-perplexity",
+    "llama-imatrix",
+    "llama-quantize",
 )
 # On the server's container: which bytes of the model it was started from.
 MODEL_IDENTITY_LABEL = "io.step-flash.model-identity"

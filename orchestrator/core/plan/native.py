@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.core.catalogue import CMakeFlag, Profile, Target
+from orchestrator.core.catalogue import Profile, Target
+from orchestrator.core.families import CMakeFlag
 from orchestrator.core.plan.build_args import cmake_args, plan_digest, source_build_args
 from orchestrator.core.plan.layout import SHIPPED_TOOLS
 from orchestrator.core.settings import Settings

@@ -16,7 +16,6 @@ from orchestrator.app.commands.bench.owner_report import (
 )
 from orchestrator.app.commands.bench.serving import ServingDone, bench_serve
 from orchestrator.app.commands.bench.wake import WakeDone, bench_wake
-from orchestrator.app.config import load_settings
 from orchestrator.app.options import (
     Commands,
     allow_cpu_option,
@@ -28,6 +27,7 @@ from orchestrator.app.options import (
     whole_numbers,
 )
 from orchestrator.app.plan_options import flags
+from orchestrator.app.results import results_dir
 from orchestrator.app.session import Session
 from orchestrator.core.plan.programs import BenchOverride
 from orchestrator.files import writable_folder
@@ -149,9 +149,3 @@ def _serve(session: Session, args: argparse.Namespace) -> ServingDone | WakeDone
         allow_cpu=args.allow_cpu,
     )
     return ServingDone(comparison, results)
-
-
-def results_dir(flags: dict[str, object], results: str | None) -> Path:
-    """--results, or the data directory's results folder, there and writable."""
-    folder = Path(results) if results else Path(load_settings(flags)["data_dir"]) / "results"
-    return writable_folder(folder, "the results folder")
