@@ -1,4 +1,5 @@
-"""Benchmark results on disk: records appended to `<results>/bench.jsonl`, read back, and plotted."""
+"""Benchmark and quality results on disk: records appended to `<results>/bench.jsonl`, read back, plotted
+and tabled."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from rich.table import Table
+
 from orchestrator.app.config import load_settings
 from orchestrator.core.bench import BenchRecord
-from orchestrator.core.quality import EVAL_KIND, EvalRecord
+from orchestrator.core.quality import EVAL_KIND, QUALITY_COLUMNS, EvalRecord, quality_row
 from orchestrator.core.reference import REFERENCES
 from orchestrator.core.serve_bench import SERVE_KIND, ServeRecord, compare_serving, record_kind
 from orchestrator.files import writable_folder
@@ -122,3 +125,12 @@ def _save(fig: Any, out: Path) -> Path:
     fig.savefig(out, dpi=110)
     _pyplot().close(fig)
     return out
+
+
+def quality_table(records: Sequence[EvalRecord], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in QUALITY_COLUMNS:
+        table.add_column(column, justify="left" if column in ("model", "reference") else "right")
+    for record in records:
+        table.add_row(*quality_row(record))
+    return table

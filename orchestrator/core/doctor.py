@@ -372,7 +372,9 @@ TARGET_CHECKS: dict[str, Callable[[Plan, DoctorFacts], list[Check]]] = {
         *ryzen_checks(
             facts.host,
             plan.memory.rows[0].fit.estimate.total if plan.memory.rows else None,
-            f"the {plan.profile} profile (-c {plan.memory.rows[0].workload.ctx})" if plan.memory.rows else "the model",
+            f"the {plan.profile} profile (-c {plan.memory.rows[0].workload.ctx})"
+            if plan.memory.rows
+            else "the model",
         ),
         radv_check(plan, facts.host, facts.image_driver),
     ],

@@ -14,12 +14,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from rich.table import Table
-
 from orchestrator.app.options import Commands, command, force_option, stop_server_option, whole_numbers
 from orchestrator.app.outcomes import Screen
 from orchestrator.app.plan_options import flags
-from orchestrator.app.results import append_record, results_dir
+from orchestrator.app.results import append_record, quality_table, results_dir
 from orchestrator.app.session import Session
 from orchestrator.app.steps.context import Executors, Reporter
 from orchestrator.app.steps.serving import beside_server
@@ -31,7 +29,6 @@ from orchestrator.core.plan.jobs import ToolJob, with_paths
 from orchestrator.core.quality import (
     CORPUS,
     DEFAULT_CHUNKS,
-    QUALITY_COLUMNS,
     EvalRecord,
     SavedLogits,
     Vocabulary,
@@ -39,7 +36,6 @@ from orchestrator.core.quality import (
     figures_of,
     logits_bytes,
     parse_output,
-    quality_row,
     read_logits_header,
     reference_args,
     vocabulary_problem,
@@ -254,13 +250,10 @@ class Evaluated:
 
     def show(self, screen: Screen) -> ExitCode:
         if screen.as_json:
-            screen.json(json.loads(self.record.to_json()))
+            kept = {"reference_probabilities": str(self.kept) if self.kept else None}
+            screen.json({**json.loads(self.record.to_json()), **kept})
             return ExitCode.OK
-        table = Table(title=f"quality on {self.record.text}", title_justify="left")
-        for column in QUALITY_COLUMNS:
-            table.add_column(column, justify="left" if column in ("model", "reference") else "right")
-        table.add_row(*quality_row(self.record))
-        screen.out.print(table)
+        screen.out.print(quality_table([self.record], f"quality on {self.record.text}"))
         screen.out.print(f"recorded in {self.stored}; 'orchestrator bench report' shows every evaluation")
         if self.kept is not None:
             screen.out.print(

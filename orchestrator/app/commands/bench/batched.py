@@ -18,6 +18,8 @@ from orchestrator.app.results import (
     append_record,
     plot,
     plot_serving,
+    quality_table,
+    read_eval_records,
     read_records,
     read_serving_pairs,
 )
@@ -39,6 +41,7 @@ from orchestrator.core.devices import Verdict
 from orchestrator.core.plan import Plan
 from orchestrator.core.plan.image import ImageBuild
 from orchestrator.core.plan.programs import BenchPlan
+from orchestrator.core.quality import EvalRecord, quality_markdown
 from orchestrator.core.reference import REFERENCES, BenchRow
 from orchestrator.core.serve_bench import serving_markdown
 from orchestrator.errors import ExitCode, OrchestratorError, UsageError
@@ -172,19 +175,25 @@ def _bench_once(
 
 
 def report(results: Path, out: Path | None) -> BenchReport:
-    """The plots and the summary of the latest records in a results folder."""
+    """The plots and the summary of the latest records in a results folder, with every quality record."""
     records = latest_per_set(read_records(results))
     serving = read_serving_pairs(results)
-    if not records and not serving:
+    quality = read_eval_records(results)
+    if not records and not serving and not quality:
         raise UsageError(
-            f"no benchmark results in {results}; run 'orchestrator bench' or 'orchestrator bench serve' first"
+            f"no benchmark results in {results}; run 'orchestrator bench', 'orchestrator bench serve' or "
+            "'orchestrator eval' first"
         )
     png = plot(records, out or results / "bench.png") if records else None
     serving_png = plot_serving(serving[-4:], results / "serving.png") if serving else None
     summary = results / "bench.md"
-    text = (markdown_report(records) if records else "") + (serving_markdown(serving) if serving else "")
+    text = (
+        (markdown_report(records) if records else "")
+        + (serving_markdown(serving) if serving else "")
+        + quality_markdown(quality)
+    )
     write_atomic(summary, text)
-    return BenchReport(png, summary, serving_png)
+    return BenchReport(png, summary, serving_png, tuple(quality))
 
 
 @dataclass(frozen=True)
@@ -214,8 +223,11 @@ class BenchReport:
     png: Path | None
     summary: Path
     serving_png: Path | None = None
+    quality: tuple[EvalRecord, ...] = ()
 
     def show(self, screen: Screen) -> ExitCode:
+        if self.quality:
+            screen.out.print(quality_table(self.quality, "quality (orchestrator eval)"))
         for label, path in (
             ("plot", self.png),
             ("serving plot", self.serving_png),
