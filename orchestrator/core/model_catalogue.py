@@ -153,3 +153,28 @@ def verdicts(file: PublishedGguf, targets: Sequence[Target], facts: HostFacts) -
 def serving_targets(targets: Sequence[Target]) -> list[Target]:
     """The targets made to serve Step-3.5-Flash."""
     return [t for t in targets if t.default_model == "step-3.5-flash"]
+
+
+def published(repo: str, quant: str | None) -> PublishedGguf | None:
+    """The catalogue's entry for what `model pull REPO[:QUANT]` fetches, if it has one."""
+    wanted = (repo.lower(), quant.lower() if quant else None)
+    for file in PUBLISHED:
+        if (file.repo.lower(), file.quant.lower() if file.pull != file.repo else None) == wanted:
+            return file
+    return None
+
+
+def differences(file: PublishedGguf, parts: int, tensor_bytes: int, mtp: bool) -> list[str]:
+    """Where the pulled files say otherwise than the catalogue (the files are right)."""
+    found = []
+    if abs(tensor_bytes / GIB - file.size_gib) > 0.02 * file.size_gib:
+        found.append(
+            f"size: the catalogue says {file.size_gib:.2f} GiB of tensors, the files hold {tensor_bytes / GIB:.2f}"
+        )
+    if file.parts is not None and parts != file.parts:
+        found.append(f"parts: the catalogue says {file.parts}, the files are {parts}")
+    if file.mtp is not None and mtp != file.mtp:
+        found.append(
+            f"MTP heads: the catalogue says {'yes' if file.mtp else 'no'}, the files {'have' if mtp else 'have none'}"
+        )
+    return found

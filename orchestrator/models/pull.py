@@ -10,6 +10,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.core.model_catalogue import differences, published
 from orchestrator.core.models import KNOWN_MODELS
 from orchestrator.core.speculation import SIDECAR_PREFIX
 from orchestrator.errors import InvalidModel, UsageError
@@ -125,6 +126,18 @@ def pull(
         raise InvalidModel(
             f"{repo} gave a {model.arch.name!r} model where {expected!r} was expected; "
             "the files are kept, but the target's default model will not load them"
+        )
+    listed = published(repo, quant)
+    if listed is not None:
+        has_heads = model.mtp.layout == "combined" or bool(sidecars)
+        said = differences(listed, len(model.parts), model.weights_bytes, has_heads)
+        report.note(
+            "checked against the catalogue ('model list --available'): "
+            + (
+                "; ".join(said) + " (the files are what counts)"
+                if said
+                else "size, parts and MTP heads as listed"
+            )
         )
     entry = store.Entry(
         name=model_name(repo, quant),

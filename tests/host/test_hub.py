@@ -309,3 +309,20 @@ def test_pull_brings_the_mtp_sidecar_and_the_plan_drafts_with_it(
     assert plan["speculation"]["spec_type"] == "draft-mtp"
     code, out, err = run_cli("model", "verify", str(model), "--models-dir", str(env))
     assert code == 0 and "MTP heads: 2 declared, not in the file" in out, err
+
+
+def test_a_pull_of_a_catalogued_file_is_checked_against_the_catalogue(
+    tmp_path: Path, env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stand-in for a repository the catalogue lists (model list --available), whose files are not what
+    # the catalogue says: the pull names each difference and the files are what counts.
+    repo = "AesSedai/Step-3.5-Flash-GGUF"
+    first = write_tiny(tmp_path / "Step-3.5-Flash-IQ4_XS.gguf", "dense")
+    monkeypatch.setenv("COLUMNS", "400")
+    with serve(StandInHub(repo, {first.name: first.read_bytes()})) as stand_in:
+        _with_hub(monkeypatch, stand_in)
+        code, out, err = run_cli("model", "pull", f"{repo}:IQ4_XS", "--models-dir", str(env))
+    assert code == 0, err
+    said = " ".join((out + err).split())
+    assert "checked against the catalogue" in said
+    assert "the catalogue says 91.31 GiB of tensors" in said and "MTP heads: the catalogue says yes" in said
