@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.core.families import VULKAN
 from tests.assets import PINNED_UPSTREAM_COMMIT, demo_model, tiny_moe_model
 from tests.integration import BuiltImage, cli_env, docker, image_labels, model_mount, needs_docker, run_cli
 
@@ -56,6 +57,19 @@ def test_image_carries_its_recipe(cpu_image: BuiltImage) -> None:
     # The GPU driver the image brings: Mesa (RADV, and lavapipe here) from trixie-backports.
     driver = labels["io.step-flash.driver"]
     assert driver.startswith("mesa-vulkan-drivers ") and "~bpo13" in driver, driver
+    # The quality tools (eval, quantize) beside the server, and the image within its family's budget.
+    tools = _run(
+        cpu_image.tag,
+        "ls",
+        "-l",
+        "/opt/llama/llama-perplexity",
+        "/opt/llama/llama-imatrix",
+        "/opt/llama/llama-quantize",
+    )
+    tool_bytes = sum(int(line.split()[4]) for line in tools.strip().splitlines())
+    size = int(docker("image", "inspect", cpu_image.tag, "--format", "{{.Size}}").stdout)
+    print(f"image {size / 1e6:.0f} MB, of which the quality tools {tool_bytes / 1e6:.1f} MB")
+    assert size <= (VULKAN.size_budget_mb or 0) * 10**6, f"{size / 1e6:.0f} MB"
     config = json.loads(docker("image", "inspect", cpu_image.tag, "--format", "{{json .Config}}").stdout)
     assert config["User"] == "10001"
     assert "/health" in " ".join(config["Healthcheck"]["Test"])

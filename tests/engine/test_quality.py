@@ -124,5 +124,7 @@ def test_the_smaller_quantisation_diverges_more(quantised: Quantised) -> None:
 
 
 def test_a_reference_of_another_model_is_refused_before_anything_runs(quantised: Quantised) -> None:
-    code, _out, err = quantised.cli("eval", "--model", str(quantised.source), "--reference", str(demo_model()))
+    code, _out, err = quantised.cli(
+        "eval", "--model", str(quantised.source), "--reference", str(demo_model())
+    )
     assert code == 2 and "differs" in err and "same model" in err and len(err.strip().splitlines()) == 1, err

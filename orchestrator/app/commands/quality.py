@@ -20,6 +20,7 @@ from orchestrator.app.plan_options import flags
 from orchestrator.app.results import append_record, quality_table, results_dir
 from orchestrator.app.session import Session
 from orchestrator.app.steps.context import Executors, Reporter
+from orchestrator.app.steps.preflight import checked
 from orchestrator.app.steps.serving import beside_server
 from orchestrator.app.steps.tools import ready_to_run, run_tool
 from orchestrator.core.models import ModelSpec
@@ -81,14 +82,16 @@ class Reference:
 
 
 def _eval(session: Session, args: argparse.Namespace) -> Evaluated:
-    plan = session.plan(args)
+    report = session.render.reporter()
+    # The model there (the demo one written when it is the plan's) and within memory, as for serving it.
+    plan = checked(session.plan(args), report, ("server",), args.force)
     chunks = args.chunks[0] if args.chunks else DEFAULT_CHUNKS
     results = results_dir(flags(args), args.results)
     reference = _reference(plan, args.reference, chunks)
     record = evaluate(
         plan,
         session.executors(),
-        session.render.reporter(),
+        report,
         reference=reference,
         chunks=chunks,
         force=args.force,
