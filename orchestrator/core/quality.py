@@ -193,8 +193,8 @@ def _pm(value: tuple[float, float] | None, digits: int) -> str:
 
 def quality_row(record: EvalRecord) -> tuple[str, ...]:
     return (
-        str(record.model.get("alias")),
-        str(record.reference.get("alias")),
+        str(record.model.get("name") or record.model.get("alias")),
+        str(record.reference.get("name") or record.reference.get("alias")),
         str(record.chunks or "-"),
         _pm(record.ppl, 4),
         _pm(record.ppl_reference, 4),

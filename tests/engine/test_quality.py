@@ -89,8 +89,8 @@ def test_quantize_makes_a_smaller_calibrated_file_and_registers_it(quantised: Qu
     assert "Q2_K with an importance matrix" in quantised.said and "registered" in quantised.said
     assert str(quantised.entry["origin"]).startswith("quantized (Q2_K) from SmolLM2-135M-Instruct.Q4_1.gguf")
     assert not [p for p in result.parent.iterdir() if p.name.startswith(".")], "no staging left behind"
-    code, out, err = quantised.cli("model", "verify", str(result))
-    assert code == 0 and "consistent" in out, err
+    verified = run_cli("model", "verify", str(result), env=quantised.image.env)
+    assert verified.returncode == 0 and "consistent" in verified.stdout, verified.stderr
 
 
 def test_the_smaller_quantisation_diverges_more(quantised: Quantised) -> None:
@@ -120,7 +120,8 @@ def test_the_smaller_quantisation_diverges_more(quantised: Quantised) -> None:
     code, out, err = quantised.cli("bench", "report", "--results", results)
     assert code == 0, err + out
     summary = (quantised.results / "bench.md").read_text()
-    assert "## Quality (llama-perplexity)" in summary and "smollm2-135m-instruct-q2_k" in summary
+    assert "## Quality (llama-perplexity)" in summary
+    assert "| SmolLM2-135M-Instruct-Q2_K | SmolLM2-135M-Instruct.Q4_1 | 4 |" in summary
 
 
 def test_a_reference_of_another_model_is_refused_before_anything_runs(quantised: Quantised) -> None:

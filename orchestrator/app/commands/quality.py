@@ -59,7 +59,7 @@ def register(commands: Commands) -> None:
     )
     p.add_argument(
         "--chunks",
-        type=whole_numbers("--chunks", 1),
+        type=whole_numbers("chunks", 1),
         help=f"chunks of 512 tokens of the text to read (default {DEFAULT_CHUNKS}; the text holds about 55)",
     )
     p.add_argument("--results", help="folder of the results (default: <data dir>/results)")
@@ -241,7 +241,13 @@ def _is_summary(line: str) -> bool:
 
 
 def _described(alias: str, path: Path) -> dict[str, object]:
-    return {"alias": alias, "file": path.name, "size": path.stat().st_size if path.is_file() else None}
+    # The file names the quantisation (several files share a model's alias); the alias says which model.
+    return {
+        "name": path.name.removesuffix(".gguf"),
+        "alias": alias,
+        "file": path.name,
+        "size": path.stat().st_size if path.is_file() else None,
+    }
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ def register(commands: Commands) -> None:
     )
     p.add_argument(
         "--chunks",
-        type=whole_numbers("--chunks", 1),
+        type=whole_numbers("chunks", 1),
         help="chunks of 512 tokens of the calibration text llama-imatrix reads (default: all of it)",
     )
     p.add_argument("--name", help="name to register the result under (default: from the file name)")
