@@ -167,6 +167,23 @@ def test_native_build_serves_a_chat_completion_until_down(native_args: tuple[str
     assert bench.returncode == 0, bench.stderr + bench.stdout
     record = json.loads((results / "bench.jsonl").read_text().splitlines()[-1])
     assert record["complete"] and record["build"]["prefix"] and record["runtime"]["container"] is None
+    # The quality tools ship in the native build too: llama-perplexity on the host, over the pinned text.
+    evaluated = run_cli(
+        "eval",
+        *native_args,
+        "--port",
+        port,
+        "--chunks",
+        "2",
+        "--results",
+        str(results),
+        "--json",
+        env=env,
+        timeout=600,
+    )
+    assert evaluated.returncode == 0, evaluated.stderr + evaluated.stdout
+    quality = json.loads(evaluated.stdout)
+    assert quality["ppl"][0] > 1 and quality["build"]["image"] is None and quality["chunks"] == 2
 
     down = run_cli("down", *native_args, "--port", port, env=env)
     assert down.returncode == 0 and "stopped" in down.stdout
