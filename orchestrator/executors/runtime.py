@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import yaml
 
 from orchestrator.core.plan import Plan
-from orchestrator.core.plan.argv import Command
+from orchestrator.core.plan.argv import Command, binary
 from orchestrator.core.plan.compose import mounted_files, secret_copy_path, secret_files, served_at
 from orchestrator.core.plan.image import ImageBuild
 from orchestrator.core.plan.jobs import ToolJob
@@ -494,7 +494,9 @@ class NativeRuntime:
         return native.stream(plan, "bench.sh", bench.command.argv, dict(bench.command.env))
 
     def tool(self, plan: Plan, job: ToolJob) -> Iterable[str]:
-        return native.stream(plan, "run.sh", job.host_argv(), dict(job.env))
+        assert not isinstance(plan.build, ImageBuild)
+        program, *args = job.host_argv()
+        return native.stream(plan, "run.sh", (binary(program, plan.build), *args), dict(job.env))
 
     def location(self, plan: Plan) -> str:
         return str(native.state(plan).log)
