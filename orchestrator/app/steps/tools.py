@@ -4,16 +4,20 @@ fails."""
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from orchestrator.app.outcomes import Screen
 from orchestrator.app.steps.building import build
 from orchestrator.app.steps.context import Executors, Reporter
 from orchestrator.core.plan import Plan
+from orchestrator.core.plan.argv import binary
+from orchestrator.core.plan.image import ImageBuild
 from orchestrator.core.plan.jobs import ToolJob
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import ExitCode, OrchestratorError
 from orchestrator.executors.engine import CommandFailed
 
 # How much of a failed tool's output the error carries.
@@ -57,3 +61,50 @@ def run_tool(
         error.log_tail = "\n".join(tail)
         raise error from None
     return ToolRun(tuple(lines), time.monotonic() - started)
+
+
+@dataclass(frozen=True)
+class ToolsPlanned:
+    """--dry-run: the runs a command would make, checked, none of them run."""
+
+    where: str
+    in_container: bool
+    jobs: tuple[tuple[str, ToolJob], ...]
+
+    def argv(self, job: ToolJob) -> tuple[str, ...]:
+        return job.container_argv() if self.in_container else job.host_argv()
+
+    def show(self, screen: Screen) -> ExitCode:
+        if screen.as_json:
+            screen.json(
+                {
+                    "runs_in": self.where,
+                    "runs": [
+                        {
+                            "step": label,
+                            "argv": list(self.argv(job)),
+                            "reads": [str(p) for p in job.inputs()],
+                            "writes": str(job.output),
+                        }
+                        for label, job in self.jobs
+                    ],
+                }
+            )
+            return ExitCode.OK
+        screen.out.print(f"would run in {self.where} (nothing was run):")
+        for label, job in self.jobs:
+            reads = ", ".join(str(p) for p in job.inputs())
+            screen.out.print(f"  {label}: {shlex.join(self.argv(job))}")
+            screen.out.print(f"    reads {reads} (read-only); writes {job.output}")
+        return ExitCode.OK
+
+
+def planned_tools(plan: Plan, jobs: Sequence[tuple[str, ToolJob]]) -> ToolsPlanned:
+    build = plan.build
+    if isinstance(build, ImageBuild):
+        return ToolsPlanned(f"the image {build.tag}", True, tuple(jobs))
+    native = tuple(
+        (label, ToolJob((binary(job.program, build), *job.argv[1:]), job.output, job.env))
+        for label, job in jobs
+    )
+    return ToolsPlanned(f"the native build {build.prefix}", False, native)
