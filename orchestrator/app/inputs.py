@@ -65,9 +65,14 @@ def plan_for(request: Request, facts: HostFacts | None = None) -> Plan:
 
 
 def _registered(settings: Settings) -> Path | None:
-    """--model NAME names a registered model ('orchestrator model list') when no such file exists."""
     wanted = settings["model"]
-    if wanted is None or Path(wanted).expanduser().exists() or len(Path(wanted).parts) != 1:
-        return wanted  # type: ignore[no-any-return]
-    entry = find(settings["models_dir"], str(wanted))
+    return None if wanted is None else registered_path(settings["models_dir"], str(wanted))
+
+
+def registered_path(models_dir: Path, wanted: str) -> Path:
+    """A file, or a name registered in the models directory ('orchestrator model list') when no such
+    file exists."""
+    if Path(wanted).expanduser().exists() or len(Path(wanted).parts) != 1:
+        return Path(wanted)
+    entry = find(models_dir, wanted)
     return entry.first if entry is not None else Path(wanted)

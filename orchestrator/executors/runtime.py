@@ -5,8 +5,6 @@ interface, chosen once from the plan by `runtime_for`, so no command below the C
 from __future__ import annotations
 
 import json
-import os
-import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -16,18 +14,19 @@ from typing import Any, Protocol
 import yaml
 
 from orchestrator.core.plan import Plan
-from orchestrator.core.plan.argv import Command, binary
+from orchestrator.core.plan.argv import Command
 from orchestrator.core.plan.compose import mounted_files, secret_copy_path, secret_files, served_at
 from orchestrator.core.plan.image import ImageBuild
 from orchestrator.core.plan.jobs import ToolJob
 from orchestrator.core.plan.launch_agent import agent_label, launch_agent
-from orchestrator.core.plan.layout import CONTAINER_UID, MODEL_IDENTITY_LABEL, SERVICE
+from orchestrator.core.plan.layout import MODEL_IDENTITY_LABEL, SERVICE
 from orchestrator.core.plan.native import native_log
 from orchestrator.core.plan.programs import BenchPlan
 from orchestrator.core.plan.proxy import PROXY_SERVICE, tls_files
 from orchestrator.core.plan.server import Address, Upstream, argv_address
 from orchestrator.errors import UsageError
 from orchestrator.executors import certificates, launchd, native
+from orchestrator.executors.container_user import readable_in_container, writer_of
 from orchestrator.executors.engine import BuildProgress, Engine
 from orchestrator.executors.health import Probe
 from orchestrator.executors.host import Host
@@ -322,34 +321,6 @@ class ContainerRuntime:
         return str(self._compose_file(plan))
 
 
-def writer_of(folder: Path) -> str:
-    """Who a tool's container runs as to write into folder: the owner's own user, never root; for root's
-    runs the image's unprivileged user, given the folder."""
-    uid, gid = os.getuid(), os.getgid()
-    if uid != 0:
-        return f"{uid}:{gid}"
-    os.chown(folder, CONTAINER_UID, CONTAINER_UID)
-    return f"{CONTAINER_UID}:{CONTAINER_UID}"
-
-
-def readable_in_container(plan: Plan) -> None:
-    """The container runs as an unprivileged user of its own: the folders mounted read-only must let
-    others in, and the files it opens must let others read, or llama-server fails to load in a loop."""
-    assert plan.container is not None
-    wanted = [plan.model.path] + ([plan.speculation.sidecar] if plan.speculation.sidecar else [])
-    for path in wanted:
-        for item, bit, fix in ((path.parent, stat.S_IXOTH, "o+rx"), (path, stat.S_IROTH, "o+r")):
-            try:
-                mode = item.stat().st_mode
-            except OSError:
-                continue
-            if not mode & bit:
-                raise UsageError(
-                    f"the server's container runs as uid {CONTAINER_UID} and cannot read {item}: "
-                    f"chmod {fix} {item} (the model stays read-only)"
-                )
-
-
 def write_compose(plan: Plan) -> Path:
     """Write the plan's compose document where users can read and run it; replaced whole, never half-written."""
     assert plan.compose_file is not None
@@ -495,8 +466,7 @@ class NativeRuntime:
 
     def tool(self, plan: Plan, job: ToolJob) -> Iterable[str]:
         assert not isinstance(plan.build, ImageBuild)
-        program, *args = job.host_argv()
-        return native.stream(plan, "run.sh", (binary(program, plan.build), *args), dict(job.env))
+        return native.stream(plan, "run.sh", job.host_argv(plan.build), dict(job.env))
 
     def location(self, plan: Plan) -> str:
         return str(native.state(plan).log)

@@ -368,7 +368,8 @@ def vocabulary(first: Path) -> Vocabulary:
     """The model's token list as its GGUF declares it (tokenizer model, size, a digest of the strings)."""
     import hashlib
 
-    read_model(first)
+    # The tokens are in the first part's header: the rest of the model is checked where it is planned.
+    _check_header(first)
     reader = _reader(first)
     tokens = reader.fields.get("tokenizer.ggml.tokens")
     kind = reader.fields.get("tokenizer.ggml.model")

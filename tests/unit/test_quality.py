@@ -17,6 +17,7 @@ from orchestrator.core.memory_plan import profile_server
 from orchestrator.core.model_catalogue import PUBLISHED, serving_targets, verdict
 from orchestrator.core.models import KNOWN_MODELS
 from orchestrator.core.plan.jobs import CONTAINER_INPUTS, CONTAINER_OUTPUT, ToolJob, with_paths
+from orchestrator.core.plan.native import NativeBuild
 from orchestrator.core.quality import (
     CORPUS,
     EvalRecord,
@@ -113,7 +114,10 @@ def test_a_job_mounts_its_inputs_read_only_and_its_output_alone_writable(tmp_pat
         (str(text.parent), f"{CONTAINER_INPUTS}/1", "ro"),
         (str(out), str(CONTAINER_OUTPUT), "rw"),
     )
-    assert job.host_argv()[2] == str(model)
+    native = NativeBuild("scripts/macos-native/build.sh", "/opt/prefix", {}, "d")
+    assert (
+        job.host_argv(native)[2] == str(model) and job.host_argv(native)[0] == "/opt/prefix/bin/llama-imatrix"
+    )
 
 
 @pytest.mark.parametrize(

@@ -14,18 +14,19 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.app.inputs import registered_path
 from orchestrator.app.options import Commands, command, force_option, stop_server_option, whole_numbers
 from orchestrator.app.outcomes import Screen
 from orchestrator.app.plan_options import flags
 from orchestrator.app.results import append_record, quality_table, results_dir
 from orchestrator.app.session import Session
+from orchestrator.app.steps.building import built_with
 from orchestrator.app.steps.context import Executors, Reporter
 from orchestrator.app.steps.preflight import checked
 from orchestrator.app.steps.serving import beside_server
 from orchestrator.app.steps.tools import ToolsPlanned, planned_tools, ready_to_run, run_tool
 from orchestrator.core.models import ModelSpec
 from orchestrator.core.plan import Plan
-from orchestrator.core.plan.image import ImageBuild
 from orchestrator.core.plan.jobs import ToolJob, with_paths
 from orchestrator.core.quality import (
     CORPUS,
@@ -41,10 +42,10 @@ from orchestrator.core.quality import (
     reference_args,
     vocabulary_problem,
 )
+from orchestrator.core.quantize import CHUNK_TOKENS
 from orchestrator.errors import ExitCode, OrchestratorError, UsageError
 from orchestrator.executors.texts import pinned_text, pinned_text_path
 from orchestrator.models.gguf import MAGIC, vocabulary
-from orchestrator.models.store import find
 
 GIB = 1 << 30
 
@@ -60,7 +61,7 @@ def register(commands: Commands) -> None:
     p.add_argument(
         "--chunks",
         type=whole_numbers("chunks", 1),
-        help=f"chunks of 512 tokens of the text to read (default {DEFAULT_CHUNKS}; the text holds about 55)",
+        help=f"chunks of 512 tokens of the text to read (default {DEFAULT_CHUNKS}; the text holds about 50)",
     )
     p.add_argument("--results", help="folder of the results (default: <data dir>/results)")
     p.add_argument("--dry-run", action="store_true", help="check everything and show the runs; run nothing")
@@ -91,7 +92,7 @@ def _eval(session: Session, args: argparse.Namespace) -> Evaluated | ToolsPlanne
     reference = _reference(plan, args.reference, chunks)
     if args.dry_run:
         text = pinned_text_path(CORPUS, plan.data_dir / "cache")
-        return planned_tools(plan, eval_jobs(plan, reference, text, chunks, plan.inputs.settings["threads"]))
+        return planned_tools(plan, eval_jobs(plan, reference, text, chunks))
     record = evaluate(
         plan,
         session.executors(),
@@ -122,12 +123,9 @@ def _reference(plan: Plan, wanted: str | None, chunks: int) -> Reference:
         return Reference(
             plan.model.alias, plan.model.path, _logits_path(logits_dir, plan.model.path, chunks), None
         )
-    entry = find(plan.inputs.settings["models_dir"], wanted) if len(Path(wanted).parts) == 1 else None
-    path = (
-        entry.first
-        if entry is not None and not Path(wanted).exists()
-        else Path(wanted).expanduser().absolute()
-    )
+    path = registered_path(plan.inputs.settings["models_dir"], wanted).expanduser().absolute()
+    # A registered name names the reference; a file is named by itself.
+    name = wanted if path != Path(wanted).expanduser().absolute() else path.name.removesuffix(".gguf")
     if not path.is_file():
         raise UsageError(
             f"no reference {wanted}: give a GGUF file, a registered model name or a saved .kld file"
@@ -149,7 +147,7 @@ def _reference(plan: Plan, wanted: str | None, chunks: int) -> Reference:
     if problem:
         raise UsageError(problem)
     return Reference(
-        entry.name if entry else path.name.removesuffix(".gguf"),
+        name,
         path,
         _logits_path(logits_dir, path, chunks),
         None,
@@ -176,7 +174,6 @@ def evaluate(
     started = time.time()
     text = pinned_text(CORPUS, plan.data_dir / "cache")
     plan = ready_to_run(plan, ex, report)
-    threads = plan.inputs.settings["threads"]
     folder = reference.logits.parent
     folder.mkdir(parents=True, exist_ok=True)
     if reference.must_run:
@@ -187,7 +184,7 @@ def evaluate(
                 f"{folder} has {free / GIB:.1f} GiB free but the reference's probabilities take about "
                 f"{need / GIB:.1f} GiB; free space there or pass fewer --chunks"
             )
-    jobs = dict(eval_jobs(plan, reference, text, chunks, threads))
+    jobs = dict(eval_jobs(plan, reference, text, chunks))
     runtime = ex.runtime(plan)
     with beside_server(plan, runtime, report, ("server",), force=force, stop_server=stop_server):
         ref_out = compared = parse_output(())
@@ -209,17 +206,13 @@ def evaluate(
         model=_described(plan.model.alias, plan.model.path),
         reference=_described(reference.alias, reference.path),
         text=CORPUS.describe(),
-        chunk_tokens=512,
+        chunk_tokens=CHUNK_TOKENS,
         chunks=compared.chunks or ref_out.chunks or chunks,
         ppl=figures["ppl"],
         ppl_reference=figures["ppl_reference"],
         kld=figures["kld"],
         same_top_p=figures["same_top_p"],
-        build={
-            "image": plan.build.tag if isinstance(plan.build, ImageBuild) else None,
-            "source": plan.source.describe(),
-            "commit": plan.source.commit or plan.source.revision,
-        },
+        build=built_with(plan, ex),
         host=ex.host.summary(plan.inputs.facts),
     )
 
@@ -228,12 +221,12 @@ REFERENCE_STEP = "the reference's perplexity, its probabilities saved"
 COMPARE_STEP = "the model against the saved probabilities"
 
 
-def eval_jobs(
-    plan: Plan, reference: Reference, text: Path, chunks: int, threads: int | None
-) -> list[tuple[str, ToolJob]]:
+def eval_jobs(plan: Plan, reference: Reference, text: Path, chunks: int) -> list[tuple[str, ToolJob]]:
     """The llama-perplexity runs of an evaluation: the reference's (unless its probabilities were saved
     before), then the model's against them (unless the model is its own reference)."""
     folder = reference.logits.parent
+    # As every llama.cpp program of the plan: --threads, else the profile's.
+    threads = plan.inputs.settings["threads"] or plan.inputs.profile.threads
     jobs = []
     if reference.must_run:
         jobs.append((REFERENCE_STEP, ToolJob(reference_args_for(reference, text, chunks, threads), folder)))

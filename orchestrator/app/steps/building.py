@@ -6,6 +6,7 @@ function of orchestrator.core.plan and says so."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from orchestrator.app.steps.context import Executors, Reporter
 from orchestrator.app.steps.pulling import pulled
@@ -96,3 +97,17 @@ def mirrored(plan: Plan, host: Host, report: Reporter) -> Plan:
 def _build(runtime: Runtime, plan: Plan, report: Reporter, rebuild: bool) -> BuildOutcome:
     with report.building(_built_name(plan)) as view:
         return runtime.build(plan, rebuild=rebuild, on_progress=view.update)
+
+
+def built_with(plan: Plan, ex: Executors) -> dict[str, Any]:
+    """What a record says its programs were built as: the image (and its id) or the native prefix, the
+    source and commit, the cmake flags."""
+    image = plan.build.tag if isinstance(plan.build, ImageBuild) else None
+    return {
+        "image": image,
+        "image_id": ex.engine.image_id(image) if image else None,
+        "prefix": None if isinstance(plan.build, ImageBuild) else plan.build.prefix,
+        "source": plan.source.describe(),
+        "commit": plan.source.commit or plan.source.revision,
+        "cmake_flags": [f"-D{k}={v}" for k, v in plan.cmake_flags],
+    }

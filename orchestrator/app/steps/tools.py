@@ -14,7 +14,6 @@ from orchestrator.app.outcomes import Screen
 from orchestrator.app.steps.building import build
 from orchestrator.app.steps.context import Executors, Reporter
 from orchestrator.core.plan import Plan
-from orchestrator.core.plan.argv import binary
 from orchestrator.core.plan.image import ImageBuild
 from orchestrator.core.plan.jobs import ToolJob
 from orchestrator.errors import ExitCode, OrchestratorError
@@ -68,11 +67,7 @@ class ToolsPlanned:
     """--dry-run: the runs a command would make, checked, none of them run."""
 
     where: str
-    in_container: bool
-    jobs: tuple[tuple[str, ToolJob], ...]
-
-    def argv(self, job: ToolJob) -> tuple[str, ...]:
-        return job.container_argv() if self.in_container else job.host_argv()
+    runs: tuple[tuple[str, ToolJob, tuple[str, ...]], ...]
 
     def show(self, screen: Screen) -> ExitCode:
         if screen.as_json:
@@ -82,29 +77,24 @@ class ToolsPlanned:
                     "runs": [
                         {
                             "step": label,
-                            "argv": list(self.argv(job)),
+                            "argv": list(argv),
                             "reads": [str(p) for p in job.inputs()],
                             "writes": str(job.output),
                         }
-                        for label, job in self.jobs
+                        for label, job, argv in self.runs
                     ],
                 }
             )
             return ExitCode.OK
         screen.out.print(f"would run in {self.where} (nothing was run):")
-        for label, job in self.jobs:
+        for label, job, argv in self.runs:
             reads = ", ".join(str(p) for p in job.inputs())
-            screen.out.print(f"  {label}: {shlex.join(self.argv(job))}")
+            screen.out.print(f"  {label}: {shlex.join(argv)}")
             screen.out.print(f"    reads {reads} (read-only); writes {job.output}")
         return ExitCode.OK
 
 
 def planned_tools(plan: Plan, jobs: Sequence[tuple[str, ToolJob]]) -> ToolsPlanned:
     build = plan.build
-    if isinstance(build, ImageBuild):
-        return ToolsPlanned(f"the image {build.tag}", True, tuple(jobs))
-    native = tuple(
-        (label, ToolJob((binary(job.program, build), *job.argv[1:]), job.output, job.env))
-        for label, job in jobs
-    )
-    return ToolsPlanned(f"the native build {build.prefix}", False, native)
+    where = f"the image {build.tag}" if isinstance(build, ImageBuild) else f"the native build {build.prefix}"
+    return ToolsPlanned(where, tuple((label, job, job.argv_for(build)) for label, job in jobs))

@@ -9,6 +9,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from orchestrator.core.plan.argv import binary
+from orchestrator.core.plan.image import ImageBuild
+from orchestrator.core.plan.native import NativeBuild
+
 # Where a job's inputs (each in its own folder) and its output folder are inside the container.
 CONTAINER_INPUTS = PurePosixPath("/inputs")
 CONTAINER_OUTPUT = PurePosixPath("/output")
@@ -47,8 +51,13 @@ class ToolJob:
         reads = tuple((str(f), str(CONTAINER_INPUTS / str(i)), "ro") for i, f in enumerate(self.inputs()))
         return (*reads, (str(self.output), str(CONTAINER_OUTPUT), "rw"))
 
-    def host_argv(self) -> tuple[str, ...]:
-        return tuple(str(w) for w in self.argv)
+    def host_argv(self, build: NativeBuild) -> tuple[str, ...]:
+        """On the host: the build's own binary (its prefix's bin), the host's paths."""
+        program, *args = (str(w) for w in self.argv)
+        return (binary(program, build), *args)
+
+    def argv_for(self, build: ImageBuild | NativeBuild) -> tuple[str, ...]:
+        return self.container_argv() if isinstance(build, ImageBuild) else self.host_argv(build)
 
 
 def with_paths(words: tuple[str, ...], **paths: Path) -> tuple[str | Path, ...]:

@@ -23,7 +23,7 @@ from orchestrator.app.results import (
     read_records,
     read_serving_pairs,
 )
-from orchestrator.app.steps.building import build
+from orchestrator.app.steps.building import build, built_with
 from orchestrator.app.steps.context import Executors, Reporter
 from orchestrator.app.steps.devices import enforce, placement_verdict
 from orchestrator.app.steps.preflight import checked, run_host_steps
@@ -39,7 +39,6 @@ from orchestrator.core.bench import (
 )
 from orchestrator.core.devices import Verdict
 from orchestrator.core.plan import Plan
-from orchestrator.core.plan.image import ImageBuild
 from orchestrator.core.plan.programs import BenchPlan
 from orchestrator.core.quality import EvalRecord, quality_markdown
 from orchestrator.core.reference import REFERENCES, BenchRow
@@ -103,7 +102,6 @@ def prepared(
 
 def provenance(plan: Plan, ex: Executors) -> dict[str, dict[str, Any]]:
     """What a benchmark record says it ran: the model's bytes, the build, the host."""
-    image = plan.build.tag if isinstance(plan.build, ImageBuild) else None
     return {
         "model": {
             "alias": plan.model.alias,
@@ -112,14 +110,7 @@ def provenance(plan: Plan, ex: Executors) -> dict[str, dict[str, Any]]:
             "sha256": file_sha256(plan.model.path, plan.data_dir / "cache" / "sha256.json"),
             "mtp": plan.model.mtp.describe() if plan.model.mtp else None,
         },
-        "build": {
-            "image": image,
-            "image_id": ex.engine.image_id(image) if image else None,
-            "prefix": None if isinstance(plan.build, ImageBuild) else plan.build.prefix,
-            "source": plan.source.describe(),
-            "commit": plan.source.commit or plan.source.revision,
-            "cmake_flags": [f"-D{k}={v}" for k, v in plan.cmake_flags],
-        },
+        "build": built_with(plan, ex),
         "host": ex.host.summary(plan.inputs.facts),
     }
 
