@@ -18,6 +18,8 @@ from orchestrator.files import file_key, read_cache, write_cache
 
 MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
+# Tensor types that hold weights at full precision (a file of only these is not quantised).
+_FULL_PRECISION = frozenset({"F32", "F16", "BF16", "F64", "I8", "I16", "I32", "I64"})
 SPLIT_NAME = re.compile(r"^(?P<stem>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
 
 # llama.cpp's per-architecture sliding-window layout when the file does not spell it out:
@@ -50,6 +52,9 @@ class GgufPart:
     split_no: int | None
     split_count: int | None
     split_tensors: int | None
+    # Weights (elements of every tensor), and whether a weight matrix is quantised (not F32/F16/BF16).
+    parameters: int = 0
+    quantised: bool = False
 
 
 @dataclass(frozen=True)
@@ -171,6 +176,9 @@ def read_part(path: Path) -> tuple[GgufPart, dict[str, Any]]:
         split_no=opt_int("split.no"),
         split_count=opt_int("split.count"),
         split_tensors=opt_int("split.tensors.count"),
+        parameters=sum(int(t.n_elements) for t in tensors),
+        # Only the weight matrices count: norms and biases stay F32 in every quantisation.
+        quantised=any(len(t.shape) >= 2 and t.tensor_type.name not in _FULL_PRECISION for t in tensors),
     )
     return part, fields
 
@@ -361,9 +369,6 @@ def cached_description(first: Path, cache: Path) -> Description:
     return Description(model.arch, model.weights_bytes, model.mtp, model.input_bytes)
 
 
-_FULL_PRECISION = frozenset({"F32", "F16", "BF16", "F64", "I8", "I16", "I32", "I64"})
-
-
 def vocabulary(first: Path) -> Vocabulary:
     """The model's token list as its GGUF declares it (tokenizer model, size, a digest of the strings)."""
     import hashlib
@@ -386,14 +391,11 @@ def vocabulary(first: Path) -> Vocabulary:
 def quantise_source(first: Path) -> QuantSource:
     """What quantising reads of a file: its parameters, sizes, whether it is quantised already."""
     model = read_model(first)
-    parameters = 0
-    largest = 0
-    quantised = False
-    for part in model.parts:
-        for tensor in _reader(part.path).tensors:
-            parameters += int(tensor.n_elements)
-            largest = max(largest, int(tensor.n_bytes))
-            # Only the weight matrices count: norms and biases stay F32 in every quantisation.
-            if len(tensor.shape) >= 2 and tensor.tensor_type.name not in _FULL_PRECISION:
-                quantised = True
-    return QuantSource(first, parameters, model.file_bytes, largest, quantised, model.arch.name)
+    return QuantSource(
+        first,
+        sum(p.parameters for p in model.parts),
+        model.file_bytes,
+        max((size for p in model.parts for size in p.tensors.values()), default=0),
+        any(p.quantised for p in model.parts),
+        model.arch.name,
+    )
