@@ -3,8 +3,10 @@ keyed by a file's identity (path, size, mtime) that are simply rebuilt when unre
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,29 +15,59 @@ from orchestrator.errors import UsageError
 
 def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    os.replace(partial, path)
+    _replace_whole(path, text.encode(), mode=None)
 
 
 def write_private(path: Path, data: bytes) -> None:
     """Written whole, readable by its owner alone (mode 0600), in a folder only the owner opens."""
     _private_folder(path.parent)
-    partial = path.with_name(path.name + ".partial")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-    os.replace(partial, path)
+    _replace_whole(path, data, mode=0o600)
 
 
 def write_for_container(path: Path, data: bytes) -> None:
     """A secret a container's own user reads (the API key, the TLS key): that user is not the owner, so
     the file lets others read (Docker mounts the file itself), inside a folder only the owner opens."""
     _private_folder(path.parent)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(data)
-    partial.chmod(0o644)
-    os.replace(partial, path)
+    _replace_whole(path, data, mode=0o644)
+
+
+def _replace_whole(path: Path, data: bytes, *, mode: int | None) -> None:
+    """path holds data, or what it held before: never a torn or missing file, whoever else writes it at
+    the same moment and whenever the power goes. A temporary file of its own (two writers never share
+    one), flushed to the disk, renamed over path, and the folder's entry flushed too."""
+    fd, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        # mkstemp makes 0600; a file meant for others gets the umask's usual mode.
+        os.chmod(partial, _default_mode() if mode is None else mode)
+        os.replace(partial, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+        raise
+    _sync_folder(path.parent)
+
+
+def _default_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _sync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return  # a folder that cannot be opened for reading (some platforms): the rename stands
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _private_folder(path: Path) -> None:
