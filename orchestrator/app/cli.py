@@ -57,13 +57,19 @@ def _checked(args: argparse.Namespace) -> None:
     if check is not None:
         check(args)
     if getattr(args, "makes_plan", False):
-        from orchestrator.app.config import check_key_file, load_settings
+        from orchestrator.app.config import check_key_file, load_settings, needs_key
         from orchestrator.app.plan_options import flags
         from orchestrator.core.settings import check_settings
 
         settings = load_settings(flags(args))
-        check_settings(settings)
+        check_settings(settings, key_to_come=needs_key(settings) and _may_make_key(args))
         check_key_file(settings["api_key_file"])
+
+
+def _may_make_key(args: argparse.Namespace) -> bool:
+    """The command makes the missing key itself: told to (--make-api-key), or asking on a terminal."""
+    decided = getattr(args, "make_api_key", False)
+    return bool(decided) or (decided is None and sys.stdin.isatty())
 
 
 @contextmanager

@@ -382,9 +382,11 @@ def merge_layers(layers: Sequence[Layer]) -> Settings:
     return Settings({name: resolved[name] for name in FIELD_NAMES})
 
 
-def check_settings(settings: Settings) -> None:
-    """What no plan can be made of: exposure without a key, never compiling with nowhere to pull from."""
-    check_exposure(settings)
+def check_settings(settings: Settings, *, key_to_come: bool = False) -> None:
+    """What no plan can be made of: exposure without a key (unless the command is about to make one),
+    never compiling with nowhere to pull from."""
+    if not key_to_come:
+        check_exposure(settings)
     if settings["build"] == "never" and settings["registry"] == "none" and not settings["native"]:
         raise UsageError("--no-build needs a registry to pull the image from, and registry is none: set one")
 

@@ -26,6 +26,7 @@ from orchestrator.core.exposure import (
 from orchestrator.core.plan.proxy import proxy_config, tls_files
 from orchestrator.errors import UsageError
 from orchestrator.executors import certificates
+from tests.fakes import FakeEngine, executors
 
 NOW = datetime.datetime(2026, 12, 2, tzinfo=datetime.UTC)
 FACTS = {
@@ -234,3 +235,47 @@ def test_up_makes_a_key_only_its_owner_reads_and_later_commands_find_it(isolated
     assert not needs_key(again)
     # On loopback the key up made is not used unless asked for.
     assert load_settings({})["api_key_file"] is None
+
+
+@pytest.fixture
+def fake_executors(monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
+    """The CLI in this process, its engine and host the recording fakes: nothing runs for real."""
+    from orchestrator.app.session import Session
+
+    engine = FakeEngine()
+    monkeypatch.setattr(Session, "executors", lambda self: executors(engine))
+    return engine
+
+
+def test_make_api_key_through_the_cli_with_and_without_a_terminal(
+    isolated_env: Path, model: Path, fake_executors: FakeEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.app import cli
+
+    made = isolated_env / "data" / "step-flash-orchestrator" / "keys" / "api-key"
+    base = ["up", "--target", "cpu", "--model", str(model), "--host", "0.0.0.0", "--port", "18123"]
+    # No terminal, not told: refused at once, naming a flag that works; nothing made.
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: False)
+    assert cli.main(base) == 2
+    assert not made.exists() and "compose_up" not in fake_executors.names()
+    assert cli.main([*base, "--no-make-api-key"]) == 2 and not made.exists()
+    # Told to: the key is made (only its owner reads it) and the server starts with it.
+    assert cli.main([*base, "--make-api-key"]) == 0
+    assert stat.S_IMODE(made.stat().st_mode) == 0o600
+    assert fake_executors.names().count("compose_up") == 1
+    # The next up finds that key without being told.
+    assert cli.main(base) == 0
+
+
+def test_make_api_key_asked_on_a_terminal(
+    isolated_env: Path, model: Path, fake_executors: FakeEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.app import cli, render
+
+    made = isolated_env / "data" / "step-flash-orchestrator" / "keys" / "api-key"
+    base = ["up", "--target", "cpu", "--model", str(model), "--host", "0.0.0.0", "--port", "18123"]
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    answers = iter([False, True])
+    monkeypatch.setattr(render.Renderer, "ask", lambda self, question: next(answers))
+    assert cli.main(base) == 2 and not made.exists()
+    assert cli.main(base) == 0 and made.is_file()
