@@ -23,7 +23,7 @@ from orchestrator.core.plan.layout import MODEL_IDENTITY_LABEL, SERVICE
 from orchestrator.core.plan.native import native_log
 from orchestrator.core.plan.programs import BenchPlan
 from orchestrator.core.plan.proxy import PROXY_SERVICE, tls_files
-from orchestrator.core.plan.server import Address, Upstream, argv_address
+from orchestrator.core.plan.server import Address, argv_address
 from orchestrator.errors import UsageError
 from orchestrator.executors import certificates, launchd, native
 from orchestrator.executors.container_user import readable_in_container, writer_of
@@ -204,10 +204,6 @@ class ContainerRuntime:
         if served is not None and served.port == plan.publish.port:
             return
         _require_free(self.host, plan.publish)
-        if plan.rpc:
-            # On the host's network llama-server listens for the proxy on loopback (core.plan.server.Upstream).
-            upstream = Upstream.of(plan.inputs.settings)
-            _require_free(self.host, Address(upstream.bind, upstream.port))
 
     def start(self, plan: Plan) -> bool:
         readable_in_container(plan)

@@ -68,17 +68,43 @@ def test_the_head_gets_rpc_and_the_hosts_network() -> None:
     plan = fixed_plan("dgx-spark", "default", {"rpc": "192.168.100.2:50052"})
     argv = plan.server.argv
     assert argv[argv.index("--rpc") + 1] == "192.168.100.2:50052"
-    # On the host's network the proxy publishes 8080 and llama-server listens on loopback just above.
-    assert argv[argv.index("--host") + 1] == "127.0.0.1" and argv[argv.index("--port") + 1] == "8081"
+    # On the host's network llama-server dials its workers, and listens on no TCP port: only on the
+    # socket its proxy shares. The proxy stays on its own network and alone is published.
+    assert argv[argv.index("--host") + 1] == "/run/step-flash/llama-server.sock"
     assert plan.compose is not None
     service = plan.compose["services"]["llama-server"]
     proxy = plan.compose["services"]["proxy"]
     assert service["network_mode"] == "host" and "ports" not in service
-    assert proxy["network_mode"] == "host" and "ports" not in proxy
+    assert "network_mode" not in proxy and proxy["ports"] == ["127.0.0.1:8080:8443"]
     assert plan.proxy is not None
     server = plan.proxy["apps"]["http"]["servers"]["step-flash"]
-    assert server["listen"] == ["127.0.0.1:8080"]
-    assert server["routes"][-1]["handle"][0]["upstreams"] == [{"dial": "127.0.0.1:8081"}]
+    assert server["listen"] == [":8443"]
+    assert server["routes"][-1]["handle"][0]["upstreams"] == [
+        {"dial": "unix//run/step-flash/llama-server.sock"}
+    ]
+
+
+def test_without_workers_llama_server_has_no_network_at_all() -> None:
+    plan = fixed_plan("cpu", "default", {"port": 18080})
+    assert plan.compose is not None
+    service = plan.compose["services"]["llama-server"]
+    proxy = plan.compose["services"]["proxy"]
+    assert service["network_mode"] == "none" and "ports" not in service
+    # The socket's folder: in memory, shared by these two alone, opened by the containers' user only.
+    mounts = [v for v in service["volumes"] + proxy["volumes"] if v["type"] == "volume"]
+    assert [m["source"] for m in mounts] == ["socket", "socket"]
+    options = plan.compose["volumes"]["socket"]["driver_opts"]
+    assert options["type"] == "tmpfs" and options["o"].endswith("mode=0700")
+    assert options["o"].startswith(f"uid={service['user'].split(':')[0]},")
+    # A socket file a crashed run left is removed before llama-server binds again.
+    assert service["command"][:4] == [
+        "sh",
+        "-c",
+        'rm -f "$0" && exec "$@"',
+        "/run/step-flash/llama-server.sock",
+    ]
+    assert service["command"][4:] == list(plan.server.argv)
+    assert "--unix-socket" in service["healthcheck"]["test"]
 
 
 def test_the_worker_runs_the_heads_image_on_its_address() -> None:

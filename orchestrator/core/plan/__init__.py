@@ -29,6 +29,7 @@ from orchestrator.core.plan.container import ContainerSpec, container_spec
 from orchestrator.core.plan.host_steps import HostStep, host_steps
 from orchestrator.core.plan.image import ImageBuild, image_build
 from orchestrator.core.plan.launch_agent import agent_label, launch_agent, library_env
+from orchestrator.core.plan.layout import CONTAINER_SOCKET
 from orchestrator.core.plan.native import NativeBuild, native_build, native_log, native_state_dir
 from orchestrator.core.plan.programs import (
     SEED_PROMPT,
@@ -38,7 +39,7 @@ from orchestrator.core.plan.programs import (
     run_command,
 )
 from orchestrator.core.plan.proxy import PROXY_PORT, TlsFiles, proxy_config, proxy_config_path, tls_files
-from orchestrator.core.plan.server import Address, Upstream, idle_seconds, publish_address, server_command
+from orchestrator.core.plan.server import Address, idle_seconds, publish_address, server_command
 from orchestrator.core.rpc import Endpoint
 from orchestrator.core.settings import Settings, check_settings
 from orchestrator.core.sources import Source
@@ -222,11 +223,8 @@ def make_plan(inputs: PlanInputs) -> Plan:
             target, settings, build, server, container, model, facts, reach.scheme
         )
         warnings += compose_warnings
-        listen = (
-            f"{publish_address(settings['host'])}:{settings['port']}" if settings["rpc"] else f":{PROXY_PORT}"
-        )
         proxy = proxy_config(
-            reach, listen, Upstream.of(settings).dial, fallback_page=settings["ui"] == "auto"
+            reach, f":{PROXY_PORT}", f"unix/{CONTAINER_SOCKET}", fallback_page=settings["ui"] == "auto"
         )
     elif not is_loopback(settings["host"]) or reach.scheme == "https":
         raise UsageError(

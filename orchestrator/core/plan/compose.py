@@ -4,7 +4,7 @@ proxy in front of it, which alone is published (see core.plan.proxy)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,8 @@ from orchestrator.core.plan.container import ContainerSpec
 from orchestrator.core.plan.image import ImageBuild
 from orchestrator.core.plan.layout import (
     CONTAINER_API_KEY,
+    CONTAINER_SOCKET,
+    CONTAINER_SOCKET_DIR,
     INFINIBAND,
     MODEL_IDENTITY_LABEL,
     SERVICE,
@@ -31,7 +33,7 @@ from orchestrator.core.plan.proxy import (
     secrets_dir,
     tls_files,
 )
-from orchestrator.core.plan.server import Address, Upstream, argv_address, publish_address
+from orchestrator.core.plan.server import Address, argv_address, publish_address
 from orchestrator.core.settings import Settings
 
 # On the proxy's service: the address it publishes, as the plan's Address says it.
@@ -54,18 +56,28 @@ def compose_document(
     warnings: list[str] = []
     workers = settings["rpc"]
     data_dir = Path(settings["data_dir"])
-    upstream = Upstream.of(settings)
     service: dict[str, Any] = {
         "image": container.image,
-        "command": list(server.argv),
+        "command": _socket_freed(server.argv),
         "environment": dict(server.env),
         "volumes": [
             {"type": "bind", "source": source, "target": target_dir, "read_only": mode == "ro"}
             for source, target_dir, mode in container.volumes
-        ],
+        ]
+        + [_SOCKET_MOUNT],
         **service_lockdown(container),
+        # No network of its own: the proxy reaches it through the socket. With RPC workers it is on the
+        # host's network (their addresses are the host's, RDMA needs its devices) and only dials out.
+        "network_mode": "host" if workers else "none",
         "healthcheck": {
-            "test": ["CMD", "curl", "-fsS", f"http://{upstream.inside}/health"],
+            "test": [
+                "CMD",
+                "curl",
+                "-fsS",
+                "--unix-socket",
+                str(CONTAINER_SOCKET),
+                "http://localhost/health",
+            ],
             "interval": "10s",
             "timeout": "5s",
             "retries": 3,
@@ -86,7 +98,8 @@ def compose_document(
                 "source": str(proxy_config_path(data_dir, settings["project"])),
                 "target": str(CONTAINER_PROXY_CONFIG),
                 "read_only": True,
-            }
+            },
+            _SOCKET_MOUNT,
         ],
         **service_lockdown(container),
         # The image's own health check asks llama-server, which is not in this container; up asks
@@ -98,11 +111,7 @@ def compose_document(
             ADDRESS_LABEL: f"{published}:{settings['port']}",
         },
     }
-    if workers:
-        # The workers' addresses (a direct link, or loopback) are the host's; RDMA needs its devices.
-        service["network_mode"] = proxy["network_mode"] = "host"
-    else:
-        proxy["ports"] = [f"{published}:{settings['port']}:{PROXY_PORT}"]
+    proxy["ports"] = [f"{published}:{settings['port']}:{PROXY_PORT}"]
     service |= service_devices(container, infiniband=bool(workers) and bool(facts.infiniband_nodes))
     if settings["memory_limit"]:
         service["mem_limit"] = service["memswap_limit"] = settings["memory_limit"]
@@ -111,6 +120,7 @@ def compose_document(
     document: dict[str, Any] = {
         "name": settings["project"],
         "services": {SERVICE: service, PROXY_SERVICE: proxy},
+        "volumes": {SOCKET_VOLUME: _socket_volume(container.user)},
     }
     secrets: dict[str, Any] = {}
     if settings["api_key_file"]:
@@ -127,6 +137,23 @@ def compose_document(
     if secrets:
         document["secrets"] = secrets
     return document, warnings
+
+
+SOCKET_VOLUME = "socket"
+_SOCKET_MOUNT = {"type": "volume", "source": SOCKET_VOLUME, "target": str(CONTAINER_SOCKET_DIR)}
+
+
+def _socket_volume(user: str) -> dict[str, Any]:
+    """The folder of llama-server's socket: in memory, shared by the server and its proxy alone, opened
+    only by the containers' user."""
+    uid, _, gid = user.partition(":")
+    return {"driver_opts": {"type": "tmpfs", "device": "tmpfs", "o": f"uid={uid},gid={gid or uid},mode=0700"}}
+
+
+def _socket_freed(argv: Sequence[str]) -> list[str]:
+    """llama-server's command, run after removing a socket file a previous run in this container left:
+    the proxy keeps the folder mounted through a restart, and a socket file that is there refuses the bind."""
+    return ["sh", "-c", 'rm -f "$0" && exec "$@"', str(CONTAINER_SOCKET), *argv]
 
 
 def service_lockdown(container: ContainerSpec) -> dict[str, Any]:

@@ -8,6 +8,10 @@ from pathlib import PurePosixPath
 
 CONTAINER_MODELS_DIR = PurePosixPath("/models")
 CONTAINER_PORT = 8080
+# In a container llama-server has no TCP port: it listens on this Unix socket, in a folder (a tmpfs
+# volume of the project's) that only the proxy's container shares, and only the containers' user opens.
+CONTAINER_SOCKET_DIR = PurePosixPath("/run/step-flash")
+CONTAINER_SOCKET = CONTAINER_SOCKET_DIR / "llama-server.sock"
 CONTAINER_API_KEY = PurePosixPath("/run/secrets/api_key")
 CONTAINER_UI_DIR = PurePosixPath("/webui")
 # An MTP sidecar kept outside the model's folder is mounted here (read-only, like the model).

@@ -22,7 +22,12 @@ from orchestrator.core.plan.argv import (
 )
 from orchestrator.core.plan.container import sidecar_dir
 from orchestrator.core.plan.image import ImageBuild
-from orchestrator.core.plan.layout import CONTAINER_API_KEY, CONTAINER_PORT, CONTAINER_UI_DIR, SERVICE
+from orchestrator.core.plan.layout import (
+    CONTAINER_API_KEY,
+    CONTAINER_PORT,
+    CONTAINER_SOCKET,
+    CONTAINER_UI_DIR,
+)
 from orchestrator.core.plan.native import NativeBuild
 from orchestrator.core.rpc import rpc_arg
 from orchestrator.core.settings import Settings
@@ -50,26 +55,6 @@ def publish_address(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-@dataclass(frozen=True)
-class Upstream:
-    """Where llama-server listens for the proxy in front of it: on its own container's network (the
-    proxy dials it by its service name), or, on the host's network (RPC workers), on loopback one port
-    above the published one."""
-
-    bind: str
-    port: int
-    # What the proxy dials, and what the server's own health check asks inside its container.
-    dial: str
-    inside: str
-
-    @classmethod
-    def of(cls, settings: Settings) -> Upstream:
-        if settings["rpc"]:
-            port = settings["port"] + 1
-            return cls("127.0.0.1", port, f"127.0.0.1:{port}", f"127.0.0.1:{port}")
-        return cls("0.0.0.0", CONTAINER_PORT, f"{SERVICE}:{CONTAINER_PORT}", f"127.0.0.1:{CONTAINER_PORT}")
-
-
 def server_command(
     target: Target,
     profile: Profile,
@@ -81,14 +66,14 @@ def server_command(
     speculation: Speculation,
 ) -> Command:
     in_container = runtime == "container"
-    # In a container the proxy is published and llama-server listens for it alone (core.plan.proxy).
-    upstream = Upstream.of(settings) if in_container else None
+    # In a container the proxy is published and llama-server listens for it alone, on a Unix socket only
+    # the proxy's container shares (core.plan.compose): no TCP port anything else could reach.
     argv = [
         binary("llama-server", build),
         "--host",
-        upstream.bind if upstream else settings["host"],
+        str(CONTAINER_SOCKET) if in_container else settings["host"],
         "--port",
-        str(upstream.port if upstream else settings["port"]),
+        str(CONTAINER_PORT if in_container else settings["port"]),
         "-m",
         model_arg(model, runtime),
         "--alias",
@@ -130,8 +115,9 @@ def _speculation_args(
 
 
 def argv_address(argv: Sequence[str]) -> Address | None:
-    """Where a llama-server command line binds (--host, --port); None when it names no address."""
-    if "--host" not in argv or "--port" not in argv:
+    """Where a llama-server command line binds (--host, --port); None when it names no address, or a
+    Unix socket."""
+    if "--host" not in argv or "--port" not in argv or argv[argv.index("--host") + 1].endswith(".sock"):
         return None
     return Address(argv[argv.index("--host") + 1], int(argv[argv.index("--port") + 1]))
 
