@@ -4,6 +4,8 @@ interface, chosen once from the plan by `runtime_for`, so no command below the C
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -22,7 +24,7 @@ from orchestrator.core.plan.launch_agent import agent_label, launch_agent
 from orchestrator.core.plan.layout import MODEL_IDENTITY_LABEL, SERVICE
 from orchestrator.core.plan.native import native_log
 from orchestrator.core.plan.programs import BenchPlan
-from orchestrator.core.plan.proxy import PROXY_SERVICE, tls_files
+from orchestrator.core.plan.proxy import CONTAINER_PROXY_CONFIG, PROXY_SERVICE, tls_files
 from orchestrator.core.plan.server import Address, argv_address
 from orchestrator.errors import UsageError
 from orchestrator.executors import certificates, launchd, native
@@ -226,8 +228,6 @@ class ContainerRuntime:
         if service is None or service.state != "running" or not file.is_file():
             return None
         text = file.read_text()
-        if text == compose_text(plan):
-            return None
         document = yaml.safe_load(text) or {}
         served = served_at(document)
         if served is None:
@@ -318,17 +318,42 @@ class ContainerRuntime:
 
 
 def write_compose(plan: Plan) -> Path:
-    """Write the plan's compose document where users can read and run it; replaced whole, never half-written."""
-    assert plan.compose_file is not None
-    write_atomic(plan.compose_file, compose_text(plan))
+    """Write the plan's compose document where users can read and run it; replaced whole, never half-written.
+    The files its services read at start (the key and TLS copies, the proxy's configuration) are named by
+    their content (see pinned_inputs), so a changed key, certificate or proxy rule changes the document
+    and compose replaces the services that read it."""
+    assert plan.compose is not None and plan.compose_file is not None
+    document = pinned_inputs(plan.compose)
+    write_atomic(
+        plan.compose_file,
+        compose_document_text(plan.compose_file, document, f"target {plan.target}, profile {plan.profile}"),
+    )
     return plan.compose_file
 
 
-def compose_text(plan: Plan) -> str:
-    assert plan.compose is not None and plan.compose_file is not None
-    return compose_document_text(
-        plan.compose_file, plan.compose, f"target {plan.target}, profile {plan.profile}"
-    )
+def pinned_inputs(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The document with each file of ours that it mounts (written by now) replaced by a copy named by its
+    content, beside it. A server reads these once, at start: a new name is what makes compose start it
+    again, and an old deployment's document still names what it ran with (rollback's copies)."""
+    pinned: dict[str, Any] = copy.deepcopy(dict(document))
+    for secret in (pinned.get("secrets") or {}).values():
+        if "file" in secret:
+            secret["file"] = str(_content_named(Path(secret["file"]), write_for_container))
+    for service in pinned.get("services", {}).values():
+        for volume in service.get("volumes") or []:
+            if isinstance(volume, dict) and volume.get("target") == str(CONTAINER_PROXY_CONFIG):
+                volume["source"] = str(
+                    _content_named(Path(volume["source"]), lambda p, d: write_atomic(p, d.decode()))
+                )
+    return pinned
+
+
+def _content_named(path: Path, write: Callable[[Path, bytes], None]) -> Path:
+    data = path.read_bytes()
+    named = path.with_name(f"{path.name}.{hashlib.sha256(data).hexdigest()[:16]}")
+    if not named.is_file() or named.read_bytes() != data:
+        write(named, data)
+    return named
 
 
 def write_compose_document(path: Path, document: Mapping[str, Any], what: str) -> Path:

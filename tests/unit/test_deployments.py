@@ -212,3 +212,76 @@ def test_bench_beside_a_sleeping_server_counts_it_as_woken(tmp_path: Path) -> No
             on_row=lambda *_: None,
             decisions={"drop-page-cache": False},
         )
+
+
+def _secret_file(compose: str, name: str) -> Path:
+    import yaml
+
+    return Path(yaml.safe_load(compose)["secrets"][name]["file"])
+
+
+def test_a_new_key_cors_or_certificate_replaces_the_server_and_rollback_restores_what_it_ran_with(
+    tmp_path: Path, model: Path
+) -> None:
+    import yaml
+
+    from orchestrator.core.plan.compose import proxy_config_source
+
+    engine, host = FakeEngine(), FakeHost()
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    first_key, second_key = keys / "k1", keys / "k2"
+    first_key.write_text("first-key\n")
+    second_key.write_text("second-key\n")
+    for key in (first_key, second_key):
+        key.chmod(0o600)
+    plan = cpu_plan(tmp_path, model, api_key_file=first_key)
+    _up(plan, engine, host)
+    first = plan.compose_file.read_text()  # type: ignore[union-attr]
+    assert _secret_file(first, "api_key").read_text() == "first-key\n"
+
+    # The same plan again: the same document, so compose keeps the running containers.
+    _up(plan, engine, host)
+    assert plan.compose_file.read_text() == first  # type: ignore[union-attr]
+
+    # Another key: the document names another copy, so compose replaces the server; a new deployment.
+    rotated = cpu_plan(tmp_path, model, api_key_file=second_key)
+    _up(rotated, engine, host)
+    second = rotated.compose_file.read_text()  # type: ignore[union-attr]
+    assert second != first and _secret_file(second, "api_key").read_text() == "second-key\n"
+    assert _secret_file(first, "api_key").read_text() == "first-key\n"  # kept for rollback
+    assert [d.id for d in read_history(tmp_path, plan.project)] == [1, 2, 3]
+
+    # A changed --cors changes the proxy's configuration file the document names.
+    opened = cpu_plan(tmp_path, model, api_key_file=second_key, cors="http://127.0.0.1:3000")
+    _up(opened, engine, host)
+    third = opened.compose_file.read_text()  # type: ignore[union-attr]
+    config = proxy_config_source(yaml.safe_load(third))
+    assert config is not None and "http://127.0.0.1:3000" in config.read_text()
+    assert config != proxy_config_source(yaml.safe_load(second))
+
+    # Rollback to the deployment with the first key: its compose file, so its key copy, again.
+    back = deployments.rollback(plan, executors(engine, host), Notes().reporter(), wanted=1)
+    assert back.to.id == 1
+    assert _secret_file(plan.compose_file.read_text(), "api_key").read_text() == "first-key\n"  # type: ignore[union-attr]
+
+    # A deployment whose copies are gone is refused in one line, and nothing changes.
+    _secret_file(second, "api_key").unlink()
+    with pytest.raises(UsageError, match="is gone"):
+        deployments.rollback(plan, executors(engine, host), Notes().reporter(), wanted=3)
+    assert _secret_file(plan.compose_file.read_text(), "api_key").read_text() == "first-key\n"  # type: ignore[union-attr]
+
+
+def test_a_renewed_certificate_replaces_the_proxy(tmp_path: Path, model: Path) -> None:
+    engine, host = FakeEngine(), FakeHost()
+    key = tmp_path / "key"
+    key.write_text("k\n")
+    key.chmod(0o600)
+    plan = cpu_plan(tmp_path, model, api_key_file=key, tls="on")
+    _up(plan, engine, host)
+    first = plan.compose_file.read_text()  # type: ignore[union-attr]
+    # The server certificate made again (as when a name is added or its end is near).
+    (tmp_path / "tls" / "server.crt").unlink()
+    _up(plan, engine, host)
+    second = plan.compose_file.read_text()  # type: ignore[union-attr]
+    assert _secret_file(second, "tls_certificate") != _secret_file(first, "tls_certificate")

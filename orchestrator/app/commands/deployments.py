@@ -23,7 +23,7 @@ from orchestrator.app.steps.devices import check_devices
 from orchestrator.app.steps.serving import await_ready, start_or_go_back
 from orchestrator.core.deployments import Deployment, kept_images, removable_images, rollback_target
 from orchestrator.core.plan import Plan, with_source
-from orchestrator.core.plan.compose import served_at
+from orchestrator.core.plan.compose import proxy_config_source, secret_files, served_at
 from orchestrator.core.plan.image import ImageBuild
 from orchestrator.core.sources import Source
 from orchestrator.errors import ExitCode, OrchestratorError, UsageError
@@ -238,8 +238,17 @@ def rollback(plan: Plan, ex: Executors, report: Reporter, *, wanted: int | None)
             f"deployment {target.id}'s image {target.image} is no longer here; rebuild it with "
             f"'orchestrator up --source ...' ({target.source})"
         )
-    files = {plan.proxy_file: target.proxy.encode()} if plan.proxy_file and target.proxy else {}
-    address = served_at(yaml.safe_load(target.compose) or {}) or plan.publish
+    document = yaml.safe_load(target.compose) or {}
+    # The key and TLS copies it ran with (named by their content, kept), and its proxy's configuration.
+    gone = [path for path in secret_files(document) if not path.is_file()]
+    if gone:
+        raise UsageError(
+            f"deployment {target.id}'s copy of {gone[0]} is gone, so it cannot run as it did; "
+            "start a new deployment with 'orchestrator up'"
+        )
+    config = proxy_config_source(document)
+    files = {config: target.proxy.encode()} if config and target.proxy else {}
+    address = served_at(document) or plan.publish
     restore = Deployed(address, compose=target.compose, files=files)
     report.note(f"returning to deployment {target.id} ({target.image})")
     before = runtime.deployed(plan)

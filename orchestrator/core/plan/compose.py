@@ -215,13 +215,17 @@ def secret_files(document: Mapping[str, Any]) -> list[Path]:
     return [Path(str(s["file"])) for s in (document.get("secrets") or {}).values() if "file" in s]
 
 
+def proxy_config_source(document: Mapping[str, Any]) -> Path | None:
+    """The file a compose document mounts as its proxy's configuration (None: it has no proxy)."""
+    proxy = document.get("services", {}).get(PROXY_SERVICE, {})
+    for volume in proxy.get("volumes") or []:
+        if isinstance(volume, Mapping) and volume.get("target") == str(CONTAINER_PROXY_CONFIG):
+            return Path(str(volume["source"]))
+    return None
+
+
 def mounted_files(document: Mapping[str, Any]) -> list[Path]:
     """Its secrets' files and the proxy's configuration: what a server started again from this
     document needs back as it was."""
-    proxy = document.get("services", {}).get(PROXY_SERVICE, {})
-    configs = [
-        Path(str(v["source"]))
-        for v in proxy.get("volumes") or []
-        if isinstance(v, Mapping) and v.get("target") == str(CONTAINER_PROXY_CONFIG)
-    ]
-    return secret_files(document) + configs
+    config = proxy_config_source(document)
+    return secret_files(document) + ([config] if config else [])
