@@ -15,6 +15,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from orchestrator.core.plan import Plan
 from orchestrator.core.plan.native import NativeBuild, native_log, native_state_dir
 from orchestrator.errors import OrchestratorError, UsageError
@@ -118,24 +120,36 @@ def state(plan: Plan) -> NativeState:
     folder = state_dir(plan)
     pid_file = folder / "llama-server.pid"
     pid = int(pid_file.read_text().strip()) if pid_file.is_file() else None
-    running = pid is not None and _alive(pid)
     argv_file = folder / "llama-server.argv"
     argv = tuple(argv_file.read_text().splitlines()) if argv_file.is_file() else ()
+    running = pid is not None and is_server(pid, argv, started_by=pid_file.stat().st_mtime)
     env_file = folder / ENV_FILE
     env = json.loads(env_file.read_text()) if env_file.is_file() else {}
     return NativeState(pid, running, argv, native_log(plan.data_dir), env)
 
 
-def _alive(pid: int) -> bool:
+# How long after llama-server began serve.sh may take to write its pid file.
+_PID_FILE_SLACK_S = 5.0
+
+
+def is_server(pid: int, argv: Sequence[str], *, started_by: float) -> bool:
+    """Whether pid is the llama-server serve.sh started: alive (not a zombie), running the recorded
+    command line, and begun before its pid file was written. A process that reused the pid after the
+    server ended (a reboot, a long uptime) fails the last two, and is never signalled."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        command = tuple(process.cmdline())
+        began = process.create_time()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return False
-    except PermissionError:
-        return True
-    # A zombie (exited, not yet reaped) is not a server.
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.is_file() and ") Z " in stat.read_text())
+    except psutil.AccessDenied:
+        return False  # another user's process: not one we started
+    same_command = (
+        command == tuple(argv) if argv else bool(command) and Path(command[0]).name == "llama-server"
+    )
+    return same_command and began <= started_by + _PID_FILE_SLACK_S
 
 
 def _script_env(plan: Plan, env: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -155,8 +169,7 @@ def start(plan: Plan) -> bool:
 def start_command(plan: Plan, argv: Sequence[str], env: Mapping[str, str]) -> None:
     """Start llama-server with this command line and environment in the plan's place (stopping the one
     that runs there): the plan's own, or the one that ran before it."""
-    if state(plan).running:
-        stop(plan)
+    stop(plan)  # the running server, or a stale pid file serve.sh would take for one
     folder = state_dir(plan)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / ENV_FILE).write_text(json.dumps(dict(env)))
@@ -175,12 +188,16 @@ def stop(plan: Plan) -> bool:
     current = state(plan)
     if current.pid is None:
         return False
+    if not current.running:
+        # The server is gone; its pid may belong to another process by now, which stop.sh would signal.
+        (state_dir(plan) / "llama-server.pid").unlink(missing_ok=True)
+        return False
     done = subprocess.run(
         ["sh", str(script("stop.sh"))], env=_script_env(plan), capture_output=True, text=True, check=False
     )
-    if done.returncode != 0 and current.pid and _alive(current.pid):
+    if done.returncode != 0 and state(plan).running:
         os.kill(current.pid, signal.SIGKILL)
-    return current.running
+    return True
 
 
 def probe(plan: Plan) -> Probe:

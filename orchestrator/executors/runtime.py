@@ -376,6 +376,16 @@ def install_api_key(plan: Plan) -> None:
     write_for_container(secret_copy_path(plan.data_dir, plan.project), plan.api_key_file.read_bytes())
 
 
+# In a native server's environment: the digest of the files it read at start (its API key), so that `up`
+# can tell whether the running one read what the plan gives it now.
+INPUTS_VARIABLE = "STEP_FLASH_INPUTS"
+
+
+def _inputs_digest(plan: Plan) -> str:
+    key = plan.api_key_file.read_bytes() if plan.api_key_file and plan.api_key_file.is_file() else b""
+    return hashlib.sha256(key).hexdigest()[:16]
+
+
 class NativeRuntime:
     """The server on the host: under launchd on the Mac (the plan's agent), else a background process
     that serve.sh starts and stop.sh stops."""
@@ -432,13 +442,19 @@ class NativeRuntime:
 
     def start(self, plan: Plan) -> bool:
         current = self._current(plan)
-        if current.running and current.argv == plan.server.argv:
-            return False
         if self.launchd:
             assert plan.launch_agent is not None
-            env = plan.launch_agent["EnvironmentVariables"]
+            env = dict(plan.launch_agent["EnvironmentVariables"])
         else:
-            env = plan.server.env
+            env = dict(plan.server.env)
+        # llama-server reads its key file once, at start: a server started with another key is replaced.
+        env[INPUTS_VARIABLE] = _inputs_digest(plan)
+        if (
+            current.running
+            and current.argv == plan.server.argv
+            and current.env.get(INPUTS_VARIABLE) == env[INPUTS_VARIABLE]
+        ):
+            return False
         self._start(plan, plan.server.argv, env)
         return True
 

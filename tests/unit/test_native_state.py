@@ -1,0 +1,66 @@
+"""A native server's pid is signalled only once it is shown to be that server: its command line and a
+start before its pid file. A process that reused the pid is left alone."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orchestrator.executors import native
+from tests.fakes import cpu_plan
+
+SLEEPER = (sys.executable, "-c", "import time; time.sleep(60)")
+
+
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(SLEEPER)
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_is_server_wants_the_recorded_command_and_a_start_before_the_pid_file(
+    sleeper: subprocess.Popen[bytes],
+) -> None:
+    time.sleep(0.2)  # the child has exec'd
+    now = time.time()
+    assert native.is_server(sleeper.pid, SLEEPER, started_by=now)
+    # Another command line under that pid: not ours.
+    assert not native.is_server(sleeper.pid, ("/opt/llama/bin/llama-server", "-m", "x.gguf"), started_by=now)
+    # The pid file is older than the process by far: the pid was reused after our server ended.
+    assert not native.is_server(sleeper.pid, SLEEPER, started_by=now - 3600)
+    # No recorded command: only a llama-server counts.
+    assert not native.is_server(sleeper.pid, (), started_by=now)
+
+
+def test_a_dead_pid_is_no_server() -> None:
+    done = subprocess.Popen((sys.executable, "-c", "pass"))
+    done.wait()
+    assert not native.is_server(done.pid, (sys.executable, "-c", "pass"), started_by=time.time())
+
+
+def test_down_never_signals_a_process_that_reused_the_pid(
+    tmp_path: Path, sleeper: subprocess.Popen[bytes]
+) -> None:
+    plan = cpu_plan(tmp_path)
+    folder = native.state_dir(plan)
+    folder.mkdir(parents=True)
+    pid_file = folder / "llama-server.pid"
+    pid_file.write_text(f"{sleeper.pid}\n")
+    (folder / "llama-server.argv").write_text("/opt/llama/bin/llama-server\n--port\n8080\n")
+    # The pid file was written an hour before this process began (a reboot in between).
+    old = time.time() - 3600
+    os.utime(pid_file, (old, old))
+    assert not native.state(plan).running
+    assert native.stop(plan) is False
+    assert sleeper.poll() is None  # alive, never signalled
+    assert not pid_file.exists()
