@@ -13,9 +13,6 @@ from typing import Literal
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 WILDCARDS = ("0.0.0.0", "::")
-# A page served from any port of these may call a server on loopback (llama-server's own `localhost`
-# rule, kept by the proxy): another program of the owner's on this machine, an Open WebUI say.
-LOCALHOST_ORIGIN = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:[0-9]+)?$"
 _HOST_NAME = re.compile(
     r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
 )
@@ -99,10 +96,10 @@ class Exposure:
     # The name people and agents on other machines use (the bound address, or this machine's name).
     public_host: str
     loopback: bool
-    # Origins given by the cors setting, and this server's own.
+    # The only web origins whose pages may call the server: the cors setting's, and this server's own
+    # (its page, opened by any of its names). Any other page, even one on another port of this machine,
+    # is refused by the proxy.
     origins: tuple[str, ...]
-    # Pages on this machine (any port of localhost) may call a server bound to loopback.
-    localhost_origins: bool
 
     @property
     def dns_names(self) -> tuple[str, ...]:
@@ -138,11 +135,7 @@ def exposure(
         public = host
     names += host_names
     scheme: Literal["http", "https"] = "https" if https else "http"
-    own_origins = tuple(
-        f"{scheme}://{_bracketed(n)}:{port}"
-        for n in dict.fromkeys(names)
-        if not is_loopback(n) and n != "::1"
-    )
+    own_origins = tuple(f"{scheme}://{_bracketed(n)}:{port}" for n in dict.fromkeys(names))
     return Exposure(
         scheme=scheme,
         certificate=None if not https else ("owner" if files else "local-ca"),
@@ -151,7 +144,6 @@ def exposure(
         public_host=public,
         loopback=loopback,
         origins=tuple(dict.fromkeys((*cors, *own_origins))),
-        localhost_origins=loopback,
     )
 
 

@@ -57,7 +57,7 @@ def test_loopback_is_plain_http_and_answers_to_loopback_names_only() -> None:
     reach = exposure("127.0.0.1", 8080, "auto", (), (), **FACTS)  # type: ignore[arg-type]
     assert reach.scheme == "http" and reach.certificate is None
     assert reach.names == ("localhost", "127.0.0.1", "::1")
-    assert reach.localhost_origins and reach.origins == ()
+    assert reach.origins == ("http://localhost:8080", "http://127.0.0.1:8080", "http://[::1]:8080")
 
 
 def test_every_address_is_https_and_covers_the_hosts_names() -> None:
@@ -66,7 +66,6 @@ def test_every_address_is_https_and_covers_the_hosts_names() -> None:
     assert {"spark", "spark.local", "spark.lab.example", "192.168.1.5", "spark.vpn"} <= set(reach.names)
     assert "fd00::5" not in reach.names, "an IPv4 wildcard is not reached over IPv6"
     assert reach.public_host == "spark.vpn"
-    assert not reach.localhost_origins
     assert "http://192.168.1.20:3000" in reach.origins and "https://spark:8080" in reach.origins
     assert "192.168.1.5" in reach.ip_addresses and "spark" in reach.dns_names
 
@@ -80,20 +79,32 @@ def test_exposure_needs_a_key_and_tls_or_a_confirmation() -> None:
 
 def test_the_proxy_refuses_foreign_hosts_first_and_answers_cors_for_allowed_origins_only() -> None:
     reach = exposure("127.0.0.1", 8080, "auto", ("http://127.0.0.1:3000",), (), **FACTS)  # type: ignore[arg-type]
-    config = proxy_config(reach, ":8443", "llama-server:8080", fallback_page=True)
+    config = proxy_config(reach, ":8443", "unix//run/step-flash/llama-server.sock", fallback_page=True)
     server = config["apps"]["http"]["servers"]["step-flash"]
     first = server["routes"][0]
     assert first["match"] == [{"not": [{"host": ["localhost", "127.0.0.1", "::1"]}]}]
     assert first["handle"][0]["status_code"] == 421 and first["terminal"]
+    allowed = {"header": {"Origin": ["http://127.0.0.1:3000", *reach.origins[1:]]}}
+    assert allowed["header"]["Origin"] == list(reach.origins)
     preflight = server["routes"][1]
-    assert {"header": {"Origin": ["http://127.0.0.1:3000"]}, "method": ["OPTIONS"]} in preflight["match"]
+    assert preflight["match"] == [{**allowed, "method": ["OPTIONS"]}] and preflight["terminal"]
+    # Any request with another Origin, or marked cross-site by its browser, is refused before
+    # llama-server, whatever its method: no method matcher.
+    refused = server["routes"][2]
+    assert refused["handle"][0]["status_code"] == 403 and refused["terminal"]
+    assert refused["match"] == [
+        {"header": {"Origin": ["*"]}, "not": [allowed]},
+        {"header": {"Sec-Fetch-Site": ["cross-site", "same-site"]}, "not": [allowed]},
+    ]
+    # Another page of this machine (another port of localhost) is not allowed unless named.
+    assert "http://127.0.0.1:5173" not in reach.origins and "http://localhost:8080" in reach.origins
     proxied = server["routes"][-1]["handle"][0]
-    assert proxied["upstreams"] == [{"dial": "llama-server:8080"}]
+    assert proxied["upstreams"] == [{"dial": "unix//run/step-flash/llama-server.sock"}]
     assert "Access-Control-Allow-Origin" in proxied["headers"]["response"]["delete"]
     assert "tls" not in config["apps"] and "tls_connection_policies" not in server
     page = server["routes"][-2]
     assert page["match"][0]["path"] == ["/", "/index.html"]
-    without = proxy_config(reach, ":8443", "llama-server:8080", fallback_page=False)
+    without = proxy_config(reach, ":8443", "u:1", fallback_page=False)
     assert not any(
         "handle_response" in r["handle"][0]
         for r in without["apps"]["http"]["servers"]["step-flash"]["routes"]
@@ -105,10 +116,12 @@ def test_the_proxy_refuses_foreign_hosts_first_and_answers_cors_for_allowed_orig
         secure["apps"]["tls"]["certificates"]["load_files"][0]["certificate"]
         == "/run/secrets/tls_certificate"
     )
-    # The request log never carries the headers (the key travels in one).
-    assert secure["logging"]["logs"]["requests"]["encoder"]["fields"]["request>headers"] == {
-        "filter": "delete"
-    }
+    # Neither the request log nor the error log carries the headers (the key travels in one).
+    logs = secure["logging"]["logs"]
+    for name in ("requests", "default"):
+        assert logs[name]["encoder"]["fields"]["request>headers"] == {"filter": "delete"}
+    # Beyond loopback the page opened on this machine by a loopback name is its own origin too.
+    assert "https://127.0.0.1:8080" in exposure("0.0.0.0", 8080, "auto", (), (), **FACTS).origins  # type: ignore[arg-type]
 
 
 def test_local_authority_is_made_once_and_its_key_is_the_owners_alone(tmp_path: Path) -> None:

@@ -586,7 +586,9 @@ def test_the_macs_native_server_is_a_launchd_agent_written_from_the_plan(
     assert runtime.start(plan)
     agent_file = tmp_path / "home" / "Library" / "LaunchAgents" / "io.step-flash.step-flash.plist"
     agent = plistlib.loads(agent_file.read_bytes())
-    assert agent == plan.launch_agent
+    # The plan's agent, and in its environment the digest of the key file it read (none here).
+    inputs = agent["EnvironmentVariables"].pop("STEP_FLASH_INPUTS")
+    assert agent == plan.launch_agent and len(inputs) == 16
     assert agent["ProgramArguments"] == list(plan.server.argv) and agent["ProgramArguments"][0].startswith(
         str(tmp_path / "data" / "native")
     )

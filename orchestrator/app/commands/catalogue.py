@@ -144,7 +144,7 @@ def reach_text(plan: Plan) -> str:
     tls = {"local-ca": "HTTPS, certificate from the local authority", "owner": "HTTPS, your certificate"}.get(
         reach.certificate or "", "plain HTTP"
     )
-    origins = list(reach.origins) + (["pages of localhost"] if reach.localhost_origins else [])
+    origins = list(reach.origins)
     return (
         f"{tls}; answers to {', '.join(reach.names)} (any other Host refused); "
         f"web pages allowed: {', '.join(origins) or 'none'}"

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from orchestrator.core.exposure import LOCALHOST_ORIGIN, Exposure
+from orchestrator.core.exposure import Exposure
 
 PROXY_SERVICE = "proxy"
 PROXY_PORT = 8443
@@ -68,68 +68,62 @@ def proxy_config_path(data_dir: Path, project: str) -> Path:
 def proxy_config(exposure: Exposure, listen: str, upstream: str, *, fallback_page: bool) -> dict[str, Any]:
     """Caddy's configuration: one server on listen ([host]:port) in front of upstream (host:port)."""
     hosts = list(exposure.names)
-    allowed_origin: list[dict[str, Any]] = []
-    if exposure.origins:
-        allowed_origin.append({"header": {"Origin": list(exposure.origins)}})
-    if exposure.localhost_origins:
-        allowed_origin.append({"header_regexp": {"Origin": {"pattern": LOCALHOST_ORIGIN}}})
+    allowed = {"header": {"Origin": list(exposure.origins)}}
     routes: list[dict[str, Any]] = [
         {
             "match": [{"not": [{"host": hosts}]}],
             "handle": [_answer(421, "this server does not answer to that host name\n")],
             "terminal": True,
-        }
-    ]
-    if allowed_origin:
-        preflight = [{**m, "method": ["OPTIONS"]} for m in allowed_origin]
-        routes.append(
-            {
-                "match": preflight,
-                "handle": [
-                    {
-                        "handler": "headers",
-                        "response": {
-                            "set": {
-                                "Access-Control-Allow-Origin": ["{http.request.header.Origin}"],
-                                "Access-Control-Allow-Methods": ["GET, POST, OPTIONS"],
-                                "Access-Control-Allow-Headers": [
-                                    "{http.request.header.Access-Control-Request-Headers}"
-                                ],
-                                "Access-Control-Max-Age": ["600"],
-                                "Vary": ["Origin"],
-                            }
-                        },
-                    },
-                    {"handler": "static_response", "status_code": 204},
-                ],
-                "terminal": True,
-            }
-        )
-        routes.append(
-            {
-                "match": allowed_origin,
-                "handle": [
-                    {
-                        "handler": "headers",
-                        "response": {
-                            "set": {
-                                "Access-Control-Allow-Origin": ["{http.request.header.Origin}"],
-                                "Vary": ["Origin"],
-                            },
-                            "deferred": True,
-                        },
-                    }
-                ],
-            }
-        )
-    # A preflight from any other page: no CORS headers, so its browser keeps it out.
-    routes.append(
+        },
         {
-            "match": [{"method": ["OPTIONS"], "header": {"Origin": ["*"]}}],
-            "handle": [_answer(403, "this origin may not call this server\n")],
+            "match": [{**allowed, "method": ["OPTIONS"]}],
+            "handle": [
+                {
+                    "handler": "headers",
+                    "response": {
+                        "set": {
+                            "Access-Control-Allow-Origin": ["{http.request.header.Origin}"],
+                            "Access-Control-Allow-Methods": ["GET, POST, OPTIONS"],
+                            "Access-Control-Allow-Headers": [
+                                "{http.request.header.Access-Control-Request-Headers}"
+                            ],
+                            "Access-Control-Max-Age": ["600"],
+                            "Vary": ["Origin"],
+                        }
+                    },
+                },
+                {"handler": "static_response", "status_code": 204},
+            ],
             "terminal": True,
-        }
-    )
+        },
+        # Any request a page of another site makes, whatever its method and type: browsers send "simple"
+        # requests (a text/plain POST) and no-cors fetches without asking first, and llama-server reads a
+        # body as JSON whatever its type. A foreign Origin, or (a no-cors GET carries none) a browser's
+        # word that the request comes from another site, is refused here, before llama-server.
+        {
+            "match": [
+                {"header": {"Origin": ["*"]}, "not": [allowed]},
+                {"header": {"Sec-Fetch-Site": ["cross-site", "same-site"]}, "not": [allowed]},
+            ],
+            "handle": [_answer(403, "a page of another site may not call this server\n")],
+            "terminal": True,
+        },
+        {
+            "match": [allowed],
+            "handle": [
+                {
+                    "handler": "headers",
+                    "response": {
+                        "set": {
+                            "Access-Control-Allow-Origin": ["{http.request.header.Origin}"],
+                            "Vary": ["Origin"],
+                        },
+                        "deferred": True,
+                    },
+                }
+            ],
+        },
+    ]
     if fallback_page:
         routes.append(
             {
@@ -168,7 +162,16 @@ def proxy_config(exposure: Exposure, listen: str, upstream: str, *, fallback_pag
         "storage": {"module": "file_system", "root": "/tmp/caddy"},
         "logging": {
             "logs": {
-                "default": {"exclude": ["http.log.access.requests"]},
+                # Errors (a 502 while llama-server restarts) carry the request: never its headers, where
+                # the key travels (Authorization, X-Api-Key) besides cookies.
+                "default": {
+                    "exclude": ["http.log.access.requests"],
+                    "encoder": {
+                        "format": "filter",
+                        "wrap": {"format": "json"},
+                        "fields": {"request>headers": {"filter": "delete"}},
+                    },
+                },
                 # One line per request, without its headers (the API key travels in one).
                 "requests": {
                     "include": ["http.log.access.requests"],
