@@ -57,13 +57,14 @@ def _checked(args: argparse.Namespace) -> None:
     if check is not None:
         check(args)
     if getattr(args, "makes_plan", False):
-        from orchestrator.app.config import check_key_file, load_settings, needs_key
+        from orchestrator.app.config import check_key_file, check_ui, load_settings, needs_key
         from orchestrator.app.plan_options import flags
         from orchestrator.core.settings import check_settings
 
         settings = load_settings(flags(args))
         check_settings(settings, key_to_come=needs_key(settings) and _may_make_key(args))
         check_key_file(settings["api_key_file"])
+        check_ui(settings)
 
 
 def _may_make_key(args: argparse.Namespace) -> bool:

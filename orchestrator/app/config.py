@@ -3,8 +3,10 @@ ORCHESTRATOR_* < flags. This reads the files and the environment; orchestrator.c
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
+import socket
 import stat
 from collections.abc import Mapping
 from pathlib import Path
@@ -84,7 +86,74 @@ def load_settings(
     layers += [file_layer(p) for p in config_files(cwd, config_home)]
     layers += env_layers(environ)
     layers += [Layer("flag --" + k.replace("_", "-"), {k: v}) for k, v in flags.items() if v is not None]
-    return with_made_key(merge_layers(layers))
+    return with_made_key(_resolved(merge_layers(layers)))
+
+
+def _resolved(settings: Settings) -> Settings:
+    """Settings as the rest of the tool reads them: the folders absolute (compose resolves a relative bind
+    path elsewhere), and the host an address (loopback is decided by the address, never by a name; the
+    name given stays one the server answers to)."""
+    for name in ("data_dir", "models_dir"):
+        if not Path(settings[name]).is_absolute():
+            settings = settings.with_value(name, Path(settings[name]).absolute(), settings.origin(name))
+    host = settings["host"]
+    if ipaddress_or_none(host) is None:
+        address = resolve_host(host)
+        origin = f"{settings.origin('host')} ({host}, resolved)"
+        settings = settings.with_value("host", address, origin)
+        if not is_loopback(address) and host not in settings["host_names"]:
+            settings = settings.with_value("host_names", (*settings["host_names"], host), origin)
+    return settings
+
+
+def ipaddress_or_none(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def resolve_host(name: str) -> str:
+    """The address a host name stands for on this machine (localhost: 127.0.0.1), or one line."""
+    if name == "localhost":
+        return "127.0.0.1"
+    try:
+        found = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        found = []
+    if not found:
+        raise ConfigError(
+            f"host {name!r} is not an IP address and does not resolve here; give an address such as "
+            "127.0.0.1, 0.0.0.0 or this machine's LAN address"
+        )
+    return str(found[0][4][0])
+
+
+def check_ui(settings: Settings) -> None:
+    """A page folder to serve: one that holds index.html, and none of the folders whose files must never
+    be served (the filesystem's root, the home folder, the data and models directories)."""
+    ui = settings["ui"]
+    if ui in ("auto", "off"):
+        return
+    folder = Path(ui)
+    if not folder.is_dir():
+        raise UsageError(
+            f"--ui {folder} is not a folder; give the folder of a built web page (with index.html)"
+        )
+    real = folder.resolve()
+    data, models = Path(settings["data_dir"]).resolve(), Path(settings["models_dir"]).resolve()
+    holds = {Path("/"): "the filesystem's root", Path.home().resolve(): "your home folder"}
+    holds |= {data: "the data directory (keys, certificates)", models: "the models directory"}
+    what = next((w for path, w in holds.items() if path.is_relative_to(real)), None)
+    if what is None and (real.is_relative_to(data) or real.is_relative_to(models)):
+        what = "a folder of the data or models directory"
+    if what is not None:
+        raise UsageError(
+            f"--ui {folder} would serve {what} to anyone who can reach the server; give a folder that "
+            "holds only the web page"
+        )
+    if not (real / "index.html").is_file():
+        raise UsageError(f"--ui {folder} holds no index.html; give the folder of a built web page")
 
 
 def check_key_file(path: Path | None) -> None:

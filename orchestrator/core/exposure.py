@@ -20,7 +20,26 @@ _ORIGIN = re.compile(r"^(https?)://(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:([0-9]{1,5}))?
 
 
 def is_loopback(host: str) -> bool:
-    return host in LOOPBACK_NAMES or host.startswith("127.")
+    """Decided by the address: 127.0.0.0/8 or ::1 (and the name localhost). A name such as
+    127.evil.example is no address, so not loopback."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_host(value: object) -> str:
+    """An IP address (written as Python writes it), or a host name that app.config resolves to one."""
+    text = str(value).strip().lower()
+    try:
+        return str(ipaddress.ip_address(text.strip("[]")))
+    except ValueError:
+        pass
+    if not _HOST_NAME.match(text):
+        raise ValueError("expected an IP address such as 127.0.0.1 or 0.0.0.0, or a host name")
+    return text
 
 
 def parse_tls(value: object) -> str:

@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.core.exposure import exposure_problem, parse_host_names, parse_origins, parse_tls
+from orchestrator.core.exposure import (
+    exposure_problem,
+    parse_host,
+    parse_host_names,
+    parse_origins,
+    parse_tls,
+)
 from orchestrator.core.registry import DEFAULT_REGISTRY, parse_registry
 from orchestrator.core.rpc import parse_workers
 from orchestrator.core.speculation import parse_speculative
@@ -72,11 +78,12 @@ def _as_project(value: object) -> str:
 
 
 def _as_ui(value: object) -> str:
-    """auto (the image's own page, if it has one), off, or a folder of a built web UI to serve."""
+    """auto (the image's own page, if it has one), off, or a folder of a built web UI to serve (checked
+    on disk by app.config.check_ui)."""
     text = _as_str(value)
     if text in {"auto", "off"}:
         return text
-    return str(_as_path(text))
+    return str(_as_path(text).absolute())
 
 
 def _as_memory(value: object) -> str:
@@ -148,7 +155,12 @@ FIELDS: tuple[Field, ...] = (
     Field("model", _as_path, "GGUF file to serve (first split part); default: the target's model"),
     Field("data_dir", _as_path, "where models, results and native builds live"),
     Field("models_dir", _as_path, "where models are downloaded and looked up"),
-    Field("host", _as_str, "address the server is published on"),
+    Field(
+        "host",
+        parse_host,
+        "the IP address the server is published on (127.0.0.1, 0.0.0.0, this machine's LAN or VPN "
+        "address); a host name is resolved once to its address",
+    ),
     Field("port", _as_port, "port the server is published on"),
     Field(
         "api_key_file", _as_path, "file holding the API key clients must send (only its owner may read it)"

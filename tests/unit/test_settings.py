@@ -70,3 +70,111 @@ def test_exposure_needs_a_key() -> None:
     with pytest.raises(UsageError, match="without an API key"):
         check_exposure(exposed)
     check_exposure(merge_layers([base, Layer("flag", {"host": "0.0.0.0", "api_key_file": "/k"})]))
+
+
+@pytest.fixture
+def resolver(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Names this machine resolves, in place of its resolver (the unit tier asks no DNS)."""
+    import socket
+
+    known: dict[str, str] = {}
+
+    def getaddrinfo(name: str, *_args: object, **_kwargs: object) -> list[tuple[object, ...]]:
+        if name not in known:
+            raise socket.gaierror(-2, "Name or service not known")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (known[name], 0))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return known
+
+
+def test_host_is_an_address_and_loopback_is_decided_by_it(
+    isolated_env: Path, resolver: dict[str, str]
+) -> None:
+    from orchestrator.core.exposure import is_loopback
+
+    assert not is_loopback("127.evil.example") and is_loopback("127.0.0.2") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.10") and is_loopback("localhost")
+    assert load_settings({"host": "::1"})["host"] == "::1"
+    assert load_settings({"host": "localhost"})["host"] == "127.0.0.1"
+    # A name is resolved once, stored as its address, and kept as a name the server answers to.
+    resolver["spark.lan"] = "192.168.1.10"
+    settings = load_settings({"host": "spark.lan"})
+    assert settings["host"] == "192.168.1.10" and "spark.lan" in settings["host_names"]
+    assert "spark.lan" in settings.origin("host")
+    # 127.evil.example resolves nowhere here: one line, and it never counts as loopback.
+    with pytest.raises(ConfigError, match="is not an IP address and does not resolve"):
+        load_settings({"host": "127.evil.example"})
+    # A name that resolves to a public address is exposure, with its rules.
+    resolver["127.evil.example"] = "203.0.113.7"
+    exposed = load_settings({"host": "127.evil.example"})
+    with pytest.raises(UsageError, match="without an API key"):
+        check_exposure(exposed)
+    with pytest.raises(ConfigError, match="expected an IP address"):
+        load_settings({"host": "not a host!"})
+
+
+def test_the_data_directory_is_absolute_once_read(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORCHESTRATOR_DATA_DIR", "relative/data")
+    settings = load_settings({})
+    assert settings["data_dir"] == isolated_env / "work" / "relative" / "data"
+    assert settings["models_dir"] == isolated_env / "work" / "relative" / "data" / "models"
+    assert settings.origin("data_dir") == "env ORCHESTRATOR_DATA_DIR"
+
+
+def test_ui_takes_only_a_folder_holding_a_page(isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrator.app.config import check_ui
+
+    monkeypatch.setenv("HOME", str(isolated_env / "home"))
+    (isolated_env / "home").mkdir()
+    page = isolated_env / "home" / "webui"
+    page.mkdir()
+    (page / "index.html").write_text("<html></html>")
+    check_ui(load_settings({"ui": str(page)}))
+    check_ui(load_settings({"ui": "auto"}))
+    empty = isolated_env / "empty"
+    empty.mkdir()
+    data = isolated_env / "data" / "step-flash-orchestrator"
+    (data / "secrets").mkdir(parents=True)
+    (data / "secrets" / "index.html").write_text("")
+    cases = {
+        "/": "the filesystem's root",
+        str(isolated_env / "home"): "your home folder",
+        str(isolated_env): "your home folder",
+        str(data): "the data directory",
+        str(data / "secrets"): "a folder of the data or models directory",
+        str(isolated_env / "missing"): "is not a folder",
+        str(empty): "holds no index.html",
+    }
+    for ui, words in cases.items():
+        with pytest.raises(UsageError, match=words):
+            check_ui(load_settings({"ui": ui}))
+    # A link to the root is the root.
+    (isolated_env / "root-link").symlink_to("/")
+    with pytest.raises(UsageError, match="the filesystem's root"):
+        check_ui(load_settings({"ui": str(isolated_env / "root-link")}))
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--ui", "/"], "the filesystem's root"),
+        (["--ui", "/no/such/page"], "is not a folder"),
+        (["--host", "127.evil.example"], "does not resolve"),
+    ],
+)
+def test_bad_ui_and_host_are_one_line_through_the_cli(
+    isolated_env: Path,
+    resolver: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    words: str,
+) -> None:
+    from orchestrator.app.cli import main
+
+    assert main(["up", "--target", "cpu", "--port", "18124", *argv]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and words in err[0]
+    assert not (isolated_env / "data" / "step-flash-orchestrator" / "compose").exists()
