@@ -17,7 +17,7 @@ from orchestrator.core.models import ModelSpec
 from orchestrator.core.plan import Plan, Trust
 from orchestrator.core.plan.container import ContainerSpec
 from orchestrator.core.plan.host_steps import HostStep
-from orchestrator.core.rpc import Endpoint
+from orchestrator.core.rpc import Endpoint, LinkAddress
 from orchestrator.core.sources import Source
 from orchestrator.executors.engine import (
     BaseOutcome,
@@ -211,6 +211,8 @@ class FakeHost:
     workers: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     # launchd's jobs by service target (gui/UID/LABEL), as `launchctl print` describes them once loaded.
     jobs: dict[str, str] = field(default_factory=dict)
+    # This machine's addresses beyond loopback: the interface holding each, and its network.
+    links: dict[str, LinkAddress] = field(default_factory=dict)
     # Why the registry does not answer (None: it does); no registry answers unless a test says so.
     registry_down: str | None = "connection refused"
 
@@ -283,6 +285,12 @@ class FakeHost:
 
     def rpc_reachable(self, endpoint: Endpoint) -> bool:
         return self.workers.get(str(endpoint)) is not None
+
+    def link_address(self, host: str) -> LinkAddress | None:
+        return self.links.get(host)
+
+    def apply_firewall(self, rules: str) -> None:
+        self.calls.append(("apply_firewall", rules))
 
     def rpc_link(self, endpoint: Endpoint) -> Link:
         return (

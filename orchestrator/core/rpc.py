@@ -60,8 +60,18 @@ def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
         raise ValueError(f"{host!r} is not an IP address") from None
 
 
+# Never a worker's address: the ranges other machines share or that Docker hands its own bridges.
+_SHARED_RANGES = {
+    ipaddress.ip_network("100.64.0.0/10"): "a carrier-grade NAT (or Tailscale) address, shared with others",
+    ipaddress.ip_network(
+        "172.17.0.0/16"
+    ): "Docker's default bridge: every container on this machine reaches it",
+}
+
+
 def parse_listen(text: str) -> Endpoint:
-    """Where a worker listens: one specific address that is not reachable from the internet."""
+    """Where a worker listens: one specific address of this machine that is not reachable from the
+    internet, nor shared with others (the checks that need the head and the host are check_listen's)."""
     try:
         host, port = _split(text, DEFAULT_RPC_PORT)
         address = _address(host)
@@ -76,12 +86,86 @@ def parse_listen(text: str) -> Endpoint:
         )
     if address.is_multicast or address.is_reserved:
         raise UsageError(f"--listen {text}: not an address a machine listens on; {DIRECT_LINK}")
+    for network, what in _SHARED_RANGES.items():
+        if address.version == network.version and address in network:
+            raise UsageError(f"--listen {text}: {what}; {DIRECT_LINK}")
     if address.is_global:
         raise UsageError(
             f"--listen {text}: a public address; rpc-server has no authentication and must not be "
             f"reachable from the internet: {DIRECT_LINK}"
         )
     return Endpoint(host, port)
+
+
+def parse_head(text: str) -> str:
+    """The head's address on the link: the one machine the worker admits."""
+    try:
+        address = _address(text.strip())
+    except ValueError as exc:
+        raise UsageError(
+            f"--head {text}: {exc}; give the head's address on the link, e.g. 192.168.100.1"
+        ) from None
+    if address.is_unspecified or address.is_multicast:
+        raise UsageError(f"--head {text}: one machine's address, e.g. 192.168.100.1")
+    return str(address)
+
+
+@dataclass(frozen=True)
+class LinkAddress:
+    """An address of this machine: the interface that holds it and that interface's network."""
+
+    interface: str
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+# Interfaces Docker, libvirt and container runtimes make: bridges every local container or VM reaches.
+_BRIDGE_PREFIXES = ("docker", "br-", "veth", "virbr", "cni", "podman", "lxcbr")
+
+
+def check_listen(listen: Endpoint, head: str | None, link: LinkAddress | None) -> None:
+    """A worker beyond loopback is given the head it serves, on the same link, and its address is on no
+    container bridge (link: where this machine holds the address; None: it does not)."""
+    address = _address(listen.host)
+    if address.is_loopback:
+        return
+    if head is None:
+        raise UsageError(
+            f"--listen {listen}: beyond loopback name the head this worker serves (--head ADDRESS on the "
+            "same link): rpc-server has no authentication, and only the head may reach it"
+        )
+    if link is None:
+        raise UsageError(
+            f"--listen {listen}: no interface of this machine has that address; give this machine's "
+            "address on the link (ip -brief address)"
+        )
+    if link.interface.startswith(_BRIDGE_PREFIXES):
+        raise UsageError(
+            f"--listen {listen}: {link.interface} is a container or VM bridge, which every container on "
+            f"this machine reaches; {DIRECT_LINK}"
+        )
+    if ipaddress.ip_address(head) not in link.network:
+        raise UsageError(
+            f"--head {head} is not on {listen.host}'s link ({link.network} on {link.interface}); give the "
+            "head's address on that link"
+        )
+
+
+FIREWALL_TABLE = "step_flash_rpc"
+
+
+def firewall_rules(listen: Endpoint, head: str) -> str:
+    """An nftables ruleset (nft -f) that lets only the head reach the worker's port."""
+    family = "ip6" if ":" in listen.host else "ip"
+    return (
+        f"table inet {FIREWALL_TABLE}\n"
+        f"delete table inet {FIREWALL_TABLE}\n"
+        f"table inet {FIREWALL_TABLE} {{\n"
+        "  chain input {\n"
+        "    type filter hook input priority filter; policy accept;\n"
+        f"    {family} daddr {listen.host} tcp dport {listen.port} {family} saddr != {head} drop\n"
+        "  }\n"
+        "}\n"
+    )
 
 
 def parse_workers(value: object) -> tuple[Endpoint, ...]:

@@ -21,7 +21,7 @@ from orchestrator.core.facts import HostFacts
 from orchestrator.core.plan import Trust
 from orchestrator.core.plan.host_steps import HostStep
 from orchestrator.core.registry import registry_host
-from orchestrator.core.rpc import Endpoint
+from orchestrator.core.rpc import Endpoint, LinkAddress
 from orchestrator.core.sources import Source
 from orchestrator.errors import OrchestratorError
 from orchestrator.executors import rpc
@@ -89,6 +89,12 @@ class Host(Protocol):
 
     def rpc_link(self, endpoint: Endpoint) -> Link:
         """The interface this host reaches a worker through, its speed and MTU."""
+
+    def link_address(self, host: str) -> LinkAddress | None:
+        """The interface of this machine that holds host, and its network (None: none holds it)."""
+
+    def apply_firewall(self, rules: str) -> None:
+        """Load an nftables ruleset (needs root)."""
 
     def launchctl(self, *args: str) -> tuple[int, str]:
         """Run macOS's launchctl with args: its exit code and what it printed."""
@@ -211,6 +217,12 @@ class LocalHost:
 
     def rpc_link(self, endpoint: Endpoint) -> Link:
         return rpc.link_to(endpoint)
+
+    def link_address(self, host: str) -> LinkAddress | None:
+        return rpc.link_address(host)
+
+    def apply_firewall(self, rules: str) -> None:
+        rpc.apply_firewall(rules)
 
     def page_status(self, url: str, *, trust: Trust | None = None) -> int | None:
         # llama-server serves its built-in page gzip-only (415 to a client that does not accept it).

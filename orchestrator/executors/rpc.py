@@ -6,14 +6,19 @@ head connects; `reachable` (a TCP connect, nothing sent) is what a running head'
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import shutil
 import socket
 import struct
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.core.rpc import Endpoint
+import psutil
+
+from orchestrator.core.rpc import Endpoint, LinkAddress
+from orchestrator.errors import OrchestratorError, UsageError
 
 _HELLO = 14
 _CAPS = 24
@@ -103,3 +108,34 @@ def link_to(endpoint: Endpoint) -> Link:
         return Link(None, None, None)
     net = Path("/sys/class/net") / found.group(1)
     return Link(found.group(1), _sys_int(net / "speed"), _sys_int(net / "mtu"))
+
+
+def link_address(host: str) -> LinkAddress | None:
+    """The interface of this machine that holds host, and its network (None: no interface has it)."""
+    wanted = ipaddress.ip_address(host.split("%")[0])
+    for interface, addresses in psutil.net_if_addrs().items():
+        for entry in addresses:
+            if entry.family not in (socket.AF_INET, socket.AF_INET6) or not entry.netmask:
+                continue
+            try:
+                if ipaddress.ip_address(entry.address.split("%")[0]) != wanted:
+                    continue
+                network = ipaddress.ip_network(f"{wanted}/{entry.netmask}", strict=False)
+            except ValueError:
+                continue
+            return LinkAddress(interface, network)
+    return None
+
+
+def apply_firewall(rules: str) -> None:
+    """Load an nftables ruleset (as root): the worker's port admits only its head."""
+    nft = shutil.which("nft")
+    if nft is None:
+        raise UsageError(
+            "nft is not installed; install nftables (apt install nftables), or apply the rule above yourself"
+        )
+    done = subprocess.run([nft, "-f", "-"], input=rules, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise OrchestratorError(
+            f"nft refused the worker's firewall rule: {(done.stderr or done.stdout).strip()}"
+        )

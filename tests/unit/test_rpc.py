@@ -36,6 +36,8 @@ def test_private_and_loopback_addresses_are_accepted(text: str, expected: Endpoi
         ("2001:4860::8888", "a public address"),
         ("worker.example", "is not an IP address"),
         ("10.0.0.2:99999", "port '99999' is not 1-65535"),
+        ("172.17.0.1:50052", "Docker's default bridge"),
+        ("100.64.1.1", "carrier-grade NAT"),
     ],
 )
 def test_open_public_and_malformed_addresses_are_refused(text: str, says: str) -> None:
@@ -43,7 +45,7 @@ def test_open_public_and_malformed_addresses_are_refused(text: str, says: str) -
         parse_listen(text)
     # The refusal says what to do instead: a direct link on a private subnet.
     assert "\n" not in str(refused.value)
-    if "every address" in says or "public" in says:
+    if "every address" in says or "public" in says or "bridge" in says or "NAT" in says:
         assert "direct link on a private subnet" in str(refused.value)
 
 
@@ -138,3 +140,68 @@ def test_the_pair_profile_spreads_over_two_sparks() -> None:
     whole = server.fit.estimate
     assert head.fit.estimate.weights + worker.fit.estimate.weights == pytest.approx(whole.weights, abs=2)
     assert head.fit.estimate.compute == worker.fit.estimate.compute == whole.compute
+
+
+def test_beyond_loopback_a_worker_serves_one_head_on_its_own_link() -> None:
+    import ipaddress
+
+    from orchestrator.core.rpc import LinkAddress, check_listen, firewall_rules, parse_head
+
+    link = LinkAddress("enp1s0f0np0", ipaddress.ip_network("192.168.100.0/24"))
+    listen = parse_listen("192.168.100.2")
+    check_listen(listen, "192.168.100.1", link)
+    check_listen(parse_listen("127.0.0.1"), None, None)  # loopback: the head is this machine
+    refusals = [
+        (listen, None, link, "name the head this worker serves"),
+        (listen, "192.168.100.1", None, "no interface of this machine has that address"),
+        (listen, "10.0.0.1", link, "is not on 192.168.100.2's link"),
+        (
+            parse_listen("10.200.0.1"),
+            "10.200.0.2",
+            LinkAddress("br-1a2b3c", ipaddress.ip_network("10.200.0.0/24")),
+            "container or VM bridge",
+        ),
+        (
+            parse_listen("[fd00::2]"),
+            "fd00::1",
+            LinkAddress("docker0", ipaddress.ip_network("fd00::/64")),
+            "container or VM bridge",
+        ),
+    ]
+    for where, head, holder, says in refusals:
+        with pytest.raises(UsageError, match=says):
+            check_listen(where, head, holder)
+    with pytest.raises(UsageError, match="one machine's address"):
+        parse_head("0.0.0.0")
+    rules = firewall_rules(listen, "192.168.100.1")
+    assert "ip daddr 192.168.100.2 tcp dport 50052 ip saddr != 192.168.100.1 drop" in rules
+    assert "type filter hook input priority filter; policy accept;" in rules
+    six = firewall_rules(parse_listen("[fd00::2]:50060"), "fd00::1")
+    assert "ip6 daddr fd00::2 tcp dport 50060 ip6 saddr != fd00::1 drop" in six
+
+
+def test_worker_up_beyond_loopback_shows_the_rule_and_refuses_without_its_head(tmp_path: Path) -> None:
+    import ipaddress
+
+    from orchestrator.app.commands import workers
+    from orchestrator.core.rpc import LinkAddress
+    from tests.fakes import FakeEngine, FakeHost, Notes, cpu_plan, executors
+
+    engine = FakeEngine()
+    host = FakeHost(
+        workers={"192.168.100.2:50052": (7, 0, 0)},
+        links={"192.168.100.2": LinkAddress("enp1s0f0np0", ipaddress.ip_network("192.168.100.0/24"))},
+    )
+    plan = cpu_plan(tmp_path)
+    with pytest.raises(UsageError, match="--head"):
+        workers.worker_up(plan, parse_listen("192.168.100.2"), executors(engine, host), Notes().reporter())
+    assert "compose_up" not in engine.names()
+    started = workers.worker_up(
+        plan,
+        parse_listen("192.168.100.2"),
+        executors(engine, host),
+        Notes().reporter(),
+        head="192.168.100.1",
+    )
+    assert started.firewall is not None and "saddr != 192.168.100.1 drop" in started.firewall
+    assert not started.firewall_loaded and "apply_firewall" not in [n for n, _ in host.calls]

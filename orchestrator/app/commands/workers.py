@@ -4,6 +4,8 @@ the head of the same target runs, on one private address, lending its memory and
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +19,7 @@ from orchestrator.app.session import Session
 from orchestrator.app.steps.building import build
 from orchestrator.app.steps.context import Executors, Reporter
 from orchestrator.core.plan import Plan
-from orchestrator.core.rpc import Endpoint, parse_listen
+from orchestrator.core.rpc import Endpoint, check_listen, firewall_rules, parse_head, parse_listen
 from orchestrator.core.worker import WorkerPlan, worker_place, worker_plan
 from orchestrator.errors import ExitCode, OrchestratorError, UsageError
 from orchestrator.executors import workers
@@ -40,8 +42,19 @@ def register(commands: Commands) -> None:
         "--listen",
         required=True,
         type=parse_listen,
-        help="ADDRESS[:PORT] on the direct link (default port 50052); never 0.0.0.0 or a public address: "
-        "rpc-server has no authentication",
+        help="ADDRESS[:PORT] on the direct link (default port 50052); never 0.0.0.0, a public, CGNAT or "
+        "container-bridge address: rpc-server has no authentication",
+    )
+    p.add_argument(
+        "--head",
+        type=parse_head,
+        help="the head's ADDRESS on the same link: the one machine that may reach this worker (needed "
+        "beyond loopback)",
+    )
+    p.add_argument(
+        "--firewall",
+        action="store_true",
+        help="load the nftables rule that admits only the head to the worker's port (as root)",
     )
     command(
         worker,
@@ -71,7 +84,14 @@ def register(commands: Commands) -> None:
 
 
 def _up(session: Session, args: argparse.Namespace) -> WorkerStarted:
-    return worker_up(session.plan(args), args.listen, session.executors(), session.render.reporter())
+    return worker_up(
+        session.plan(args),
+        args.listen,
+        session.executors(),
+        session.render.reporter(),
+        head=args.head,
+        firewall=args.firewall,
+    )
 
 
 _READY_TIMEOUT_S = 120
@@ -83,6 +103,9 @@ class WorkerStarted:
     build: BuildOutcome
     hello: Hello
     kept: bool
+    # The nftables ruleset that admits only the head (None: on loopback), and whether it was loaded.
+    firewall: str | None = None
+    firewall_loaded: bool = False
 
     def show(self, screen: Screen) -> ExitCode:
         screen.out.print(build_text(self.build))
@@ -93,6 +116,13 @@ class WorkerStarted:
             f"{self.hello.version_text}; on the head: orchestrator up --target {worker.target} "
             f"--rpc {worker.listen}"
         )
+        if self.firewall is not None:
+            said = (
+                "loaded (nft), admitting only the head"
+                if self.firewall_loaded
+                else "not loaded: as root, 'orchestrator worker up ... --firewall' loads it, or 'nft -f FILE'"
+            )
+            screen.out.print(f"firewall rule for the worker's port, {said}:\n{self.firewall}")
         return ExitCode.OK
 
 
@@ -122,8 +152,26 @@ class WorkerStatus:
         return ExitCode.OK if self.state.running and self.answers is not False else ExitCode.NOT_RUNNING
 
 
-def worker_up(plan: Plan, listen: Endpoint, ex: Executors, report: Reporter) -> WorkerStarted:
-    """Build (or reuse) the target's image and run its rpc-server on one address, until it answers."""
+def worker_up(
+    plan: Plan,
+    listen: Endpoint,
+    ex: Executors,
+    report: Reporter,
+    *,
+    head: str | None = None,
+    firewall: bool = False,
+) -> WorkerStarted:
+    """Build (or reuse) the target's image and run its rpc-server on one address, until it answers. Beyond
+    loopback it serves one head on its link, and the nftables rule that admits only that head is shown
+    (loaded with firewall, as root)."""
+    check_listen(listen, head, None if _is_loopback(listen) else ex.host.link_address(listen.host))
+    rules = firewall_rules(listen, head) if head is not None and not _is_loopback(listen) else None
+    if firewall and rules is None:
+        raise UsageError("--firewall goes with a worker beyond loopback and its --head")
+    if firewall and os.geteuid() != 0:
+        raise UsageError(
+            "--firewall loads an nftables rule and needs root; run it with sudo, or load the rule yourself"
+        )
     worker = worker_plan(plan, listen)
     ex.engine.require(buildx=True, compose=True)
     report.note(f"warning: {worker.warning}")
@@ -141,7 +189,13 @@ def worker_up(plan: Plan, listen: Endpoint, ex: Executors, report: Reporter) -> 
             )
         workers.start(ex.engine, worker)
     hello = _await_answer(ex, worker)
-    return WorkerStarted(worker, built.outcome, hello, kept)
+    if firewall and rules is not None:
+        ex.host.apply_firewall(rules)
+    return WorkerStarted(worker, built.outcome, hello, kept, rules, firewall)
+
+
+def _is_loopback(listen: Endpoint) -> bool:
+    return ipaddress.ip_address(listen.host.split("%")[0]).is_loopback
 
 
 def _await_answer(ex: Executors, worker: WorkerPlan) -> Hello:
