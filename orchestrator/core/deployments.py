@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from orchestrator.core.records import check_fields
 from orchestrator.errors import UsageError
 
 # The images of the last few deployments are kept: rollback needs them (we never remove an image).
@@ -41,8 +42,13 @@ class Deployment:
 
     @staticmethod
     def from_dict(data: Mapping[str, Any]) -> Deployment:
+        """A deployment as a history file holds it; TypeError names what is of the wrong shape."""
+        if not isinstance(data, Mapping):
+            raise TypeError(f"a deployment is a JSON object, not {type(data).__name__}")
         known = {f for f in Deployment.__dataclass_fields__}
-        return Deployment(**{k: v for k, v in data.items() if k in known})
+        deployment = Deployment(**{k: v for k, v in data.items() if k in known})
+        check_fields(deployment)
+        return deployment
 
     def summary(self) -> dict[str, Any]:
         """What `history` and `status` show (not the compose text)."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
@@ -39,10 +39,13 @@ class Shown:
     not_after: datetime.datetime
 
 
-def check(exposure: Exposure, now: datetime.datetime | None = None) -> None:
-    """What can refuse the plan's TLS before anything changes: the owner's files."""
+def check(exposure: Exposure, files: TlsFiles, now: datetime.datetime | None = None) -> None:
+    """What can refuse the plan's TLS before anything changes: the owner's files, or the local authority
+    when there is one already (read, never written here)."""
     if exposure.owner_files is not None:
         check_owner_files(*exposure.owner_files, now or datetime.datetime.now(datetime.UTC))
+    elif exposure.certificate == "local-ca" and files.ca_cert.is_file() and files.ca_key.is_file():
+        local_authority(files, now or datetime.datetime.now(datetime.UTC))
 
 
 def prepare(exposure: Exposure, files: TlsFiles, *, now: datetime.datetime | None = None) -> None:
@@ -86,9 +89,17 @@ def local_authority(
 ) -> tuple[x509.Certificate, CertificateIssuerPrivateKeyTypes]:
     """The data directory's certificate authority, made the first time it is needed."""
     if files.ca_cert.is_file() and files.ca_key.is_file():
-        cert = x509.load_pem_x509_certificate(files.ca_cert.read_bytes())
-        key = serialization.load_pem_private_key(files.ca_key.read_bytes(), password=None)
-        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        try:
+            cert = x509.load_pem_x509_certificate(files.ca_cert.read_bytes())
+            key = serialization.load_pem_private_key(files.ca_key.read_bytes(), password=None)
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            key = None
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise UsageError(
+                f"{files.ca_cert} and {files.ca_key} are not this tool's certificate authority (a PEM "
+                f"certificate and its EC key); restore them, or move the folder {files.ca_cert.parent} "
+                "aside and up makes a new authority (clients must then trust the new ca.crt)"
+            )
         return cert, key
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name(
@@ -138,8 +149,11 @@ def _server_certificate(
     now: datetime.datetime,
 ) -> None:
     if files.server_cert.is_file() and files.server_key.is_file():
-        current = x509.load_pem_x509_certificate(files.server_cert.read_bytes())
-        if _still_good(current, ca_cert, exposure, now):
+        try:
+            current = x509.load_pem_x509_certificate(files.server_cert.read_bytes())
+        except ValueError:
+            current = None  # not a certificate: made again below, like an expired one
+        if current is not None and _still_good(current, ca_cert, exposure, now):
             return
     key = ec.generate_private_key(ec.SECP256R1())
     names: list[x509.GeneralName] = [x509.DNSName(n) for n in exposure.dns_names]

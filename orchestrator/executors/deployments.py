@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from orchestrator.core.deployments import Deployment
+from orchestrator.errors import ConfigError
 
 
 def history_file(data_dir: Path, project: str) -> Path:
@@ -17,12 +18,26 @@ def read_history(data_dir: Path, project: str) -> list[Deployment]:
     if not path.is_file():
         return []
     found = []
-    for line in path.read_text().splitlines():
+    lines = path.read_text().splitlines()
+    for number, line in enumerate(lines, 1):
         try:
-            found.append(Deployment.from_dict(json.loads(line)))
-        except (ValueError, TypeError):
-            continue  # a line cut short by a crash is not a deployment
+            data = json.loads(line)
+        except ValueError:
+            if number == len(lines):
+                continue  # the last line, cut short by a crash, is not a deployment
+            raise ConfigError(_unreadable(path, number, "is not JSON")) from None
+        try:
+            found.append(Deployment.from_dict(data))
+        except TypeError as exc:
+            raise ConfigError(_unreadable(path, number, str(exc))) from None
     return found
+
+
+def _unreadable(path: Path, number: int, why: str) -> str:
+    return (
+        f"{path} line {number} is not a deployment ({why}); fix or delete that line (the file is the "
+        "history of this project's servers; the servers themselves are untouched)"
+    )
 
 
 def record(data_dir: Path, deployment: Deployment) -> None:

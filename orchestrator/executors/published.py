@@ -30,11 +30,19 @@ def _record(data_dir: Path) -> Path:
 
 
 def _records(data_dir: Path) -> dict[str, dict[str, str]]:
+    path = _record(data_dir)
     try:
-        data = json.loads(_record(data_dir).read_text())
-    except (OSError, ValueError):
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
         return {}
-    return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        data = None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ConfigError(
+            f"{path} is not the record of pulled images this version writes; move it aside (images pulled "
+            "before are then checked again or built)"
+        )
+    return data
 
 
 def remember_pulled(data_dir: Path, tag: str, image_id: str, reference: str, digest: str | None) -> None:

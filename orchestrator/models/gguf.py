@@ -163,7 +163,14 @@ def read_part(path: Path) -> tuple[GgufPart, dict[str, Any]]:
 
     def opt_int(key: str) -> int | None:
         value = fields.get(key)
-        return int(value) if value is not None else None
+        if value is None:
+            return None
+        try:
+            return int(value)
+        except (ValueError, TypeError):
+            raise InvalidModel(
+                f"{path}: its metadata says {key} is {value!r}, not a number; the file is damaged: fetch it again"
+            ) from None
 
     part = GgufPart(
         path=path,
@@ -239,6 +246,18 @@ def _swa_layers(arch: str, fields: Mapping[str, Any], n_layer: int, window: int)
 
 
 def architecture(fields: Mapping[str, Any], path: Path) -> Architecture:
+    """The model's shape, from its metadata; a value of the wrong type (a word where a number belongs) is
+    a damaged file, said in one line."""
+    try:
+        return _architecture(fields, path)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise InvalidModel(
+            f"{path}: its metadata holds a value of the wrong type ({exc}); the file is damaged or not "
+            "a model llama.cpp reads: fetch it again"
+        ) from None
+
+
+def _architecture(fields: Mapping[str, Any], path: Path) -> Architecture:
     arch = fields.get("general.architecture")
     if not isinstance(arch, str):
         raise InvalidModel(f"{path} names no general.architecture; it is not a llama.cpp model file")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.core.models import KNOWN_MODELS
+from orchestrator.core.records import check_fields
 from orchestrator.errors import InvalidModel, UsageError
 from orchestrator.files import write_atomic
 from orchestrator.models.gguf import GgufModel, read_model, split_siblings
@@ -48,7 +49,9 @@ class Entry:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Entry:
         files = tuple(FileRecord(**f) for f in data.get("files", ()))
-        return cls(**{**data, "files": files})
+        entry = cls(**{**data, "files": files})
+        check_fields(entry)
+        return entry
 
 
 def load(models_dir: Path) -> dict[str, Entry]:
@@ -57,8 +60,11 @@ def load(models_dir: Path) -> dict[str, Entry]:
         return {}
     try:
         data = json.loads(path.read_text())
-        return {name: Entry.from_dict(entry) for name, entry in data["models"].items()}
-    except (ValueError, KeyError, TypeError) as exc:
+        models = data["models"]
+        if not isinstance(models, dict) or not all(isinstance(e, dict) for e in models.values()):
+            raise TypeError("'models' is not a map of entries")
+        return {str(name): Entry.from_dict(entry) for name, entry in models.items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UsageError(
             f"{path} is not a model registry this version can read ({exc}); move it aside and "
             "'orchestrator model add' the files again"

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes import FakeEngine, executors
+
 
 @pytest.fixture
 def model(tmp_path: Path) -> Path:
@@ -16,3 +18,13 @@ def model(tmp_path: Path) -> Path:
     path.parent.mkdir()
     write_tiny_moe(path)
     return path
+
+
+@pytest.fixture
+def fake_executors(monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
+    """The CLI in this process (main()), its engine and host the recording fakes: nothing runs for real."""
+    from orchestrator.app.session import Session
+
+    engine = FakeEngine()
+    monkeypatch.setattr(Session, "executors", lambda self: executors(engine))
+    return engine

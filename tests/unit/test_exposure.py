@@ -26,7 +26,7 @@ from orchestrator.core.exposure import (
 from orchestrator.core.plan.proxy import proxy_config, tls_files
 from orchestrator.errors import UsageError
 from orchestrator.executors import certificates
-from tests.fakes import FakeEngine, executors
+from tests.fakes import FakeEngine
 
 NOW = datetime.datetime(2026, 12, 2, tzinfo=datetime.UTC)
 FACTS = {
@@ -248,16 +248,6 @@ def test_up_makes_a_key_only_its_owner_reads_and_later_commands_find_it(isolated
     assert not needs_key(again)
     # On loopback the key up made is not used unless asked for.
     assert load_settings({})["api_key_file"] is None
-
-
-@pytest.fixture
-def fake_executors(monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
-    """The CLI in this process, its engine and host the recording fakes: nothing runs for real."""
-    from orchestrator.app.session import Session
-
-    engine = FakeEngine()
-    monkeypatch.setattr(Session, "executors", lambda self: executors(engine))
-    return engine
 
 
 def test_make_api_key_through_the_cli_with_and_without_a_terminal(

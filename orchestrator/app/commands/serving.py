@@ -139,7 +139,7 @@ def up(
 ) -> Served:
     """pull: fetch the plan's hub model when it is not on disk (True), never (False), or ask (None)."""
     check_key_file(plan.api_key_file)
-    certificates.check(plan.exposure)
+    certificates.check(plan.exposure, tls_files(plan.data_dir, plan.project))
     runtime = ex.runtime(plan)
     runtime.require(serving=True)
     plan = fetched(plan, report, pull)
