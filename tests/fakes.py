@@ -60,6 +60,8 @@ class FakeEngine:
     digests: dict[str, str] = field(default_factory=dict)
     # What docker stats says the running container holds.
     memory: int | None = 300 << 20
+    # Host files running containers of ours map, with the container that maps each.
+    in_use: dict[Path, str] = field(default_factory=dict)
 
     def names(self) -> list[str]:
         return [name for name, _ in self.calls]
@@ -177,6 +179,9 @@ class FakeEngine:
 
     def service(self, project: str, name: str) -> ServiceState | None:
         return self.service_state
+
+    def files_in_use(self) -> Mapping[Path, str]:
+        return dict(self.in_use)
 
     def service_memory(self, project: str, name: str) -> int | None:
         return self.memory if self.service_state is not None else None

@@ -16,7 +16,7 @@ from typing import Any
 from orchestrator.core.plan import Plan
 from orchestrator.core.plan.compose import service_devices, service_lockdown
 from orchestrator.core.plan.image import ImageBuild
-from orchestrator.core.plan.layout import CONTAINER_CACHE_DIR
+from orchestrator.core.plan.layout import CONTAINER_CACHE_DIR, TARGET_LABEL
 from orchestrator.core.rpc import WARNING, Endpoint
 from orchestrator.errors import UsageError
 
@@ -100,7 +100,7 @@ def worker_plan(plan: Plan, listen: Endpoint) -> WorkerPlan:
             "start_period": "60s",
         },
         "labels": {
-            "io.step-flash.target": plan.target,
+            TARGET_LABEL: plan.target,
             "io.step-flash.role": "rpc-worker",
             "io.step-flash.image": plan.build.tag,
             "io.step-flash.listen": str(listen),

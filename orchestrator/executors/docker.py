@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, cast
 from orchestrator.core.bases import BaseSpec
 from orchestrator.core.facts import EngineFacts
 from orchestrator.core.plan.container import ContainerSpec
+from orchestrator.core.plan.layout import TARGET_LABEL
 from orchestrator.errors import OrchestratorError
 from orchestrator.executors.bases import DIGEST_LABEL, image_env, rootfs_tarball
 from orchestrator.executors.engine import (
@@ -404,6 +405,24 @@ class DockerEngine:
                 for binding in (bindings or [])
             ),
         )
+
+    def files_in_use(self) -> Mapping[Path, str]:
+        from python_on_whales.exceptions import DockerException
+
+        used: dict[Path, str] = {}
+        if shutil.which("docker") is None:
+            return used
+        try:
+            running = self.docker.container.list(filters=[("label", TARGET_LABEL)])
+        except DockerException:
+            return used  # no engine answers: no container runs
+        for container in running:
+            mounts = [(str(m.destination), str(m.source)) for m in container.mounts or []]
+            for arg in [str(a) for a in container.config.cmd or []]:
+                for inside, source in mounts:
+                    if arg.startswith(inside.rstrip("/") + "/"):
+                        used[Path(source) / arg[len(inside.rstrip("/")) + 1 :]] = str(container.name)
+        return used
 
     def service_memory(self, project: str, name: str) -> int | None:
         """What the service's running container holds now, as Docker counts it (docker stats)."""

@@ -161,6 +161,10 @@ class Engine(Protocol):
     def service_memory(self, project: str, name: str) -> int | None:
         """Bytes the service's running container holds now, as Docker counts it (None: not running)."""
 
+    def files_in_use(self) -> Mapping[Path, str]:
+        """The host files our running containers (any project) name on their command lines, through
+        their mounts (the model, its MTP file), each with the container that maps it."""
+
     def service_logs(
         self, project: str, name: str, *, tail: int | None = None, follow: bool = False
     ) -> Iterable[str]: ...

@@ -128,6 +128,26 @@ def state(plan: Plan) -> NativeState:
     return NativeState(pid, running, argv, native_log(plan.data_dir), env)
 
 
+def files_in_use(data_dir: Path) -> dict[Path, str]:
+    """The files the native server of this data directory names on its command line, while it runs."""
+    folder = native_state_dir(data_dir)
+    pid_file, argv_file = folder / "llama-server.pid", folder / "llama-server.argv"
+    if not pid_file.is_file() or not argv_file.is_file():
+        return {}
+    argv = argv_file.read_text().splitlines()
+    try:
+        pid = int(pid_file.read_text().strip())
+    except ValueError:
+        return {}
+    if not is_server(pid, argv, started_by=pid_file.stat().st_mtime):
+        return {}
+    return {
+        Path(arg): f"the native llama-server (pid {pid})"
+        for arg in argv
+        if arg.startswith("/") and Path(arg).is_file()
+    }
+
+
 # How long after llama-server began serve.sh may take to write its pid file.
 _PID_FILE_SLACK_S = 5.0
 

@@ -8,7 +8,7 @@ rewrites a model file unless asked; the registry is replaced atomically.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,8 +179,15 @@ def verify(
     return Verified(model, tuple(hashed))
 
 
-def remove(models_dir: Path, name: str, confirm: Callable[[str], bool]) -> list[Path]:
-    """Forget a model; a pulled one's files are deleted too, only if confirm says yes."""
+def remove(
+    models_dir: Path,
+    name: str,
+    confirm: Callable[[str], bool],
+    in_use: Mapping[Path, str] | None = None,
+) -> list[Path]:
+    """Forget a model; a pulled one's files (its parts, and the MTP file pulled with it) are deleted too,
+    only if confirm says yes, and never while a running server maps one of them (in_use: host file ->
+    the server that maps it)."""
     entries = load(models_dir)
     entry = entries.get(name)
     if entry is None:
@@ -188,7 +195,14 @@ def remove(models_dir: Path, name: str, confirm: Callable[[str], bool]) -> list[
         raise UsageError(
             f"no registered model named {name!r} (registered: {known}); see 'orchestrator model list'"
         )
-    files = [p for p in split_siblings(entry.first) if p.is_file()] if entry.managed else []
+    files = [p for p in _pulled_files(entry) if p.is_file()] if entry.managed else []
+    served = {path.resolve(): server for path, server in (in_use or {}).items()}
+    for path in files:
+        if path.resolve() in served:
+            raise UsageError(
+                f"{path} is served by {served[path.resolve()]}; stop that server first ('orchestrator "
+                "down' with its --project), then remove the model"
+            )
     question = (
         f"delete {len(files)} file(s) of {name} ({sum(p.stat().st_size for p in files) / 2**30:.1f} GiB) "
         f"in {entry.first.parent}?"
@@ -202,3 +216,14 @@ def remove(models_dir: Path, name: str, confirm: Callable[[str], bool]) -> list[
     del entries[name]
     save(models_dir, entries)
     return files
+
+
+def _pulled_files(entry: Entry) -> list[Path]:
+    """A pulled model's files: every file of its pull (the parts and its MTP file), where the pull put
+    them (the folder of the first, less the first's own subfolders); the split parts of its first file."""
+    if not entry.files:
+        return split_siblings(entry.first)
+    depth = len(Path(entry.files[0].name).parts)
+    root = entry.first.parents[depth - 1]
+    named = [root / f.name for f in entry.files]
+    return list(dict.fromkeys([*split_siblings(entry.first), *named]))

@@ -209,3 +209,40 @@ def test_step35_metadata_as_upstreams_loader_reads_it(tmp_path: Path) -> None:
     ):
         assert kv_bytes(read, work) == kv_bytes(published, work)
         assert cells(read, work) == cells(published, work)
+
+
+def test_model_rm_refuses_what_a_running_server_maps_and_deletes_the_mtp_file_pulled_with_it(
+    isolated_env: Path, fake_executors: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from orchestrator.app.cli import main
+    from orchestrator.models import store
+    from tests.fakes import FakeEngine
+    from tests.tiny_gguf import write_tiny_moe
+
+    assert isinstance(fake_executors, FakeEngine)
+    models = isolated_env / "models"
+    folder = models / "someone" / "Some-GGUF"
+    folder.mkdir(parents=True)
+    model = write_tiny_moe(folder / "some-Q4_K_S.gguf")
+    sidecar = folder / "mtp-some-Q4_K_S.gguf"
+    sidecar.write_bytes(b"GGUF sidecar")
+    entry = store.Entry(
+        name="some-q4",
+        path=str(model),
+        origin="hub someone/Some-GGUF@main",
+        managed=True,
+        files=(
+            store.FileRecord(model.name, model.stat().st_size, None),
+            store.FileRecord(sidecar.name, sidecar.stat().st_size, None),
+        ),
+    )
+    store.record_pull(models, entry.name, entry)
+    fake_executors.in_use = {model: "sfo-llama-server-1"}
+    assert main(["model", "rm", "some-q4", "--yes", "--models-dir", str(models)]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "sfo-llama-server-1" in err[0] and "down" in err[0]
+    assert model.is_file() and sidecar.is_file() and "some-q4" in store.load(models)
+    # Once no server maps it: the model and the MTP file pulled with it go, and the entry.
+    fake_executors.in_use = {}
+    assert main(["model", "rm", "some-q4", "--yes", "--models-dir", str(models)]) == 0
+    assert not model.exists() and not sidecar.exists() and store.load(models) == {}

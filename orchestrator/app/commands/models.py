@@ -19,6 +19,7 @@ from orchestrator.app.session import Session
 from orchestrator.core.catalogue import CATALOGUE, get_target
 from orchestrator.core.model_catalogue import PUBLISHED, PublishedGguf, Verdict, serving_targets, verdicts
 from orchestrator.errors import ExitCode, UsageError
+from orchestrator.executors import native
 from orchestrator.executors.probe import probe
 from orchestrator.files import readable_folder
 from orchestrator.models import store
@@ -139,9 +140,11 @@ def _check_yes(args: argparse.Namespace) -> None:
 
 
 def _remove(session: Session, args: argparse.Namespace) -> ModelRemoved:
-    directory, _data = _folders(args)
+    directory, data_dir = _folders(args)
     confirm: Callable[[str], bool] = (lambda _q: True) if args.yes else session.render.ask
-    return ModelRemoved(args.name, tuple(store.remove(directory, args.name, confirm)))
+    # What running servers map: the containers of every project, and this data directory's native one.
+    in_use = {**session.executors().engine.files_in_use(), **native.files_in_use(data_dir)}
+    return ModelRemoved(args.name, tuple(store.remove(directory, args.name, confirm, in_use)))
 
 
 @dataclass(frozen=True)

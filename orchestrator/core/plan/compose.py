@@ -21,6 +21,7 @@ from orchestrator.core.plan.layout import (
     INFINIBAND,
     MODEL_IDENTITY_LABEL,
     SERVICE,
+    TARGET_LABEL,
 )
 from orchestrator.core.plan.proxy import (
     CONTAINER_PROXY_CONFIG,
@@ -83,7 +84,7 @@ def compose_document(
             "retries": 3,
             "start_period": f"{settings['wait_timeout']}s",
         },
-        "labels": {"io.step-flash.target": target.name, "io.step-flash.plan-digest": build.digest}
+        "labels": {TARGET_LABEL: target.name, "io.step-flash.plan-digest": build.digest}
         | ({MODEL_IDENTITY_LABEL: model.identity} if model.identity else {}),
     }
     published = publish_address(settings["host"])

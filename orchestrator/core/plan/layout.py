@@ -40,5 +40,7 @@ SHIPPED_TOOLS = (
     "llama-imatrix",
     "llama-quantize",
 )
+# On every long-running container of ours (the server, its proxy, a worker): the target it serves.
+TARGET_LABEL = "io.step-flash.target"
 # On the server's container: which bytes of the model it was started from.
 MODEL_IDENTITY_LABEL = "io.step-flash.model-identity"
