@@ -164,8 +164,16 @@ def test_a_foreign_host_is_refused_and_other_sites_get_no_cors(secured: Secured)
         status, _headers, text = secured.request(path, method=method, body=data, headers={**auth, **rebind})
         assert status == 421 and "host name" in text, (path, status, text)
     evil = {"Origin": "https://evil.example"}
+    # Another site's page is refused whatever it sends, its key included: 403, no CORS headers.
     status, headers, _text = secured.request("/v1/models", headers={**auth, **evil})
-    assert status == 200 and not any(h.lower().startswith("access-control") for h in headers)
+    assert status == 403 and not any(h.lower().startswith("access-control") for h in headers)
+    status, headers, _text = secured.request(
+        "/v1/chat/completions",
+        method="POST",
+        body=body,
+        headers={**auth, **evil, "Content-Type": "text/plain"},
+    )
+    assert status == 403
     preflight = {
         **evil,
         "Access-Control-Request-Method": "POST",
