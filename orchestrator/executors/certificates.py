@@ -45,7 +45,8 @@ def check(exposure: Exposure, files: TlsFiles, now: datetime.datetime | None = N
     if exposure.owner_files is not None:
         check_owner_files(*exposure.owner_files, now or datetime.datetime.now(datetime.UTC))
     elif exposure.certificate == "local-ca" and files.ca_cert.is_file() and files.ca_key.is_file():
-        local_authority(files, now or datetime.datetime.now(datetime.UTC))
+        ca_cert, _key = local_authority(files, now or datetime.datetime.now(datetime.UTC), exposure)
+        _check_permits(ca_cert, exposure, files)
 
 
 def prepare(exposure: Exposure, files: TlsFiles, *, now: datetime.datetime | None = None) -> None:
@@ -58,7 +59,8 @@ def prepare(exposure: Exposure, files: TlsFiles, *, now: datetime.datetime | Non
         chain, key = check_owner_files(*exposure.owner_files, now)
         _install(files, chain, key)
         return
-    ca_cert, ca_key = local_authority(files, now)
+    ca_cert, ca_key = local_authority(files, now, exposure)
+    _check_permits(ca_cert, exposure, files)
     _server_certificate(files, ca_cert, ca_key, exposure, now)
     _install(
         files, files.server_cert.read_bytes() + files.ca_cert.read_bytes(), files.server_key.read_bytes()
@@ -85,9 +87,11 @@ def fingerprint(cert: x509.Certificate) -> str:
 
 
 def local_authority(
-    files: TlsFiles, now: datetime.datetime
+    files: TlsFiles, now: datetime.datetime, exposure: Exposure
 ) -> tuple[x509.Certificate, CertificateIssuerPrivateKeyTypes]:
-    """The data directory's certificate authority, made the first time it is needed."""
+    """The data directory's certificate authority, made the first time it is needed: limited (X.509 name
+    constraints) to the names and addresses it can have a reason to sign, so that a leaked ca.key is no
+    key to every site the agents that trust it visit."""
     if files.ca_cert.is_file() and files.ca_key.is_file():
         try:
             cert = x509.load_pem_x509_certificate(files.ca_cert.read_bytes())
@@ -134,11 +138,78 @@ def local_authority(
             critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(_constraints(exposure), critical=True)
         .sign(key, hashes.SHA256())
     )
     write_private(files.ca_key, _key_pem(key))
     _write_public(files.ca_cert, cert.public_bytes(serialization.Encoding.PEM))
     return cert, key
+
+
+# What the local authority may sign beyond the names it is made for: the names a home or office network
+# gives machines (mDNS .local, .lan, RFC 8375's home.arpa, .internal) and the addresses that are not
+# public (loopback, the private ranges, link-local, carrier-grade NAT as VPNs such as Tailscale use).
+PERMITTED_DOMAINS = ("localhost", "local", "lan", "home.arpa", "internal")
+PERMITTED_NETWORKS = (
+    "127.0.0.0/8",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "169.254.0.0/16",
+    "100.64.0.0/10",
+    "::1/128",
+    "fc00::/7",
+    "fe80::/10",
+)
+
+
+def _constraints(exposure: Exposure) -> x509.NameConstraints:
+    domains = dict.fromkeys([*PERMITTED_DOMAINS, *exposure.dns_names])
+    networks = [ipaddress.ip_network(n) for n in PERMITTED_NETWORKS]
+    networks += [
+        ipaddress.ip_network(a)
+        for a in exposure.ip_addresses
+        if not any(ipaddress.ip_address(a) in n for n in networks)
+    ]
+    permitted: list[x509.GeneralName] = [x509.DNSName(d) for d in domains]
+    permitted += [x509.IPAddress(n) for n in networks]
+    return x509.NameConstraints(permitted_subtrees=permitted, excluded_subtrees=None)
+
+
+def outside_constraints(ca_cert: x509.Certificate, exposure: Exposure) -> list[str]:
+    """The server's names the authority may not sign for (none: it has no constraints, or covers all)."""
+    try:
+        constraints = ca_cert.extensions.get_extension_for_class(x509.NameConstraints).value
+    except x509.ExtensionNotFound:
+        return []
+    subtrees = constraints.permitted_subtrees or []
+    domains = [str(g.value).lower() for g in subtrees if isinstance(g, x509.DNSName)]
+    networks = [g.value for g in subtrees if isinstance(g, x509.IPAddress)]
+    outside = [
+        n
+        for n in exposure.dns_names
+        if not any(n.lower() == d or n.lower().endswith("." + d) for d in domains)
+    ]
+    outside += [
+        a
+        for a in exposure.ip_addresses
+        if not any(
+            isinstance(net, ipaddress.IPv4Network | ipaddress.IPv6Network) and ipaddress.ip_address(a) in net
+            for net in networks
+        )
+    ]
+    return outside
+
+
+def _check_permits(ca_cert: x509.Certificate, exposure: Exposure, files: TlsFiles) -> None:
+    outside = outside_constraints(ca_cert, exposure)
+    if outside:
+        raise UsageError(
+            f"the local certificate authority ({files.ca_cert}) may not sign for {', '.join(outside)}: it is "
+            f"limited to the names it was made for; move {files.ca_cert.parent} aside and up makes a new one "
+            "that covers them (clients must then trust the new ca.crt), or give your own certificate "
+            "(--tls CERT,KEY)"
+        )
 
 
 def _server_certificate(

@@ -150,11 +150,11 @@ def test_local_authority_is_made_once_and_its_key_is_the_owners_alone(tmp_path: 
     certificates.prepare(reach, files, now=NOW + datetime.timedelta(days=380))
     renewed = x509.load_pem_x509_certificate(files.server_cert.read_bytes())
     assert renewed.serial_number != serial and files.ca_cert.read_bytes() == ca
-    wider = exposure("0.0.0.0", 8080, "auto", (), ("spark.vpn",), **FACTS)  # type: ignore[arg-type]
+    wider = exposure("0.0.0.0", 8080, "auto", (), ("spark.home.arpa",), **FACTS)  # type: ignore[arg-type]
     certificates.prepare(wider, files, now=NOW + datetime.timedelta(days=380))
     again = x509.load_pem_x509_certificate(files.server_cert.read_bytes())
     assert again.serial_number != renewed.serial_number
-    assert "spark.vpn" in again.extensions.get_extension_for_class(
+    assert "spark.home.arpa" in again.extensions.get_extension_for_class(
         x509.SubjectAlternativeName
     ).value.get_values_for_type(x509.DNSName)
 
@@ -282,3 +282,54 @@ def test_make_api_key_asked_on_a_terminal(
     monkeypatch.setattr(render.Renderer, "ask", lambda self, question: next(answers))
     assert cli.main(base) == 2 and not made.exists()
     assert cli.main(base) == 0 and made.is_file()
+
+
+def test_the_local_authority_signs_only_for_this_machines_names_and_private_addresses(tmp_path: Path) -> None:
+    from cryptography.x509 import verification
+
+    files = tls_files(tmp_path, "step-flash")
+    reach = exposure("0.0.0.0", 8080, "auto", (), ("spark.tailnet.internal",), **FACTS)  # type: ignore[arg-type]
+    certificates.prepare(reach, files)
+    ca = x509.load_pem_x509_certificate(files.ca_cert.read_bytes())
+    extension = ca.extensions.get_extension_for_class(x509.NameConstraints)
+    assert extension.critical
+    permitted = {str(g.value) for g in extension.value.permitted_subtrees or []}
+    assert {"local", "lan", "home.arpa", "localhost", "192.168.0.0/16", "10.0.0.0/8", "fc00::/7"} <= permitted
+    assert "0.0.0.0/0" not in permitted and "com" not in permitted
+    # The server certificate verifies under those constraints, as a client that enforces them checks.
+    leaf = x509.load_pem_x509_certificate(files.server_cert.read_bytes())
+    store = verification.Store([ca])
+    for name in ("localhost", "spark.tailnet.internal"):
+        verifier = verification.PolicyBuilder().store(store).build_server_verifier(verification.DNSName(name))
+        verifier.verify(leaf, [])
+    # A certificate this authority signed for a public name is refused by such a client.
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    ca_key = load_pem_private_key(files.ca_key.read_bytes(), password=None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    forged = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bank.example.com")]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("bank.example.com")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    verifier = (
+        verification.PolicyBuilder()
+        .store(store)
+        .build_server_verifier(verification.DNSName("bank.example.com"))
+    )
+    with pytest.raises(verification.VerificationError):
+        verifier.verify(forged, [])
+    # A name outside its constraints, asked for later: one line, the way out, nothing made.
+    public = exposure("0.0.0.0", 8080, "auto", (), ("llm.example.com",), **FACTS)  # type: ignore[arg-type]
+    before = files.server_cert.read_bytes()
+    with pytest.raises(UsageError, match=r"may not sign for llm\.example\.com") as refused:
+        certificates.prepare(public, files)
+    assert "\n" not in str(refused.value) and files.server_cert.read_bytes() == before
