@@ -24,6 +24,7 @@ from orchestrator.core.settings import (
     unknown_key_message,
 )
 from orchestrator.errors import ConfigError, UsageError
+from orchestrator.executors.published import read_lock
 from orchestrator.files import write_private
 
 CONFIG_FILENAME = "orchestrator.yaml"
@@ -83,10 +84,22 @@ def load_settings(
         else user_data_path(APP_NAME)
     )
     layers = [default_layer(data_home)]
-    layers += [file_layer(p) for p in config_files(cwd, config_home)]
-    layers += env_layers(environ)
+    files = [file_layer(p) for p in config_files(cwd, config_home)]
+    environment = env_layers(environ)
+    layers += [released_layer([*files, *environment], flags), *files, *environment]
     layers += [Layer("flag --" + k.replace("_", "-"), {k: v}) for k, v in flags.items() if v is not None]
     return with_made_key(_resolved(merge_layers(layers)))
+
+
+def released_layer(above: list[Layer], flags: Mapping[str, object]) -> Layer:
+    """The namespace the release that made this package pushed its images to, from the image lock it
+    ships (or the one the settings name): the registry's default. Empty when the lock names none."""
+    lock_path = flags.get("image_lock") or next(
+        (layer.values["image_lock"] for layer in reversed(above) if "image_lock" in layer.values), None
+    )
+    lock = read_lock(Path(str(lock_path)).expanduser() if lock_path else None)
+    origin = f"the image lock {lock_path or 'in the package'}"
+    return Layer(origin, {"registry": lock.registry} if lock.registry else {})
 
 
 def _resolved(settings: Settings) -> Settings:

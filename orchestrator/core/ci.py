@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.core.catalogue import CATALOGUE
-from orchestrator.core.registry import DEFAULT_REGISTRY
 
 RUNNERS = {"linux/amd64": "ubuntu-24.04", "linux/arm64": "ubuntu-24.04-arm"}
 # Images that are cheap to build for the other architecture too (no GPU toolkit to compile).
@@ -30,8 +29,6 @@ def ci_matrix() -> dict[str, Any]:
                         "profile": profile.name,
                         "platform": platform,
                         "runner": RUNNERS[platform],
-                        # Where this image is pushed and `up` pulls it from: the catalogue's registry.
-                        "registry": DEFAULT_REGISTRY,
                     }
                 )
     return {"include": include}

@@ -25,6 +25,8 @@ class ImageLock:
     """What CI pushed: per published reference, the digest of each platform's image."""
 
     digests: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # The namespace the release pushed to (ghcr.io/OWNER): where `up` pulls from by default.
+    registry: str | None = None
 
     def digest(self, reference: str, platform: str) -> str | None:
         return self.digests.get(reference, {}).get(platform)
@@ -32,10 +34,13 @@ class ImageLock:
     def with_pushed(self, reference: str, platform: str, digest: str) -> ImageLock:
         entries = {ref: dict(platforms) for ref, platforms in self.digests.items()}
         entries.setdefault(reference, {})[platform] = digest
-        return ImageLock(entries)
+        return ImageLock(entries, self.registry)
 
     def to_json(self) -> str:
-        return json.dumps({"version": 1, "images": self.digests}, indent=2, sort_keys=True) + "\n"
+        data: dict[str, Any] = {"version": 1, "images": self.digests}
+        if self.registry:
+            data["registry"] = self.registry
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
@@ -56,8 +61,12 @@ def parse_lock(text: str, origin: str) -> ImageLock:
             isinstance(d, str) and _DIGEST.fullmatch(d) for d in platforms.values()
         ):
             raise ConfigError(f"the image lock {origin} holds a malformed digest for {reference}; restore it")
+    registry = data.get("registry")
+    if registry is not None and (not isinstance(registry, str) or not registry.strip()):
+        raise ConfigError(f"the image lock {origin} names a registry that is not a name; restore it")
     return ImageLock(
-        {str(ref): {str(p): str(d) for p, d in platforms.items()} for ref, platforms in images.items()}
+        {str(ref): {str(p): str(d) for p, d in platforms.items()} for ref, platforms in images.items()},
+        registry,
     )
 
 

@@ -7,12 +7,10 @@ import re
 
 NO_REGISTRY = "none"
 
-# The namespace CI pushes every image to and `up` pulls from: the catalogue's one registry (the workflow
-# reads it through `orchestrator ci-matrix`). Not checked from here: no registry beyond 127.0.0.1 can be
-# reached from this project's test machines; a namespace without the image is a failed pull, and the
-# build goes on in one line.
-DEFAULT_REGISTRY = "ghcr.io/step-flash-orchestrator"
-
+# No namespace is spelled here: the registry setting defaults to none, and above that default stands the
+# namespace the image lock this package ships names (app.config), the one its release pushed its images
+# to (CI writes it: ghcr.io/<the owner of the repository CI runs in>). A package no release built pulls
+# nothing and compiles.
 # host[:port]/namespace[/more], lower case as registries want them.
 _REGISTRY = re.compile(r"[a-z0-9.-]+(:\d{1,5})?(/[a-z0-9._-]+)+")
 

@@ -21,7 +21,7 @@ from orchestrator.core.exposure import (
     parse_origins,
     parse_tls,
 )
-from orchestrator.core.registry import DEFAULT_REGISTRY, parse_registry
+from orchestrator.core.registry import NO_REGISTRY, parse_registry
 from orchestrator.core.rpc import parse_workers
 from orchestrator.core.speculation import parse_speculative
 from orchestrator.errors import ConfigError, UsageError
@@ -196,7 +196,8 @@ FIELDS: tuple[Field, ...] = (
         "registry",
         _as_registry,
         "where published images are pulled from (and pushed to): a registry and namespace such as "
-        "ghcr.io/OWNER, or none to never pull",
+        "ghcr.io/OWNER, or none to never pull; default: the namespace the release that made this package "
+        "pushed its images to (named in its image lock), else none",
     ),
     Field(
         "build",
@@ -208,7 +209,9 @@ FIELDS: tuple[Field, ...] = (
     Field(
         "trust_tag",
         _as_bool,
-        "accept a published image whose digest is not the lock's (a tag pushed again), and say so",
+        "pull a published image by its tag where the lock holds no digest for it, or holds another (a tag "
+        "pushed again), and say so each time; without it only an image a release of ours published, by "
+        "the digest in its lock, is pulled",
     ),
     Field("project", _as_project, "compose project of the server (several servers run side by side by name)"),
     Field("platform", _choice("linux/amd64", "linux/arm64"), "image platform, overriding the target's"),
@@ -342,7 +345,7 @@ def default_layer(data_dir: Path) -> Layer:
             "allow_plain_http": False,
             "bases": "upstream",
             "image_repo": "step-flash-llama",
-            "registry": DEFAULT_REGISTRY,
+            "registry": NO_REGISTRY,
             "build": "auto",
             "image_lock": None,
             "trust_tag": False,

@@ -14,7 +14,6 @@ import yaml
 
 from orchestrator.core.catalogue import CATALOGUE
 from orchestrator.core.ci import ci_matrix
-from orchestrator.core.registry import DEFAULT_REGISTRY
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / ".github" / "workflows" / "images.yml"
@@ -57,11 +56,23 @@ def test_workflow_is_valid_and_wired_to_the_catalogue() -> None:
     assert (
         '--build --registry "$REGISTRY"' in run and "args+=(--push)" in run and "GITHUB_STEP_SUMMARY" in run
     )
-    # What CI pushes to is the catalogue's registry, the one `up` pulls from; the lock is written from it.
-    assert build["env"]["REGISTRY"] == "${{ matrix.registry }}"
-    assert all(row["registry"] == DEFAULT_REGISTRY for row in ci_matrix()["include"])
-    lock_steps = " ".join(str(s.get("run", "")) for s in flow["jobs"]["lock"]["steps"])
-    assert "orchestrator ci-lock pushed/*/build.json --lock orchestrator/images.lock.json" in lock_steps
+    # CI pushes to the namespace of the repository it runs in, never a name spelled in the project; the
+    # release writes it and the digests into the lock and builds the package from that tree.
+    assert build["env"]["REGISTRY"] == "${{ needs.matrix.outputs.registry }}"
+    registry = " ".join(str(s.get("run", "")) for s in flow["jobs"]["matrix"]["steps"])
+    assert "ghcr.io/${OWNER,,}" in registry
+    assert all("registry" not in row for row in ci_matrix()["include"])
+    assert "ghcr.io/step-flash" not in WORKFLOW.read_text()
+    release = " ".join(str(s.get("run", "")) for s in flow["jobs"]["release"]["steps"])
+    assert (
+        'orchestrator ci-lock pushed/*/build.json --lock orchestrator/images.lock.json --registry "$REGISTRY"'
+        in release
+    )
+    assert release.index("ci-lock") < release.index("python -m build")
+    attest = [
+        s for s in build["steps"] if str(s.get("uses", "")).startswith("actions/attest-build-provenance")
+    ]
+    assert attest and attest[0]["with"]["push-to-registry"] is True
     # Every image is checked as the arm64 path was proven here (tests/engine/test_arm64.py), from its plan.
     assert 'orchestrator plan "${args[@]}" --json > plan.json' in run
     assert "scripts/verify-image.sh plan.json" in run

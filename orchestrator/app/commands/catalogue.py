@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,8 @@ from orchestrator.core.memory_plan import MemoryPlan
 from orchestrator.core.plan import Plan
 from orchestrator.core.plan.image import ImageBuild
 from orchestrator.core.published import ImageLock, locked, parse_lock
-from orchestrator.errors import ConfigError, ExitCode
+from orchestrator.core.registry import NO_REGISTRY, parse_registry
+from orchestrator.errors import ConfigError, ExitCode, UsageError
 from orchestrator.files import write_atomic
 
 
@@ -43,6 +44,24 @@ def register(commands: Commands) -> None:
     p = command(commands, "ci-lock", _ci_lock)
     p.add_argument("builds", nargs="+", help="the JSON of each 'orchestrator build --push --json'")
     p.add_argument("--lock", required=True, help="the image lock to update (orchestrator/images.lock.json)")
+    p.add_argument(
+        "--registry",
+        type=_registry,
+        help="the namespace the images were pushed to (ghcr.io/OWNER): the default registry of the "
+        "package built with this lock",
+    )
+
+
+def _registry(text: str) -> str:
+    try:
+        value = parse_registry(text)
+    except ValueError as exc:
+        raise UsageError(f"--registry {text}: {exc}") from None
+    if value == NO_REGISTRY:
+        raise UsageError(
+            f"--registry {text}: give the namespace the images were pushed to, e.g. ghcr.io/OWNER"
+        )
+    return value
 
 
 def _targets(session: Session, args: argparse.Namespace) -> TargetList:
@@ -69,6 +88,8 @@ def _ci_lock(session: Session, args: argparse.Namespace) -> Lines:
                 f"cannot read the build record {name} ({exc}); give build --json's output"
             ) from None
         lock = locked(lock, [record], name)
+    if args.registry:
+        lock = replace(lock, registry=args.registry)
     write_atomic(path, lock.to_json())
     return Lines([f"{path}: {sum(len(p) for p in lock.digests.values())} image digests"])
 

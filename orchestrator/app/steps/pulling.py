@@ -1,6 +1,6 @@
-"""The plan's published image instead of a compile: pulled (by the lock's digest where CI recorded one),
-held against the plan by its labels, and tagged as the plan's image; or why not, in one line, and the
-build goes on (with --no-build: it stops)."""
+"""The plan's published image instead of a compile: pulled only by the digest a release of ours wrote into
+the lock it ships (by tag only with --trust-tag, said each time), held against the plan by its labels, and
+tagged as the plan's image; or why not, in one line, and the build goes on (with --no-build: it stops)."""
 
 from __future__ import annotations
 
@@ -40,6 +40,16 @@ def pulled(plan: Plan, ex: Executors, report: Reporter) -> BuildOutcome | None:
     if problem:
         return instead(f"the registry {settings['registry']} does not answer ({problem})")
     pinned = read_lock(settings["image_lock"]).digest(reference, image.platform)
+    trust = bool(settings["trust_tag"])
+    if not pinned and not trust:
+        # Labels are free text anyone who can push a tag writes: only a digest a release of ours wrote
+        # into the lock it ships says the image is ours.
+        return instead(
+            f"the image lock holds no digest for {reference} ({image.platform}), so no release of ours "
+            "published it; not pulled (--trust-tag pulls the tag as it is)"
+        )
+    if not pinned:
+        report.note(f"--trust-tag: pulling {reference} by its tag; no release of ours recorded its digest")
     started = time.monotonic()
     source = f"{repository_of(reference)}@{pinned}" if pinned else reference
     try:
@@ -47,7 +57,7 @@ def pulled(plan: Plan, ex: Executors, report: Reporter) -> BuildOutcome | None:
     except EngineError as failure:
         if not pinned:
             return instead(f"cannot pull {reference} ({failure})")
-        source = _by_tag(ex, report, reference, pinned, trust=bool(settings["trust_tag"]), failure=failure)
+        source = _by_tag(ex, report, reference, pinned, trust=trust, failure=failure)
     platform = ex.engine.image_platform(source)
     labels = ex.engine.image_labels(source) or {}
     if platform != image.platform:
