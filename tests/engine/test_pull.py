@@ -1,11 +1,13 @@
 """Pulling instead of compiling, against a real registry on 127.0.0.1 (Debian's docker-registry): the cpu
-image pushed, then pulled by a plan that does not have it and served without a build step; an image of
-another plan under the right tag refused and rebuilt; a digest other than the lock's refused; the registry
-stopped, the build; --no-build with nothing to pull, one line and nothing started."""
+image pushed, then pulled by the digest a release's lock names (its namespace the registry's default) and
+served without a build step; a relabelled image under the plan's tag refused without a digest of ours and
+taken only with --trust-tag; an image of another plan refused and rebuilt; a digest other than the lock's
+refused; the registry stopped, the build; --no-build with nothing to pull, one line and nothing started."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -42,12 +44,17 @@ def _gone(tag: str) -> None:
     docker("rmi", "-f", tag)
 
 
-def test_up_pulls_the_published_image_and_serves_without_compiling(
-    cpu_image: BuiltImage, local_registry: str
+def test_up_pulls_the_released_image_by_digest_and_serves_without_compiling(
+    cpu_image: BuiltImage, local_registry: str, tmp_path: Path
 ) -> None:
     registry = f"{local_registry}/ci"
     reference, digest = _publish(cpu_image.tag, registry, "step-flash-pull")
-    env = _env(cpu_image, "step-flash-pull", registry)
+    # The lock a release ships: its namespace and the digest it pushed. No registry setting of our own:
+    # the lock's namespace is the default.
+    lock = tmp_path / "images.lock.json"
+    lock.write_text(ImageLock({reference: {"linux/amd64": digest}}, registry).to_json())
+    env = _env(cpu_image, "step-flash-pull", registry, ORCHESTRATOR_IMAGE_LOCK=str(lock))
+    del env["ORCHESTRATOR_REGISTRY"]
     tag = "step-flash-pull:" + cpu_image.tag.split(":", 1)[1]
     _gone(tag)
     port = str(free_port())
@@ -66,6 +73,48 @@ def test_up_pulls_the_published_image_and_serves_without_compiling(
         _gone(tag)
 
 
+def _relabelled(base: str, labels: dict[str, str], name: str) -> None:
+    """Another image (the runtime base) carrying labels copied from ours: what anyone who can push a tag
+    can make."""
+    args = [arg for key, value in labels.items() for arg in ("--label", f"{key}={value}")]
+    done = subprocess.run(
+        ["docker", "build", "-q", *args, "-t", name, "-"],
+        input=f"FROM {base}\n",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_relabelled_image_under_the_tag_is_pulled_only_when_trusted(
+    cpu_image: BuiltImage, local_registry: str
+) -> None:
+    registry = f"{local_registry}/relabelled"
+    labels = json.loads(
+        docker("image", "inspect", cpu_image.tag, "--format", "{{json .Config.Labels}}").stdout
+    )
+    named = f"step-flash-impostor:{cpu_image.tag.split(':', 1)[1]}"
+    _relabelled("step-flash-base:vulkan-runtime", labels, named)
+    _publish(named, registry, "step-flash-relabel")
+    _gone(named)
+    env = _env(cpu_image, "step-flash-relabel", registry)
+    tag = "step-flash-relabel:" + cpu_image.tag.split(":", 1)[1]
+    _gone(tag)
+    try:
+        refused = run_cli("build", *cpu_image.args, "--no-build", env=env)
+        assert refused.returncode == 1, refused.stderr + refused.stdout
+        (line,) = [ln for ln in refused.stderr.splitlines() if ln.startswith("error:")]
+        assert "holds no digest for" in line and "--trust-tag" in line
+        assert docker("image", "inspect", tag).returncode != 0, "nothing was pulled"
+        # Its labels are the plan's: with --trust-tag it is taken, and the run says so.
+        trusted = run_cli("build", *cpu_image.args, "--no-build", "--trust-tag", env=env)
+        assert trusted.returncode == 0, trusted.stderr
+        assert "--trust-tag: pulling" in trusted.stdout + trusted.stderr
+    finally:
+        _gone(tag)
+
+
 def test_an_image_of_another_plan_under_the_tag_is_refused_and_built_here(
     cpu_image: BuiltImage, local_registry: str
 ) -> None:
@@ -76,7 +125,7 @@ def test_an_image_of_another_plan_under_the_tag_is_refused_and_built_here(
     assert docker("tag", base, named).returncode == 0
     _publish(named, registry, "step-flash-other")
     _gone(named)
-    env = _env(cpu_image, "step-flash-other", registry)
+    env = _env(cpu_image, "step-flash-other", registry, ORCHESTRATOR_TRUST_TAG="true")
     tag = "step-flash-other:" + cpu_image.tag.split(":", 1)[1]
     _gone(tag)
     try:
