@@ -11,9 +11,9 @@ fi
 
 # Host tools some tests drive: a throwaway registry on 127.0.0.1 for the push test (Debian's
 # docker-registry), and cmake, ccache and shellcheck for the native (--native / macOS scripts) tests.
-# chromium + chromedriver for the browser test of the web page.
+# chromium + chromedriver for the browser tests; caddy for the proxy in front of a --native server.
 missing=""
-for tool in docker-registry cmake ccache shellcheck chromium chromium-driver; do
+for tool in docker-registry cmake ccache shellcheck chromium chromium-driver caddy; do
     command="$tool"
     [ "$tool" = chromium-driver ] && command=chromedriver
     command -v "$command" >/dev/null 2>&1 || missing="$missing $tool"

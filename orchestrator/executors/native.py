@@ -4,11 +4,13 @@ bench); the server is a background process with a pid file and a log file under 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import shutil
 import signal
+import stat
 import subprocess
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -114,6 +116,23 @@ class NativeState:
 
 
 ENV_FILE = "llama-server.env.json"
+
+
+def socket_folder(plan: Plan) -> None:
+    """The folder of the server's socket: there, a folder (not a link) of ours that only we open (it is
+    in /tmp, where anyone may have made it first), and no socket left in it by a server that ended
+    (llama-server refuses to bind over one)."""
+    socket = Path(plan.socket)
+    folder = socket.parent
+    with contextlib.suppress(FileExistsError):
+        folder.mkdir(mode=0o700)
+    found = folder.lstat()
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid() or found.st_mode & 0o077:
+        raise UsageError(
+            f"{folder} is not a folder of yours that only you open (another user made it, or it is a "
+            "link); remove it, then run up again"
+        )
+    socket.unlink(missing_ok=True)
 
 
 def state(plan: Plan) -> NativeState:

@@ -22,12 +22,12 @@ from orchestrator.core.plan.image import ImageBuild
 from orchestrator.core.plan.jobs import ToolJob
 from orchestrator.core.plan.launch_agent import agent_label, launch_agent
 from orchestrator.core.plan.layout import MODEL_IDENTITY_LABEL, SERVICE
-from orchestrator.core.plan.native import native_log
+from orchestrator.core.plan.native import native_log, proxy_log
 from orchestrator.core.plan.programs import BenchPlan
 from orchestrator.core.plan.proxy import CONTAINER_PROXY_CONFIG, PROXY_SERVICE, tls_files
-from orchestrator.core.plan.server import Address, argv_address
+from orchestrator.core.plan.server import Address
 from orchestrator.errors import UsageError
-from orchestrator.executors import certificates, launchd, native
+from orchestrator.executors import certificates, launchd, native, native_proxy
 from orchestrator.executors.container_user import readable_in_container, writer_of
 from orchestrator.executors.engine import BuildProgress, Engine
 from orchestrator.executors.health import Probe
@@ -331,20 +331,36 @@ def write_compose(plan: Plan) -> Path:
     return plan.compose_file
 
 
+# On each service of a written compose file: which files (by content) it read at start.
+INPUTS_LABEL = "io.step-flash.inputs"
+
+
 def pinned_inputs(document: Mapping[str, Any]) -> dict[str, Any]:
     """The document with each file of ours that it mounts (written by now) replaced by a copy named by its
     content, beside it. A server reads these once, at start: a new name is what makes compose start it
     again, and an old deployment's document still names what it ran with (rollback's copies)."""
     pinned: dict[str, Any] = copy.deepcopy(dict(document))
-    for secret in (pinned.get("secrets") or {}).values():
+    secrets = pinned.get("secrets") or {}
+    for secret in secrets.values():
         if "file" in secret:
             secret["file"] = str(_content_named(Path(secret["file"]), write_for_container))
     for service in pinned.get("services", {}).values():
+        read: list[str] = []
         for volume in service.get("volumes") or []:
             if isinstance(volume, dict) and volume.get("target") == str(CONTAINER_PROXY_CONFIG):
                 volume["source"] = str(
                     _content_named(Path(volume["source"]), lambda p, d: write_atomic(p, d.decode()))
                 )
+                read.append(volume["source"])
+        read += [
+            str(secrets[s["source"]]["file"]) for s in service.get("secrets") or [] if s["source"] in secrets
+        ]
+        if read:
+            # Compose compares a service's own definition, not the files its secrets name: the names of
+            # what it reads, on the service itself, are what make a new key replace the container.
+            service.setdefault("labels", {})[INPUTS_LABEL] = hashlib.sha256(
+                "\n".join(read).encode()
+            ).hexdigest()[:16]
     return pinned
 
 
@@ -376,11 +392,6 @@ def install_api_key(plan: Plan) -> None:
     write_for_container(secret_copy_path(plan.data_dir, plan.project), plan.api_key_file.read_bytes())
 
 
-# In a native server's environment: the digest of the files it read at start (its API key), so that `up`
-# can tell whether the running one read what the plan gives it now.
-INPUTS_VARIABLE = "STEP_FLASH_INPUTS"
-
-
 def _inputs_digest(plan: Plan) -> str:
     key = plan.api_key_file.read_bytes() if plan.api_key_file and plan.api_key_file.is_file() else b""
     return hashlib.sha256(key).hexdigest()[:16]
@@ -388,7 +399,8 @@ def _inputs_digest(plan: Plan) -> str:
 
 class NativeRuntime:
     """The server on the host: under launchd on the Mac (the plan's agent), else a background process
-    that serve.sh starts and stop.sh stops."""
+    that serve.sh starts and stop.sh stops; in front of it, the same proxy as a container's, run on the
+    host (executors.native_proxy)."""
 
     kind = "native"
 
@@ -397,7 +409,8 @@ class NativeRuntime:
         self.launchd = launchd
 
     def require(self, *, serving: bool) -> None:
-        return None
+        if serving:
+            native_proxy.caddy()
 
     def is_built(self, plan: Plan) -> bool:
         return native.is_built(plan)
@@ -422,6 +435,9 @@ class NativeRuntime:
             dict(agent.get("EnvironmentVariables", {})),
         )
 
+    def _proxy(self, plan: Plan) -> native_proxy.ProxyState:
+        return native_proxy.agent_state(self.host, plan) if self.launchd else native_proxy.state(plan)
+
     def _start(self, plan: Plan, argv: Sequence[str], env: Mapping[str, str]) -> None:
         if not self.launchd:
             native.start_command(plan, argv, env)
@@ -433,42 +449,60 @@ class NativeRuntime:
         )
 
     def check_port(self, plan: Plan) -> None:
-        # The running server (this plan's, or the one it replaces) holds its port until it is stopped.
-        current = self._current(plan)
-        served = argv_address(current.argv)
-        if current.running and served is not None and served.port == plan.publish.port:
+        # This plan's proxy (or the one of the server it replaces) holds the port until it is stopped.
+        proxy = self._proxy(plan)
+        if proxy.running and plan.proxy_file is not None and str(plan.proxy_file) in proxy.argv:
             return
         _require_free(self.host, plan.publish)
 
     def start(self, plan: Plan) -> bool:
+        """The server and its proxy, each started (or replaced) unless it runs as the plan says and read at
+        start what the plan gives it now (the key; the proxy's configuration and certificate)."""
         current = self._current(plan)
         if self.launchd:
             assert plan.launch_agent is not None
             env = dict(plan.launch_agent["EnvironmentVariables"])
         else:
             env = dict(plan.server.env)
-        # llama-server reads its key file once, at start: a server started with another key is replaced.
-        env[INPUTS_VARIABLE] = _inputs_digest(plan)
-        if (
+        env[native_proxy.INPUTS_VARIABLE] = _inputs_digest(plan)
+        started = False
+        if not (
             current.running
             and current.argv == plan.server.argv
-            and current.env.get(INPUTS_VARIABLE) == env[INPUTS_VARIABLE]
+            and current.env.get(native_proxy.INPUTS_VARIABLE) == env[native_proxy.INPUTS_VARIABLE]
         ):
+            native.socket_folder(plan)
+            self._start(plan, plan.server.argv, env)
+            started = True
+        return self._start_proxy(plan) or started
+
+    def _start_proxy(self, plan: Plan) -> bool:
+        assert plan.proxy is not None and plan.proxy_file is not None
+        certificates.prepare(plan.exposure, tls_files(plan.data_dir, plan.project))
+        write_atomic(plan.proxy_file, json.dumps(plan.proxy, indent=2) + "\n")
+        command, inputs = native_proxy.argv(plan), native_proxy.inputs_digest(plan)
+        proxy = self._proxy(plan)
+        if proxy.running and proxy.argv == command and proxy.inputs == inputs:
             return False
-        self._start(plan, plan.server.argv, env)
+        if self.launchd:
+            native_proxy.start_agent(self.host, plan, command, inputs)
+        else:
+            native_proxy.start(plan, command, inputs)
         return True
 
     def stop(self, plan: Plan) -> bool:
         if self.launchd:
-            return launchd.unload(self.host, agent_label(plan.project))
-        return native.stop(plan)
+            proxy = native_proxy.stop_agent(self.host, plan)
+            return launchd.unload(self.host, agent_label(plan.project)) or proxy
+        proxy = native_proxy.stop(plan)
+        return native.stop(plan) or proxy
 
     def state(self, plan: Plan) -> ServerState:
         current = self._current(plan)
         return ServerState(
             state="running" if current.running else "stopped",
             running=current.running,
-            health=self.host.readiness(plan.base_url + "/health", api_key(plan))
+            health=self.host.readiness(plan.base_url + "/health", api_key(plan), trust=plan.trust)
             if current.running
             else "down",
             pid=current.pid if current.running else None,
@@ -480,14 +514,20 @@ class NativeRuntime:
         if not current.running:
             tail = native.log_tail(plan, 1)
             return Probe("failed", f"llama-server exited ({tail[0] if tail else 'no log'})")
-        return Probe(self.host.readiness((at or plan.publish).url + "/health"), f"pid {current.pid}")
+        if not self._proxy(plan).running:
+            return Probe(
+                "failed",
+                f"the proxy in front of llama-server exited (its log: {proxy_log(plan.data_dir, plan.project)})",
+            )
+        return Probe(
+            self.host.readiness((at or plan.publish).url + "/health", trust=plan.trust), f"pid {current.pid}"
+        )
 
     def deployed(self, plan: Plan) -> Deployed | None:
         current = self._current(plan)
-        served = argv_address(current.argv)
-        if not current.running or current.argv == plan.server.argv or served is None:
+        if not current.running or current.argv == plan.server.argv:
             return None
-        return Deployed(served, argv=current.argv, env=current.env)
+        return Deployed(plan.publish, argv=current.argv, env=current.env)
 
     def restore(self, plan: Plan, deployed: Deployed) -> None:
         self._start(plan, deployed.argv, deployed.env)

@@ -151,6 +151,14 @@ def test_native_build_serves_a_chat_completion_until_down(native_args: tuple[str
     state = json.loads(status.stdout)
     assert status.returncode == 0 and state["state"] == "running" and state["health"] == "ready"
     pid = state["pid"]
+    # The same proxy as a container's stands in front: llama-server has no TCP port of its own, a
+    # rebound Host name gets 421, another site's page 403.
+    import psutil
+
+    assert not [c for c in psutil.Process(pid).net_connections(kind="inet") if c.status == "LISTEN"]
+    assert _status(port, {"Host": f"rebind.attacker.example:{port}"}) == 421
+    assert _status(port, {"Origin": "http://127.0.0.1:1"}, post=True) == 403
+    assert _status(port, {"Origin": f"http://127.0.0.1:{port}"}) == 200
     logs = run_cli("logs", *native_args, "--port", port, "--tail", "50", env=env)
     assert logs.returncode == 0 and "llama" in logs.stdout
     # The same plan again keeps the running server.
@@ -185,9 +193,43 @@ def test_native_build_serves_a_chat_completion_until_down(native_args: tuple[str
     quality = json.loads(evaluated.stdout)
     assert quality["ppl"][0] > 1 and quality["build"]["image"] is None and quality["chunks"] == 2
 
+    # Reached from other machines: TLS from the data directory's authority and a key, through the same
+    # proxy; the key and certificate it reads take effect at once.
+    key = Path(env["ORCHESTRATOR_DATA_DIR"]) / "native-key"
+    key.write_text("sk-native-key\n")
+    key.chmod(0o600)
+    secured = run_cli(
+        "up", *native_args, "--port", port, "--tls", "on", "--api-key-file", str(key), env=env, timeout=300
+    )
+    assert secured.returncode == 0, secured.stderr + secured.stdout
+    ca = Path(env["ORCHESTRATOR_DATA_DIR"]) / "tls" / "ca.crt"
+    assert _status(port, {}, scheme="https", ca=ca) == 401
+    assert _status(port, {"Authorization": "Bearer sk-native-key"}, scheme="https", ca=ca) == 200
+
     down = run_cli("down", *native_args, "--port", port, env=env)
     assert down.returncode == 0 and "stopped" in down.stdout
     after = run_cli("status", *native_args, "--port", port, "--json", env=env)
     assert after.returncode == 5 and json.loads(after.stdout)["state"] == "stopped"
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def _status(
+    port: str, headers: dict[str, str], *, post: bool = False, scheme: str = "http", ca: Path | None = None
+) -> int:
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    body = json.dumps({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}).encode()
+    request = urllib.request.Request(
+        f"{scheme}://127.0.0.1:{port}" + ("/v1/chat/completions" if post else "/v1/models"),
+        data=body if post else None,
+        headers={"Content-Type": "text/plain", **headers},
+    )
+    context = ssl.create_default_context(cafile=str(ca)) if ca else None
+    try:
+        with urllib.request.urlopen(request, timeout=60, context=context) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code

@@ -249,6 +249,9 @@ def test_a_new_key_cors_or_certificate_replaces_the_server_and_rollback_restores
     _up(rotated, engine, host)
     second = rotated.compose_file.read_text()  # type: ignore[union-attr]
     assert second != first and _secret_file(second, "api_key").read_text() == "second-key\n"
+    # Compose compares each service's own definition: the server's carries what it reads, so it changes.
+    server_labels = [yaml.safe_load(text)["services"]["llama-server"]["labels"] for text in (first, second)]
+    assert server_labels[0]["io.step-flash.inputs"] != server_labels[1]["io.step-flash.inputs"]
     assert _secret_file(first, "api_key").read_text() == "first-key\n"  # kept for rollback
     assert [d.id for d in read_history(tmp_path, plan.project)] == [1, 2, 3]
 

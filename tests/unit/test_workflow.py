@@ -579,12 +579,19 @@ def test_the_macs_native_server_is_a_launchd_agent_written_from_the_plan(
     from orchestrator.executors.runtime import runtime_for
 
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    from orchestrator.executors import native, native_proxy
+
+    # Homebrew's caddy, and the socket's folder (on the Mac, in its /tmp): recorded, not made here.
+    monkeypatch.setattr(native_proxy, "caddy", lambda: "/opt/homebrew/bin/caddy")
+    folders: list[str] = []
+    monkeypatch.setattr(native, "socket_folder", lambda plan: folders.append(str(plan.socket)))
     plan = fixed_plan("mac-studio", "default", {"data_dir": tmp_path / "data"})
     host = FakeHost()
     runtime = runtime_for(plan, FakeEngine(), host)
-    assert plan.supervisor.startswith("launchd: the per-user agent io.step-flash.step-flash")
+    assert plan.supervisor.startswith("launchd: the per-user agents io.step-flash.step-flash (llama-server)")
     assert runtime.start(plan)
-    agent_file = tmp_path / "home" / "Library" / "LaunchAgents" / "io.step-flash.step-flash.plist"
+    agents = tmp_path / "home" / "Library" / "LaunchAgents"
+    agent_file = agents / "io.step-flash.step-flash.plist"
     agent = plistlib.loads(agent_file.read_bytes())
     # The plan's agent, and in its environment the digest of the key file it read (none here).
     inputs = agent["EnvironmentVariables"].pop("STEP_FLASH_INPUTS")
@@ -592,6 +599,17 @@ def test_the_macs_native_server_is_a_launchd_agent_written_from_the_plan(
     assert agent["ProgramArguments"] == list(plan.server.argv) and agent["ProgramArguments"][0].startswith(
         str(tmp_path / "data" / "native")
     )
+    # llama-server listens on its socket only; the proxy's agent runs Caddy in front of it.
+    argv = agent["ProgramArguments"]
+    assert argv[argv.index("--host") + 1] == str(plan.socket) and folders == [str(plan.socket)]
+    proxy_file = agents / "io.step-flash.step-flash.proxy.plist"
+    proxy = plistlib.loads(proxy_file.read_bytes())
+    assert proxy["ProgramArguments"] == ["/opt/homebrew/bin/caddy", "run", "--config", str(plan.proxy_file)]
+    assert proxy["KeepAlive"] is True and len(proxy["EnvironmentVariables"]["STEP_FLASH_INPUTS"]) == 16
+    config = json.loads(Path(str(plan.proxy_file)).read_text())
+    server = config["apps"]["http"]["servers"]["step-flash"]
+    assert server["listen"] == ["127.0.0.1:8080"]
+    assert server["routes"][-1]["handle"][0]["upstreams"] == [{"dial": f"unix/{plan.socket}"}]
     assert agent["KeepAlive"] is True and agent["RunAtLoad"] is True
     assert (
         agent["StandardOutPath"]
@@ -599,22 +617,27 @@ def test_the_macs_native_server_is_a_launchd_agent_written_from_the_plan(
         == str(tmp_path / "data" / "native" / "state" / "llama-server.log")
     )
     assert agent["EnvironmentVariables"]["DYLD_LIBRARY_PATH"].endswith("/bin")
-    target = f"gui/{os.getuid()}/io.step-flash.step-flash"
+    domain = f"gui/{os.getuid()}"
+    target, proxy_target = f"{domain}/io.step-flash.step-flash", f"{domain}/io.step-flash.step-flash.proxy"
     assert [args for name, args in host.calls if name == "launchctl"] == [
         ("print", target),
         ("bootout", target),
-        ("bootstrap", f"gui/{os.getuid()}", str(agent_file)),
+        ("bootstrap", domain, str(agent_file)),
+        ("print", proxy_target),
+        ("bootout", proxy_target),
+        ("bootstrap", domain, str(proxy_file)),
     ]
     state = runtime.state(plan)
     assert state.running and state.pid == 4242
-    assert not runtime.start(plan), "the same plan again keeps the running agent"
+    assert not runtime.start(plan), "the same plan again keeps the running agents"
     assert runtime.stop(plan)
-    assert not agent_file.exists() and ("launchctl", ("bootout", target)) == host.calls[-1]
+    assert not agent_file.exists() and not proxy_file.exists()
+    assert ("launchctl", ("bootout", target)) == host.calls[-1]
     assert not runtime.state(plan).running
 
 
 def test_a_linux_native_server_says_nothing_supervises_it(tmp_path: Path) -> None:
     plan = fixed_plan("cpu", "default", {"data_dir": tmp_path, "native": True})
     assert plan.launch_agent is None
-    assert plan.supervisor.startswith("nothing: a background process")
+    assert plan.supervisor.startswith("nothing: background processes (llama-server")
     assert cpu_plan(tmp_path).supervisor.startswith("Docker: the compose service's restart policy")

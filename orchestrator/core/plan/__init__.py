@@ -18,7 +18,7 @@ from typing import Any
 
 from orchestrator.core.catalogue import Profile, Target, cmake_flags
 from orchestrator.core.devices import expectation
-from orchestrator.core.exposure import Exposure, exposure, is_loopback
+from orchestrator.core.exposure import Exposure, exposure
 from orchestrator.core.facts import HostFacts
 from orchestrator.core.families import CMakeFlag
 from orchestrator.core.memory_plan import MemoryPlan, memory_plan
@@ -28,9 +28,17 @@ from orchestrator.core.plan.compose import compose_document
 from orchestrator.core.plan.container import ContainerSpec, container_spec
 from orchestrator.core.plan.host_steps import HostStep, host_steps
 from orchestrator.core.plan.image import ImageBuild, image_build
-from orchestrator.core.plan.launch_agent import agent_label, launch_agent, library_env
+from orchestrator.core.plan.launch_agent import agent_label, launch_agent, library_env, proxy_agent_label
 from orchestrator.core.plan.layout import CONTAINER_SOCKET
-from orchestrator.core.plan.native import NativeBuild, native_build, native_log, native_state_dir
+from orchestrator.core.plan.native import (
+    MAX_SOCKET_PATH,
+    NativeBuild,
+    native_build,
+    native_log,
+    native_socket,
+    native_state_dir,
+    proxy_storage,
+)
 from orchestrator.core.plan.programs import (
     SEED_PROMPT,
     BenchOverride,
@@ -104,6 +112,8 @@ class Plan:
     # Caddy's configuration for the proxy in front of a container's server, and where `up` writes it.
     proxy: Mapping[str, Any] | None
     proxy_file: Path | None
+    # The Unix socket llama-server listens on, the only way to it (the proxy dials it).
+    socket: PurePosixPath | Path
     # The compose project the server runs as (several can run side by side under different names).
     project: str
     # What starts the server again after a crash, a logout or a reboot, in words; and on the Mac the
@@ -202,7 +212,13 @@ def make_plan(inputs: PlanInputs) -> Plan:
             f"profile {profile.name} spreads the model over {profile.rpc_workers} RPC worker(s); start one "
             "on each machine ('orchestrator worker up') and pass --rpc ADDRESS:PORT"
         )
-    server = server_command(target, profile, source, model, settings, runtime, build, speculation)
+    data_dir = Path(settings["data_dir"])
+    socket = (
+        CONTAINER_SOCKET
+        if isinstance(build, ImageBuild)
+        else native_socket(facts.uid, data_dir, settings["project"])
+    )
+    server = server_command(target, profile, source, model, settings, runtime, build, speculation, socket)
     reach = exposure(
         settings["host"],
         settings["port"],
@@ -213,7 +229,6 @@ def make_plan(inputs: PlanInputs) -> Plan:
         fqdn=facts.fqdn,
         addresses=facts.addresses,
     )
-    data_dir = Path(settings["data_dir"])
     compose = None
     container = None
     proxy = None
@@ -226,10 +241,21 @@ def make_plan(inputs: PlanInputs) -> Plan:
         proxy = proxy_config(
             reach, f":{PROXY_PORT}", f"unix/{CONTAINER_SOCKET}", fallback_page=settings["ui"] == "auto"
         )
-    elif not is_loopback(settings["host"]) or reach.scheme == "https":
-        raise UsageError(
-            "a native server answers on loopback over plain HTTP only (its TLS and Host check are the "
-            "container proxy's); keep --host 127.0.0.1 and tls auto, or reach it through an SSH tunnel"
+    else:
+        # The same proxy in front of a native server, run on the host (core.plan.native).
+        if len(str(socket)) > MAX_SOCKET_PATH:
+            raise UsageError(
+                f"the native server's socket {socket} is longer than a Unix socket's path may be "
+                f"({len(str(socket))} > {MAX_SOCKET_PATH} characters); give the server a shorter --project"
+            )
+        secrets = tls_files(data_dir, settings["project"])
+        proxy = proxy_config(
+            reach,
+            f"{publish_address(settings['host'])}:{settings['port']}",
+            f"unix/{socket}",
+            fallback_page=False,
+            certificate=(str(secrets.proxy_cert), str(secrets.proxy_key)),
+            storage=str(proxy_storage(data_dir)),
         )
     if reach.scheme == "http" and not reach.loopback:
         warnings.append(
@@ -281,6 +307,7 @@ def make_plan(inputs: PlanInputs) -> Plan:
         trust=_trust(reach, tls_files(data_dir, settings["project"])),
         proxy=proxy,
         proxy_file=proxy_config_path(data_dir, settings["project"]) if proxy else None,
+        socket=socket,
         inputs=inputs,
     )
 
@@ -297,8 +324,14 @@ def _supervisor(runtime: str, facts: HostFacts, settings: Settings) -> str:
     if runtime == "container":
         return "Docker: the compose service's restart policy (unless-stopped) starts it again"
     if facts.system == "Darwin":
-        return f"launchd: the per-user agent {agent_label(settings['project'])} starts it at login and after a crash"
-    return "nothing: a background process (scripts/macos-native/serve.sh) that is not started again after a crash or a reboot"
+        return (
+            f"launchd: the per-user agents {agent_label(settings['project'])} (llama-server) and "
+            f"{proxy_agent_label(settings['project'])} (its proxy) start them at login and after a crash"
+        )
+    return (
+        "nothing: background processes (llama-server from scripts/macos-native/serve.sh, and Caddy in front "
+        "of it) that are not started again after a crash or a reboot"
+    )
 
 
 def _launch_agent(

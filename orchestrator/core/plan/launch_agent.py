@@ -17,6 +17,11 @@ def agent_label(project: str) -> str:
     return f"{LABEL_PREFIX}{project}"
 
 
+def proxy_agent_label(project: str) -> str:
+    """The label of the agent that runs the native server's proxy (Caddy) in front of it."""
+    return f"{agent_label(project)}.proxy"
+
+
 def library_env(prefix: str) -> dict[str, str]:
     """Where the native install's libraries and GPU backends are found: beside its executables (what
     scripts/macos-native/env.sh sets for the scripts)."""

@@ -3,6 +3,7 @@ cmake flags and source in its environment, installed under a prefix named by its
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,3 +52,24 @@ def native_state_dir(data_dir: Path) -> Path:
 def native_log(data_dir: Path) -> Path:
     """The native server's log (serve.sh appends to it; launchd's agent writes it)."""
     return native_state_dir(data_dir) / "llama-server.log"
+
+
+# A Unix socket's path is at most 104 bytes on macOS and 108 on Linux (sockaddr_un).
+MAX_SOCKET_PATH = 100
+
+
+def native_socket(uid: int, data_dir: Path, project: str) -> Path:
+    """Where a native llama-server listens: a Unix socket its proxy alone dials (no TCP port), in a
+    folder of /tmp that only its owner opens (a short path whatever the data directory's; checked to be
+    the owner's before use), one per data directory and server name."""
+    digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:8]
+    return Path("/tmp") / f"step-flash-{uid}" / f"{project}-{digest}.sock"
+
+
+def proxy_log(data_dir: Path, project: str) -> Path:
+    """The native proxy's log (Caddy's own lines: its errors and one line per request, no headers)."""
+    return native_state_dir(data_dir) / f"proxy-{project}.log"
+
+
+def proxy_storage(data_dir: Path) -> Path:
+    return native_state_dir(data_dir) / "caddy"

@@ -65,8 +65,18 @@ def proxy_config_path(data_dir: Path, project: str) -> Path:
     return data_dir / "compose" / f"{project}.proxy.json"
 
 
-def proxy_config(exposure: Exposure, listen: str, upstream: str, *, fallback_page: bool) -> dict[str, Any]:
-    """Caddy's configuration: one server on listen ([host]:port) in front of upstream (host:port)."""
+def proxy_config(
+    exposure: Exposure,
+    listen: str,
+    upstream: str,
+    *,
+    fallback_page: bool,
+    certificate: tuple[str, str] = (str(CONTAINER_TLS_CERT), str(CONTAINER_TLS_KEY)),
+    storage: str = "/tmp/caddy",
+) -> dict[str, Any]:
+    """Caddy's configuration: one server on listen ([host]:port) in front of upstream (host:port, or
+    unix/PATH), serving the certificate and key files named (in a container: its secrets), its state
+    under storage."""
     hosts = list(exposure.names)
     allowed = {"header": {"Origin": list(exposure.origins)}}
     routes: list[dict[str, Any]] = [
@@ -147,11 +157,7 @@ def proxy_config(exposure: Exposure, listen: str, upstream: str, *, fallback_pag
             "tls": {
                 "certificates": {
                     "load_files": [
-                        {
-                            "certificate": str(CONTAINER_TLS_CERT),
-                            "key": str(CONTAINER_TLS_KEY),
-                            "tags": ["step-flash"],
-                        }
+                        {"certificate": certificate[0], "key": certificate[1], "tags": ["step-flash"]}
                     ]
                 }
             }
@@ -159,7 +165,7 @@ def proxy_config(exposure: Exposure, listen: str, upstream: str, *, fallback_pag
     return {
         # No admin endpoint, nothing saved: the file is the whole configuration, and the root is read-only.
         "admin": {"disabled": True, "config": {"persist": False}},
-        "storage": {"module": "file_system", "root": "/tmp/caddy"},
+        "storage": {"module": "file_system", "root": storage},
         "logging": {
             "logs": {
                 # Errors (a 502 while llama-server restarts) carry the request: never its headers, where

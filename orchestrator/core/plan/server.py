@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 
 from orchestrator.core.catalogue import Profile, Target
 from orchestrator.core.exposure import connect_host
@@ -25,7 +26,6 @@ from orchestrator.core.plan.image import ImageBuild
 from orchestrator.core.plan.layout import (
     CONTAINER_API_KEY,
     CONTAINER_PORT,
-    CONTAINER_SOCKET,
     CONTAINER_UI_DIR,
 )
 from orchestrator.core.plan.native import NativeBuild
@@ -64,16 +64,19 @@ def server_command(
     runtime: str,
     build: ImageBuild | NativeBuild,
     speculation: Speculation,
+    socket: PurePosixPath | Path,
 ) -> Command:
+    """llama-server's command; it listens on socket only (a Unix socket its proxy dials)."""
     in_container = runtime == "container"
-    # In a container the proxy is published and llama-server listens for it alone, on a Unix socket only
-    # the proxy's container shares (core.plan.compose): no TCP port anything else could reach.
+    # The proxy is published and llama-server listens for it alone, on a Unix socket: in a container one
+    # only the proxy's container shares (core.plan.compose), on the host one in a folder only its owner
+    # opens. No TCP port anything else could reach.
     argv = [
         binary("llama-server", build),
         "--host",
-        str(CONTAINER_SOCKET) if in_container else settings["host"],
+        str(socket),
         "--port",
-        str(CONTAINER_PORT if in_container else settings["port"]),
+        str(CONTAINER_PORT),
         "-m",
         model_arg(model, runtime),
         "--alias",
@@ -89,8 +92,8 @@ def server_command(
     argv += rpc_arg(settings["rpc"])
     argv += _idle_args(target, settings)
     argv += list(DEVICE_LOG)
-    # llama-server's own CORS rule lets every origin in; behind the proxy (which answers CORS itself)
-    # and on a native server alike, only pages of localhost.
+    # llama-server's own CORS rule lets every origin in; behind the proxy (which answers CORS itself and
+    # drops these headers) only pages of localhost, should a request ever reach it another way.
     argv += ["--cors-origins", "localhost"]
     if settings["api_key_file"]:
         argv += ["--api-key-file", str(CONTAINER_API_KEY) if in_container else str(settings["api_key_file"])]
