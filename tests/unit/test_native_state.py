@@ -64,3 +64,27 @@ def test_down_never_signals_a_process_that_reused_the_pid(
     assert native.stop(plan) is False
     assert sleeper.poll() is None  # alive, never signalled
     assert not pid_file.exists()
+
+
+def test_the_sockets_folder_in_tmp_must_be_the_owners_alone(tmp_path: Path) -> None:
+    """/tmp is shared: a folder someone else made first, a link, or one others may open is refused."""
+    from dataclasses import replace
+
+    from orchestrator.errors import UsageError
+
+    plan = cpu_plan(tmp_path)
+    mine = replace(plan, socket=tmp_path / "step-flash-0" / "step-flash-1.sock")
+    native.socket_folder(mine)
+    assert (tmp_path / "step-flash-0").stat().st_mode & 0o777 == 0o700
+    (tmp_path / "step-flash-0" / "step-flash-1.sock").write_text("left by a crashed server")
+    native.socket_folder(mine)  # a socket a server left behind is removed before the next binds
+    assert not (tmp_path / "step-flash-0" / "step-flash-1.sock").exists()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    (tmp_path / "linked").symlink_to(elsewhere)
+    opened = tmp_path / "opened"
+    opened.mkdir()
+    opened.chmod(0o755)
+    for folder in ("linked", "opened"):
+        with pytest.raises(UsageError, match="not a folder of yours that only you open"):
+            native.socket_folder(replace(plan, socket=tmp_path / folder / "x.sock"))
