@@ -22,7 +22,7 @@ from orchestrator.core.plan.image import ImageBuild
 from orchestrator.core.plan.jobs import ToolJob
 from orchestrator.core.plan.launch_agent import agent_label, launch_agent
 from orchestrator.core.plan.layout import MODEL_IDENTITY_LABEL, SERVICE
-from orchestrator.core.plan.native import native_log, proxy_log
+from orchestrator.core.plan.native import native_log, proxy_log, socket_guarded
 from orchestrator.core.plan.programs import BenchPlan
 from orchestrator.core.plan.proxy import CONTAINER_PROXY_CONFIG, PROXY_SERVICE, tls_files
 from orchestrator.core.plan.server import Address
@@ -397,6 +397,23 @@ def _inputs_digest(plan: Plan) -> str:
     return hashlib.sha256(key).hexdigest()[:16]
 
 
+def unguarded(argv: tuple[str, ...]) -> tuple[str, ...]:
+    """A server's command line without the socket's guard launchd runs it behind (core.plan.native)."""
+    return argv[4:] if argv[:2] == ("/bin/sh", "-c") else argv
+
+
+def listen_address(config: str) -> Address | None:
+    """Where a proxy configuration (Caddy's JSON) listens, and over what."""
+    try:
+        data = json.loads(config)
+        server = data["apps"]["http"]["servers"]["step-flash"]
+        host, port = str(server["listen"][0]).rsplit(":", 1)
+        scheme = "https" if data["apps"].get("tls") else "http"
+        return Address(host.strip("[]") or "0.0.0.0", int(port), scheme)
+    except (ValueError, KeyError, TypeError, IndexError):
+        return None
+
+
 class NativeRuntime:
     """The server on the host: under launchd on the Mac (the plan's agent), else a background process
     that serve.sh starts and stop.sh stops; in front of it, the same proxy as a container's, run on the
@@ -421,7 +438,8 @@ class NativeRuntime:
         return native.build(plan, rebuild)
 
     def _current(self, plan: Plan) -> native.NativeState:
-        """The server as its supervisor knows it: launchd's job and agent file, or the pid file."""
+        """The server as its supervisor knows it: launchd's job and agent file, or the pid file; its
+        command line as the plan writes it (without the socket's guard launchd runs it behind)."""
         if not self.launchd:
             return native.state(plan)
         label = agent_label(plan.project)
@@ -430,7 +448,7 @@ class NativeRuntime:
         return native.NativeState(
             pid,
             state == "running",
-            tuple(agent.get("ProgramArguments", ())),
+            unguarded(tuple(agent.get("ProgramArguments", ()))),
             native_log(plan.data_dir),
             dict(agent.get("EnvironmentVariables", {})),
         )
@@ -440,18 +458,27 @@ class NativeRuntime:
 
     def _start(self, plan: Plan, argv: Sequence[str], env: Mapping[str, str]) -> None:
         if not self.launchd:
+            native.socket_folder(plan)
             native.start_command(plan, argv, env)
             return
         state = native.state_dir(plan)
         state.mkdir(parents=True, exist_ok=True)
+        guarded = socket_guarded(argv, Path(plan.socket))
         launchd.load(
-            self.host, launch_agent(agent_label(plan.project), argv, env, state, native_log(plan.data_dir))
+            self.host, launch_agent(agent_label(plan.project), guarded, env, state, native_log(plan.data_dir))
         )
 
+    def _proxy_serves(self, plan: Plan) -> Address | None:
+        """Where the running proxy of this plan's name answers (None: none runs): read from the
+        configuration it was started with, still on disk (start writes a new one only after)."""
+        if plan.proxy_file is None or not self._proxy(plan).running or not plan.proxy_file.is_file():
+            return None
+        return listen_address(plan.proxy_file.read_text())
+
     def check_port(self, plan: Plan) -> None:
-        # This plan's proxy (or the one of the server it replaces) holds the port until it is stopped.
-        proxy = self._proxy(plan)
-        if proxy.running and plan.proxy_file is not None and str(plan.proxy_file) in proxy.argv:
+        # This plan's proxy (or the one of the server it replaces) holds its port until it is replaced.
+        served = self._proxy_serves(plan)
+        if served is not None and served.port == plan.publish.port:
             return
         _require_free(self.host, plan.publish)
 
@@ -471,15 +498,16 @@ class NativeRuntime:
             and current.argv == plan.server.argv
             and current.env.get(native_proxy.INPUTS_VARIABLE) == env[native_proxy.INPUTS_VARIABLE]
         ):
-            native.socket_folder(plan)
             self._start(plan, plan.server.argv, env)
             started = True
-        return self._start_proxy(plan) or started
+        assert plan.proxy is not None
+        return self._start_proxy(plan, json.dumps(plan.proxy, indent=2) + "\n") or started
 
-    def _start_proxy(self, plan: Plan) -> bool:
-        assert plan.proxy is not None and plan.proxy_file is not None
+    def _start_proxy(self, plan: Plan, config: str) -> bool:
+        """The proxy with this configuration, (re)started unless it runs with it and the same TLS files."""
+        assert plan.proxy_file is not None
         certificates.prepare(plan.exposure, tls_files(plan.data_dir, plan.project))
-        write_atomic(plan.proxy_file, json.dumps(plan.proxy, indent=2) + "\n")
+        write_atomic(plan.proxy_file, config)
         command, inputs = native_proxy.argv(plan), native_proxy.inputs_digest(plan)
         proxy = self._proxy(plan)
         if proxy.running and proxy.argv == command and proxy.inputs == inputs:
@@ -524,13 +552,23 @@ class NativeRuntime:
         )
 
     def deployed(self, plan: Plan) -> Deployed | None:
+        """What serves under the plan's name when it is not this plan's: the server's command line and
+        environment, and the configuration its proxy runs with (a change to either is a new server)."""
         current = self._current(plan)
-        if not current.running or current.argv == plan.server.argv:
+        served = self._proxy_serves(plan)
+        if not current.running or served is None or plan.proxy_file is None:
             return None
-        return Deployed(plan.publish, argv=current.argv, env=current.env)
+        config = plan.proxy_file.read_bytes()
+        assert plan.proxy is not None
+        if current.argv == plan.server.argv and config.decode() == json.dumps(plan.proxy, indent=2) + "\n":
+            return None
+        return Deployed(served, argv=current.argv, env=current.env, files={plan.proxy_file: config})
 
     def restore(self, plan: Plan, deployed: Deployed) -> None:
         self._start(plan, deployed.argv, deployed.env)
+        config = deployed.files.get(plan.proxy_file) if plan.proxy_file else None
+        if config is not None:
+            self._start_proxy(plan, config.decode())
 
     def logs(self, plan: Plan, *, tail: int | None, follow: bool = False) -> Iterable[str]:
         return native.log_lines(plan, tail, follow)

@@ -88,3 +88,24 @@ def test_the_sockets_folder_in_tmp_must_be_the_owners_alone(tmp_path: Path) -> N
     for folder in ("linked", "opened"):
         with pytest.raises(UsageError, match="not a folder of yours that only you open"):
             native.socket_folder(replace(plan, socket=tmp_path / folder / "x.sock"))
+
+
+def test_launchds_guard_makes_the_folder_clears_a_stale_socket_and_refuses_a_link(tmp_path: Path) -> None:
+    """What launchd runs before llama-server (after a crash, or at login once /tmp was emptied)."""
+    from orchestrator.core.plan.native import socket_guarded
+
+    socket = tmp_path / "step-flash-501" / "step-flash-1.sock"
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(socket_guarded(argv, socket), capture_output=True, text=True, check=False)
+
+    assert run("echo", "served").stdout == "served\n"
+    assert (socket.parent.stat().st_mode & 0o777) == 0o700
+    socket.write_text("left by a crashed server")
+    assert run("ls", str(socket.parent)).stdout == "" and not socket.exists()
+    socket.parent.rmdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    socket.parent.symlink_to(elsewhere)
+    refused = run("echo", "served")
+    assert refused.returncode == 1 and "not a folder of yours alone" in refused.stderr and not refused.stdout

@@ -596,12 +596,13 @@ def test_the_macs_native_server_is_a_launchd_agent_written_from_the_plan(
     # The plan's agent, and in its environment the digest of the key file it read (none here).
     inputs = agent["EnvironmentVariables"].pop("STEP_FLASH_INPUTS")
     assert agent == plan.launch_agent and len(inputs) == 16
-    assert agent["ProgramArguments"] == list(plan.server.argv) and agent["ProgramArguments"][0].startswith(
-        str(tmp_path / "data" / "native")
-    )
-    # llama-server listens on its socket only; the proxy's agent runs Caddy in front of it.
+    # launchd runs the server behind the socket folder's guard (made, checked to be the user's alone, a
+    # stale socket removed: after a crash, and at login once /tmp was emptied); then llama-server itself.
     argv = agent["ProgramArguments"]
-    assert argv[argv.index("--host") + 1] == str(plan.socket) and folders == [str(plan.socket)]
+    assert argv[:2] == ["/bin/sh", "-c"] and argv[3] == str(plan.socket) and "[ -O " in argv[2]
+    assert argv[4:] == list(plan.server.argv) and argv[4].startswith(str(tmp_path / "data" / "native"))
+    # llama-server listens on its socket only; the proxy's agent runs Caddy in front of it.
+    assert argv[argv.index("--host") + 1] == str(plan.socket) and folders == []
     proxy_file = agents / "io.step-flash.step-flash.proxy.plist"
     proxy = plistlib.loads(proxy_file.read_bytes())
     assert proxy["ProgramArguments"] == ["/opt/homebrew/bin/caddy", "run", "--config", str(plan.proxy_file)]

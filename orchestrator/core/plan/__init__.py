@@ -38,6 +38,7 @@ from orchestrator.core.plan.native import (
     native_socket,
     native_state_dir,
     proxy_storage,
+    socket_guarded,
 )
 from orchestrator.core.plan.programs import (
     SEED_PROMPT,
@@ -298,7 +299,7 @@ def make_plan(inputs: PlanInputs) -> Plan:
         else None,
         project=settings["project"],
         supervisor=_supervisor(runtime, facts, settings),
-        launch_agent=_launch_agent(server, build, facts, settings),
+        launch_agent=_launch_agent(server, build, facts, settings, socket),
         api_key_file=Path(settings["api_key_file"]).absolute() if settings["api_key_file"] else None,
         wait_timeout_s=settings["wait_timeout"],
         publish=Address(settings["host"], settings["port"], reach.scheme),
@@ -335,14 +336,18 @@ def _supervisor(runtime: str, facts: HostFacts, settings: Settings) -> str:
 
 
 def _launch_agent(
-    server: Command, build: ImageBuild | NativeBuild, facts: HostFacts, settings: Settings
+    server: Command,
+    build: ImageBuild | NativeBuild,
+    facts: HostFacts,
+    settings: Settings,
+    socket: PurePosixPath | Path,
 ) -> Mapping[str, Any] | None:
     if not isinstance(build, NativeBuild) or facts.system != "Darwin":
         return None
     state = native_state_dir(Path(settings["data_dir"]))
     return launch_agent(
         agent_label(settings["project"]),
-        server.argv,
+        socket_guarded(server.argv, Path(socket)),
         {**server.env, **library_env(build.prefix)},
         state,
         native_log(Path(settings["data_dir"])),

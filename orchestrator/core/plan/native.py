@@ -73,3 +73,19 @@ def proxy_log(data_dir: Path, project: str) -> Path:
 
 def proxy_storage(data_dir: Path) -> Path:
     return native_state_dir(data_dir) / "caddy"
+
+
+# Before llama-server binds its socket under launchd (which starts it again after a crash, and at login
+# after /tmp was emptied): the folder made if missing, refused unless it is a folder of this user's (not a
+# link, not someone else's: /tmp is shared), closed to others, and a socket a crashed run left removed
+# (llama-server refuses to bind over one). $0 is the socket, "$@" the server's command line.
+_GUARD = (
+    'd=${0%/*}; mkdir -m 700 "$d" 2>/dev/null; '
+    'if [ -d "$d" ] && [ ! -L "$d" ] && [ -O "$d" ] && chmod 700 "$d"; then rm -f "$0" && exec "$@"; fi; '
+    'echo "the socket folder $d is not a folder of yours alone: remove it" >&2; exit 1'
+)
+
+
+def socket_guarded(argv: Sequence[str], socket: Path) -> tuple[str, ...]:
+    """The server's command line, run after the socket folder's check (what launchd runs)."""
+    return ("/bin/sh", "-c", _GUARD, str(socket), *argv)
