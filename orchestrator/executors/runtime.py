@@ -240,6 +240,8 @@ class ContainerRuntime:
         self._mark_restarts(plan)
         secrets = set(secret_files(yaml.safe_load(deployed.compose) or {}))
         for path, data in deployed.files.items():
+            if not _restorable(path, data):
+                continue
             if path in secrets:
                 write_for_container(path, data)
             else:
@@ -362,6 +364,15 @@ def pinned_inputs(document: Mapping[str, Any]) -> dict[str, Any]:
                 "\n".join(read).encode()
             ).hexdigest()[:16]
     return pinned
+
+
+def _restorable(path: Path, data: bytes) -> bool:
+    """Whether data goes back to path: a file named by its content holds that content and nothing else
+    (kept as it is when there, never overwritten with other bytes); any other file of ours is restored."""
+    stem, _, suffix = path.name.rpartition(".")
+    if stem and len(suffix) == 16 and all(c in "0123456789abcdef" for c in suffix):
+        return not path.is_file() and hashlib.sha256(data).hexdigest()[:16] == suffix
+    return True
 
 
 def _content_named(path: Path, write: Callable[[Path, bytes], None]) -> Path:

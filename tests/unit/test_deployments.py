@@ -288,3 +288,33 @@ def test_a_renewed_certificate_replaces_the_proxy(tmp_path: Path, model: Path) -
     _up(plan, engine, host)
     second = plan.compose_file.read_text()  # type: ignore[union-attr]
     assert _secret_file(second, "tls_certificate") != _secret_file(first, "tls_certificate")
+
+
+def test_rollback_records_the_proxy_configuration_it_runs_and_never_rewrites_a_content_named_copy(
+    tmp_path: Path, model: Path
+) -> None:
+    import yaml
+
+    from orchestrator.core.plan.compose import proxy_config_source
+
+    engine, host = FakeEngine(), FakeHost()
+
+    def up_with(origin: str) -> None:
+        _up(cpu_plan(tmp_path, model, cors=origin), engine, host)
+
+    up_with("http://127.0.0.1:3000")
+    up_with("http://127.0.0.1:4000")
+    plan = cpu_plan(tmp_path, model, cors="http://127.0.0.1:4000")
+    back = deployments.rollback(plan, executors(engine, host), Notes().reporter(), wanted=1)
+    first_copy = proxy_config_source(yaml.safe_load(back.to.compose))
+    assert first_copy is not None
+    first_text = first_copy.read_text()
+    assert "3000" in first_text and back.recorded.proxy == first_text
+    up_with("http://127.0.0.1:5000")
+    deployments.rollback(plan, executors(engine, host), Notes().reporter(), wanted=back.recorded.id)
+    assert first_copy.read_text() == first_text, "a content-named copy keeps its content"
+    history = read_history(tmp_path, plan.project)
+    assert all(
+        d.proxy == proxy_config_source(yaml.safe_load(d.compose)).read_text()  # type: ignore[union-attr]
+        for d in history
+    )

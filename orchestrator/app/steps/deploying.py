@@ -8,9 +8,12 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import yaml
+
 from orchestrator.app.steps.context import Executors
 from orchestrator.core.deployments import Deployment, current, next_id
 from orchestrator.core.plan import Plan
+from orchestrator.core.plan.compose import proxy_config_source
 from orchestrator.core.plan.image import ImageBuild
 from orchestrator.errors import OrchestratorError
 from orchestrator.executors.deployments import read_history, record
@@ -52,10 +55,16 @@ def recorded(plan: Plan, ex: Executors, via: str, figures: Mapping[str, Any]) ->
         endpoint=plan.endpoint,
         figures=dict(figures),
         compose=compose,
-        proxy=plan.proxy_file.read_text() if plan.proxy_file and plan.proxy_file.is_file() else None,
+        proxy=_proxy_config(compose),
     )
     record(plan.data_dir, deployment)
     return deployment
+
+
+def _proxy_config(compose: str) -> str | None:
+    """The configuration the deployment's proxy runs with: the file its compose file names."""
+    source = proxy_config_source(yaml.safe_load(compose) or {})
+    return source.read_text() if source is not None and source.is_file() else None
 
 
 def serving_now(plan: Plan) -> Deployment | None:
