@@ -51,10 +51,18 @@ def _replace_whole(path: Path, data: bytes, *, mode: int | None) -> None:
     _sync_folder(path.parent)
 
 
-def _default_mode() -> int:
+def _read_umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
+
+
+# Read once, when nothing else runs yet: reading it sets it for a moment, which threads could see.
+_UMASK = _read_umask()
+
+
+def _default_mode() -> int:
+    return 0o666 & ~_UMASK
 
 
 def _sync_folder(folder: Path) -> None:

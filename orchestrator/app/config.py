@@ -60,6 +60,23 @@ def file_layer(path: Path) -> Layer:
     return Layer(origin, {str(k).replace("-", "_"): v for k, v in data.items()})
 
 
+# What decides which images run with the GPU, the models and every prompt: never from a folder's
+# orchestrator.yaml (a cloned repository could carry one), only from the user's own file, the
+# environment or a flag.
+OWNER_ONLY = ("image_lock", "registry", "trust_tag")
+
+
+def _folder_layer(layer: Layer) -> Layer:
+    said = sorted(k for k in layer.values if k in OWNER_ONLY)
+    if said:
+        raise ConfigError(
+            f"{layer.origin} sets {', '.join(said)}: these decide which images run, so they are taken only "
+            "from your own config (~/.config/step-flash-orchestrator/orchestrator.yaml), ORCHESTRATOR_* or a "
+            "flag; move them there"
+        )
+    return layer
+
+
 def config_files(cwd: Path, config_home: Path) -> list[Path]:
     """Files that exist, lowest precedence first: the user's XDG file, then the project's in cwd."""
     candidates = [config_home / APP_NAME / CONFIG_FILENAME, cwd / CONFIG_FILENAME]
@@ -84,7 +101,10 @@ def load_settings(
         else user_data_path(APP_NAME)
     )
     layers = [default_layer(data_home)]
-    files = [file_layer(p) for p in config_files(cwd, config_home)]
+    own = config_home / APP_NAME / CONFIG_FILENAME
+    files = [
+        file_layer(p) if p == own else _folder_layer(file_layer(p)) for p in config_files(cwd, config_home)
+    ]
     environment = env_layers(environ)
     layers += [released_layer([*files, *environment], flags), *files, *environment]
     layers += [Layer("flag --" + k.replace("_", "-"), {k: v}) for k, v in flags.items() if v is not None]

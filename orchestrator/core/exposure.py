@@ -76,7 +76,7 @@ def parse_origins(value: object) -> tuple[str, ...]:
                 f"{item!r} is not an origin: expected scheme://host[:port] such as http://192.168.1.20:3000 "
                 "(http or https, no path)"
             )
-        origins.append(lowered)
+        origins.append(origin_of(match[1], match[2], int(match[4]) if match[4] else None))
     return tuple(dict.fromkeys(origins))
 
 
@@ -154,7 +154,7 @@ def exposure(
         public = host
     names += host_names
     scheme: Literal["http", "https"] = "https" if https else "http"
-    own_origins = tuple(f"{scheme}://{_bracketed(n)}:{port}" for n in dict.fromkeys(names))
+    own_origins = tuple(origin_of(scheme, _bracketed(n), port) for n in dict.fromkeys(names))
     return Exposure(
         scheme=scheme,
         certificate=None if not https else ("owner" if files else "local-ca"),
@@ -164,6 +164,14 @@ def exposure(
         loopback=loopback,
         origins=tuple(dict.fromkeys((*cors, *own_origins))),
     )
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_of(scheme: str, host: str, port: int | None) -> str:
+    """An origin as browsers send it: the scheme's default port is left out."""
+    return f"{scheme}://{host}" if port in (None, _DEFAULT_PORTS[scheme]) else f"{scheme}://{host}:{port}"
 
 
 def _bracketed(host: str) -> str:

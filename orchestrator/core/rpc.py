@@ -119,7 +119,7 @@ class LinkAddress:
 
 
 # Interfaces Docker, libvirt and container runtimes make: bridges every local container or VM reaches.
-_BRIDGE_PREFIXES = ("docker", "br-", "veth", "virbr", "cni", "podman", "lxcbr")
+_BRIDGE_PREFIXES = ("docker", "br-", "veth", "virbr", "cni", "podman", "lxcbr", "lxdbr", "incusbr")
 
 
 def check_listen(listen: Endpoint, head: str | None, link: LinkAddress | None) -> None:
@@ -131,7 +131,7 @@ def check_listen(listen: Endpoint, head: str | None, link: LinkAddress | None) -
     if head is None:
         raise UsageError(
             f"--listen {listen}: beyond loopback name the head this worker serves (--head ADDRESS on the "
-            "same link): rpc-server has no authentication, and only the head may reach it"
+            "same link): rpc-server has no authentication, and the firewall rule admits the head alone"
         )
     if link is None:
         raise UsageError(
@@ -150,19 +150,25 @@ def check_listen(listen: Endpoint, head: str | None, link: LinkAddress | None) -
         )
 
 
-FIREWALL_TABLE = "step_flash_rpc"
+def firewall_table(listen: Endpoint) -> str:
+    """The nftables table of one worker (one per port, so a second worker's rule leaves the first's)."""
+    return f"step_flash_rpc_{listen.port}"
 
 
 def firewall_rules(listen: Endpoint, head: str) -> str:
-    """An nftables ruleset (nft -f) that lets only the head reach the worker's port."""
+    """An nftables ruleset (nft -f) that lets only the head, and this machine itself (its health check,
+    `worker status`), reach the worker's port."""
     family = "ip6" if ":" in listen.host else "ip"
+    table = firewall_table(listen)
+    port = f"{family} daddr {listen.host} tcp dport {listen.port}"
     return (
-        f"table inet {FIREWALL_TABLE}\n"
-        f"delete table inet {FIREWALL_TABLE}\n"
-        f"table inet {FIREWALL_TABLE} {{\n"
+        f"table inet {table}\n"
+        f"delete table inet {table}\n"
+        f"table inet {table} {{\n"
         "  chain input {\n"
         "    type filter hook input priority filter; policy accept;\n"
-        f"    {family} daddr {listen.host} tcp dport {listen.port} {family} saddr != {head} drop\n"
+        f"    {port} fib saddr type local accept\n"
+        f"    {port} {family} saddr != {head} drop\n"
         "  }\n"
         "}\n"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from orchestrator.core.deployments import Deployment
@@ -23,8 +24,8 @@ def read_history(data_dir: Path, project: str) -> list[Deployment]:
         try:
             data = json.loads(line)
         except ValueError:
-            if number == len(lines):
-                continue  # the last line, cut short by a crash, is not a deployment
+            if line.startswith("{") and not line.rstrip().endswith("}"):
+                continue  # a line cut short by a crash (record ends it) is not a deployment
             raise ConfigError(_unreadable(path, number, "is not JSON")) from None
         try:
             found.append(Deployment.from_dict(data))
@@ -41,7 +42,18 @@ def _unreadable(path: Path, number: int, why: str) -> str:
 
 
 def record(data_dir: Path, deployment: Deployment) -> None:
+    """Appended as one line, flushed to the disk; a last line a crash cut short is ended first, so it
+    stays one bad line (skipped on reading) and never swallows this one."""
     path = history_file(data_dir, deployment.project)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as out:
-        out.write(json.dumps(deployment.to_dict(), sort_keys=True) + "\n")
+    with path.open("a+b") as out:
+        out.seek(0, os.SEEK_END)
+        cut = False
+        if out.tell():
+            out.seek(-1, os.SEEK_END)
+            cut = out.read(1) != b"\n"
+        out.write(
+            (b"\n" if cut else b"") + (json.dumps(deployment.to_dict(), sort_keys=True) + "\n").encode()
+        )
+        out.flush()
+        os.fsync(out.fileno())

@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import platform
+import plistlib
 import shutil
 import signal
 import stat
@@ -20,8 +21,10 @@ from pathlib import Path
 import psutil
 
 from orchestrator.core.plan import Plan
+from orchestrator.core.plan.launch_agent import LABEL_PREFIX
 from orchestrator.core.plan.native import NativeBuild, native_log, native_state_dir
 from orchestrator.errors import OrchestratorError, UsageError
+from orchestrator.executors import launchd
 from orchestrator.executors.assets import asset
 from orchestrator.executors.engine import CommandFailed
 from orchestrator.executors.health import Probe, http_readiness
@@ -138,7 +141,7 @@ def socket_folder(plan: Plan) -> None:
 def state(plan: Plan) -> NativeState:
     folder = state_dir(plan)
     pid_file = folder / "llama-server.pid"
-    pid = int(pid_file.read_text().strip()) if pid_file.is_file() else None
+    pid = _pid(pid_file) if pid_file.is_file() else None
     argv_file = folder / "llama-server.argv"
     argv = tuple(argv_file.read_text().splitlines()) if argv_file.is_file() else ()
     running = pid is not None and is_server(pid, argv, started_by=pid_file.stat().st_mtime)
@@ -148,23 +151,43 @@ def state(plan: Plan) -> NativeState:
 
 
 def files_in_use(data_dir: Path) -> dict[Path, str]:
-    """The files the native server of this data directory names on its command line, while it runs."""
+    """The files the native servers name on their command lines: this data directory's background
+    server while it runs, and every server a launchd agent of ours keeps (the Mac's, running or to be
+    started again at login)."""
+    used = _agents_files()
     folder = native_state_dir(data_dir)
     pid_file, argv_file = folder / "llama-server.pid", folder / "llama-server.argv"
     if not pid_file.is_file() or not argv_file.is_file():
-        return {}
+        return used
     argv = argv_file.read_text().splitlines()
+    pid = _pid(pid_file)
+    if pid is None or not is_server(pid, argv, started_by=pid_file.stat().st_mtime):
+        return used
+    return used | _named_files(argv, f"the native llama-server (pid {pid})")
+
+
+def _agents_files() -> dict[Path, str]:
+    folder = launchd.agents_dir()
+    used: dict[Path, str] = {}
+    for agent in sorted(folder.glob(f"{LABEL_PREFIX}*.plist")) if folder.is_dir() else []:
+        try:
+            argv = [str(a) for a in plistlib.loads(agent.read_bytes()).get("ProgramArguments", [])]
+        except (OSError, ValueError, plistlib.InvalidFileException):
+            continue
+        used |= _named_files(argv, f"the launchd agent {agent.stem}")
+    return used
+
+
+def _named_files(argv: Sequence[str], server: str) -> dict[Path, str]:
+    return {Path(arg): server for arg in argv if arg.startswith("/") and Path(arg).is_file()}
+
+
+def _pid(pid_file: Path) -> int | None:
+    """The pid a pid file holds (None: an empty or damaged one, as a crash can leave)."""
     try:
-        pid = int(pid_file.read_text().strip())
-    except ValueError:
-        return {}
-    if not is_server(pid, argv, started_by=pid_file.stat().st_mtime):
-        return {}
-    return {
-        Path(arg): f"the native llama-server (pid {pid})"
-        for arg in argv
-        if arg.startswith("/") and Path(arg).is_file()
-    }
+        return int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
 
 
 # How long after llama-server began serve.sh may take to write its pid file.

@@ -80,8 +80,12 @@ def _files(plan: Plan) -> tuple[Path, Path, Path]:
 
 def state(plan: Plan) -> ProxyState:
     pid_file, argv_file, inputs_file = _files(plan)
-    pid = int(pid_file.read_text().strip()) if pid_file.is_file() else None
-    recorded = tuple(argv_file.read_text().splitlines()) if argv_file.is_file() else ()
+    try:
+        pid: int | None = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        pid = None  # none, or a file a crash left empty
+    # Without its command line recorded, the command this plan runs it with is what it must be running.
+    recorded = tuple(argv_file.read_text().splitlines()) if argv_file.is_file() else argv(plan)
     running = pid is not None and is_server(pid, recorded, started_by=pid_file.stat().st_mtime)
     inputs = inputs_file.read_text().strip() if inputs_file.is_file() else None
     return ProxyState(pid, running, recorded, inputs)
@@ -101,9 +105,10 @@ def start(plan: Plan, command: tuple[str, ...], inputs: str) -> None:
             env={**os.environ, **environment(plan)},
             start_new_session=True,
         )
+    # The pid first: whatever happens next, a later command finds the process to stop.
+    pid_file.write_text(f"{process.pid}\n")
     argv_file.write_text("\n".join(command) + "\n")
     inputs_file.write_text(inputs + "\n")
-    pid_file.write_text(f"{process.pid}\n")
 
 
 def stop(plan: Plan) -> bool:

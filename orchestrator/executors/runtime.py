@@ -1,17 +1,17 @@
-"""Where a plan's programs run: in containers (`ContainerRuntime`: images, a compose service, one-off
-containers) or on the host (`NativeRuntime`: scripts/macos-native, a background process). Both behind one
-interface, chosen once from the plan by `runtime_for`, so no command below the CLI asks which it is."""
+"""Where a plan's programs run: in containers (`ContainerRuntime` here: images, a compose service, one-off
+containers) or on the host (executors.native_runtime). Both behind one interface (executors.server_state's
+Runtime), chosen once from the plan by `runtime_for`, so no command below the CLI asks which it is."""
 
 from __future__ import annotations
 
 import copy
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import yaml
 
@@ -20,129 +20,26 @@ from orchestrator.core.plan.argv import Command
 from orchestrator.core.plan.compose import mounted_files, secret_copy_path, secret_files, served_at
 from orchestrator.core.plan.image import ImageBuild
 from orchestrator.core.plan.jobs import ToolJob
-from orchestrator.core.plan.launch_agent import agent_label, launch_agent
 from orchestrator.core.plan.layout import MODEL_IDENTITY_LABEL, SERVICE
-from orchestrator.core.plan.native import native_log, proxy_log, socket_guarded
 from orchestrator.core.plan.programs import BenchPlan
 from orchestrator.core.plan.proxy import CONTAINER_PROXY_CONFIG, PROXY_SERVICE, tls_files
 from orchestrator.core.plan.server import Address
-from orchestrator.errors import UsageError
-from orchestrator.executors import certificates, launchd, native, native_proxy
+from orchestrator.executors import certificates
 from orchestrator.executors.container_user import readable_in_container, writer_of
 from orchestrator.executors.engine import BuildProgress, Engine
 from orchestrator.executors.health import Probe
 from orchestrator.executors.host import Host
 from orchestrator.executors.images import BuildOutcome, build_image, is_up_to_date
+from orchestrator.executors.native_runtime import NativeRuntime
 from orchestrator.executors.published import was_pulled
+from orchestrator.executors.server_state import Deployed, Runtime, ServerState, require_free
 from orchestrator.files import write_atomic, write_for_container
-
-
-@dataclass(frozen=True)
-class ServerState:
-    """The server as `status` shows it, whichever runtime serves it."""
-
-    state: str
-    running: bool
-    health: str | None = None
-    container: str | None = None
-    image: str | None = None
-    pid: int | None = None
-    uptime_s: float | None = None
-    restarts: int = 0
-    log: str | None = None
-    # The model file changed on disk since the server loaded it (None: not known).
-    model_changed: bool | None = None
-    # The kernel's OOM killer ended it (then restarted, or not).
-    oom_killed: bool = False
-    # What its container holds now, as Docker counts it (None: not known, or not a container).
-    memory_bytes: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class Deployed:
-    """What serves under a plan's name before it is replaced, kept to start it again should the
-    replacement not become ready: where it answers, and the compose file's text and the API key copy it
-    reads (a container), or its command line and environment (native)."""
-
-    address: Address
-    compose: str | None = None
-    # The files of ours the compose file names (the key and certificate copies, the proxy's
-    # configuration), as they were: what it ran with.
-    files: Mapping[Path, bytes] = field(default_factory=dict)
-    argv: tuple[str, ...] = ()
-    env: Mapping[str, str] = field(default_factory=dict)
-
-
-class Runtime(Protocol):
-    kind: str
-
-    def require(self, *, serving: bool) -> None:
-        """What this runtime needs before anything runs (the engine and its plugins)."""
-
-    def is_built(self, plan: Plan) -> bool: ...
-
-    def build(
-        self, plan: Plan, *, rebuild: bool, on_progress: Callable[[BuildProgress], None]
-    ) -> BuildOutcome: ...
-
-    def check_port(self, plan: Plan) -> None:
-        """The server's address is free, or held by this plan's own server."""
-
-    def start(self, plan: Plan) -> bool:
-        """Start (or replace) the server; False when the same one already runs and was kept."""
-
-    def stop(self, plan: Plan) -> bool:
-        """Stop the server; whether there was one."""
-
-    def state(self, plan: Plan) -> ServerState: ...
-
-    def probe(self, plan: Plan, at: Address | None = None) -> Probe:
-        """Is the server started by `start` (or `restore`) ready, loading, or gone? at: where it answers,
-        when not where the plan publishes it (a server started again from what ran before)."""
-
-    def deployed(self, plan: Plan) -> Deployed | None:
-        """The server running under the plan's name when it is not this plan's own (None: nothing runs,
-        or this very plan does): what `restore` starts again."""
-
-    def restore(self, plan: Plan, deployed: Deployed) -> None:
-        """Start again what `deployed` saw running, in place of the plan's server."""
-
-    def logs(self, plan: Plan, *, tail: int | None, follow: bool = False) -> Iterable[str]: ...
-
-    def run(self, plan: Plan) -> Iterable[str]:
-        """The plan's llama-cli answer, line by line."""
-
-    def bench(self, plan: Plan, bench: BenchPlan) -> Iterable[str]:
-        """One llama-batched-bench run, line by line."""
-
-    def tool(self, plan: Plan, job: ToolJob) -> Iterable[str]:
-        """One run of a shipped tool over the owner's files (eval, quantize), line by line."""
-
-    def location(self, plan: Plan) -> str:
-        """What the user can read to see how the server runs (the compose file, the log)."""
 
 
 def runtime_for(plan: Plan, engine: Engine, host: Host) -> Runtime:
     if isinstance(plan.build, ImageBuild):
         return ContainerRuntime(engine, host)
     return NativeRuntime(host, launchd=plan.launch_agent is not None)
-
-
-def api_key(plan: Plan) -> str | None:
-    """The key clients must send, read from the user's file (None when the plan has none)."""
-    return (
-        plan.api_key_file.read_text().strip() if plan.api_key_file and plan.api_key_file.is_file() else None
-    )
-
-
-def _require_free(host: Host, address: Address) -> None:
-    if not host.address_free(address.host, address.port):
-        raise UsageError(
-            f"port {address.port} on {address.host} is already in use; stop what holds it or pass --port N"
-        )
 
 
 def _model_changed(plan: Plan, started_from: str | None) -> bool | None:
@@ -205,7 +102,7 @@ class ContainerRuntime:
         served = self._served_at(plan)
         if served is not None and served.port == plan.publish.port:
             return
-        _require_free(self.host, plan.publish)
+        require_free(self.host, plan.publish)
 
     def start(self, plan: Plan) -> bool:
         readable_in_container(plan)
@@ -401,198 +298,3 @@ def install_api_key(plan: Plan) -> None:
     if plan.api_key_file is None:
         return
     write_for_container(secret_copy_path(plan.data_dir, plan.project), plan.api_key_file.read_bytes())
-
-
-def _inputs_digest(plan: Plan) -> str:
-    key = plan.api_key_file.read_bytes() if plan.api_key_file and plan.api_key_file.is_file() else b""
-    return hashlib.sha256(key).hexdigest()[:16]
-
-
-def unguarded(argv: tuple[str, ...]) -> tuple[str, ...]:
-    """A server's command line without the socket's guard launchd runs it behind (core.plan.native)."""
-    return argv[4:] if argv[:2] == ("/bin/sh", "-c") else argv
-
-
-def listen_address(config: str) -> Address | None:
-    """Where a proxy configuration (Caddy's JSON) listens, and over what."""
-    try:
-        data = json.loads(config)
-        server = data["apps"]["http"]["servers"]["step-flash"]
-        host, port = str(server["listen"][0]).rsplit(":", 1)
-        scheme = "https" if data["apps"].get("tls") else "http"
-        return Address(host.strip("[]") or "0.0.0.0", int(port), scheme)
-    except (ValueError, KeyError, TypeError, IndexError):
-        return None
-
-
-class NativeRuntime:
-    """The server on the host: under launchd on the Mac (the plan's agent), else a background process
-    that serve.sh starts and stop.sh stops; in front of it, the same proxy as a container's, run on the
-    host (executors.native_proxy)."""
-
-    kind = "native"
-
-    def __init__(self, host: Host, *, launchd: bool = False) -> None:
-        self.host = host
-        self.launchd = launchd
-
-    def require(self, *, serving: bool) -> None:
-        if serving:
-            native_proxy.caddy()
-
-    def is_built(self, plan: Plan) -> bool:
-        return native.is_built(plan)
-
-    def build(
-        self, plan: Plan, *, rebuild: bool, on_progress: Callable[[BuildProgress], None]
-    ) -> BuildOutcome:
-        return native.build(plan, rebuild)
-
-    def _current(self, plan: Plan) -> native.NativeState:
-        """The server as its supervisor knows it: launchd's job and agent file, or the pid file; its
-        command line as the plan writes it (without the socket's guard launchd runs it behind)."""
-        if not self.launchd:
-            return native.state(plan)
-        label = agent_label(plan.project)
-        agent = launchd.loaded_agent(label) or {}
-        state, pid = launchd.job_state(self.host, label)
-        return native.NativeState(
-            pid,
-            state == "running",
-            unguarded(tuple(agent.get("ProgramArguments", ()))),
-            native_log(plan.data_dir),
-            dict(agent.get("EnvironmentVariables", {})),
-        )
-
-    def _proxy(self, plan: Plan) -> native_proxy.ProxyState:
-        return native_proxy.agent_state(self.host, plan) if self.launchd else native_proxy.state(plan)
-
-    def _start(self, plan: Plan, argv: Sequence[str], env: Mapping[str, str]) -> None:
-        if not self.launchd:
-            native.socket_folder(plan)
-            native.start_command(plan, argv, env)
-            return
-        state = native.state_dir(plan)
-        state.mkdir(parents=True, exist_ok=True)
-        guarded = socket_guarded(argv, Path(plan.socket))
-        launchd.load(
-            self.host, launch_agent(agent_label(plan.project), guarded, env, state, native_log(plan.data_dir))
-        )
-
-    def _proxy_serves(self, plan: Plan) -> Address | None:
-        """Where the running proxy of this plan's name answers (None: none runs): read from the
-        configuration it was started with, still on disk (start writes a new one only after)."""
-        if plan.proxy_file is None or not self._proxy(plan).running or not plan.proxy_file.is_file():
-            return None
-        return listen_address(plan.proxy_file.read_text())
-
-    def check_port(self, plan: Plan) -> None:
-        # This plan's proxy (or the one of the server it replaces) holds its port until it is replaced.
-        served = self._proxy_serves(plan)
-        if served is not None and served.port == plan.publish.port:
-            return
-        _require_free(self.host, plan.publish)
-
-    def start(self, plan: Plan) -> bool:
-        """The server and its proxy, each started (or replaced) unless it runs as the plan says and read at
-        start what the plan gives it now (the key; the proxy's configuration and certificate)."""
-        current = self._current(plan)
-        if self.launchd:
-            assert plan.launch_agent is not None
-            env = dict(plan.launch_agent["EnvironmentVariables"])
-        else:
-            env = dict(plan.server.env)
-        env[native_proxy.INPUTS_VARIABLE] = _inputs_digest(plan)
-        started = False
-        if not (
-            current.running
-            and current.argv == plan.server.argv
-            and current.env.get(native_proxy.INPUTS_VARIABLE) == env[native_proxy.INPUTS_VARIABLE]
-        ):
-            self._start(plan, plan.server.argv, env)
-            started = True
-        assert plan.proxy is not None
-        return self._start_proxy(plan, json.dumps(plan.proxy, indent=2) + "\n") or started
-
-    def _start_proxy(self, plan: Plan, config: str) -> bool:
-        """The proxy with this configuration, (re)started unless it runs with it and the same TLS files."""
-        assert plan.proxy_file is not None
-        certificates.prepare(plan.exposure, tls_files(plan.data_dir, plan.project))
-        write_atomic(plan.proxy_file, config)
-        command, inputs = native_proxy.argv(plan), native_proxy.inputs_digest(plan)
-        proxy = self._proxy(plan)
-        if proxy.running and proxy.argv == command and proxy.inputs == inputs:
-            return False
-        if self.launchd:
-            native_proxy.start_agent(self.host, plan, command, inputs)
-        else:
-            native_proxy.start(plan, command, inputs)
-        return True
-
-    def stop(self, plan: Plan) -> bool:
-        if self.launchd:
-            proxy = native_proxy.stop_agent(self.host, plan)
-            return launchd.unload(self.host, agent_label(plan.project)) or proxy
-        proxy = native_proxy.stop(plan)
-        return native.stop(plan) or proxy
-
-    def state(self, plan: Plan) -> ServerState:
-        current = self._current(plan)
-        return ServerState(
-            state="running" if current.running else "stopped",
-            running=current.running,
-            health=self.host.readiness(plan.base_url + "/health", api_key(plan), trust=plan.trust)
-            if current.running
-            else "down",
-            pid=current.pid if current.running else None,
-            log=str(current.log),
-        )
-
-    def probe(self, plan: Plan, at: Address | None = None) -> Probe:
-        current = self._current(plan)
-        if not current.running:
-            tail = native.log_tail(plan, 1)
-            return Probe("failed", f"llama-server exited ({tail[0] if tail else 'no log'})")
-        if not self._proxy(plan).running:
-            return Probe(
-                "failed",
-                f"the proxy in front of llama-server exited (its log: {proxy_log(plan.data_dir, plan.project)})",
-            )
-        return Probe(
-            self.host.readiness((at or plan.publish).url + "/health", trust=plan.trust), f"pid {current.pid}"
-        )
-
-    def deployed(self, plan: Plan) -> Deployed | None:
-        """What serves under the plan's name when it is not this plan's: the server's command line and
-        environment, and the configuration its proxy runs with (a change to either is a new server)."""
-        current = self._current(plan)
-        served = self._proxy_serves(plan)
-        if not current.running or served is None or plan.proxy_file is None:
-            return None
-        config = plan.proxy_file.read_bytes()
-        assert plan.proxy is not None
-        if current.argv == plan.server.argv and config.decode() == json.dumps(plan.proxy, indent=2) + "\n":
-            return None
-        return Deployed(served, argv=current.argv, env=current.env, files={plan.proxy_file: config})
-
-    def restore(self, plan: Plan, deployed: Deployed) -> None:
-        self._start(plan, deployed.argv, deployed.env)
-        config = deployed.files.get(plan.proxy_file) if plan.proxy_file else None
-        if config is not None:
-            self._start_proxy(plan, config.decode())
-
-    def logs(self, plan: Plan, *, tail: int | None, follow: bool = False) -> Iterable[str]:
-        return native.log_lines(plan, tail, follow)
-
-    def run(self, plan: Plan) -> Iterable[str]:
-        return native.stream(plan, "run.sh", plan.run.argv, dict(plan.run.env))
-
-    def bench(self, plan: Plan, bench: BenchPlan) -> Iterable[str]:
-        return native.stream(plan, "bench.sh", bench.command.argv, dict(bench.command.env))
-
-    def tool(self, plan: Plan, job: ToolJob) -> Iterable[str]:
-        assert not isinstance(plan.build, ImageBuild)
-        return native.stream(plan, "run.sh", job.host_argv(plan.build), dict(job.env))
-
-    def location(self, plan: Plan) -> str:
-        return str(native.state(plan).log)

@@ -142,3 +142,18 @@ def test_up_over_a_garbage_ca_crt_is_refused_before_anything_runs(
     _one_line_error(capsys, str(ca), "not this tool's certificate authority")
     assert fake_executors.names() == [] or "compose_up" not in fake_executors.names()
     assert "build" not in fake_executors.names() and ca.read_text() == "garbage\n"
+
+
+def test_a_deployment_recorded_after_a_crash_cut_the_last_line_is_kept(tmp_path: Path) -> None:
+    from orchestrator.core.deployments import Deployment
+    from orchestrator.executors.deployments import history_file, read_history, record
+
+    def made(number: int) -> Deployment:
+        return Deployment(number, "t", "up", "p", "image", None, "s", None, None, "m", None, "e", compose="c")
+
+    record(tmp_path, made(1))
+    history = history_file(tmp_path, "p")
+    history.write_text(history.read_text()[:-20])  # the power went while the line was written
+    record(tmp_path, made(2))
+    record(tmp_path, made(3))
+    assert [d.id for d in read_history(tmp_path, "p")] == [2, 3]

@@ -246,3 +246,26 @@ def test_model_rm_refuses_what_a_running_server_maps_and_deletes_the_mtp_file_pu
     fake_executors.in_use = {}
     assert main(["model", "rm", "some-q4", "--yes", "--models-dir", str(models)]) == 0
     assert not model.exists() and not sidecar.exists() and store.load(models) == {}
+
+
+def test_model_rm_sees_the_model_a_macs_launchd_agent_serves(
+    isolated_env: Path, fake_executors: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import plistlib
+
+    from orchestrator.app.cli import main
+    from orchestrator.models import store
+    from tests.tiny_gguf import write_tiny_moe
+
+    monkeypatch.setenv("HOME", str(isolated_env / "home"))
+    models = isolated_env / "models"
+    (models / "pulled").mkdir(parents=True)
+    model = write_tiny_moe(models / "pulled" / "served.gguf")
+    entry = store.Entry("served", str(model), "hub a/b@main", True, (store.FileRecord(model.name, 1, None),))
+    store.record_pull(models, "served", entry)
+    agents = isolated_env / "home" / "Library" / "LaunchAgents"
+    agents.mkdir(parents=True)
+    argv = ["/bin/sh", "-c", "guard", "/tmp/x.sock", "/prefix/bin/llama-server", "-m", str(model)]
+    (agents / "io.step-flash.step-flash.plist").write_bytes(plistlib.dumps({"ProgramArguments": argv}))
+    assert main(["model", "rm", "served", "--yes", "--models-dir", str(models)]) == 2
+    assert model.is_file()

@@ -175,6 +175,9 @@ def test_beyond_loopback_a_worker_serves_one_head_on_its_own_link() -> None:
         parse_head("0.0.0.0")
     rules = firewall_rules(listen, "192.168.100.1")
     assert "ip daddr 192.168.100.2 tcp dport 50052 ip saddr != 192.168.100.1 drop" in rules
+    # This machine's own connections (the health check, worker status) stay admitted, before the drop.
+    local = "ip daddr 192.168.100.2 tcp dport 50052 fib saddr type local accept"
+    assert rules.index(local) < rules.index("drop") and "table inet step_flash_rpc_50052 {" in rules
     assert "type filter hook input priority filter; policy accept;" in rules
     six = firewall_rules(parse_listen("[fd00::2]:50060"), "fd00::1")
     assert "ip6 daddr fd00::2 tcp dport 50060 ip6 saddr != fd00::1 drop" in six

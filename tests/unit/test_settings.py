@@ -178,3 +178,33 @@ def test_bad_ui_and_host_are_one_line_through_the_cli(
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and words in err[0]
     assert not (isolated_env / "data" / "step-flash-orchestrator" / "compose").exists()
+
+
+def test_what_decides_which_images_run_never_comes_from_a_folders_config(isolated_env: Path) -> None:
+    """A cloned repository's orchestrator.yaml may set ports and profiles, never the image lock, the
+    registry or trust in a tag; the user's own file may."""
+    folder = isolated_env / "work" / "orchestrator.yaml"
+    for setting in ("image_lock: /tmp/foreign.lock.json", "registry: ghcr.io/someone", "trust_tag: true"):
+        folder.write_text(f"port: 9100\n{setting}\n")
+        with pytest.raises(ConfigError, match="taken only from your own config"):
+            load_settings({})
+    folder.write_text("port: 9100\n")
+    own = isolated_env / "config" / "step-flash-orchestrator" / "orchestrator.yaml"
+    own.parent.mkdir(parents=True)
+    own.write_text("trust_tag: true\n")
+    settings = load_settings({})
+    assert settings["trust_tag"] is True and settings["port"] == 9100
+
+
+def test_origins_on_the_schemes_default_port_are_written_as_browsers_send_them() -> None:
+    from orchestrator.core.exposure import exposure, parse_origins
+
+    assert parse_origins("https://webui.lan:443,http://webui.lan:80,http://webui.lan:3000") == (
+        "https://webui.lan",
+        "http://webui.lan",
+        "http://webui.lan:3000",
+    )
+    reach = exposure(
+        "0.0.0.0", 443, "auto", (), ("llm.lan",), hostname="spark", fqdn="spark", addresses=("192.168.1.5",)
+    )
+    assert "https://llm.lan" in reach.origins and "https://llm.lan:443" not in reach.origins

@@ -6,7 +6,9 @@ are kept)."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -28,7 +30,7 @@ from orchestrator.core.plan.image import ImageBuild
 from orchestrator.core.sources import Source
 from orchestrator.errors import ExitCode, OrchestratorError, UsageError
 from orchestrator.executors.deployments import read_history
-from orchestrator.executors.runtime import Deployed, Runtime
+from orchestrator.executors.server_state import Deployed, Runtime
 
 # A new deployment decodes at least this share of the current one's speed on the same model.
 DEFAULT_TOLERANCE = 0.8
@@ -223,6 +225,13 @@ class RolledBack:
         return ExitCode.OK
 
 
+def _key_copy(document: Mapping[str, Any]) -> bytes | None:
+    """The API key a compose document's server reads (its copy's bytes), None: none."""
+    secret = (document.get("secrets") or {}).get("api_key") or {}
+    path = Path(str(secret["file"])) if "file" in secret else None
+    return path.read_bytes() if path is not None and path.is_file() else None
+
+
 def rollback(plan: Plan, ex: Executors, report: Reporter, *, wanted: int | None) -> RolledBack:
     runtime = ex.runtime(plan)
     runtime.require(serving=True)
@@ -251,6 +260,12 @@ def rollback(plan: Plan, ex: Executors, report: Reporter, *, wanted: int | None)
     address = served_at(document) or plan.publish
     restore = Deployed(address, compose=target.compose, files=files)
     report.note(f"returning to deployment {target.id} ({target.image})")
+    if _key_copy(document) != _key_copy(yaml.safe_load(running_compose(plan) or "") or {}):
+        report.note(
+            f"deployment {target.id} ran with another API key than the one serving now: that key works "
+            "again, and the current one stops; if you rotated it because it leaked, 'orchestrator up' with "
+            "the new key file instead"
+        )
     before = runtime.deployed(plan)
     runtime.restore(plan, restore)
     try:

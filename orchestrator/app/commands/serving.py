@@ -41,7 +41,7 @@ from orchestrator.errors import ExitCode, UsageError
 from orchestrator.executors import certificates
 from orchestrator.executors.host import Host
 from orchestrator.executors.images import RPC_PROTOCOL_LABEL, BuildOutcome
-from orchestrator.executors.runtime import ServerState, api_key
+from orchestrator.executors.server_state import ServerState, api_key
 
 
 def register(commands: Commands) -> None:

@@ -118,9 +118,11 @@ class WorkerStarted:
         )
         if self.firewall is not None:
             said = (
-                "loaded (nft), admitting only the head"
+                "loaded (nft), admitting only the head and this machine; not kept across a reboot (add it "
+                "to /etc/nftables.conf for that)"
                 if self.firewall_loaded
-                else "not loaded: as root, 'orchestrator worker up ... --firewall' loads it, or 'nft -f FILE'"
+                else "NOT loaded, so the worker's port is open to the whole link: as root, "
+                "'orchestrator worker up ... --firewall' loads it, or 'nft -f FILE'"
             )
             screen.out.print(f"firewall rule for the worker's port, {said}:\n{self.firewall}")
         return ExitCode.OK

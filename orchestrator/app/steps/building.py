@@ -18,7 +18,7 @@ from orchestrator.errors import OrchestratorError
 from orchestrator.executors.engine import BuildFailed
 from orchestrator.executors.host import Host
 from orchestrator.executors.images import BuildOutcome
-from orchestrator.executors.runtime import Runtime
+from orchestrator.executors.server_state import Runtime
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ from orchestrator.core.plan import Plan
 from orchestrator.executors.engine import BuildProgress, Engine
 from orchestrator.executors.health import Probe
 from orchestrator.executors.host import Host
-from orchestrator.executors.runtime import Runtime, runtime_for
+from orchestrator.executors.runtime import runtime_for
+from orchestrator.executors.server_state import Runtime
 
 
 class BuildView(Protocol):

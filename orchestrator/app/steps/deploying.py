@@ -18,7 +18,7 @@ from orchestrator.core.plan.image import ImageBuild
 from orchestrator.errors import OrchestratorError
 from orchestrator.executors.deployments import read_history, record
 from orchestrator.executors.host import ServerRequestFailed
-from orchestrator.executors.runtime import api_key
+from orchestrator.executors.server_state import api_key
 
 # The greedy prompt every new deployment answers, and the decode figure it is held to.
 CHECK_PROMPT = "What is the capital of France? Answer in one sentence."

@@ -13,7 +13,7 @@ from orchestrator.core.plan.server import Address
 from orchestrator.core.preflight import check_beside_server
 from orchestrator.errors import OrchestratorError, UsageError
 from orchestrator.executors.health import wait_until_ready
-from orchestrator.executors.runtime import Runtime
+from orchestrator.executors.server_state import Runtime
 
 
 class ServeFailed(OrchestratorError):

@@ -45,7 +45,7 @@ from orchestrator.core.reference import REFERENCES, BenchRow
 from orchestrator.core.serve_bench import serving_markdown
 from orchestrator.errors import ExitCode, OrchestratorError, UsageError
 from orchestrator.executors.engine import CommandFailed
-from orchestrator.executors.runtime import Runtime
+from orchestrator.executors.server_state import Runtime
 from orchestrator.files import write_atomic
 from orchestrator.models.local import file_sha256
 

@@ -39,7 +39,7 @@ from orchestrator.core.serve_bench import (
 from orchestrator.core.speculation import OFF
 from orchestrator.errors import ExitCode, OrchestratorError, UsageError
 from orchestrator.executors.host import Host, ServerRequestFailed
-from orchestrator.executors.runtime import Runtime, api_key
+from orchestrator.executors.server_state import Runtime, api_key
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from orchestrator.app.steps.serving import await_ready, beside_server
 from orchestrator.core.plan import Plan, for_serving_bench
 from orchestrator.core.speculation import OFF
 from orchestrator.errors import ExitCode, OrchestratorError
-from orchestrator.executors.runtime import Runtime, api_key
+from orchestrator.executors.server_state import Runtime, api_key
 
 WAKE_KIND = "wake"
 # The bench server's own idle time: long enough to answer the awake requests, short enough for a run of
