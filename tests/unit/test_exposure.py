@@ -94,7 +94,10 @@ def test_the_proxy_refuses_foreign_hosts_first_and_answers_cors_for_allowed_orig
     assert refused["handle"][0]["status_code"] == 403 and refused["terminal"]
     assert refused["match"] == [
         {"header": {"Origin": ["*"]}, "not": [allowed]},
-        {"header": {"Sec-Fetch-Site": ["cross-site", "same-site"]}, "not": [allowed]},
+        {
+            "header": {"Sec-Fetch-Site": ["cross-site", "same-site"]},
+            "not": [allowed, {"method": ["GET", "HEAD"], "header": {"Sec-Fetch-Mode": ["navigate"]}}],
+        },
     ]
     # Another page of this machine (another port of localhost) is not allowed unless named.
     assert "http://127.0.0.1:5173" not in reach.origins and "http://localhost:8080" in reach.origins

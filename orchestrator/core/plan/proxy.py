@@ -113,7 +113,8 @@ def proxy_config(
         {
             "match": [
                 {"header": {"Origin": ["*"]}, "not": [allowed]},
-                {"header": {"Sec-Fetch-Site": ["cross-site", "same-site"]}, "not": [allowed]},
+                # A link another site shows, followed by its reader (a top-level GET), opens the page.
+                {"header": {"Sec-Fetch-Site": ["cross-site", "same-site"]}, "not": [allowed, _NAVIGATION]},
             ],
             "handle": [_answer(403, "a page of another site may not call this server\n")],
             "terminal": True,
@@ -194,6 +195,9 @@ def proxy_config(
         },
         "apps": {"http": {"servers": {"step-flash": server}}, **tls_app},
     }
+
+
+_NAVIGATION = {"method": ["GET", "HEAD"], "header": {"Sec-Fetch-Mode": ["navigate"]}}
 
 
 def _answer(status: int, body: str) -> dict[str, Any]:
