@@ -3,6 +3,7 @@ and the worker's compose service."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -208,3 +209,48 @@ def test_worker_up_beyond_loopback_shows_the_rule_and_refuses_without_its_head(t
     )
     assert started.firewall is not None and "saddr != 192.168.100.1 drop" in started.firewall
     assert not started.firewall_loaded and "apply_firewall" not in [n for n, _ in host.calls]
+
+
+def test_worker_up_firewall_loads_the_rule_as_root_and_refuses_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ipaddress
+    import os
+
+    from orchestrator.app.commands import workers
+    from orchestrator.core.rpc import LinkAddress
+    from tests.fakes import FakeEngine, FakeHost, Notes, cpu_plan, executors
+
+    host = FakeHost(
+        workers={"192.168.100.2:50052": (7, 0, 0)},
+        links={"192.168.100.2": LinkAddress("enp1s0f0np0", ipaddress.ip_network("192.168.100.0/24"))},
+    )
+    listen = parse_listen("192.168.100.2")
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(UsageError, match="needs root"):
+        workers.worker_up(
+            cpu_plan(tmp_path), listen, executors(FakeEngine(), host), Notes().reporter(),
+            head="192.168.100.1", firewall=True,
+        )  # fmt: skip
+    assert "apply_firewall" not in [name for name, _ in host.calls]
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    started = workers.worker_up(
+        cpu_plan(tmp_path), listen, executors(FakeEngine(), host), Notes().reporter(),
+        head="192.168.100.1", firewall=True,
+    )  # fmt: skip
+    loaded = [rules for name, rules in host.calls if name == "apply_firewall"]
+    assert started.firewall_loaded and loaded == [started.firewall]
+    with pytest.raises(UsageError, match="goes with a worker beyond loopback"):
+        workers.worker_up(
+            cpu_plan(tmp_path), parse_listen("127.0.0.1"), executors(FakeEngine(), host), Notes().reporter(),
+            firewall=True,
+        )  # fmt: skip
+
+
+def test_the_heads_port_may_be_the_last_one_now_that_llama_server_needs_none() -> None:
+    """With RPC workers llama-server once listened one port above the published one (65535 gave it
+    65536); it now listens on its socket, so every published port is whole."""
+    plan = fixed_plan("dgx-spark", "default", {"rpc": "192.168.100.2:50052", "port": 65535})
+    assert plan.compose is not None
+    assert plan.compose["services"]["proxy"]["ports"] == ["127.0.0.1:65535:8443"]
+    assert "65536" not in json.dumps(plan.to_dict())
