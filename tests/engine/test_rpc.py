@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.assets import demo_model
-from tests.integration import BuiltImage, cli_env, docker, free_port, needs_docker, run_cli
+from tests.integration import BuiltImage, cli_env, container_id, docker, free_port, needs_docker, run_cli
 
 pytestmark = [needs_docker, pytest.mark.docker, pytest.mark.slow]
 
@@ -87,6 +87,18 @@ def test_a_head_spreads_the_model_over_two_workers(
         assert ask(head) == expected
         code, out, _ = cli(cpu_image, "sfo-test-rpc-head", "status", "--json", "--rpc", rpc, models=models)
         assert code == 0 and all(json.loads(out)["workers"].values())
+        # On the host's network to reach its workers, the head's llama-server still listens on no TCP
+        # port: only on the socket its proxy dials.
+        import psutil
+
+        server = json.loads(docker("inspect", container_id("sfo-test-rpc-head")).stdout)[0]
+        assert server["HostConfig"]["NetworkMode"] == "host"
+        listening = [
+            c
+            for c in psutil.Process(server["State"]["Pid"]).net_connections(kind="inet")
+            if c.status == "LISTEN"
+        ]
+        assert not listening, listening
 
         # A worker lost while serving: requests fail (no hang), status names the one that is gone.
         lost_project, lost_port = "sfo-test-rpc-b", workers["sfo-test-rpc-b"]
