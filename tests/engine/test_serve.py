@@ -154,7 +154,9 @@ def test_changed_plan_recreates_the_service(own: Server) -> None:
     after = container_id(own.project)
     assert after and after != before
     command = json.loads(docker("inspect", after).stdout)[0]["Config"]["Cmd"]
-    assert command[command.index("-c") + 1] == "2048"
+    # sh clears a stale socket, then runs llama-server's own command line.
+    argv = command[command.index("llama-server") :]
+    assert argv[argv.index("-c") + 1] == "2048"
 
 
 def test_port_in_use_is_refused_before_anything_starts(cpu_image: BuiltImage) -> None:
