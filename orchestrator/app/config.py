@@ -60,19 +60,25 @@ def file_layer(path: Path) -> Layer:
     return Layer(origin, {str(k).replace("-", "_"): v for k, v in data.items()})
 
 
-# What decides which images run with the GPU, the models and every prompt: never from a folder's
-# orchestrator.yaml (a cloned repository could carry one), only from the user's own file, the
+# What a folder's orchestrator.yaml (a cloned repository could carry one) may set: what shapes a run.
+# What decides what runs (the source, the images, the page served on the server's own origin) or who
+# reaches it (the address, origins, TLS, the key, RPC workers) comes only from the user's own file, the
 # environment or a flag.
-OWNER_ONLY = ("image_lock", "registry", "trust_tag")
+FOLDER_SETTINGS = frozenset(
+    {
+        "target", "profile", "model", "draft_model", "models_dir", "port", "project", "ctx_size",
+        "threads", "n_predict", "speculative", "idle", "wait_timeout", "memory_limit", "gpu", "platform",
+        "bases", "build", "image_repo", "native", "build_cache",
+    }
+)  # fmt: skip
 
 
-def _folder_layer(layer: Layer) -> Layer:
-    said = sorted(k for k in layer.values if k in OWNER_ONLY)
+def _folder_layer(layer: Layer, own: Path) -> Layer:
+    said = sorted(k for k in layer.values if k not in FOLDER_SETTINGS and k in BY_NAME)
     if said:
         raise ConfigError(
-            f"{layer.origin} sets {', '.join(said)}: these decide which images run, so they are taken only "
-            "from your own config (~/.config/step-flash-orchestrator/orchestrator.yaml), ORCHESTRATOR_* or a "
-            "flag; move them there"
+            f"{layer.origin} sets {', '.join(said)}: a folder's orchestrator.yaml may not decide what runs "
+            f"or who reaches it; move that to your own {own}, ORCHESTRATOR_* or a flag"
         )
     return layer
 
@@ -103,7 +109,8 @@ def load_settings(
     layers = [default_layer(data_home)]
     own = config_home / APP_NAME / CONFIG_FILENAME
     files = [
-        file_layer(p) if p == own else _folder_layer(file_layer(p)) for p in config_files(cwd, config_home)
+        file_layer(p) if p == own else _folder_layer(file_layer(p), own)
+        for p in config_files(cwd, config_home)
     ]
     environment = env_layers(environ)
     layers += [released_layer([*files, *environment], flags), *files, *environment]

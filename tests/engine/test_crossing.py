@@ -98,7 +98,7 @@ def foreign_page(tmp_path: Path, open_server: Served) -> Iterator[str]:
     target = open_server.root
     page = f"""<!doctype html><html><body>
 <iframe name="sink" style="display:none"></iframe>
-<a id="go" href="{target}/">the model's page</a>
+<a id="go" href="{target}/?q={MARK}-linked">the model's page</a>
 <form id="f" method="POST" action="{target}/v1/chat/completions" target="sink" enctype="text/plain">
 <input name='{{"messages":[{{"role":"user","content":"{MARK}"}}],"max_tokens":4,"x":"' value='"}}'>
 </form>
@@ -153,7 +153,7 @@ def test_a_page_of_another_site_cannot_make_the_model_do_anything(
             assert time.monotonic() < deadline, "the page never sent its requests"
             time.sleep(0.5)
         time.sleep(2)
-        # A link to the server's page, followed by its reader: a navigation, which opens the page.
+        # A link to the server's page with a prompt in it (the page sends `?q=` on load): refused too.
         from selenium.webdriver.common.by import By
 
         browser.find_element(By.ID, "go").click()
@@ -167,13 +167,8 @@ def test_a_page_of_another_site_cannot_make_the_model_do_anything(
         if line.startswith("{") and '"status":403' in line.replace(" ", "")
     ]
     paths = [entry["request"]["uri"] for entry in refused]
-    opened = [
-        json.loads(line)
-        for line in open_server.logs("proxy").splitlines()
-        if line.startswith("{") and '"uri":"/"' in line.replace(" ", "")
-    ]
-    assert any(entry["status"] == 200 for entry in opened), "the followed link opened the page"
     assert paths.count("/v1/chat/completions") >= 3 and "/slots/0?action=erase" in paths, paths
+    assert f"/?q={MARK}-linked" in paths, "the followed link was refused too"
     assert _generations(open_server) == before
     assert MARK not in open_server.logs()
 

@@ -184,12 +184,22 @@ def test_what_decides_which_images_run_never_comes_from_a_folders_config(isolate
     """A cloned repository's orchestrator.yaml may set ports and profiles, never the image lock, the
     registry or trust in a tag; the user's own file may."""
     folder = isolated_env / "work" / "orchestrator.yaml"
-    for setting in ("image_lock: /tmp/foreign.lock.json", "registry: ghcr.io/someone", "trust_tag: true"):
-        folder.write_text(f"port: 9100\n{setting}\n")
-        with pytest.raises(ConfigError, match="taken only from your own config"):
-            load_settings({})
-    folder.write_text("port: 9100\n")
     own = isolated_env / "config" / "step-flash-orchestrator" / "orchestrator.yaml"
+    for setting in (
+        "image_lock: /tmp/foreign.lock.json",
+        "registry: ghcr.io/someone",
+        "trust_tag: true",
+        "source: https://example.invalid/llama.cpp@0123456",
+        "ui: ./page",
+        "cors: https://evil.example",
+        "host: 0.0.0.0",
+        "rpc: 10.0.0.9:50052",
+    ):
+        folder.write_text(f"port: 9100\n{setting}\n")
+        with pytest.raises(ConfigError, match="may not decide what runs or who reaches it") as refused:
+            load_settings({})
+        assert str(own) in str(refused.value)
+    folder.write_text("port: 9100\nprofile: long-context\n")
     own.parent.mkdir(parents=True)
     own.write_text("trust_tag: true\n")
     settings = load_settings({})

@@ -80,6 +80,20 @@ def proxy_config(
     hosts = list(exposure.names)
     allowed = {"header": {"Origin": list(exposure.origins)}}
     routes: list[dict[str, Any]] = [
+        # Never shown inside another site's frame (what browsers without Sec-Fetch-* still honour).
+        {
+            "handle": [
+                {
+                    "handler": "headers",
+                    "response": {
+                        "set": {
+                            "X-Frame-Options": ["DENY"],
+                            "Content-Security-Policy": ["frame-ancestors 'none'"],
+                        }
+                    },
+                }
+            ]
+        },
         {
             "match": [{"not": [{"host": hosts}]}],
             "handle": [_answer(421, "this server does not answer to that host name\n")],
@@ -113,8 +127,9 @@ def proxy_config(
         {
             "match": [
                 {"header": {"Origin": ["*"]}, "not": [allowed]},
-                # A link another site shows, followed by its reader (a top-level GET), opens the page.
-                {"header": {"Sec-Fetch-Site": ["cross-site", "same-site"]}, "not": [allowed, _NAVIGATION]},
+                # Navigations too (a link followed, a frame, `location = ...`): the web page sends a `?q=`
+                # prompt as soon as it loads, with the key it keeps, so another site may not open it.
+                {"header": {"Sec-Fetch-Site": ["cross-site", "same-site"]}, "not": [allowed]},
             ],
             "handle": [_answer(403, "a page of another site may not call this server\n")],
             "terminal": True,
@@ -195,9 +210,6 @@ def proxy_config(
         },
         "apps": {"http": {"servers": {"step-flash": server}}, **tls_app},
     }
-
-
-_NAVIGATION = {"method": ["GET", "HEAD"], "header": {"Sec-Fetch-Mode": ["navigate"]}}
 
 
 def _answer(status: int, body: str) -> dict[str, Any]:
