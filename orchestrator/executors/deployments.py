@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from orchestrator.core.deployments import Deployment
 from orchestrator.errors import ConfigError
@@ -15,23 +16,39 @@ def history_file(data_dir: Path, project: str) -> Path:
 
 
 def read_history(data_dir: Path, project: str) -> list[Deployment]:
+    """The deployments recorded, in order. A line that is not JSON (cut short by a crash, NULs after a
+    power loss, a blank line) is no deployment and is passed over (`history` names them); a JSON line of
+    the wrong shape is one line that names it."""
     path = history_file(data_dir, project)
-    if not path.is_file():
-        return []
     found = []
-    lines = path.read_text().splitlines()
-    for number, line in enumerate(lines, 1):
-        try:
-            data = json.loads(line)
-        except ValueError:
-            if line.startswith("{") and not line.rstrip().endswith("}"):
-                continue  # a line cut short by a crash (record ends it) is not a deployment
-            raise ConfigError(_unreadable(path, number, "is not JSON")) from None
+    for number, data in _json_lines(path):
         try:
             found.append(Deployment.from_dict(data))
         except TypeError as exc:
             raise ConfigError(_unreadable(path, number, str(exc))) from None
     return found
+
+
+def passed_over(data_dir: Path, project: str) -> list[int]:
+    """The numbers of the history's lines that are not JSON and were passed over (blank ones aside)."""
+    path = history_file(data_dir, project)
+    if not path.is_file():
+        return []
+    parsed = {number for number, _data in _json_lines(path)}
+    lines = path.read_text(errors="replace").splitlines()
+    return [n for n, line in enumerate(lines, 1) if n not in parsed and line.strip("\x00 \t")]
+
+
+def _json_lines(path: Path) -> list[tuple[int, Any]]:
+    if not path.is_file():
+        return []
+    parsed = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        try:
+            parsed.append((number, json.loads(line)))
+        except ValueError:
+            continue
+    return parsed
 
 
 def _unreadable(path: Path, number: int, why: str) -> str:

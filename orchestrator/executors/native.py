@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from xml.parsers.expat import ExpatError
 
 import psutil
 
@@ -122,9 +123,9 @@ ENV_FILE = "llama-server.env.json"
 
 
 def socket_folder(plan: Plan) -> None:
-    """The folder of the server's socket: there, a folder (not a link) of ours that only we open (it is
-    in /tmp, where anyone may have made it first), and no socket left in it by a server that ended
-    (llama-server refuses to bind over one)."""
+    """The folder of the server's socket: there, and a folder (not a link) of ours that only we open (it
+    is in /tmp, where anyone may have made it first). Checked before a server is replaced; the socket a
+    server that ended left is removed once it is stopped (start_command)."""
     socket = Path(plan.socket)
     folder = socket.parent
     with contextlib.suppress(FileExistsError):
@@ -135,7 +136,6 @@ def socket_folder(plan: Plan) -> None:
             f"{folder} is not a folder of yours that only you open (another user made it, or it is a "
             "link); remove it, then run up again"
         )
-    socket.unlink(missing_ok=True)
 
 
 def state(plan: Plan) -> NativeState:
@@ -171,9 +171,12 @@ def _agents_files() -> dict[Path, str]:
     used: dict[Path, str] = {}
     for agent in sorted(folder.glob(f"{LABEL_PREFIX}*.plist")) if folder.is_dir() else []:
         try:
-            argv = [str(a) for a in plistlib.loads(agent.read_bytes()).get("ProgramArguments", [])]
-        except (OSError, ValueError, plistlib.InvalidFileException):
+            loaded = plistlib.loads(agent.read_bytes())
+        except (OSError, ValueError, plistlib.InvalidFileException, ExpatError):
+            continue  # not an agent file launchd could load either
+        if not isinstance(loaded, dict):
             continue
+        argv = [str(a) for a in loaded.get("ProgramArguments", [])]
         used |= _named_files(argv, f"the launchd agent {agent.stem}")
     return used
 
@@ -232,6 +235,8 @@ def start_command(plan: Plan, argv: Sequence[str], env: Mapping[str, str]) -> No
     """Start llama-server with this command line and environment in the plan's place (stopping the one
     that runs there): the plan's own, or the one that ran before it."""
     stop(plan)  # the running server, or a stale pid file serve.sh would take for one
+    # llama-server refuses to bind over the socket a server that ended left.
+    Path(plan.socket).unlink(missing_ok=True)
     folder = state_dir(plan)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / ENV_FILE).write_text(json.dumps(dict(env)))

@@ -73,7 +73,7 @@ class NativeRuntime:
 
     def _current(self, plan: Plan) -> native.NativeState:
         """The server as its supervisor knows it: launchd's job and agent file, or the pid file; its
-        command line as the plan writes it (without the socket's guard launchd runs it behind)."""
+        command line as the supervisor runs it (under launchd, behind the socket's guard)."""
         if not self.launchd:
             return native.state(plan)
         label = agent_label(plan.project)
@@ -82,24 +82,30 @@ class NativeRuntime:
         return native.NativeState(
             pid,
             state == "running",
-            unguarded(tuple(agent.get("ProgramArguments", ()))),
+            tuple(agent.get("ProgramArguments", ())),
             native_log(plan.data_dir),
             dict(agent.get("EnvironmentVariables", {})),
         )
+
+    def _command(self, plan: Plan, argv: Sequence[str]) -> tuple[str, ...]:
+        """The command line the supervisor runs: under launchd, behind the socket folder's guard."""
+        return socket_guarded(argv, Path(plan.socket)) if self.launchd else tuple(argv)
 
     def _proxy(self, plan: Plan) -> native_proxy.ProxyState:
         return native_proxy.agent_state(self.host, plan) if self.launchd else native_proxy.state(plan)
 
     def _start(self, plan: Plan, argv: Sequence[str], env: Mapping[str, str]) -> None:
+        native.socket_folder(plan)  # refused here, in one line, rather than by launchd's restarts
         if not self.launchd:
-            native.socket_folder(plan)
             native.start_command(plan, argv, env)
             return
         state = native.state_dir(plan)
         state.mkdir(parents=True, exist_ok=True)
-        guarded = socket_guarded(argv, Path(plan.socket))
         launchd.load(
-            self.host, launch_agent(agent_label(plan.project), guarded, env, state, native_log(plan.data_dir))
+            self.host,
+            launch_agent(
+                agent_label(plan.project), self._command(plan, argv), env, state, native_log(plan.data_dir)
+            ),
         )
 
     def _proxy_serves(self, plan: Plan) -> Address | None:
@@ -129,7 +135,7 @@ class NativeRuntime:
         started = False
         if not (
             current.running
-            and current.argv == plan.server.argv
+            and current.argv == self._command(plan, plan.server.argv)
             and current.env.get(native_proxy.INPUTS_VARIABLE) == env[native_proxy.INPUTS_VARIABLE]
         ):
             self._start(plan, plan.server.argv, env)
@@ -194,9 +200,14 @@ class NativeRuntime:
             return None
         config = plan.proxy_file.read_bytes()
         assert plan.proxy is not None
-        if current.argv == plan.server.argv and config.decode() == json.dumps(plan.proxy, indent=2) + "\n":
+        if (
+            current.argv == self._command(plan, plan.server.argv)
+            and config.decode() == json.dumps(plan.proxy, indent=2) + "\n"
+        ):
             return None
-        return Deployed(served, argv=current.argv, env=current.env, files={plan.proxy_file: config})
+        return Deployed(
+            served, argv=unguarded(current.argv), env=current.env, files={plan.proxy_file: config}
+        )
 
     def restore(self, plan: Plan, deployed: Deployed) -> None:
         self._start(plan, deployed.argv, deployed.env)

@@ -157,3 +157,16 @@ def test_a_deployment_recorded_after_a_crash_cut_the_last_line_is_kept(tmp_path:
     record(tmp_path, made(2))
     record(tmp_path, made(3))
     assert [d.id for d in read_history(tmp_path, "p")] == [2, 3]
+
+
+def test_lines_a_crash_left_are_passed_over_and_named(tmp_path: Path) -> None:
+    from orchestrator.core.deployments import Deployment
+    from orchestrator.executors.deployments import history_file, passed_over, read_history, record
+
+    record(tmp_path, Deployment(1, "t", "up", "p", "i", None, "s", None, None, "m", None, "e", compose="c"))
+    history = history_file(tmp_path, "p")
+    # A cut that ends on a brace, a blank line, and NULs after a power loss.
+    history.write_text(history.read_text() + '{"id": 2, "figures": {}\n\n' + "\x00" * 8 + "\n")
+    record(tmp_path, Deployment(3, "t", "up", "p", "i", None, "s", None, None, "m", None, "e", compose="c"))
+    assert [d.id for d in read_history(tmp_path, "p")] == [1, 3]
+    assert passed_over(tmp_path, "p") == [2]

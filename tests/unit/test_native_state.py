@@ -66,8 +66,11 @@ def test_down_never_signals_a_process_that_reused_the_pid(
     assert not pid_file.exists()
 
 
-def test_the_sockets_folder_in_tmp_must_be_the_owners_alone(tmp_path: Path) -> None:
-    """/tmp is shared: a folder someone else made first, a link, or one others may open is refused."""
+def test_the_sockets_folder_in_tmp_must_be_the_owners_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/tmp is shared: a folder someone else made first, a link, a file, or one others may open is
+    refused, and nothing in it is touched (a running server's socket stays until it is stopped)."""
     from dataclasses import replace
 
     from orchestrator.errors import UsageError
@@ -76,18 +79,23 @@ def test_the_sockets_folder_in_tmp_must_be_the_owners_alone(tmp_path: Path) -> N
     mine = replace(plan, socket=tmp_path / "step-flash-0" / "step-flash-1.sock")
     native.socket_folder(mine)
     assert (tmp_path / "step-flash-0").stat().st_mode & 0o777 == 0o700
-    (tmp_path / "step-flash-0" / "step-flash-1.sock").write_text("left by a crashed server")
-    native.socket_folder(mine)  # a socket a server left behind is removed before the next binds
-    assert not (tmp_path / "step-flash-0" / "step-flash-1.sock").exists()
+    (tmp_path / "step-flash-0" / "step-flash-1.sock").write_text("the running server's")
+    native.socket_folder(mine)
+    assert (tmp_path / "step-flash-0" / "step-flash-1.sock").exists()
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir(mode=0o700)
     (tmp_path / "linked").symlink_to(elsewhere)
     opened = tmp_path / "opened"
     opened.mkdir()
     opened.chmod(0o755)
-    for folder in ("linked", "opened"):
+    (tmp_path / "a-file").write_text("")
+    for folder in ("linked", "opened", "a-file"):
         with pytest.raises(UsageError, match="not a folder of yours that only you open"):
             native.socket_folder(replace(plan, socket=tmp_path / folder / "x.sock"))
+    # Made by someone else (another uid than ours), though closed: refused.
+    monkeypatch.setattr("os.getuid", lambda: os.stat(tmp_path).st_uid + 4242)
+    with pytest.raises(UsageError, match="not a folder of yours"):
+        native.socket_folder(mine)
 
 
 def test_launchds_guard_makes_the_folder_clears_a_stale_socket_and_refuses_a_link(tmp_path: Path) -> None:
@@ -109,3 +117,10 @@ def test_launchds_guard_makes_the_folder_clears_a_stale_socket_and_refuses_a_lin
     socket.parent.symlink_to(elsewhere)
     refused = run("echo", "served")
     assert refused.returncode == 1 and "not a folder of yours alone" in refused.stderr and not refused.stdout
+    if os.geteuid() == 0:
+        # Another user's folder, closed like ours: refused too ([ -O ] is the owner check).
+        socket.parent.unlink()
+        socket.parent.mkdir(mode=0o700)
+        os.chown(socket.parent, 4242, 4242)
+        theirs = run("echo", "served")
+        assert theirs.returncode == 1 and not theirs.stdout

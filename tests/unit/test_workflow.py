@@ -602,7 +602,7 @@ def test_the_macs_native_server_is_a_launchd_agent_written_from_the_plan(
     assert argv[:2] == ["/bin/sh", "-c"] and argv[3] == str(plan.socket) and "[ -O " in argv[2]
     assert argv[4:] == list(plan.server.argv) and argv[4].startswith(str(tmp_path / "data" / "native"))
     # llama-server listens on its socket only; the proxy's agent runs Caddy in front of it.
-    assert argv[argv.index("--host") + 1] == str(plan.socket) and folders == []
+    assert argv[argv.index("--host") + 1] == str(plan.socket) and folders == [str(plan.socket)]
     proxy_file = agents / "io.step-flash.step-flash.proxy.plist"
     proxy = plistlib.loads(proxy_file.read_bytes())
     assert proxy["ProgramArguments"] == ["/opt/homebrew/bin/caddy", "run", "--config", str(plan.proxy_file)]
@@ -631,6 +631,10 @@ def test_the_macs_native_server_is_a_launchd_agent_written_from_the_plan(
     state = runtime.state(plan)
     assert state.running and state.pid == 4242
     assert not runtime.start(plan), "the same plan again keeps the running agents"
+    # An agent written before the guard existed runs the same server without it: it is replaced.
+    agent_file.write_bytes(plistlib.dumps({**plan.launch_agent, "ProgramArguments": list(plan.server.argv)}))  # type: ignore[dict-item]
+    assert runtime.start(plan)
+    assert plistlib.loads(agent_file.read_bytes())["ProgramArguments"][:2] == ["/bin/sh", "-c"]
     assert runtime.stop(plan)
     assert not agent_file.exists() and not proxy_file.exists()
     assert ("launchctl", ("bootout", target)) == host.calls[-1]

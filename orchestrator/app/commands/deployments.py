@@ -29,7 +29,7 @@ from orchestrator.core.plan.compose import proxy_config_source, secret_files, se
 from orchestrator.core.plan.image import ImageBuild
 from orchestrator.core.sources import Source
 from orchestrator.errors import ExitCode, OrchestratorError, UsageError
-from orchestrator.executors.deployments import read_history
+from orchestrator.executors.deployments import passed_over, read_history
 from orchestrator.executors.server_state import Deployed, Runtime
 
 # A new deployment decodes at least this share of the current one's speed on the same model.
@@ -290,6 +290,8 @@ class History:
     serving: int | None
     kept: tuple[str, ...]
     removable: tuple[str, ...]
+    # Lines of the history file that are not JSON (a crash cut them short), passed over.
+    passed_over: tuple[int, ...] = ()
 
     def show(self, screen: Screen) -> ExitCode:
         data = {
@@ -297,8 +299,14 @@ class History:
             "deployments": [d.summary() for d in self.deployments],
             "kept_images": list(self.kept),
             "removable_images": list(self.removable),
+            "lines_passed_over": list(self.passed_over),
         }
         screen.either(data, lambda: self._table(screen))
+        if self.passed_over:
+            screen.live.print(
+                f"lines {', '.join(map(str, self.passed_over))} of the history are not JSON (cut short by a "
+                "crash?) and were passed over; those deployments cannot be rolled back to"
+            )
         return ExitCode.OK
 
     def _table(self, screen: Screen) -> None:
@@ -332,6 +340,7 @@ def history(plan: Plan, ex: Executors) -> History:
         now.id if running and now is not None else None,
         tuple(kept_images(deployments)),
         tuple(removable_images(deployments)),
+        tuple(passed_over(plan.data_dir, plan.project)),
     )
 
 
