@@ -85,7 +85,11 @@ def state(plan: Plan) -> ProxyState:
     except (OSError, ValueError):
         pid = None  # none, or a file a crash left empty
     # Without its command line recorded, the command this plan runs it with is what it must be running.
-    recorded = tuple(argv_file.read_text().splitlines()) if argv_file.is_file() else argv(plan)
+    recorded = (
+        tuple(argv_file.read_text().splitlines())
+        if argv_file.is_file()
+        else (shutil.which("caddy") or "caddy", "run", "--config", str(plan.proxy_file))
+    )
     running = pid is not None and is_server(pid, recorded, started_by=pid_file.stat().st_mtime)
     inputs = inputs_file.read_text().strip() if inputs_file.is_file() else None
     return ProxyState(pid, running, recorded, inputs)

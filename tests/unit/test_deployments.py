@@ -264,9 +264,11 @@ def test_a_new_key_cors_or_certificate_replaces_the_server_and_rollback_restores
     assert config != proxy_config_source(yaml.safe_load(second))
 
     # Rollback to the deployment with the first key: its compose file, so its key copy, again.
-    back = deployments.rollback(plan, executors(engine, host), Notes().reporter(), wanted=1)
+    notes = Notes()
+    back = deployments.rollback(plan, executors(engine, host), notes.reporter(), wanted=1)
     assert back.to.id == 1
     assert _secret_file(plan.compose_file.read_text(), "api_key").read_text() == "first-key\n"  # type: ignore[union-attr]
+    assert any("ran with another API key" in n for n in notes.lines), "the rotated key coming back is said"
 
     # A deployment whose copies are gone is refused in one line, and nothing changes.
     _secret_file(second, "api_key").unlink()
@@ -318,3 +320,19 @@ def test_rollback_records_the_proxy_configuration_it_runs_and_never_rewrites_a_c
         d.proxy == proxy_config_source(yaml.safe_load(d.compose)).read_text()  # type: ignore[union-attr]
         for d in history
     )
+
+
+def test_a_content_named_copy_is_restored_only_when_missing_and_only_with_its_own_content(
+    tmp_path: Path,
+) -> None:
+    import hashlib
+
+    from orchestrator.executors.runtime import _restorable
+
+    data = b"the key\n"
+    named = tmp_path / f"api_key.{hashlib.sha256(data).hexdigest()[:16]}"
+    assert _restorable(named, data)
+    assert not _restorable(named, b"other bytes"), "never other bytes under a content name"
+    named.write_bytes(data)
+    assert not _restorable(named, data), "kept as it is when there"
+    assert _restorable(tmp_path / "step-flash.proxy.json", b"{}"), "a file of an older version is restored"

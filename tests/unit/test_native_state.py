@@ -124,3 +124,15 @@ def test_launchds_guard_makes_the_folder_clears_a_stale_socket_and_refuses_a_lin
         os.chown(socket.parent, 4242, 4242)
         theirs = run("echo", "served")
         assert theirs.returncode == 1 and not theirs.stdout
+
+
+def test_an_empty_proxy_pid_file_is_no_proxy(tmp_path: Path) -> None:
+    """A crash can leave the pid file empty: no traceback, no proxy, and nothing signalled."""
+    from orchestrator.executors import native_proxy
+
+    plan = cpu_plan(tmp_path, native=True)
+    folder = native.state_dir(plan)
+    folder.mkdir(parents=True)
+    (folder / f"proxy-{plan.project}.pid").write_text("")
+    state = native_proxy.state(plan)
+    assert state.pid is None and not state.running
