@@ -4,6 +4,7 @@ keyed by a file's identity (path, size, mtime) that are simply rebuilt when unre
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -81,6 +82,12 @@ def _sync_folder(folder: Path) -> None:
 def _private_folder(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
     path.chmod(0o700)
+
+
+def content_digest(data: bytes) -> str:
+    """A short name for some bytes (the first 16 hex digits of their SHA-256): what names a copy by its
+    content, and what says whether a process read the bytes it would read now."""
+    return hashlib.sha256(data).hexdigest()[:16]
 
 
 def file_key(path: Path) -> str:

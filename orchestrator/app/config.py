@@ -3,7 +3,7 @@ ORCHESTRATOR_* < flags. This reads the files and the environment; orchestrator.c
 
 from __future__ import annotations
 
-import ipaddress
+import functools
 import os
 import secrets
 import socket
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from orchestrator.core.exposure import is_loopback, made_key_path
+from orchestrator.core.exposure import is_address, is_loopback, made_key_path
 from orchestrator.core.settings import (
     APP_NAME,
     BY_NAME,
@@ -137,7 +137,7 @@ def _resolved(settings: Settings) -> Settings:
         if not Path(settings[name]).is_absolute():
             settings = settings.with_value(name, Path(settings[name]).absolute(), settings.origin(name))
     host = settings["host"]
-    if ipaddress_or_none(host) is None:
+    if not is_address(host):
         address = resolve_host(host)
         origin = f"{settings.origin('host')} ({host}, resolved)"
         settings = settings.with_value("host", address, origin)
@@ -146,15 +146,10 @@ def _resolved(settings: Settings) -> Settings:
     return settings
 
 
-def ipaddress_or_none(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        return None
-
-
+@functools.cache
 def resolve_host(name: str) -> str:
-    """The address a host name stands for on this machine (localhost: 127.0.0.1), or one line."""
+    """The address a host name stands for on this machine (localhost: 127.0.0.1), or one line. Asked once
+    per command: its settings are read more than once."""
     if name == "localhost":
         return "127.0.0.1"
     try:

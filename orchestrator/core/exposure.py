@@ -87,13 +87,13 @@ def parse_host_names(value: object) -> tuple[str, ...]:
     for item in (str(i).strip().lower() for i in items):
         if not item:
             continue
-        if not (_is_address(item) or _HOST_NAME.match(item)):
+        if not (is_address(item) or _HOST_NAME.match(item)):
             raise ValueError(f"{item!r} is neither a host name nor an IP address")
         names.append(item)
     return tuple(dict.fromkeys(names))
 
 
-def _is_address(text: str) -> bool:
+def is_address(text: str) -> bool:
     try:
         ipaddress.ip_address(text)
     except ValueError:
@@ -122,11 +122,11 @@ class Exposure:
 
     @property
     def dns_names(self) -> tuple[str, ...]:
-        return tuple(n for n in self.names if not _is_address(n))
+        return tuple(n for n in self.names if not is_address(n))
 
     @property
     def ip_addresses(self) -> tuple[str, ...]:
-        return tuple(n for n in self.names if _is_address(n))
+        return tuple(n for n in self.names if is_address(n))
 
 
 def exposure(

@@ -6,7 +6,6 @@ as they do for a container's."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import shutil
@@ -25,6 +24,7 @@ from orchestrator.errors import UsageError
 from orchestrator.executors import launchd
 from orchestrator.executors.launchd import Launchctl
 from orchestrator.executors.native import is_server
+from orchestrator.files import content_digest
 
 STOP_TIMEOUT_S = 10
 
@@ -58,10 +58,7 @@ def inputs_digest(plan: Plan) -> str:
     """What Caddy reads once, at start: its configuration, and the certificate and key it serves."""
     files = tls_files(plan.data_dir, plan.project)
     read = [p for p in (plan.proxy_file, files.proxy_cert, files.proxy_key) if p is not None and p.is_file()]
-    digest = hashlib.sha256()
-    for path in read:
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    return content_digest(b"".join(path.read_bytes() for path in read))
 
 
 def environment(plan: Plan) -> dict[str, str]:

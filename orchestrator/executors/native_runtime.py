@@ -4,7 +4,6 @@ of it (executors.native_proxy)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -23,12 +22,12 @@ from orchestrator.executors.health import Probe
 from orchestrator.executors.host import Host
 from orchestrator.executors.images import BuildOutcome
 from orchestrator.executors.server_state import Deployed, ServerState, api_key, require_free
-from orchestrator.files import write_atomic
+from orchestrator.files import content_digest, write_atomic
 
 
 def _inputs_digest(plan: Plan) -> str:
     key = plan.api_key_file.read_bytes() if plan.api_key_file and plan.api_key_file.is_file() else b""
-    return hashlib.sha256(key).hexdigest()[:16]
+    return content_digest(key)
 
 
 def unguarded(argv: tuple[str, ...]) -> tuple[str, ...]:

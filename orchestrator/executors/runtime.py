@@ -5,7 +5,6 @@ Runtime), chosen once from the plan by `runtime_for`, so no command below the CL
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
@@ -33,7 +32,7 @@ from orchestrator.executors.images import BuildOutcome, build_image, is_up_to_da
 from orchestrator.executors.native_runtime import NativeRuntime
 from orchestrator.executors.published import was_pulled
 from orchestrator.executors.server_state import Deployed, Runtime, ServerState, require_free
-from orchestrator.files import write_atomic, write_for_container
+from orchestrator.files import content_digest, write_atomic, write_for_container
 
 
 def runtime_for(plan: Plan, engine: Engine, host: Host) -> Runtime:
@@ -257,9 +256,7 @@ def pinned_inputs(document: Mapping[str, Any]) -> dict[str, Any]:
         if read:
             # Compose compares a service's own definition, not the files its secrets name: the names of
             # what it reads, on the service itself, are what make a new key replace the container.
-            service.setdefault("labels", {})[INPUTS_LABEL] = hashlib.sha256(
-                "\n".join(read).encode()
-            ).hexdigest()[:16]
+            service.setdefault("labels", {})[INPUTS_LABEL] = content_digest("\n".join(read).encode())
     return pinned
 
 
@@ -268,13 +265,13 @@ def _restorable(path: Path, data: bytes) -> bool:
     (kept as it is when there, never overwritten with other bytes); any other file of ours is restored."""
     stem, _, suffix = path.name.rpartition(".")
     if stem and len(suffix) == 16 and all(c in "0123456789abcdef" for c in suffix):
-        return not path.is_file() and hashlib.sha256(data).hexdigest()[:16] == suffix
+        return not path.is_file() and content_digest(data) == suffix
     return True
 
 
 def _content_named(path: Path, write: Callable[[Path, bytes], None]) -> Path:
     data = path.read_bytes()
-    named = path.with_name(f"{path.name}.{hashlib.sha256(data).hexdigest()[:16]}")
+    named = path.with_name(f"{path.name}.{content_digest(data)}")
     if not named.is_file() or named.read_bytes() != data:
         write(named, data)
     return named

@@ -252,13 +252,18 @@ def test_up_makes_a_key_only_its_owner_reads_and_later_commands_find_it(isolated
     assert load_settings({})["api_key_file"] is None
 
 
+def _exposed_up(isolated_env: Path, model: Path) -> tuple[Path, list[str]]:
+    """Where up makes its key, and an up beyond loopback with no key file."""
+    made = isolated_env / "data" / "step-flash-orchestrator" / "keys" / "api-key"
+    return made, ["up", "--target", "cpu", "--model", str(model), "--host", "0.0.0.0", "--port", "18123"]
+
+
 def test_make_api_key_through_the_cli_with_and_without_a_terminal(
     isolated_env: Path, model: Path, fake_executors: FakeEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from orchestrator.app import cli
 
-    made = isolated_env / "data" / "step-flash-orchestrator" / "keys" / "api-key"
-    base = ["up", "--target", "cpu", "--model", str(model), "--host", "0.0.0.0", "--port", "18123"]
+    made, base = _exposed_up(isolated_env, model)
     # No terminal, not told: refused at once, naming a flag that works; nothing made.
     monkeypatch.setattr(sys.stdin, "isatty", lambda: False)
     assert cli.main(base) == 2
@@ -277,8 +282,7 @@ def test_make_api_key_asked_on_a_terminal(
 ) -> None:
     from orchestrator.app import cli, render
 
-    made = isolated_env / "data" / "step-flash-orchestrator" / "keys" / "api-key"
-    base = ["up", "--target", "cpu", "--model", str(model), "--host", "0.0.0.0", "--port", "18123"]
+    made, base = _exposed_up(isolated_env, model)
     monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
     answers = iter([False, True])
     monkeypatch.setattr(render.Renderer, "ask", lambda self, question: next(answers))

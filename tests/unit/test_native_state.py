@@ -136,3 +136,35 @@ def test_an_empty_proxy_pid_file_is_no_proxy(tmp_path: Path) -> None:
     (folder / f"proxy-{plan.project}.pid").write_text("")
     state = native_proxy.state(plan)
     assert state.pid is None and not state.running
+
+
+def test_a_socket_path_too_long_for_sun_path_is_one_line(tmp_path: Path) -> None:
+    from orchestrator.errors import UsageError
+    from tests.planning import fixed_plan
+
+    with pytest.raises(UsageError, match="longer than a Unix socket's path may be"):
+        fixed_plan("cpu", "default", {"data_dir": tmp_path, "native": True, "project": "p" * 90})
+
+
+def test_the_native_port_is_held_by_its_own_proxy_only_on_that_port(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Mac's proxy agent (the recording launchctl) holds 8080: up again on 8080 is free for it, on
+    another port that is taken it is refused before anything is replaced."""
+    from orchestrator.errors import UsageError
+    from orchestrator.executors import native_proxy
+    from orchestrator.executors.native_runtime import NativeRuntime
+    from tests.fakes import FakeHost
+    from tests.planning import fixed_plan
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(native_proxy, "caddy", lambda: "/opt/homebrew/bin/caddy")
+    monkeypatch.setattr(native, "socket_folder", lambda plan: None)
+    host = FakeHost(ports_in_use={8080, 9000})
+    runtime = NativeRuntime(host, launchd=True)
+    plan = fixed_plan("mac-studio", "default", {"data_dir": tmp_path / "data"})
+    runtime.start(plan)
+    runtime.check_port(plan)
+    moved = fixed_plan("mac-studio", "default", {"data_dir": tmp_path / "data", "port": 9000})
+    with pytest.raises(UsageError, match="port 9000"):
+        runtime.check_port(moved)

@@ -84,7 +84,10 @@ def resolver(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
             raise socket.gaierror(-2, "Name or service not known")
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (known[name], 0))]
 
+    from orchestrator.app.config import resolve_host
+
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    resolve_host.cache_clear()
     return known
 
 
