@@ -236,3 +236,16 @@ def test_no_log_holds_a_key_or_a_prompt_even_through_a_502(keyed_server: Served)
         assert key not in log and spoken not in log and lost not in log
     # What the device check reads is still there.
     assert "model buffer size" in server_log
+
+
+def test_the_engine_names_the_model_a_running_server_maps(open_server: Served) -> None:
+    """What `model rm` asks before deleting: the real engine's running containers, through their mounts."""
+    from orchestrator.executors.docker import DockerEngine
+
+    server = json.loads(docker("inspect", container_id(open_server.project)).stdout)[0]
+    argv = server["Config"]["Cmd"]
+    inside = argv[argv.index("-m") + 1]
+    mount = next(m for m in server["Mounts"] if inside.startswith(m["Destination"].rstrip("/") + "/"))
+    on_host = Path(mount["Source"]) / inside[len(mount["Destination"].rstrip("/")) + 1 :]
+    used = DockerEngine().files_in_use()
+    assert used.get(on_host) == server["Name"].lstrip("/")
