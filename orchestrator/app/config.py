@@ -66,9 +66,8 @@ def file_layer(path: Path) -> Layer:
 # environment or a flag.
 FOLDER_SETTINGS = frozenset(
     {
-        "target", "profile", "model", "draft_model", "models_dir", "port", "project", "ctx_size",
-        "threads", "n_predict", "speculative", "idle", "wait_timeout", "memory_limit", "gpu", "platform",
-        "bases", "build", "image_repo", "native", "build_cache",
+        "target", "profile", "port", "ctx_size", "threads", "n_predict", "speculative", "idle",
+        "wait_timeout", "memory_limit", "gpu", "platform", "bases", "build", "image_repo", "native",
     }
 )  # fmt: skip
 

@@ -141,7 +141,7 @@ def socket_folder(plan: Plan) -> None:
 def state(plan: Plan) -> NativeState:
     folder = state_dir(plan)
     pid_file = folder / "llama-server.pid"
-    pid = _pid(pid_file) if pid_file.is_file() else None
+    pid = read_pid(pid_file) if pid_file.is_file() else None
     argv_file = folder / "llama-server.argv"
     argv = tuple(argv_file.read_text().splitlines()) if argv_file.is_file() else ()
     running = pid is not None and is_server(pid, argv, started_by=pid_file.stat().st_mtime)
@@ -160,7 +160,7 @@ def files_in_use(data_dir: Path) -> dict[Path, str]:
     if not pid_file.is_file() or not argv_file.is_file():
         return used
     argv = argv_file.read_text().splitlines()
-    pid = _pid(pid_file)
+    pid = read_pid(pid_file)
     if pid is None or not is_server(pid, argv, started_by=pid_file.stat().st_mtime):
         return used
     return used | _named_files(argv, f"the native llama-server (pid {pid})")
@@ -185,7 +185,7 @@ def _named_files(argv: Sequence[str], server: str) -> dict[Path, str]:
     return {Path(arg): server for arg in argv if arg.startswith("/") and Path(arg).is_file()}
 
 
-def _pid(pid_file: Path) -> int | None:
+def read_pid(pid_file: Path) -> int | None:
     """The pid a pid file holds (None: an empty or damaged one, as a crash can leave)."""
     try:
         return int(pid_file.read_text().strip())

@@ -23,7 +23,7 @@ from orchestrator.core.plan.proxy import tls_files
 from orchestrator.errors import UsageError
 from orchestrator.executors import launchd
 from orchestrator.executors.launchd import Launchctl
-from orchestrator.executors.native import is_server
+from orchestrator.executors.native import is_server, read_pid
 from orchestrator.files import content_digest
 
 STOP_TIMEOUT_S = 10
@@ -77,10 +77,7 @@ def _files(plan: Plan) -> tuple[Path, Path, Path]:
 
 def state(plan: Plan) -> ProxyState:
     pid_file, argv_file, inputs_file = _files(plan)
-    try:
-        pid: int | None = int(pid_file.read_text().strip())
-    except (OSError, ValueError):
-        pid = None  # none, or a file a crash left empty
+    pid = read_pid(pid_file)
     # Without its command line recorded, the command this plan runs it with is what it must be running.
     recorded = (
         tuple(argv_file.read_text().splitlines())

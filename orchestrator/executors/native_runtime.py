@@ -14,7 +14,7 @@ from orchestrator.core.plan.jobs import ToolJob
 from orchestrator.core.plan.launch_agent import agent_label, launch_agent
 from orchestrator.core.plan.native import native_log, proxy_log, socket_guarded
 from orchestrator.core.plan.programs import BenchPlan
-from orchestrator.core.plan.proxy import tls_files
+from orchestrator.core.plan.proxy import PROXY_SERVER, tls_files
 from orchestrator.core.plan.server import Address
 from orchestrator.executors import certificates, launchd, native, native_proxy
 from orchestrator.executors.engine import BuildProgress
@@ -39,7 +39,7 @@ def listen_address(config: str) -> Address | None:
     """Where a proxy configuration (Caddy's JSON) listens, and over what."""
     try:
         data = json.loads(config)
-        server = data["apps"]["http"]["servers"]["step-flash"]
+        server = data["apps"]["http"]["servers"][PROXY_SERVER]
         host, port = str(server["listen"][0]).rsplit(":", 1)
         scheme = "https" if data["apps"].get("tls") else "http"
         return Address(host.strip("[]") or "0.0.0.0", int(port), scheme)

@@ -87,8 +87,9 @@ class Runtime(Protocol):
         when not where the plan publishes it (a server started again from what ran before)."""
 
     def deployed(self, plan: Plan) -> Deployed | None:
-        """The server running under the plan's name when it is not this plan's own (None: nothing runs,
-        or this very plan does): what `restore` starts again."""
+        """What runs under the plan's name now, to start again should its replacement fail (None: nothing
+        runs; a native runtime also answers None when this very plan runs). A container's is always
+        returned: what its services read is compared by compose once the new document is written."""
 
     def restore(self, plan: Plan, deployed: Deployed) -> None:
         """Start again what `deployed` saw running, in place of the plan's server."""

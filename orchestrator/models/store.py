@@ -225,5 +225,6 @@ def _pulled_files(entry: Entry) -> list[Path]:
         return split_siblings(entry.first)
     depth = len(Path(entry.files[0].name).parts)
     root = entry.first.parents[depth - 1]
-    named = [root / f.name for f in entry.files]
+    # Only inside the pull's folder: a registry's names never reach outside it (`..`, absolute paths).
+    named = [root / f.name for f in entry.files if (root / f.name).resolve().is_relative_to(root.resolve())]
     return list(dict.fromkeys([*split_siblings(entry.first), *named]))

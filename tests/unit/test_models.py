@@ -269,3 +269,18 @@ def test_model_rm_sees_the_model_a_macs_launchd_agent_serves(
     (agents / "io.step-flash.step-flash.plist").write_bytes(plistlib.dumps({"ProgramArguments": argv}))
     assert main(["model", "rm", "served", "--yes", "--models-dir", str(models)]) == 2
     assert model.is_file()
+
+
+def test_model_rm_deletes_nothing_outside_the_pulls_folder(isolated_env: Path) -> None:
+    from orchestrator.models import store
+    from tests.tiny_gguf import write_tiny_moe
+
+    models = isolated_env / "models"
+    (models / "pulled").mkdir(parents=True)
+    model = write_tiny_moe(models / "pulled" / "m.gguf")
+    outside = isolated_env / "keep.txt"
+    outside.write_text("the owner's")
+    files = (store.FileRecord(model.name, 1, None), store.FileRecord("../../keep.txt", 1, None))
+    store.record_pull(models, "m", store.Entry("m", str(model), "hub a/b@main", True, files))
+    deleted = store.remove(models, "m", lambda _q: True, {})
+    assert deleted == [model] and outside.read_text() == "the owner's"

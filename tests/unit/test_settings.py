@@ -197,6 +197,8 @@ def test_what_decides_which_images_run_never_comes_from_a_folders_config(isolate
         "cors: https://evil.example",
         "host: 0.0.0.0",
         "rpc: 10.0.0.9:50052",
+        "build_cache: type=registry,ref=evil.example/cache",
+        "model: ./their.gguf",
     ):
         folder.write_text(f"port: 9100\n{setting}\n")
         with pytest.raises(ConfigError, match="may not decide what runs or who reaches it") as refused:

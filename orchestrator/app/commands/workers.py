@@ -4,7 +4,6 @@ the head of the same target runs, on one private address, lending its memory and
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from orchestrator.app.render import build_text
 from orchestrator.app.session import Session
 from orchestrator.app.steps.building import build
 from orchestrator.app.steps.context import Executors, Reporter
+from orchestrator.core.exposure import is_loopback
 from orchestrator.core.plan import Plan
 from orchestrator.core.rpc import Endpoint, check_listen, firewall_rules, parse_head, parse_listen
 from orchestrator.core.worker import WorkerPlan, worker_place, worker_plan
@@ -166,14 +166,19 @@ def worker_up(
     """Build (or reuse) the target's image and run its rpc-server on one address, until it answers. Beyond
     loopback it serves one head on its link, and the nftables rule that admits only that head is shown
     (loaded with firewall, as root)."""
-    check_listen(listen, head, None if _is_loopback(listen) else ex.host.link_address(listen.host))
-    rules = firewall_rules(listen, head) if head is not None and not _is_loopback(listen) else None
+    loopback = is_loopback(listen.host.split("%")[0])
+    check_listen(listen, head, None if loopback else ex.host.link_address(listen.host))
+    rules = firewall_rules(listen, head) if head is not None and not loopback else None
     if firewall and rules is None:
         raise UsageError("--firewall goes with a worker beyond loopback and its --head")
     if firewall and os.geteuid() != 0:
         raise UsageError(
             "--firewall loads an nftables rule and needs root; run it with sudo, or load the rule yourself"
         )
+    if firewall and rules is not None:
+        # Before the worker starts: it is never reachable from the link without its rule, and a rule
+        # nft refuses (or no nft) stops here, with nothing started.
+        ex.host.apply_firewall(rules)
     worker = worker_plan(plan, listen)
     ex.engine.require(buildx=True, compose=True)
     report.note(f"warning: {worker.warning}")
@@ -191,13 +196,7 @@ def worker_up(
             )
         workers.start(ex.engine, worker)
     hello = _await_answer(ex, worker)
-    if firewall and rules is not None:
-        ex.host.apply_firewall(rules)
     return WorkerStarted(worker, built.outcome, hello, kept, rules, firewall)
-
-
-def _is_loopback(listen: Endpoint) -> bool:
-    return ipaddress.ip_address(listen.host.split("%")[0]).is_loopback
 
 
 def _await_answer(ex: Executors, worker: WorkerPlan) -> Hello:

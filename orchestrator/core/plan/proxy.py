@@ -13,6 +13,8 @@ from typing import Any
 from orchestrator.core.exposure import Exposure
 
 PROXY_SERVICE = "proxy"
+# Caddy's name for the one server of its configuration (and the tag of its certificate).
+PROXY_SERVER = "step-flash"
 PROXY_PORT = 8443
 CONTAINER_PROXY_CONFIG = PurePosixPath("/etc/step-flash/proxy.json")
 CONTAINER_TLS_CERT = PurePosixPath("/run/secrets/tls_certificate")
@@ -168,12 +170,12 @@ def proxy_config(
     }
     tls_app: dict[str, Any] = {}
     if exposure.scheme == "https":
-        server["tls_connection_policies"] = [{"certificate_selection": {"any_tag": ["step-flash"]}}]
+        server["tls_connection_policies"] = [{"certificate_selection": {"any_tag": [PROXY_SERVER]}}]
         tls_app = {
             "tls": {
                 "certificates": {
                     "load_files": [
-                        {"certificate": certificate[0], "key": certificate[1], "tags": ["step-flash"]}
+                        {"certificate": certificate[0], "key": certificate[1], "tags": [PROXY_SERVER]}
                     ]
                 }
             }
@@ -208,7 +210,7 @@ def proxy_config(
                 },
             }
         },
-        "apps": {"http": {"servers": {"step-flash": server}}, **tls_app},
+        "apps": {"http": {"servers": {PROXY_SERVER: server}}, **tls_app},
     }
 
 
