@@ -64,3 +64,24 @@ def cpu_image() -> object:
     from tests.integration import build_cpu_image
 
     return build_cpu_image()
+
+
+TIERS = {
+    "unit": "hermetic: no engine, network, child process or user data (guarded in tests/unit/conftest.py)",
+    "host": "this machine's programs and files: git, shellcheck, lint-imports, processes, a browser",
+    "engine": "a real Docker engine: images built and servers run",
+    "docs": "the documentation site, built as a reader gets it",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for tier, what in TIERS.items():
+        config.addinivalue_line("markers", f"{tier}: {what}")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test carries its tier's mark, from its folder: `pytest -m unit` is the hermetic minute."""
+    for item in items:
+        parts = Path(str(item.path)).relative_to(REPO / "tests").parts
+        if len(parts) > 1 and parts[0] in TIERS:
+            item.add_marker(parts[0])

@@ -4,9 +4,7 @@ the certificates, and bad input refused in one line before anything starts."""
 from __future__ import annotations
 
 import datetime
-import os
 import stat
-import subprocess
 import sys
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from orchestrator.core.plan.proxy import proxy_config, tls_files
 from orchestrator.errors import UsageError
 from orchestrator.executors import certificates
 from tests.fakes import FakeEngine
+from tests.unit.conftest import Cli
 
 NOW = datetime.datetime(2026, 12, 2, tzinfo=datetime.UTC)
 FACTS = {
@@ -201,14 +200,9 @@ def test_the_owners_files_are_checked(tmp_path: Path) -> None:
         certificates.check_owner_files(cert, key, NOW)
 
 
-def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator", *args], capture_output=True, text=True, env=env, timeout=120
-    )
-
-
-def test_bad_exposure_input_is_one_line_and_starts_nothing(tmp_path: Path, isolated_env: Path) -> None:
-    env = {**os.environ}
+def test_bad_exposure_input_is_one_line_and_starts_nothing(
+    tmp_path: Path, isolated_env: Path, cli: Cli, fake_executors: FakeEngine
+) -> None:
     cert, key = _self_signed(tmp_path, "good")
     _other_cert, other_key = _self_signed(tmp_path, "other")
     old_cert, old_key = _self_signed(tmp_path, "old", days=-1, start=-30)
@@ -229,12 +223,13 @@ def test_bad_exposure_input_is_one_line_and_starts_nothing(tmp_path: Path, isola
         ([*base, "--cors", "webui.lan:3000"], "is not an origin"),
     ]
     for argv, words in cases:
-        done = _cli(*argv, env=env)
+        done = cli(*argv)
         assert done.returncode == 2, (argv, done.stderr)
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and words in lines[0] and "Traceback" not in done.stderr, (argv, done.stderr)
     # Nothing was written: no compose file, no certificate authority, no key.
-    data = Path(env.get("XDG_DATA_HOME", "")) / "step-flash-orchestrator"
+    data = isolated_env / "data" / "step-flash-orchestrator"
+    assert fake_executors.calls == []
     assert not (data / "compose").exists() and not (data / "tls").exists() and not (data / "keys").exists()
 
 

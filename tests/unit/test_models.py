@@ -4,6 +4,7 @@ rm) through the CLI, and the memory arithmetic that reads their architecture."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,13 +14,22 @@ from orchestrator.core.memory import GIB, MIB, Workload, cells, estimate, fit, k
 from orchestrator.core.models import KNOWN_MODELS
 from orchestrator.errors import InvalidModel
 from orchestrator.models.gguf import read_model
-from tests.integration import run_cli as _run
+from tests.fakes import FakeEngine
 from tests.tiny_gguf import Shape, write_step35_metadata, write_tiny
+from tests.unit.conftest import Cli
+
+RunCli = Callable[..., tuple[int, str, str]]
 
 
-def run_cli(*args: str) -> tuple[int, str, str]:
-    done = _run(*args, timeout=300)
-    return done.returncode, done.stdout, done.stderr
+@pytest.fixture
+def run_cli(cli: Cli, isolated_env: Path) -> RunCli:
+    """The CLI in this process on the recording fakes: its exit code, what it printed and its errors."""
+
+    def run(*args: str) -> tuple[int, str, str]:
+        done = cli(*args)
+        return done.returncode, done.stdout, done.stderr
+
+    return run
 
 
 @pytest.fixture
@@ -53,7 +63,7 @@ def test_sliding_window_layers_follow_llama_cpp(tmp_path: Path) -> None:
     ],
 )
 def test_damaged_models_are_one_line_errors_and_left_alone(
-    split: Path, tmp_path: Path, damage: str, message: str
+    split: Path, tmp_path: Path, damage: str, message: str, run_cli: RunCli
 ) -> None:
     second = split.with_name("tiny-00002-of-00003.gguf")
     target = split
@@ -80,7 +90,7 @@ def test_damaged_models_are_one_line_errors_and_left_alone(
     assert {p.name: p.read_bytes() for p in split.parent.glob("*.gguf")} == before
 
 
-def test_registry_add_list_verify_rm(split: Path, tmp_path: Path) -> None:
+def test_registry_add_list_verify_rm(split: Path, tmp_path: Path, run_cli: RunCli) -> None:
     models = str(tmp_path / "models")
     code, out, err = run_cli("model", "add", str(split), "--name", "tiny", "--models-dir", models)
     assert code == 0, err
@@ -102,7 +112,9 @@ def test_registry_add_list_verify_rm(split: Path, tmp_path: Path) -> None:
     assert code == 2 and "no registered model" in err
 
 
-def test_a_known_name_with_a_foreign_architecture_is_refused(tmp_path: Path) -> None:
+def test_a_known_name_with_a_foreign_architecture_is_refused(
+    tmp_path: Path, run_cli: RunCli, fake_executors: FakeEngine
+) -> None:
     # A llama file dressed up with the Step-3.5-Flash file name.
     impostor = write_tiny(tmp_path / "step3p5_flash_Q4_K_S.gguf", "dense")
     code, _out, err = run_cli(
@@ -111,6 +123,8 @@ def test_a_known_name_with_a_foreign_architecture_is_refused(tmp_path: Path) -> 
     assert code == 0 and "declares architecture 'llama', not 'step35'" in _out
     code, _out, err = run_cli("up", "--target", "cpu", "--model", str(impostor), "--port", "18093")
     assert code == 3 and "not 'step35'" in err and "Traceback" not in err
+    # Refused before anything was built or started (the engine was only asked whether it runs).
+    assert set(fake_executors.names()) <= {"require"}
 
 
 # --- memory arithmetic --------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from orchestrator.core.plan.image import ImageBuild
 from orchestrator.core.published import ImageLock, parse_lock
 from orchestrator.errors import ConfigError, UsageError
 from tests.fakes import FakeEngine, FakeHost, Notes, cpu_plan, executors
+from tests.unit.conftest import Cli
 
 DIGEST = "sha256:" + "a" * 64
 OTHER = "sha256:" + "b" * 64
@@ -204,32 +205,15 @@ def test_the_registry_defaults_to_the_namespace_the_packages_release_names(
     assert load_settings({"registry": "127.0.0.1:5000/ci"})["registry"] == "127.0.0.1:5000/ci"
 
 
-def test_ci_lock_writes_the_namespace_the_release_pushed_to(tmp_path: Path) -> None:
+def test_ci_lock_writes_the_namespace_the_release_pushed_to(tmp_path: Path, cli: Cli) -> None:
     import json
-    import subprocess
-    import sys
 
     record = tmp_path / "build.json"
     record.write_text(
         json.dumps({"pushed": f"{REGISTRY}/step-flash-llama:x", "digest": DIGEST, "platform": "linux/amd64"})
     )
     lock = tmp_path / "images.lock.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "orchestrator",
-            "ci-lock",
-            str(record),
-            "--lock",
-            str(lock),
-            "--registry",
-            REGISTRY,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = cli("ci-lock", str(record), "--lock", str(lock), "--registry", REGISTRY)
     assert done.returncode == 0, done.stderr
     written = parse_lock(lock.read_text(), str(lock))
     assert (

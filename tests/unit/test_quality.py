@@ -4,8 +4,6 @@ max-context profile; and the quantize / eval workflows' refusals through the rec
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -49,6 +47,7 @@ from tests.conftest import host_facts
 from tests.fakes import FakeEngine, Notes, cpu_plan, executors
 from tests.planning import fixed_plan
 from tests.tiny_gguf import Shape, write_tiny
+from tests.unit.conftest import Cli
 
 # What tools/perplexity/perplexity.cpp prints at the pin (its format strings, filled in).
 COMPARE_LOG = """kl_divergence: computing over 4 chunks, n_ctx=512, batch_size=2048, n_seq=4
@@ -299,7 +298,9 @@ def test_eval_refuses_a_reference_of_another_vocabulary(tmp_path: Path) -> None:
     assert same.must_run and same.logits.suffix == ".kld"
 
 
-def test_quantize_bad_input_on_the_command_line_is_one_line(tmp_path: Path) -> None:
+def test_quantize_bad_input_on_the_command_line_is_one_line(
+    tmp_path: Path, cli: Cli, isolated_env: Path
+) -> None:
     (tmp_path / "empty.txt").write_text("")
     (tmp_path / "bin.txt").write_bytes(bytes(range(256)) * 8)
     models = tmp_path / "models"
@@ -308,45 +309,40 @@ def test_quantize_bad_input_on_the_command_line_is_one_line(tmp_path: Path) -> N
         (("--type", "Q4_K_S", "--calibration", str(tmp_path / "empty.txt")), "is empty"),
         (("--type", "Q4_K_S", "--calibration", str(tmp_path / "bin.txt")), "is binary"),
     ):
-        done = subprocess.run(
-            [sys.executable, "-m", "orchestrator", "quantize", "--from", str(tmp_path / "x.gguf"), "--models-dir", str(models), *extra],
-            capture_output=True, text=True, env={"XDG_DATA_HOME": str(tmp_path / "data"), "PATH": "/usr/bin:/bin"},
-        )  # fmt: skip
+        done = cli("quantize", "--from", str(tmp_path / "x.gguf"), "--models-dir", str(models), *extra)
         assert done.returncode == 2, done.stderr
         assert (
             said in done.stderr
             and len(done.stderr.strip().splitlines()) == 1
             and "Traceback" not in done.stderr
         )
-    assert not models.exists() and not (tmp_path / "data").exists()
+    assert not models.exists() and not (isolated_env / "data").exists()
 
 
-def test_dry_runs_show_the_runs_and_run_nothing(tmp_path: Path) -> None:
+def test_dry_runs_show_the_runs_and_run_nothing(
+    tmp_path: Path, cli: Cli, isolated_env: Path, fake_executors: FakeEngine
+) -> None:
     import json
 
     source = tiny(tmp_path / "src" / "tiny-F32.gguf")
     twin = tiny(tmp_path / "ref" / "tiny-Q8_0.gguf")
     (tmp_path / "cal.txt").write_text("Shall I compare thee to a summer's day? " * 50)
-    env = {"XDG_DATA_HOME": str(tmp_path / "data"), "PATH": "/usr/bin:/bin", "COLUMNS": "300"}
     models = tmp_path / "models"
     models.mkdir()
 
-    def cli(*args: str) -> dict[str, object]:
-        done = subprocess.run(
-            [sys.executable, "-m", "orchestrator", *args, "--target", "cpu", "--dry-run", "--json"],
-            capture_output=True, text=True, env=env,
-        )  # fmt: skip
+    def dry_run(*args: str) -> dict[str, object]:
+        done = cli(*args, "--target", "cpu", "--dry-run", "--json")
         assert done.returncode == 0, done.stderr
         return dict(json.loads(done.stdout))
 
-    quantize = cli("quantize", "--from", str(source), "--type", "Q4_0", "--calibration", str(tmp_path / "cal.txt"),
+    quantize = dry_run("quantize", "--from", str(source), "--type", "Q4_0", "--calibration", str(tmp_path / "cal.txt"),
                    "--models-dir", str(models))  # fmt: skip
     runs = quantize["runs"]
     assert isinstance(runs, list) and [r["argv"][0] for r in runs] == ["llama-imatrix", "llama-quantize"]
     assert runs[1]["argv"][-3:] == ["/inputs/0/tiny-F32.gguf", "/output/tiny-Q4_0.gguf", "Q4_0"]
     assert runs[1]["writes"] == str(models / "quantized" / ".tiny-Q4_0.gguf.partial")
     assert [p.name for p in models.iterdir()] == [".orchestrator.lock"]
-    evaluation = cli("eval", "--model", str(source), "--reference", str(twin), "--chunks", "3")
+    evaluation = dry_run("eval", "--model", str(source), "--reference", str(twin), "--chunks", "3")
     steps = evaluation["runs"]
     assert isinstance(steps, list) and len(steps) == 2
     assert (
