@@ -399,7 +399,7 @@ def test_stepfun_template_returns_reasoning_apart_from_content(stepfun_server: s
 
 
 def test_stepfun_forced_tool_call_at_the_pin(stepfun_server: str) -> None:
-    """What `tool_choice: required` does with this template at the pin (README: "Tool calls"): its grammar
+    """What `tool_choice: required` does with this template at the pin (the documentation on tool calls): its grammar
     lets the model write any text before <tool_call> and only forbids ending without one, so the demo
     model runs to its token cap: no parsed call, and no answer that ends without one."""
     answer = _post(
@@ -413,10 +413,8 @@ def test_stepfun_forced_tool_call_at_the_pin(stepfun_server: str) -> None:
         },
     )
     choice = answer["choices"][0]  # type: ignore[index]
-    calls = choice["message"].get("tool_calls") or []
-    if calls:
-        # A model that does call: the call comes back parsed, never as text.
-        assert calls[0]["function"]["name"] == "get_weather"
-        assert "<tool_call>" not in (choice["message"].get("content") or "")
-    else:
-        assert choice["finish_reason"] == "length", choice
+    # At temperature 0 the demo model's answer is fixed: it never writes the call, and the grammar keeps
+    # it from ending, so it stops at its cap. Should the pin start to parse a call, this fails and the
+    # documentation on tool calls must say so.
+    assert not choice["message"].get("tool_calls"), choice
+    assert choice["finish_reason"] == "length", choice
