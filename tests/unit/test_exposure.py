@@ -334,3 +334,21 @@ def test_the_local_authority_signs_only_for_this_machines_names_and_private_addr
     with pytest.raises(UsageError, match=r"may not sign for llm\.example\.com") as refused:
         certificates.prepare(public, files)
     assert "\n" not in str(refused.value) and files.server_cert.read_bytes() == before
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o620, 0o601])
+def test_a_key_file_others_may_touch_is_refused(tmp_path: Path, mode: int) -> None:
+    from orchestrator.app.config import check_key_file
+
+    key = tmp_path / "api-key"
+    key.write_text("secret\n")
+    key.chmod(mode)
+    with pytest.raises(UsageError, match=f"chmod 600 {key}"):
+        check_key_file(key)
+    key.chmod(0o600)
+    check_key_file(key)
+    key.write_text("  \n")
+    with pytest.raises(UsageError, match="is missing or empty"):
+        check_key_file(key)
+    with pytest.raises(UsageError, match="is missing or empty"):
+        check_key_file(tmp_path / "absent")

@@ -156,3 +156,18 @@ def test_the_cpu_target_takes_the_architecture_of_its_machine() -> None:
     # Targets of one machine keep theirs: the Ryzen image is amd64 wherever it is planned.
     ryzen = fixed_plan("ryzen-ai-max", "default", host="dgx-spark").build
     assert isinstance(ryzen, ImageBuild) and ryzen.platform == "linux/amd64" and ryzen.cross
+
+
+def _flag(argv: tuple[str, ...] | list[str], flag: str) -> str | None:
+    return argv[argv.index(flag) + 1] if flag in argv else None
+
+
+def test_the_reply_cap_follows_the_setting_over_the_targets() -> None:
+    """n_predict: the target's cap by default, the setting's where given, none at 0."""
+    from orchestrator.core.catalogue import CATALOGUE
+
+    target_cap = CATALOGUE["dgx-spark"].n_predict
+    assert target_cap > 0
+    assert _flag(fixed_plan("dgx-spark", "default").server.argv, "--n-predict") == str(target_cap)
+    assert _flag(fixed_plan("dgx-spark", "default", {"n_predict": 77}).server.argv, "--n-predict") == "77"
+    assert "--n-predict" not in fixed_plan("dgx-spark", "default", {"n_predict": 0}).server.argv
