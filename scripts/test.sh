@@ -31,4 +31,5 @@ python3 -m venv .venv
 .venv/bin/ruff format --check .
 .venv/bin/mypy
 .venv/bin/lint-imports --no-cache >/dev/null || .venv/bin/lint-imports --no-cache
-exec .venv/bin/python -m pytest "$@"
+# The slowest tests are listed at the end, so a run that grows says where.
+exec .venv/bin/python -m pytest --durations=15 "$@"

@@ -69,8 +69,8 @@ def cpu_image() -> object:
 TIERS = {
     "unit": "hermetic: no engine, network, child process or user data (guarded in tests/unit/conftest.py)",
     "host": "this machine's programs and files: git, shellcheck, lint-imports, processes, a browser",
-    "engine": "a real Docker engine: images built and servers run",
     "docs": "the documentation site, built as a reader gets it",
+    "engine": "a real Docker engine: images built and servers run",
 }
 
 
@@ -79,9 +79,17 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{tier}: {what}")
 
 
+def _tier(item: pytest.Item) -> str | None:
+    parts = Path(str(item.path)).relative_to(REPO / "tests").parts
+    return parts[0] if len(parts) > 1 and parts[0] in TIERS else None
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Each test carries its tier's mark, from its folder: `pytest -m unit` is the hermetic minute."""
+    """Each test carries its tier's mark, from its folder (`pytest -m unit` is the hermetic minute), and
+    the tiers run fastest first, so a broken rule is reported before the images are built."""
     for item in items:
-        parts = Path(str(item.path)).relative_to(REPO / "tests").parts
-        if len(parts) > 1 and parts[0] in TIERS:
-            item.add_marker(parts[0])
+        tier = _tier(item)
+        if tier is not None:
+            item.add_marker(tier)
+    order = list(TIERS)
+    items.sort(key=lambda item: order.index(tier) if (tier := _tier(item)) else len(order))

@@ -87,13 +87,15 @@ def package_index(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
-def this_host(monkeypatch: pytest.MonkeyPatch) -> None:
+def this_host(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Reading the host (programs such as nvidia-smi, DNS for its own name) is tests/host's: here the host
     is a Debian machine without a GPU, unless a test hands the CLI another (`cli(..., host=NAME)`)."""
     from orchestrator.executors import probe
 
     monkeypatch.setattr(probe, "probe_raw", lambda: load_raw_probe("cpu-debian"))
     probe.probe.cache_clear()
+    yield
+    probe.probe.cache_clear()  # the tiers after this one read the real host
 
 
 @pytest.fixture
