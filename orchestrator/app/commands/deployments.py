@@ -121,8 +121,9 @@ def upgrade(
     before = serving_now(plan) or _found_running(plan, ex)
     given = plan.origin("source").startswith("flag")
     new_plan = plan if given else with_source(plan, _newest(plan, ex))
-    newer = f"{new_plan.source.name}: {new_plan.source.describe()} ({_tag(new_plan)})"
-    if _tag(new_plan) == before.image:
+    tag = _image(new_plan, "upgrade").tag
+    newer = f"{new_plan.source.name}: {new_plan.source.describe()} ({tag})"
+    if tag == before.image:
         if given and not check_only:
             raise UsageError(f"{newer} is what serves now (deployment {before.id}); nothing to upgrade")
         return Upgraded(before, None, f"none: deployment {before.id} runs {newer}", checked_only=True)
@@ -132,7 +133,7 @@ def upgrade(
     baseline = greedy_check(plan, ex)
     report.note(
         f"current: {baseline['decode_tokens_per_second']} tokens/s decoding the check prompt; building "
-        f"{_tag(new_plan)} while it serves"
+        f"{tag} while it serves"
     )
     new_plan = build(new_plan, ex, report, rebuild=False).plan
     runtime.check_port(new_plan)
@@ -154,16 +155,13 @@ def upgrade(
     except KeyboardInterrupt:
         _interrupted(new_plan, runtime, report, before)
         raise
-    after = recorded(new_plan, ex, "upgrade", {**figures, "baseline": baseline})
-    assert after is not None
-    return Upgraded(before, after, newer)
+    return Upgraded(before, _recorded(new_plan, ex, "upgrade", {**figures, "baseline": baseline}), newer)
 
 
 def _serving(plan: Plan, ex: Executors, what: str) -> Runtime:
     runtime = ex.runtime(plan)
     runtime.require(serving=True)
-    if plan.compose is None:
-        raise UsageError(f"{what} swaps container servers; a native server is rebuilt with --source and 'up'")
+    _image(plan, what)
     if not runtime.state(plan).running:
         raise UsageError(
             f"no server runs under project {plan.project}: start one with 'orchestrator up' (then {what})"
@@ -173,9 +171,19 @@ def _serving(plan: Plan, ex: Executors, what: str) -> Runtime:
 
 def _found_running(plan: Plan, ex: Executors) -> Deployment:
     """A server started before deployments were recorded: recorded now, as it runs."""
-    found = recorded(plan, ex, "up (found running)", {})
-    assert found is not None
-    return found
+    return _recorded(plan, ex, "up (found running)", {})
+
+
+def _recorded(plan: Plan, ex: Executors, via: str, figures: Mapping[str, Any]) -> Deployment:
+    """The container server that serves the plan now, recorded; it runs from its compose file, so one
+    that runs without it (the file deleted) was not started by us as it is."""
+    deployment = recorded(plan, ex, via, figures)
+    if deployment is None:
+        raise OrchestratorError(
+            f"the server of project {plan.project} runs, but its compose file {plan.compose_file} is gone; "
+            "'orchestrator up' starts it again with one"
+        )
+    return deployment
 
 
 def _newest(plan: Plan, ex: Executors) -> Source:
@@ -199,7 +207,7 @@ def _interrupted(plan: Plan, runtime: Runtime, report: Reporter, before: Deploym
     state = runtime.state(plan)
     if state.running:
         report.note(
-            f"interrupted: a server runs ({_tag(plan)}, not yet checked); 'orchestrator rollback "
+            f"interrupted: a server runs ({_image(plan, 'upgrade').tag}, not yet checked); 'orchestrator rollback "
             f"{before.id}' returns to the deployment that served before"
         )
     else:
@@ -235,10 +243,7 @@ def _key_copy(document: Mapping[str, Any]) -> bytes | None:
 def rollback(plan: Plan, ex: Executors, report: Reporter, *, wanted: int | None) -> RolledBack:
     runtime = ex.runtime(plan)
     runtime.require(serving=True)
-    if plan.compose is None:
-        raise UsageError(
-            "rollback swaps container servers; a native server is rebuilt with --source and 'up'"
-        )
+    _image(plan, "rollback")
     history = read_history(plan.data_dir, plan.project)
     now = serving_now(plan) if runtime.state(plan).running else None
     target = rollback_target(history, now, wanted)
@@ -276,9 +281,7 @@ def rollback(plan: Plan, ex: Executors, report: Reporter, *, wanted: int | None)
             await_ready(plan, runtime, report, at=before.address)
             raise type(failure)(f"{failure}; the server that served before is serving again") from None
         raise
-    again = recorded(plan, ex, f"rollback to {target.id}", target.figures)
-    assert again is not None
-    return RolledBack(target, again)
+    return RolledBack(target, _recorded(plan, ex, f"rollback to {target.id}", target.figures))
 
 
 # --- history -------------------------------------------------------------------------------------------
@@ -344,9 +347,11 @@ def history(plan: Plan, ex: Executors) -> History:
     )
 
 
-def _tag(plan: Plan) -> str:
-    assert isinstance(plan.build, ImageBuild)
-    return plan.build.tag
+def _image(plan: Plan, what: str) -> ImageBuild:
+    """The image a container plan runs; upgrade and rollback swap images, which a native server has none of."""
+    if not isinstance(plan.build, ImageBuild):
+        raise UsageError(f"{what} swaps container servers; a native server is rebuilt with --source and 'up'")
+    return plan.build
 
 
 def _line(d: Deployment) -> str:

@@ -110,9 +110,10 @@ class Plan:
     # clients trust to check its certificate (None: plain HTTP).
     exposure: Exposure
     trust: Trust | None
-    # Caddy's configuration for the proxy in front of a container's server, and where `up` writes it.
-    proxy: Mapping[str, Any] | None
-    proxy_file: Path | None
+    # Caddy's configuration for the proxy in front of the server (a container's or a native one), and
+    # where `up` writes it.
+    proxy: Mapping[str, Any]
+    proxy_file: Path
     # The Unix socket llama-server listens on, the only way to it (the proxy dials it).
     socket: PurePosixPath | Path
     # The compose project the server runs as (several can run side by side under different names).
@@ -232,7 +233,6 @@ def make_plan(inputs: PlanInputs) -> Plan:
     )
     compose = None
     container = None
-    proxy = None
     if isinstance(build, ImageBuild):
         container = container_spec(target, model, facts, build, settings, speculation)
         compose, compose_warnings = compose_document(
@@ -307,7 +307,7 @@ def make_plan(inputs: PlanInputs) -> Plan:
         exposure=reach,
         trust=_trust(reach, tls_files(data_dir, settings["project"])),
         proxy=proxy,
-        proxy_file=proxy_config_path(data_dir, settings["project"]) if proxy else None,
+        proxy_file=proxy_config_path(data_dir, settings["project"]),
         socket=socket,
         inputs=inputs,
     )

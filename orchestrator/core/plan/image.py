@@ -22,6 +22,7 @@ from orchestrator.core.platforms import REFERENCE_PLATFORM, host_platform, platf
 from orchestrator.core.registry import published_reference
 from orchestrator.core.settings import Settings
 from orchestrator.core.sources import Source
+from orchestrator.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,8 @@ def image_build(
     machine: str,
 ) -> ImageBuild:
     family = target.family
-    assert family is not None
+    if family is None:
+        raise UsageError(f"target {target.name} has no container image: it runs on the host")
     here = host_platform(machine) if target.follows_host else None
     platform = settings["platform"] or here or target.platform
     builder = build_platform(family, platform, machine)
