@@ -94,7 +94,7 @@ def server_workload(
     heads = arch.heads() if arch is not None and speculation.heads else None
     return profile_server(
         profile,
-        int(settings["ctx_size"] or profile.ctx),
+        int(settings.ctx_size or profile.ctx),
         slots=slots,
         draft_n=speculation.draft_n,
         heads=heads,
@@ -245,17 +245,16 @@ def memory_plan(
     speculation: Speculation,
 ) -> MemoryPlan:
     limit: Budget = budget(target, profile, facts)
-    capped = settings["memory_limit"] is not None and (
-        limit.usable is None or memory_bytes(settings["memory_limit"]) < limit.usable
-    )
-    if capped:
-        limit = Budget(memory_bytes(settings["memory_limit"]), f"{LIMIT_SOURCE} ({settings['memory_limit']})")
+    cap = settings.memory_limit
+    capped = cap is not None and (limit.usable is None or memory_bytes(cap) < limit.usable)
+    if cap is not None and capped:
+        limit = Budget(memory_bytes(cap), f"{LIMIT_SOURCE} ({cap})")
     usable_gib = round(limit.usable / GIB, 1) if limit.usable is not None else None
     if model.arch is None or model.weights_bytes is None:
         why = model.problem or f"the model file is not here ({model.path})"
         return MemoryPlan(usable_gib, limit.source, f"no architecture to plan with: {why}", ())
     arch, trunk = model.arch, trunk_bytes(model.weights_bytes, model.mtp)
-    workers = settings["rpc"]
+    workers = settings.rpc
     if workers:
         worker_usable = int(target.memory.usable_gib * GIB) if target.memory.usable_gib else limit.usable
         rows = spread_rows(

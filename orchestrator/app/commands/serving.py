@@ -187,8 +187,8 @@ def offer_api_key(session: Session, args: argparse.Namespace) -> None:
     decided = args.make_api_key
     if decided is None and reporter.ask is not None:
         decided = reporter.ask(
-            f"{settings['host']} is reached from other machines and no API key is set; make one in "
-            f"{made_key_path(settings['data_dir'])} (only you can read it)?"
+            f"{settings.host} is reached from other machines and no API key is set; make one in "
+            f"{made_key_path(settings.data_dir)} (only you can read it)?"
         )
     if decided:
         reporter.note(f"made an API key in {make_api_key(settings)} (only you can read it)")
@@ -196,7 +196,7 @@ def offer_api_key(session: Session, args: argparse.Namespace) -> None:
 
 def web_page(plan: Plan, host: Host) -> tuple[str | None, str | None]:
     """What a browser gets at the server's address: the page to open, or why there is none."""
-    ui = plan.inputs.settings["ui"]
+    ui = plan.inputs.settings.ui
     if ui == "off":
         return None, "the web page is off (ui: off); the API answers at " + plan.endpoint
     url = plan.base_url + "/"

@@ -180,17 +180,17 @@ def make_plan(inputs: PlanInputs) -> Plan:
     target, profile, source, model = inputs.target, inputs.profile, inputs.source, inputs.model
     settings, facts, bench_override = inputs.settings, inputs.facts, inputs.bench_override
     check_settings(settings)
-    if settings["native"] and target.runtime == "container" and facts.system != "Linux":
+    if settings.native and target.runtime == "container" and facts.system != "Linux":
         raise UsageError("--native on a container target needs a Linux host; drop --native")
-    runtime = "native" if settings["native"] or target.runtime == "native" else "container"
+    runtime = "native" if settings.native or target.runtime == "native" else "container"
     flags = cmake_flags(target, profile, native=runtime == "native")
-    if settings["cuda_architectures"]:
+    if settings.cuda_architectures:
         if not any(name == CUDA_ARCHITECTURES for name, _ in flags):
             raise UsageError(
                 f"cuda_architectures is for a CUDA build; target {target.name} builds none: drop it"
             )
         flags = tuple(
-            (name, settings["cuda_architectures"] if name == CUDA_ARCHITECTURES else value)
+            (name, settings.cuda_architectures if name == CUDA_ARCHITECTURES else value)
             for name, value in flags
         )
     warnings: list[str] = []
@@ -200,7 +200,7 @@ def make_plan(inputs: PlanInputs) -> Plan:
     else:
         build = native_build(target, profile, source, settings, flags)
     speculation = resolve_speculation(
-        settings["speculative"] or profile.speculative,
+        settings.speculative or profile.speculative,
         model.alias,
         model.arch.name if model.arch else None,
         model.arch.n_vocab if model.arch else None,
@@ -209,24 +209,24 @@ def make_plan(inputs: PlanInputs) -> Plan:
     )
     if speculation.fallback:
         warnings.append(speculation.fallback)
-    if len(settings["rpc"]) < profile.rpc_workers:
+    if len(settings.rpc) < profile.rpc_workers:
         warnings.append(
             f"profile {profile.name} spreads the model over {profile.rpc_workers} RPC worker(s); start one "
             "on each machine ('orchestrator worker up') and pass --rpc ADDRESS:PORT"
         )
-    data_dir = Path(settings["data_dir"])
+    data_dir = settings.data_dir
     socket = (
         CONTAINER_SOCKET
         if isinstance(build, ImageBuild)
-        else native_socket(facts.uid, data_dir, settings["project"])
+        else native_socket(facts.uid, data_dir, settings.project)
     )
     server = server_command(target, profile, source, model, settings, runtime, build, speculation, socket)
     reach = exposure(
-        settings["host"],
-        settings["port"],
-        settings["tls"],
-        settings["cors"],
-        settings["host_names"],
+        settings.host,
+        settings.port,
+        settings.tls,
+        settings.cors,
+        settings.host_names,
         hostname=facts.hostname,
         fqdn=facts.fqdn,
         addresses=facts.addresses,
@@ -240,7 +240,7 @@ def make_plan(inputs: PlanInputs) -> Plan:
         )
         warnings += compose_warnings
         proxy = proxy_config(
-            reach, f":{PROXY_PORT}", f"unix/{CONTAINER_SOCKET}", fallback_page=settings["ui"] == "auto"
+            reach, f":{PROXY_PORT}", f"unix/{CONTAINER_SOCKET}", fallback_page=settings.ui == "auto"
         )
     else:
         # The same proxy in front of a native server, run on the host (core.plan.native).
@@ -249,10 +249,10 @@ def make_plan(inputs: PlanInputs) -> Plan:
                 f"the native server's socket {socket} is longer than a Unix socket's path may be "
                 f"({len(str(socket))} > {MAX_SOCKET_PATH} characters); give the server a shorter --project"
             )
-        secrets = tls_files(data_dir, settings["project"])
+        secrets = tls_files(data_dir, settings.project)
         proxy = proxy_config(
             reach,
-            f"{publish_address(settings['host'])}:{settings['port']}",
+            f"{publish_address(settings.host)}:{settings.port}",
             f"unix/{socket}",
             fallback_page=False,
             certificate=(str(secrets.proxy_cert), str(secrets.proxy_key)),
@@ -260,7 +260,7 @@ def make_plan(inputs: PlanInputs) -> Plan:
         )
     if reach.scheme == "http" and not reach.loopback:
         warnings.append(
-            f"tls is off on {settings['host']}: the API key and every prompt cross the network in clear"
+            f"tls is off on {settings.host}: the API key and every prompt cross the network in clear"
         )
     benches = [bench_override.apply(b) if bench_override else b for b in profile.benches]
     if not model.present:
@@ -287,27 +287,25 @@ def make_plan(inputs: PlanInputs) -> Plan:
         benches=tuple(bench_command(target, b, source, model, settings, runtime, build) for b in benches),
         compose=compose,
         container=container,
-        endpoint=f"{reach.scheme}://{publish_address(reach.public_host)}:{settings['port']}/v1",
+        endpoint=f"{reach.scheme}://{publish_address(reach.public_host)}:{settings.port}/v1",
         memory=memory,
         speculation=speculation,
-        rpc=settings["rpc"],
+        rpc=settings.rpc,
         notes=profile.notes + target.notes,
         warnings=tuple(warnings),
-        data_dir=Path(settings["data_dir"]),
-        compose_file=Path(settings["data_dir"]) / "compose" / f"{settings['project']}.yaml"
-        if compose
-        else None,
-        project=settings["project"],
+        data_dir=settings.data_dir,
+        compose_file=settings.data_dir / "compose" / f"{settings.project}.yaml" if compose else None,
+        project=settings.project,
         supervisor=_supervisor(runtime, facts, settings),
         launch_agent=_launch_agent(server, build, facts, settings, socket),
-        api_key_file=Path(settings["api_key_file"]).absolute() if settings["api_key_file"] else None,
-        wait_timeout_s=settings["wait_timeout"],
-        publish=Address(settings["host"], settings["port"], reach.scheme),
+        api_key_file=settings.api_key_file.absolute() if settings.api_key_file else None,
+        wait_timeout_s=settings.wait_timeout,
+        publish=Address(settings.host, settings.port, reach.scheme),
         idle_s=idle_seconds(target, settings),
         exposure=reach,
-        trust=_trust(reach, tls_files(data_dir, settings["project"])),
+        trust=_trust(reach, tls_files(data_dir, settings.project)),
         proxy=proxy,
-        proxy_file=proxy_config_path(data_dir, settings["project"]),
+        proxy_file=proxy_config_path(data_dir, settings.project),
         socket=socket,
         inputs=inputs,
     )
@@ -326,8 +324,8 @@ def _supervisor(runtime: str, facts: HostFacts, settings: Settings) -> str:
         return "Docker: the compose service's restart policy (unless-stopped) starts it again"
     if facts.system == "Darwin":
         return (
-            f"launchd: the per-user agents {agent_label(settings['project'])} (llama-server) and "
-            f"{proxy_agent_label(settings['project'])} (its proxy) start them at login and after a crash"
+            f"launchd: the per-user agents {agent_label(settings.project)} (llama-server) and "
+            f"{proxy_agent_label(settings.project)} (its proxy) start them at login and after a crash"
         )
     return (
         "nothing: background processes (llama-server from scripts/macos-native/serve.sh, and Caddy in front "
@@ -344,13 +342,13 @@ def _launch_agent(
 ) -> Mapping[str, Any] | None:
     if not isinstance(build, NativeBuild) or facts.system != "Darwin":
         return None
-    state = native_state_dir(Path(settings["data_dir"]))
+    state = native_state_dir(settings.data_dir)
     return launch_agent(
-        agent_label(settings["project"]),
+        agent_label(settings.project),
         socket_guarded(server.argv, Path(socket)),
         {**server.env, **library_env(build.prefix)},
         state,
-        native_log(Path(settings["data_dir"])),
+        native_log(settings.data_dir),
     )
 
 
