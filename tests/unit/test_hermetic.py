@@ -35,7 +35,7 @@ def test_no_user_data_and_no_engine(tmp_path_factory: pytest.TempPathFactory) ->
     from orchestrator.app.config import load_settings
 
     base = tmp_path_factory.getbasetemp()
-    assert Path.home().is_relative_to(base) and load_settings({})["data_dir"].is_relative_to(base)
+    assert Path.home().is_relative_to(base) and load_settings({}).data_dir.is_relative_to(base)
     assert not any(name.startswith("ORCHESTRATOR_") for name in os.environ)
     assert os.environ["DOCKER_HOST"].startswith("unix:///nonexistent/")
 
