@@ -1,5 +1,6 @@
 """MkDocs hook (mkdocs.yml, `hooks:`): the command-line reference page, written at build time from the
-very parser `orchestrator` runs, so it cannot drift from the program. Nothing of it is kept in docs/:
+very parser `orchestrator` runs, and the table of settings on the settings page, written from the
+typed settings themselves, so neither can drift from the program. Nothing of it is kept in docs/:
 a command or option added, renamed or removed shows (or goes) with the next build.
 
 The entry point lists every command but adds a family's commands in full only when one of them is
@@ -15,10 +16,16 @@ from dataclasses import dataclass
 
 from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.structure.files import File, Files
+from mkdocs.structure.pages import Page
 
 from orchestrator.app.cli import build_parser
+from orchestrator.app.config import ENV_PREFIX, FOLDER_SETTINGS
+from orchestrator.core.settings import SPECS
 
 PAGE = "reference/cli.md"
+# Where the settings page wants its table.
+SETTINGS_PAGE = "reference/settings.md"
+SETTINGS_TABLE = "<!-- settings table: written by scripts/cli_reference.py -->"
 PROG = "orchestrator"
 # argparse's own group titles: each command's options, never shared whatever they hold.
 _OWN = ("options", "positional arguments")
@@ -66,6 +73,38 @@ def _anchor(title: str) -> str:
 def on_files(files: Files, config: MkDocsConfig) -> Files:
     files.append(File.generated(config, PAGE, content=render()))
     return files
+
+
+def on_page_markdown(markdown: str, page: Page, **_: object) -> str:
+    if page.file.src_uri != SETTINGS_PAGE:
+        return markdown
+    if SETTINGS_TABLE not in markdown:
+        raise ValueError(f"{SETTINGS_PAGE} lost its marker {SETTINGS_TABLE}")
+    return markdown.replace(SETTINGS_TABLE, settings_table())
+
+
+def settings_table() -> str:
+    """Every setting: its key, its variable, its default, whether a folder's orchestrator.yaml may set
+    it, and what it does."""
+    rows = [
+        "| key | environment | default | folder's file | what it sets |",
+        "|---|---|---|---|---|",
+    ]
+    for name, spec in SPECS.items():
+        default = "this machine's" if spec.per_machine else _shown_default(spec.default)
+        rows.append(
+            f"| `{name}` | `{ENV_PREFIX}{name.upper()}` | {default} | "
+            f"{'yes' if name in FOLDER_SETTINGS else 'no'} | {_text(spec.help)} |"
+        )
+    return "\n".join(rows)
+
+
+def _shown_default(value: object) -> str:
+    if value is None or value == ():
+        return "none"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    return f"`{value}`"
 
 
 def _subcommands(

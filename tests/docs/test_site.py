@@ -87,6 +87,19 @@ def test_site_builds_with_warnings_as_errors_and_no_network(site: Path) -> None:
         assert (site / page).is_file(), page
 
 
+def test_settings_page_holds_every_setting_as_the_program_has_it(site: Path) -> None:
+    from orchestrator.app.config import FOLDER_SETTINGS
+    from orchestrator.core.settings import SPECS
+
+    page = (site / "reference" / "settings" / "index.html").read_text()
+    assert "settings table: written by" not in page  # the marker was replaced
+    rows = dict(re.findall(r"<tr>\s*<td><code>([a-z_]+)</code></td>(.*?)</tr>", page, re.S))
+    assert set(rows) == set(SPECS)
+    for name in SPECS:
+        assert f"ORCHESTRATOR_{name.upper()}" in rows[name]
+        assert (">yes<" in rows[name]) == (name in FOLDER_SETTINGS), name
+
+
 def test_a_warning_fails_the_build(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     shutil.copytree(DOCS, docs)
