@@ -141,15 +141,8 @@ def trunk_bytes(weights_bytes: int, mtp: MtpHeads | None) -> int:
 
 
 def _server_row(
-    model: ModelSpec,
-    arch: Architecture,
-    trunk: int,
-    profile: Profile,
-    settings: Settings,
-    speculation: Speculation,
-    limit: Budget,
+    arch: Architecture, trunk: int, work: Workload, speculation: Speculation, limit: Budget
 ) -> MemoryRow:
-    work = server_workload(profile, settings, model, speculation)
     weights = trunk + speculation.heads_bytes
     found = fit(arch, weights, work, limit.usable, limit.raise_to)
     if found.fits is not False or not speculation.active or limit.usable is None:
@@ -176,11 +169,9 @@ def _shares(usable: Sequence[int]) -> list[float]:
 
 
 def spread_rows(
-    model: ModelSpec,
     arch: Architecture,
     trunk: int,
-    profile: Profile,
-    settings: Settings,
+    work: Workload,
     speculation: Speculation,
     limit: Budget,
     worker_usable: Sequence[int | None],
@@ -190,7 +181,6 @@ def spread_rows(
     their weights and KV cells) in proportion to each machine's free memory, and a compute buffer on
     each. Each machine's share is held against its own usable memory; the head's figure is this host's,
     a worker's its target's."""
-    work = server_workload(profile, settings, model, speculation)
     whole = estimate(arch, trunk + speculation.heads_bytes, work)
     usable = [limit.usable, *worker_usable]
     if any(u is None for u in usable):
@@ -254,14 +244,13 @@ def memory_plan(
         why = model.problem or f"the model file is not here ({model.path})"
         return MemoryPlan(usable_gib, limit.source, f"no architecture to plan with: {why}", ())
     arch, trunk = model.arch, trunk_bytes(model.weights_bytes, model.mtp)
+    work = server_workload(profile, settings, model, speculation)
     workers = settings.rpc
     if workers:
         worker_usable = int(target.memory.usable_gib * GIB) if target.memory.usable_gib else limit.usable
-        rows = spread_rows(
-            model, arch, trunk, profile, settings, speculation, limit, [worker_usable] * len(workers), workers
-        )
+        rows = spread_rows(arch, trunk, work, speculation, limit, [worker_usable] * len(workers), workers)
     else:
-        rows = [_server_row(model, arch, trunk, profile, settings, speculation, limit)]
+        rows = [_server_row(arch, trunk, work, speculation, limit)]
         if rows[0].fit.fits is False and limit.usable is not None:
             rows[0] = _with_worker_fix(rows[0], limit.usable, first=profile.rpc_workers > 0)
     rows += [

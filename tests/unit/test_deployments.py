@@ -8,14 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.app.commands import deployments, serving
+from orchestrator.app.commands import server_lifecycle as serving
+from orchestrator.app.commands import upgrade_rollback as deployments
 from orchestrator.app.steps.deploying import CheckFailed
 from orchestrator.app.steps.serving import ServeFailed
 from orchestrator.core.deployments import Deployment, kept_images, removable_images, rollback_target
 from orchestrator.core.plan import with_model
 from orchestrator.core.settings import parse_duration
 from orchestrator.errors import OrchestratorError, UsageError
-from orchestrator.executors.deployments import read_history
+from orchestrator.executors.deployment_history import read_history
 from tests.fakes import FakeEngine, FakeHost, Notes, cpu_plan, executors
 from tests.planning import fixed_plan
 

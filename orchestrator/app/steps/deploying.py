@@ -17,7 +17,7 @@ from orchestrator.core.plan import Plan
 from orchestrator.core.plan.compose import proxy_config_source
 from orchestrator.core.plan.image import ImageBuild
 from orchestrator.errors import OrchestratorError, UsageError
-from orchestrator.executors.deployments import read_history, record
+from orchestrator.executors.deployment_history import read_history, record
 from orchestrator.executors.host import ServerRequestFailed
 from orchestrator.executors.server_state import Runtime, api_key
 

@@ -37,7 +37,7 @@ from orchestrator.core.plan import Plan, with_source
 from orchestrator.core.plan.compose import proxy_config_source, secret_files, served_at
 from orchestrator.core.sources import Source
 from orchestrator.errors import ExitCode, OrchestratorError, UsageError
-from orchestrator.executors.deployments import passed_over, read_history
+from orchestrator.executors.deployment_history import passed_over, read_history
 from orchestrator.executors.server_state import Deployed, Runtime
 
 # A new deployment decodes at least this share of the current one's speed on the same model.
