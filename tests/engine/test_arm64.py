@@ -1,24 +1,25 @@
-"""arm64 images proven on this amd64 machine.
+"""arm64 images, proven on an amd64 machine and, weekly, on an arm64 one.
 
-Every run (no QEMU needed): the cpu target's arm64 build is cross-compiled on amd64 (the Vulkan
+Every run on amd64 (no QEMU needed): the cpu target's arm64 build is cross-compiled (the Vulkan
 Dockerfile's build stages run on the build machine's platform): its toolchain stage with Debian's cross
 compiler and arm64 libraries, cmake configured with the plan's exact flags, and every arm64 CPU variant
 and ggml's base library compiled as AArch64 code.
 
-Under QEMU (`scripts/register-qemu.sh` registers the emulator), opt-in:
-- STEP_FLASH_ARM64=1: the DGX Spark's CUDA path, whose build runs emulated (21 to 40 minutes on 2 cores,
-  bases included): the arm64 bases (Debian for arm64 with NVIDIA's aarch64 CUDA wheels, image metadata
-  saying arm64), the CUDA image's toolchain stage for arm64, llama.cpp configured with the dgx-spark
-  plan's own flags, a few CUDA kernels compiled for 121a-real (cuobjdump: sm_121a) and every arm64 CPU
-  variant compiled;
-- STEP_FLASH_ARM64_IMAGE=1: the cpu target's whole arm64 image, built by `orchestrator build` (compiled
-  on amd64, its package steps emulated), whose llama-server answers a chat completion under emulation.
+Opt-in, under QEMU on amd64 (`scripts/register-qemu.sh` registers the emulator) and natively on an arm64
+machine (the arm64 job of .github/workflows/builds.yml sets both):
+- STEP_FLASH_ARM64=1: the DGX Spark's CUDA path (21 to 40 minutes emulated on 2 cores, bases included):
+  the arm64 bases (Debian for arm64 with NVIDIA's aarch64 CUDA wheels, image metadata saying arm64), the
+  CUDA image's toolchain stage for arm64, llama.cpp configured with the dgx-spark plan's own flags, a few
+  CUDA kernels compiled for 121a-real (cuobjdump: sm_121a) and every arm64 CPU variant compiled;
+- STEP_FLASH_ARM64_IMAGE=1: the cpu target's whole arm64 image, built by `orchestrator build` (on amd64
+  compiled there, its package steps emulated), whose llama-server answers a chat completion.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import platform
 import time
 
 import pytest
@@ -29,10 +30,13 @@ from tests.integration import cli_env, docker, free_port, needs_docker, plan_on_
 
 pytestmark = [needs_docker, pytest.mark.docker, pytest.mark.slow]
 emulated_cuda = pytest.mark.skipif(
-    os.environ.get("STEP_FLASH_ARM64") != "1", reason="the CUDA build under QEMU: STEP_FLASH_ARM64=1"
+    os.environ.get("STEP_FLASH_ARM64") != "1",
+    reason="the arm64 CUDA build (under QEMU on amd64): STEP_FLASH_ARM64=1",
 )
 
 ARM64 = "linux/arm64"
+# On an arm64 machine nothing is cross-compiled or emulated: the arm64 images build and run natively.
+ON_ARM64 = platform.machine() in {"aarch64", "arm64"}
 KERNELS = ("norm.cu.o", "scale.cu.o")
 # ggml/src/CMakeLists.txt at the pinned commit, for arm64 Linux with GGML_CPU_ALL_VARIANTS.
 ARM64_VARIANTS = (
@@ -133,6 +137,7 @@ _VARIANTS_SCRIPT = [
 ]
 
 
+@pytest.mark.skipif(ON_ARM64, reason="cross-compiling from amd64: the amd64 suite's run")
 def test_cpu_image_is_cross_compiled_for_arm64_without_emulation() -> None:
     # Only the amd64 bases: nothing here runs arm64 code.
     build = plan_on_local_bases("vulkan", "linux/amd64", *_args("cpu"))["build"]
@@ -230,9 +235,9 @@ def test_toolchain_stage_configure_kernels_and_cpu_variants(cuda_plan: dict[str,
 
 @pytest.mark.skipif(
     os.environ.get("STEP_FLASH_ARM64_IMAGE") != "1",
-    reason="an arm64 image's package steps and server under QEMU: STEP_FLASH_ARM64_IMAGE=1",
+    reason="an arm64 image's package steps and server (under QEMU on amd64): STEP_FLASH_ARM64_IMAGE=1",
 )
-def test_cpu_image_for_arm64_answers_under_emulation() -> None:
+def test_cpu_image_for_arm64_answers() -> None:
     started = time.monotonic()
     plan_on_local_bases("vulkan", ARM64, *_args("cpu"))
     _timed("vulkan bases (made, or kept when present)", started)
@@ -256,7 +261,7 @@ def test_cpu_image_for_arm64_answers_under_emulation() -> None:
     up = run_cli("up", *_args("cpu"), "--port", str(port), env=env, timeout=1800)
     try:
         assert up.returncode == 0, up.stderr + up.stdout
-        _timed("up (model load under emulation)", started)
+        _timed("up (model load)", started)
         from openai import OpenAI
 
         client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", timeout=900)
@@ -271,8 +276,8 @@ def test_cpu_image_for_arm64_answers_under_emulation() -> None:
         answer = reply.choices[0].message.content or ""
         print(f"arm64 answer: {answer!r}")
         assert "Paris" in answer
-        # The server's process: arm64's llama-server run by QEMU, with an armv* CPU variant loaded (the
-        # server does not log which; its memory map shows it).
+        # The server's process: arm64's llama-server (run by QEMU on amd64), with an armv* CPU variant
+        # loaded (the server does not log which; its memory map shows it).
         (name,) = docker(
             "ps",
             "--filter",
@@ -290,8 +295,9 @@ def test_cpu_image_for_arm64_answers_under_emulation() -> None:
             "readlink /proc/1/exe; grep -o 'libggml-cpu-[^ ]*[.]so' /proc/1/maps | sort -u",
         )
         print(f"arm64 server process: {inside.stdout.split()}")
-        emulator, *variants = inside.stdout.split()
-        assert "qemu-aarch64" in emulator, inside.stdout + inside.stderr
+        program, *variants = inside.stdout.split()
+        expected = "llama-server" if ON_ARM64 else "qemu-aarch64"
+        assert expected in program, inside.stdout + inside.stderr
         assert len(variants) == 1 and variants[0].startswith("libggml-cpu-armv"), inside.stdout
     finally:
         run_cli("down", *_args("cpu"), env=env)

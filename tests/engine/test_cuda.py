@@ -2,8 +2,8 @@
 
 In every run: the CUDA bases made from NVIDIA's wheels, llama.cpp configured with the dgx-spark plan's
 own cmake flags, and a few CUDA kernels compiled and their SASS inspected with cuobjdump.
-With STEP_FLASH_CUDA_FULL=1: the whole image is built (about half an hour on 2 cores) and must start
-without a GPU and answer on its CPU backend.
+With STEP_FLASH_CUDA_FULL=1 (the cuda job of .github/workflows/builds.yml sets it, weekly): the whole
+image is built (about half an hour on 2 cores) and must start without a GPU and answer on its CPU backend.
 """
 
 from __future__ import annotations
