@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import json
 import os
+import secrets
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -84,10 +86,44 @@ def _private_folder(path: Path) -> None:
     path.chmod(0o700)
 
 
-def content_digest(data: bytes) -> str:
-    """A short name for some bytes (the first 16 hex digits of their SHA-256): what names a copy by its
-    content, and what says whether a process read the bytes it would read now."""
+def content_digest(data: bytes, key: bytes = b"") -> str:
+    """A short name for some bytes (16 hex digits): what names a copy by its content, and what says
+    whether a process read the bytes it would read now. With a key (digest_key), an HMAC-SHA256: such
+    names travel where others read them (the compose file, a container's label, a process's
+    environment), and without the key no guess at an owner's chosen API key can be checked against one."""
+    if key:
+        return hmac.new(key, data, hashlib.sha256).hexdigest()[:16]
     return hashlib.sha256(data).hexdigest()[:16]
+
+
+DIGEST_KEY_BYTES = 32
+
+
+def digest_key(folder: Path) -> bytes:
+    """The data directory's key for content names: random bytes in folder/.digest-key, readable by its
+    owner alone, made once. Two commands making it at once keep the first one's (a whole file linked
+    into place, never replaced)."""
+    path = folder / ".digest-key"
+    if not path.is_file():
+        _private_folder(folder)
+        fd, partial = tempfile.mkstemp(prefix=".digest-key.", suffix=".partial", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(secrets.token_bytes(DIGEST_KEY_BYTES))
+                out.flush()
+                os.fsync(out.fileno())
+            with contextlib.suppress(FileExistsError):
+                os.link(partial, path)
+        finally:
+            os.unlink(partial)
+        _sync_folder(folder)
+    key = path.read_bytes()
+    if len(key) != DIGEST_KEY_BYTES:
+        raise UsageError(
+            f"{path} is damaged ({len(key)} bytes, not {DIGEST_KEY_BYTES}); delete it, and the next up makes "
+            "a new one (its servers start again once)"
+        )
+    return key
 
 
 def file_key(path: Path) -> str:

@@ -24,7 +24,7 @@ from orchestrator.errors import UsageError
 from orchestrator.executors import launchd
 from orchestrator.executors.launchd import Launchctl
 from orchestrator.executors.native import is_server, read_pid
-from orchestrator.files import content_digest
+from orchestrator.files import content_digest, digest_key
 
 STOP_TIMEOUT_S = 10
 
@@ -57,7 +57,7 @@ def inputs_digest(plan: Plan) -> str:
     """What Caddy reads once, at start: its configuration, and the certificate and key it serves."""
     files = tls_files(plan.data_dir, plan.project)
     read = [p for p in (plan.proxy_file, files.proxy_cert, files.proxy_key) if p.is_file()]
-    return content_digest(b"".join(path.read_bytes() for path in read))
+    return content_digest(b"".join(path.read_bytes() for path in read), digest_key(plan.data_dir / "secrets"))
 
 
 def environment(plan: Plan) -> dict[str, str]:

@@ -21,12 +21,12 @@ from orchestrator.executors.health import Probe
 from orchestrator.executors.host import Host
 from orchestrator.executors.images import BuildOutcome
 from orchestrator.executors.server_state import Deployed, ServerState, api_key, require_free
-from orchestrator.files import content_digest, write_atomic
+from orchestrator.files import content_digest, digest_key, write_atomic
 
 
 def _inputs_digest(plan: Plan) -> str:
     key = plan.api_key_file.read_bytes() if plan.api_key_file and plan.api_key_file.is_file() else b""
-    return content_digest(key)
+    return content_digest(key, digest_key(plan.data_dir / "secrets"))
 
 
 def unguarded(argv: tuple[str, ...]) -> tuple[str, ...]:

@@ -33,7 +33,7 @@ from orchestrator.executors.images import BuildOutcome, build_image, is_up_to_da
 from orchestrator.executors.native_runtime import NativeRuntime
 from orchestrator.executors.published import was_pulled
 from orchestrator.executors.server_state import Deployed, Runtime, ServerState, require_free
-from orchestrator.files import content_digest, write_atomic, write_for_container
+from orchestrator.files import content_digest, digest_key, write_atomic, write_for_container
 
 
 @dataclass(frozen=True)
@@ -153,8 +153,9 @@ class ContainerRuntime:
             raise TypeError("the container runtime was handed a native server's deployment to restore")
         self._mark_restarts(plan)
         secrets = set(secret_files(yaml.safe_load(deployed.compose) or {}))
+        key = digest_key(plan.data_dir / "secrets")
         for path, data in deployed.files.items():
-            if not _restorable(path, data):
+            if not _restorable(path, data, key):
                 continue
             if path in secrets:
                 write_for_container(path, data)
@@ -240,7 +241,7 @@ def write_compose(plan: Plan) -> Path:
     their content (see pinned_inputs), so a changed key, certificate or proxy rule changes the document
     and compose replaces the services that read it."""
     parts = container_parts(plan)
-    document = pinned_inputs(parts.compose)
+    document = pinned_inputs(parts.compose, digest_key(plan.data_dir / "secrets"))
     write_atomic(
         parts.compose_file,
         compose_document_text(parts.compose_file, document, f"target {plan.target}, profile {plan.profile}"),
@@ -252,21 +253,22 @@ def write_compose(plan: Plan) -> Path:
 INPUTS_LABEL = "io.step-flash.inputs"
 
 
-def pinned_inputs(document: Mapping[str, Any]) -> dict[str, Any]:
+def pinned_inputs(document: Mapping[str, Any], key: bytes) -> dict[str, Any]:
     """The document with each file of ours that it mounts (written by now) replaced by a copy named by its
-    content, beside it. A server reads these once, at start: a new name is what makes compose start it
-    again, and an old deployment's document still names what it ran with (rollback's copies)."""
+    content (keyed: files.content_digest), beside it. A server reads these once, at start: a new name is
+    what makes compose start it again, and an old deployment's document still names what it ran with
+    (rollback's copies)."""
     pinned: dict[str, Any] = copy.deepcopy(dict(document))
     secrets = pinned.get("secrets") or {}
     for secret in secrets.values():
         if "file" in secret:
-            secret["file"] = str(_content_named(Path(secret["file"]), write_for_container))
+            secret["file"] = str(_content_named(Path(secret["file"]), write_for_container, key))
     for service in pinned.get("services", {}).values():
         read: list[str] = []
         for volume in service.get("volumes") or []:
             if isinstance(volume, dict) and volume.get("target") == str(CONTAINER_PROXY_CONFIG):
                 volume["source"] = str(
-                    _content_named(Path(volume["source"]), lambda p, d: write_atomic(p, d.decode()))
+                    _content_named(Path(volume["source"]), lambda p, d: write_atomic(p, d.decode()), key)
                 )
                 read.append(volume["source"])
         read += [
@@ -275,22 +277,23 @@ def pinned_inputs(document: Mapping[str, Any]) -> dict[str, Any]:
         if read:
             # Compose compares a service's own definition, not the files its secrets name: the names of
             # what it reads, on the service itself, are what make a new key replace the container.
-            service.setdefault("labels", {})[INPUTS_LABEL] = content_digest("\n".join(read).encode())
+            service.setdefault("labels", {})[INPUTS_LABEL] = content_digest("\n".join(read).encode(), key)
     return pinned
 
 
-def _restorable(path: Path, data: bytes) -> bool:
+def _restorable(path: Path, data: bytes, key: bytes) -> bool:
     """Whether data goes back to path: a file named by its content holds that content and nothing else
-    (kept as it is when there, never overwritten with other bytes); any other file of ours is restored."""
+    (kept as it is when there, never overwritten with other bytes); any other file of ours is restored.
+    A name made before names were keyed (a plain SHA-256) still counts as its content's."""
     stem, _, suffix = path.name.rpartition(".")
     if stem and len(suffix) == 16 and all(c in "0123456789abcdef" for c in suffix):
-        return not path.is_file() and content_digest(data) == suffix
+        return not path.is_file() and suffix in (content_digest(data, key), content_digest(data))
     return True
 
 
-def _content_named(path: Path, write: Callable[[Path, bytes], None]) -> Path:
+def _content_named(path: Path, write: Callable[[Path, bytes], None], key: bytes) -> Path:
     data = path.read_bytes()
-    named = path.with_name(f"{path.name}.{content_digest(data)}")
+    named = path.with_name(f"{path.name}.{content_digest(data, key)}")
     if not named.is_file() or named.read_bytes() != data:
         write(named, data)
     return named

@@ -339,11 +339,45 @@ def test_a_content_named_copy_is_restored_only_when_missing_and_only_with_its_ow
     import hashlib
 
     from orchestrator.executors.runtime import _restorable
+    from orchestrator.files import content_digest
 
+    key = b"k" * 32
     data = b"the key\n"
-    named = tmp_path / f"api_key.{hashlib.sha256(data).hexdigest()[:16]}"
-    assert _restorable(named, data)
-    assert not _restorable(named, b"other bytes"), "never other bytes under a content name"
+    named = tmp_path / f"api_key.{content_digest(data, key)}"
+    assert _restorable(named, data, key)
+    assert not _restorable(named, b"other bytes", key), "never other bytes under a content name"
+    assert not _restorable(named, data, b"another data directory's key" + b"x" * 4)
     named.write_bytes(data)
-    assert not _restorable(named, data), "kept as it is when there"
-    assert _restorable(tmp_path / "step-flash.proxy.json", b"{}"), "a file of an older version is restored"
+    assert not _restorable(named, data, key), "kept as it is when there"
+    assert _restorable(tmp_path / "step-flash.proxy.json", b"{}", key), (
+        "a file of an older version is restored"
+    )
+    # A copy named before names were keyed (a plain SHA-256) still goes back with its own content.
+    older = tmp_path / f"api_key.{hashlib.sha256(data).hexdigest()[:16]}"
+    assert _restorable(older, data, key) and not _restorable(older, b"other bytes", key)
+
+
+def test_the_names_others_read_tell_nothing_of_the_key(tmp_path: Path, model: Path) -> None:
+    """The compose file (readable by every user) names the key's copy and labels the services with what
+    they read: neither is the key's plain digest, which would let anyone check guesses at a chosen key."""
+    import hashlib
+
+    key_file = tmp_path / "api-key"
+    key_file.write_text("hunter2\n")
+    key_file.chmod(0o600)
+    engine, host = FakeEngine(), FakeHost()
+    plan = cpu_plan(tmp_path / "data", model, api_key_file=key_file)
+    _up(plan, engine, host)
+    text = plan.compose_file.read_text()  # type: ignore[union-attr]
+    for guessable in (
+        hashlib.sha256(b"hunter2\n").hexdigest()[:16],
+        hashlib.sha256(b"hunter2").hexdigest()[:16],
+    ):
+        assert guessable not in text
+    assert _secret_file(text, "api_key").read_text() == "hunter2\n"
+    # The same key in the same data directory: the same name (no restart); in another: another name.
+    _up(plan, engine, host)
+    assert plan.compose_file.read_text() == text  # type: ignore[union-attr]
+    other = cpu_plan(tmp_path / "other", model, api_key_file=key_file)
+    _up(other, engine, host)
+    assert _secret_file(text, "api_key").name not in other.compose_file.read_text()  # type: ignore[union-attr]

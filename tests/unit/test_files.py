@@ -71,3 +71,22 @@ def test_modes(tmp_path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE((tmp_path / "plain.json").stat().st_mode) == 0o666 & ~umask
+
+
+def test_the_digest_key_is_made_once_owner_only_and_a_damaged_one_is_one_line(tmp_path: Path) -> None:
+    import stat
+
+    from orchestrator.errors import UsageError
+    from orchestrator.files import DIGEST_KEY_BYTES, digest_key
+
+    folder = tmp_path / "secrets"
+    key = digest_key(folder)
+    path = folder / ".digest-key"
+    assert len(key) == DIGEST_KEY_BYTES and digest_key(folder) == key
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert [p.name for p in folder.iterdir()] == [".digest-key"]  # no partial left behind
+    assert digest_key(tmp_path / "elsewhere") != key
+    path.write_bytes(b"short")
+    with pytest.raises(UsageError, match=r"\.digest-key is damaged .* delete it"):
+        digest_key(folder)
+    assert path.read_bytes() == b"short"  # left for the owner to see
