@@ -137,7 +137,7 @@ _ACCELERATOR = re.compile(r"(CUDA|Vulkan|MTL|RPC)\d+")
 def buffer_device(buffer: str, devices: Iterable[str] = ()) -> str:
     """The device a buffer lives on: MTL0_Mapped on MTL0; RPC0[10.0.0.2:50052] on RPC0; host buffers
     (CPU_Mapped, CPU_REPACK, CUDA_Host, Vulkan_Host) and the CPU's own extra types (AMX, ...) on the CPU."""
-    name = buffer.split("[", 1)[0].removesuffix("_Mapped")
+    name = buffer.partition("[")[0].removesuffix("_Mapped")
     if name in devices or _ACCELERATOR.fullmatch(name):
         return name
     return CPU
@@ -179,7 +179,7 @@ def read_placement(lines: Iterable[str]) -> Placement:
             model_mib=round(held.get(name, {}).get("model", 0.0), 2),
             kv_mib=round(held.get(name, {}).get("KV", 0.0), 2),
             compute_mib=round(held.get(name, {}).get("compute", 0.0), 2),
-            layers=layers.get(name) if layers else None,
+            layers=layers.get(name),
         )
         for name in names
         if name in held or name in described

@@ -146,7 +146,7 @@ def exposure(
     names: list[str] = list(LOOPBACK_NAMES)
     if host in WILDCARDS:
         own = [hostname, f"{hostname}.local" if hostname and "." not in hostname else "", fqdn]
-        names += [n for n in own if n and n != "localhost"]
+        names += [n for n in own if n]
         names += [a for a in addresses if not is_loopback(a) and (host == "::" or ":" not in a)]
         public = (host_names or (hostname,))[0] or "127.0.0.1"
     else:

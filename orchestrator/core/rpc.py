@@ -54,7 +54,8 @@ def _split(text: str, default_port: int | None) -> tuple[str, int]:
 
 def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     try:
-        return ipaddress.ip_address(host.split("%")[0])
+        # An IPv6 zone (fe80::2%enp1s0) is part of the address as Python reads it; IPv4 has none.
+        return ipaddress.ip_address(host)
     except ValueError:
         raise ValueError(f"{host!r} is not an IP address") from None
 

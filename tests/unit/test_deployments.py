@@ -381,3 +381,70 @@ def test_the_names_others_read_tell_nothing_of_the_key(tmp_path: Path, model: Pa
     other = cpu_plan(tmp_path / "other", model, api_key_file=key_file)
     _up(other, engine, host)
     assert _secret_file(text, "api_key").name not in other.compose_file.read_text()  # type: ignore[union-attr]
+
+
+def _deployment(i: int, compose: str, image: str = "img") -> Deployment:
+    return Deployment(
+        i, "t", "up", "p", image, None, "s", None, None, "m", None, "e", compose=compose, proxy="{}"
+    )
+
+
+def test_a_history_record_is_a_json_object_of_the_right_shape() -> None:
+    record = _deployment(3, "c3").to_dict()
+    assert record["id"] == 3 and record["compose"] == "c3" and record["proxy"] == "{}"
+    # Keys a later version added are passed over; the rest round-trips.
+    assert Deployment.from_dict({**record, "added_later": 1}) == _deployment(3, "c3")
+    with pytest.raises(TypeError) as not_an_object:
+        Deployment.from_dict([record])  # type: ignore[arg-type]
+    assert str(not_an_object.value) == "a deployment is a JSON object, not list"
+    with pytest.raises(TypeError, match=r"^id is '3', not int$"):
+        Deployment.from_dict({**record, "id": "3"})
+
+
+def test_history_and_status_show_a_deployment_without_its_compose_text_or_proxy_configuration() -> None:
+    shown = _deployment(1, "services: {}").summary()
+    assert "compose" not in shown and "proxy" not in shown
+    assert shown["id"] == 1 and shown["image"] == "img" and shown["endpoint"] == "e"
+
+
+def test_each_deployment_gets_the_next_id_after_the_highest_recorded() -> None:
+    from orchestrator.core.deployments import next_id
+
+    assert next_id([]) == 1
+    assert next_id([_deployment(4, "a"), _deployment(2, "b")]) == 5
+
+
+def test_what_serves_now_is_the_newest_deployment_that_ran_the_running_compose_file() -> None:
+    from orchestrator.core.deployments import current
+
+    history = [_deployment(1, "a"), _deployment(2, "b"), _deployment(3, "a")]
+    assert current(history, "a") == history[2]
+    assert current(history, "b") == history[1]
+    # A server none of them started, or none at all: no deployment serves now.
+    assert current(history, "c") is None and current(history, None) is None
+
+
+def test_rollback_refusals_name_the_ids_there_are_and_what_to_run() -> None:
+    history = [_deployment(1, "a"), _deployment(2, "b")]
+    with pytest.raises(UsageError) as unknown:
+        rollback_target(history, history[-1], 7)
+    assert str(unknown.value) == "no deployment 7; 'orchestrator history' lists them (ids: 1, 2)"
+    with pytest.raises(UsageError) as none_recorded:
+        rollback_target([], None, 7)
+    assert str(none_recorded.value) == "no deployment 7; 'orchestrator history' lists them (ids: none)"
+    with pytest.raises(UsageError) as unrecorded:
+        rollback_target(history, None, None)
+    assert str(unrecorded.value) == (
+        "no recorded deployment serves now; 'orchestrator history' lists them: rollback ID"
+    )
+    # A named deployment is taken even with no recorded one serving now.
+    assert rollback_target(history, None, 2) == history[1]
+
+
+def test_rollback_goes_to_an_earlier_deployment_that_ran_another_server() -> None:
+    # 3 ran what 2 ran again (an up with nothing changed): going back from 3 skips 2, and nothing later
+    # than what serves now is ever a rollback's target.
+    history = [_deployment(1, "a"), _deployment(2, "b"), _deployment(3, "b"), _deployment(4, "c")]
+    assert rollback_target(history, history[2], None) == history[0]
+    with pytest.raises(UsageError, match=r"^deployment 1 is the first one recorded; "):
+        rollback_target(history, history[0], None)

@@ -352,3 +352,147 @@ def test_a_key_file_others_may_touch_is_refused(tmp_path: Path, mode: int) -> No
         check_key_file(key)
     with pytest.raises(UsageError, match="is missing or empty"):
         check_key_file(tmp_path / "absent")
+
+
+def test_a_host_is_an_address_as_python_writes_it_or_a_host_name() -> None:
+    from orchestrator.core.exposure import parse_host
+
+    assert parse_host("[FD00::5]") == "fd00::5" and parse_host(" Spark.LAN ") == "spark.lan"
+    with pytest.raises(ValueError) as refused:
+        parse_host("spark_lan")
+    assert str(refused.value) == "expected an IP address such as 127.0.0.1 or 0.0.0.0, or a host name"
+
+
+def test_loopback_is_decided_by_the_address_written_bare_or_in_brackets() -> None:
+    from orchestrator.core.exposure import is_loopback
+
+    assert is_loopback("[::1]") and is_loopback("127.0.0.9")
+    assert not is_loopback("[fd00::5]")
+
+
+def test_tls_is_auto_on_off_or_the_owners_two_files() -> None:
+    from orchestrator.core.exposure import tls_files
+
+    assert parse_tls(" on ") == "on"
+    for bad in ("/a/c.pem,", "/a/c.pem,/a/k.pem,/a/x.pem", "yes"):
+        with pytest.raises(ValueError) as refused:
+            parse_tls(bad)
+        assert (
+            str(refused.value) == "expected auto, on, off, or CERT,KEY (a certificate file and its key file)"
+        )
+    assert [tls_files(word) for word in ("auto", "on", "off")] == [None, None, None]
+    assert tls_files("/a/c.pem,/a/k.pem") == (Path("/a/c.pem"), Path("/a/k.pem"))
+
+
+def test_origins_are_written_as_browsers_send_them() -> None:
+    # A trailing slash is dropped, none and empty items name nothing, and the same origin counts once.
+    assert parse_origins("none, http://WebUI.lan/,,http://webui.lan, https://x:443") == (
+        "http://webui.lan",
+        "https://x",
+    )
+    assert parse_origins("none") == () and parse_origins(["http://[fd00::5]:3000"]) == (
+        "http://[fd00::5]:3000",
+    )
+
+
+@pytest.mark.parametrize("port", [1, 65535])
+def test_an_origins_port_may_be_either_end_of_the_range(port: int) -> None:
+    assert parse_origins(f"http://webui.lan:{port}") == (f"http://webui.lan:{port}",)
+
+
+@pytest.mark.parametrize("origin", ["http://webui.lan:0", "http://webui.lan:65536", "/http://webui.lan"])
+def test_an_origin_beyond_the_port_range_or_malformed_is_refused_with_an_example(origin: str) -> None:
+    with pytest.raises(ValueError) as refused:
+        parse_origins(origin)
+    assert str(refused.value) == (
+        f"{origin!r} is not an origin: expected scheme://host[:port] such as http://192.168.1.20:3000 "
+        "(http or https, no path)"
+    )
+
+
+def test_host_names_are_names_or_addresses_of_either_family() -> None:
+    assert parse_host_names("Spark.lan,, FD00::5,10.8.0.2,spark.lan") == ("spark.lan", "fd00::5", "10.8.0.2")
+    with pytest.raises(ValueError) as refused:
+        parse_host_names("spark.lan, not a name")
+    assert str(refused.value) == "'not a name' is neither a host name nor an IP address"
+
+
+def test_the_owners_certificate_makes_https_on_loopback_too_and_is_the_one_served() -> None:
+    reach = exposure("127.0.0.1", 8080, "/a/c.pem,/a/k.pem", (), (), **FACTS)
+    assert (reach.scheme, reach.certificate, reach.loopback) == ("https", "owner", True)
+    assert reach.owner_files == (Path("/a/c.pem"), Path("/a/k.pem"))
+    assert exposure("127.0.0.1", 8080, "on", (), (), **FACTS).certificate == "local-ca"
+    exposed = exposure("192.168.1.5", 8080, "off", (), (), **FACTS)
+    assert (exposed.scheme, exposed.certificate, exposed.owner_files, exposed.loopback) == (
+        "http",
+        None,
+        None,
+        False,
+    )
+
+
+def test_a_specific_address_answers_to_loopback_names_itself_and_the_names_given() -> None:
+    reach = exposure("fd00::5", 443, "auto", (), ("spark.vpn",), **FACTS)
+    assert reach.names == ("localhost", "127.0.0.1", "::1", "fd00::5", "spark.vpn")
+    assert reach.public_host == "fd00::5"
+    # Its own origins: the scheme's default port left out, IPv6 in brackets.
+    assert reach.origins == (
+        "https://localhost",
+        "https://127.0.0.1",
+        "https://[::1]",
+        "https://[fd00::5]",
+        "https://spark.vpn",
+    )
+
+
+def test_a_wildcard_answers_to_this_machines_names_and_addresses_of_its_family() -> None:
+    facts = {
+        "hostname": "spark",
+        "fqdn": "spark.lab.example",
+        "addresses": ("127.0.0.1", "::1", "192.168.1.5", "fd00::5"),
+    }
+    four = exposure("0.0.0.0", 8080, "auto", (), (), **facts)
+    assert four.names == (
+        "localhost",
+        "127.0.0.1",
+        "::1",
+        "spark",
+        "spark.local",
+        "spark.lab.example",
+        "192.168.1.5",
+    )
+    assert four.public_host == "spark"
+    six = exposure("::", 8080, "auto", (), (), **facts)
+    assert six.names[-2:] == ("192.168.1.5", "fd00::5")
+
+
+def test_a_host_name_with_a_domain_gets_no_local_name_and_no_name_falls_back_to_loopback() -> None:
+    dotted = exposure("0.0.0.0", 8080, "auto", (), (), hostname="spark.lan", fqdn="", addresses=())
+    assert dotted.names == ("localhost", "127.0.0.1", "::1", "spark.lan")
+    nameless = exposure("0.0.0.0", 8080, "auto", (), (), hostname="", fqdn="", addresses=())
+    assert nameless.names == ("localhost", "127.0.0.1", "::1") and nameless.public_host == "127.0.0.1"
+
+
+def test_a_client_on_this_machine_reaches_a_wildcard_by_loopback_of_its_family() -> None:
+    from orchestrator.core.exposure import connect_host
+
+    assert [connect_host(h) for h in ("0.0.0.0", "::", "192.168.1.5")] == ["127.0.0.1", "::1", "192.168.1.5"]
+
+
+def test_the_key_up_makes_is_found_again_where_earlier_versions_made_it() -> None:
+    from orchestrator.core.exposure import made_key_path
+
+    assert made_key_path(Path("/data")) == Path("/data/keys/api-key")
+
+
+def test_each_exposure_refusal_names_the_ways_out() -> None:
+    assert exposure_problem("0.0.0.0", "auto", False, False) == (
+        "refusing to publish on 0.0.0.0 without an API key; pass --api-key-file FILE, let up make one "
+        "(--make-api-key), or keep the default 127.0.0.1"
+    )
+    assert exposure_problem("192.168.1.5", "off", True, False) == (
+        "tls is off and 192.168.1.5 is not loopback: the API key and every prompt would cross the network "
+        "in clear; drop tls: off (HTTPS is the default beyond loopback) or confirm with --allow-plain-http"
+    )
+    # With a key and TLS, or plain HTTP confirmed, nothing stands in the way.
+    assert exposure_problem("192.168.1.5", "auto", True, False) is None

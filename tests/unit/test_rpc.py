@@ -253,3 +253,122 @@ def test_the_heads_port_may_be_the_last_one_now_that_llama_server_needs_none() -
     assert plan.compose is not None
     assert plan.compose["services"]["proxy"]["ports"] == ["127.0.0.1:65535:8443"]
     assert "65536" not in json.dumps(plan.to_dict())
+
+
+def test_an_endpoint_is_written_as_rpc_server_and_llama_server_read_it() -> None:
+    from orchestrator.core.rpc import rpc_arg
+
+    assert str(Endpoint("192.168.100.2", 50052)) == "192.168.100.2:50052"
+    assert str(Endpoint("fd00::2", 50052)) == "[fd00::2]:50052"
+    assert rpc_arg((Endpoint("10.0.0.2", 1), Endpoint("fd00::2", 2))) == ["--rpc", "10.0.0.2:1,[fd00::2]:2"]
+    # No workers: no --rpc at all (an empty list would be a malformed flag).
+    assert rpc_arg(()) == []
+
+
+@pytest.mark.parametrize("port", ["1", "65535"])
+def test_a_port_at_either_end_of_the_range_is_taken(port: str) -> None:
+    assert parse_listen(f"10.0.0.2:{port}") == Endpoint("10.0.0.2", int(port))
+    assert parse_workers(f"[fd00::2]:{port}") == (Endpoint("fd00::2", int(port)),)
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "x"])
+def test_a_port_beyond_the_range_is_refused_and_named(port: str) -> None:
+    with pytest.raises(ValueError, match=rf"^worker '10\.0\.0\.2:{port}': port '{port}' is not 1-65535 "):
+        parse_workers(f"10.0.0.2:{port}")
+
+
+@pytest.mark.parametrize("text", ["[fd00::2]x", "[fd00::2]]:1", "10.0.0.2"])
+def test_a_worker_without_a_port_or_with_junk_after_its_address_is_refused(text: str) -> None:
+    """The head must name each worker's port (a worker has no port the head could guess), and nothing
+    may follow an IPv6 address's bracket but :PORT."""
+    with pytest.raises(ValueError) as refused:
+        parse_workers(text)
+    assert str(refused.value) == (
+        f"worker {text!r}: expected ADDRESS:PORT (write workers as ADDRESS:PORT[,ADDRESS:PORT...])"
+    )
+    # Where the worker's own port has a default, a bare IPv6 address in brackets takes it, and junk
+    # after the bracket is still refused.
+    assert parse_listen("[fd00::2]") == Endpoint("fd00::2", 50052)
+    with pytest.raises(UsageError, match=r"^--listen \[fd00::2\]x: expected ADDRESS:PORT; "):
+        parse_listen("[fd00::2]x")
+
+
+def test_an_ipv6_zone_is_kept_and_an_ipv4_address_has_none() -> None:
+    assert parse_listen("[fe80::2%enp1s0]:50060") == Endpoint("fe80::2%enp1s0", 50060)
+    with pytest.raises(UsageError, match=r"'10\.0\.0\.2%enp1s0' is not an IP address"):
+        parse_listen("10.0.0.2%enp1s0")
+
+
+@pytest.mark.parametrize("text", ["224.0.0.1", "240.0.0.1", "[ff02::1]"])
+def test_multicast_and_reserved_addresses_are_no_place_to_listen(text: str) -> None:
+    with pytest.raises(UsageError) as refused:
+        parse_listen(text)
+    assert str(refused.value).startswith(f"--listen {text}: not an address a machine listens on; join the")
+
+
+def test_the_workers_list_passes_over_empty_items_and_refuses_a_worker_named_twice() -> None:
+    assert parse_workers(",10.0.0.2:1,, 10.0.0.3:1,") == (Endpoint("10.0.0.2", 1), Endpoint("10.0.0.3", 1))
+    with pytest.raises(ValueError) as twice:
+        parse_workers("10.0.0.2:1, 10.0.0.2:1")
+    assert str(twice.value) == "a worker is named twice"
+
+
+def test_the_head_is_one_address_written_as_python_writes_it() -> None:
+    from orchestrator.core.rpc import parse_head
+
+    assert parse_head(" 192.168.100.1 ") == "192.168.100.1"
+    assert parse_head("FD00:0::1") == "fd00::1"
+    with pytest.raises(UsageError) as refused:
+        parse_head("head.lan")
+    assert str(refused.value) == (
+        "--head head.lan: 'head.lan' is not an IP address; give the head's address on the link, "
+        "e.g. 192.168.100.1"
+    )
+    with pytest.raises(UsageError, match=r"^--head ff02::1: one machine's address, e.g\. 192\.168\.100\.1$"):
+        parse_head("ff02::1")
+
+
+def test_each_refusal_of_a_worker_beyond_loopback_says_what_to_do() -> None:
+    import ipaddress
+
+    from orchestrator.core.rpc import LinkAddress, check_listen
+
+    link = LinkAddress("enp1s0f0np0", ipaddress.ip_network("192.168.100.0/24"))
+    listen = parse_listen("192.168.100.2")
+    with pytest.raises(UsageError) as no_head:
+        check_listen(listen, None, link)
+    assert str(no_head.value) == (
+        "--listen 192.168.100.2:50052: beyond loopback name the head this worker serves (--head ADDRESS on "
+        "the same link): rpc-server has no authentication, and the firewall rule admits the head alone"
+    )
+    with pytest.raises(UsageError) as not_here:
+        check_listen(listen, "192.168.100.1", None)
+    assert str(not_here.value) == (
+        "--listen 192.168.100.2:50052: no interface of this machine has that address; give this machine's "
+        "address on the link (ip -brief address)"
+    )
+    with pytest.raises(UsageError) as elsewhere:
+        check_listen(listen, "10.0.0.1", link)
+    assert str(elsewhere.value) == (
+        "--head 10.0.0.1 is not on 192.168.100.2's link (192.168.100.0/24 on enp1s0f0np0); give the "
+        "head's address on that link"
+    )
+
+
+def test_the_firewall_rule_is_one_whole_nft_table_replaced_on_each_load() -> None:
+    """The table is declared, deleted and made again, so loading the file twice leaves one copy of the
+    rule (nft -f runs it as one transaction); this machine's own connections pass, any other source but
+    the head is dropped, and every other port is left as it was."""
+    from orchestrator.core.rpc import firewall_rules
+
+    assert firewall_rules(parse_listen("192.168.100.2:50060"), "192.168.100.1") == (
+        "table inet step_flash_rpc_50060\n"
+        "delete table inet step_flash_rpc_50060\n"
+        "table inet step_flash_rpc_50060 {\n"
+        "  chain input {\n"
+        "    type filter hook input priority filter; policy accept;\n"
+        "    ip daddr 192.168.100.2 tcp dport 50060 fib saddr type local accept\n"
+        "    ip daddr 192.168.100.2 tcp dport 50060 ip saddr != 192.168.100.1 drop\n"
+        "  }\n"
+        "}\n"
+    )
