@@ -11,7 +11,16 @@ import pytest
 
 from orchestrator.core.families import VULKAN
 from tests.assets import PINNED_UPSTREAM_COMMIT, demo_model, tiny_moe_model
-from tests.integration import BuiltImage, cli_env, docker, image_labels, model_mount, needs_docker, run_cli
+from tests.integration import (
+    BuiltImage,
+    cli_env,
+    docker,
+    free_port,
+    image_labels,
+    model_mount,
+    needs_docker,
+    run_cli,
+)
 
 pytestmark = [needs_docker, pytest.mark.docker, pytest.mark.slow]
 
@@ -225,16 +234,32 @@ def test_defaults_fall_back_to_the_mirror_and_local_bases(cpu_image: BuiltImage)
 
 
 def test_unpullable_base_says_how_to_bootstrap(tmp_path: Path) -> None:
-    tree = tmp_path / "tree"
-    (tree / "ggml").mkdir(parents=True)
-    (tree / "CMakeLists.txt").write_text("project(x)\n")
-    # The real default bases (debian:trixie-slim) come from a registry this machine cannot reach.
-    out = run_cli("build", "--target", "cpu", "--source", str(tree), "--bases", "upstream", env=cli_env())
-    if "could not be pulled" not in out.stderr and out.returncode == 0:
-        pytest.skip("this machine can pull from Docker Hub")
-    assert out.returncode == 1
-    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
-    assert "could not be pulled" in out.stderr and "bases bootstrap" in out.stderr
+    """The real engine, asked for the image family's stage on a base no registry serves, fails in a way
+    the build recognises as a pull failure, and its one line names the bootstrap. The base is on a
+    registry address where nothing listens: unpullable wherever the test runs, Docker Hub in reach or not."""
+    from orchestrator.executors.assets import asset
+    from orchestrator.executors.docker import DockerEngine
+    from orchestrator.executors.engine import BuildFailed
+
+    unpullable = f"127.0.0.1:{free_port()}/debian:trixie-slim"
+    tag = "step-flash-test:unpullable-base"
+    with pytest.raises(BuildFailed) as failed:
+        DockerEngine().build(
+            context=asset("images/common"),
+            dockerfile=asset(VULKAN.dockerfile),
+            stage="toolchain",
+            tag=tag,
+            build_args={"BUILD_BASE": unpullable, "BUILD_PACKAGES": " ".join(VULKAN.build_packages)},
+            labels={},
+            platform=None,
+            log_path=tmp_path / "build.log",
+        )
+    assert failed.value.pull_failed, (tmp_path / "build.log").read_text()[-3000:]
+    message = str(failed.value)
+    assert len(message.splitlines()) == 1
+    assert "could not be pulled" in message and "bases bootstrap" in message and "--bases local" in message
+    assert unpullable in (tmp_path / "build.log").read_text()
+    assert docker("image", "inspect", tag).returncode != 0, "a failed build leaves no tagged image"
 
 
 def test_unknown_commit_fails_in_the_build_stage(cpu_image: BuiltImage) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -15,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,7 +46,7 @@ class Running:
             *args, *self.options, "--source", str(source or self.source), env=self.env, timeout=1800
         )
 
-    def ask(self, max_tokens: int = 32) -> str:
+    def _chat(self, max_tokens: int) -> dict[str, Any]:
         import urllib.request
 
         request = urllib.request.Request(
@@ -53,7 +55,14 @@ class Running:
             {"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=120) as response:
-            return str(json.load(response)["choices"][0]["message"]["content"])
+            return dict(json.load(response))
+
+    def ask(self, max_tokens: int = 32) -> str:
+        return str(self._chat(max_tokens)["choices"][0]["message"]["content"])
+
+    def decode_speed(self) -> float:
+        """Tokens per second decoding the answer, as the server times it (what upgrade's check reads)."""
+        return float(self._chat(32)["timings"]["predicted_per_second"])
 
     def status(self) -> dict[str, object]:
         done = self.cli("status", "--json")
@@ -105,19 +114,41 @@ def _harmless(tree: Path) -> None:
     _replace(readme, readme.read_text() + "\n<!-- step-flash test: an upgrade that changes nothing -->\n")
 
 
-def _never_starts(tree: Path) -> None:
+def _never_starts(tree: Path, _running: Running) -> None:
     _replace(tree / "tools" / "server" / "main.cpp", "int main() { return 3; }\n")
 
 
-def _decodes_slowly(tree: Path) -> None:
-    # Six threads that never rest take most of the machine's cores from the server's own: with two they
-    # took half of 2 cores, and a decode at 0.52 of the current one passed the 0.5 tolerance once.
+def _decodes_slowly(tree: Path, running: Running) -> None:
+    """A server whose every decode first sleeps a fixed time, then runs libllama's own (llama_process,
+    found past this definition with RTLD_NEXT): three or more times the serving build's time per token,
+    measured now, so it decodes at most a quarter as fast as the current one on any machine, half the
+    check's 0.5 tolerance. (Threads that spin took a share of the cores that depended on their number.)
+    The sleep is rounded up to a power of two, so a machine's next run finds the same tree in its cache."""
+    per_token_ms = 1000 / running.decode_speed()
+    sleep_ms = 2 ** math.ceil(math.log2(max(1.0, 3 * per_token_ms)))
     _replace(
         tree / "tools" / "server" / "main.cpp",
-        "#include <thread>\nint llama_server(int argc, char ** argv);\n"
-        "int main(int argc, char ** argv) {\n"
-        "    for (int i = 0; i < 6; i++) { std::thread([] { volatile unsigned long n = 0; for (;;) { n = n + 1; } }).detach(); }\n"
-        "    return llama_server(argc, argv);\n}\n",
+        f"""#include "llama.h"
+
+#include <dlfcn.h>
+
+#include <chrono>
+#include <cstdint>
+#include <thread>
+
+int llama_server(int argc, char ** argv);
+
+extern "C" int32_t llama_process(llama_context * ctx, llama_process_type type, llama_batch_ext * batch) {{
+    using process_fn = int32_t (*)(llama_context *, llama_process_type, llama_batch_ext *);
+    static const auto next = reinterpret_cast<process_fn>(dlsym(RTLD_NEXT, "llama_process"));
+    std::this_thread::sleep_for(std::chrono::milliseconds({sleep_ms}));
+    return next(ctx, type, batch);
+}}
+
+int main(int argc, char ** argv) {{
+    return llama_server(argc, argv);
+}}
+""",
     )
 
 
@@ -146,14 +177,15 @@ def test_an_upgrade_is_checked_and_switched_and_rollback_returns(running: Runnin
     ids=["never-starts", "decodes-slowly"],
 )
 def test_a_failed_upgrade_puts_the_previous_deployment_back(
-    running: Running, tmp_path: Path, change: Callable[[Path], None], words: str
+    running: Running, tmp_path: Path, change: Callable[[Path, Running], None], words: str
 ) -> None:
     before = running.status()
     answer = running.ask()
     model = Path(running.env["ORCHESTRATOR_DATA_DIR"]) / "models" / "demo" / "SmolLM2-135M-Instruct.Q4_1.gguf"
     digest = hashlib.sha256(model.read_bytes()).hexdigest()
-    tree = _tree(tmp_path, change)
+    tree = _tree(tmp_path, lambda tree: change(tree, running))
     done = running.cli("upgrade", "--tolerance", "0.5", source=tree)
+    print(done.stderr.strip().splitlines()[-1:])
     assert done.returncode != 0, done.stdout
     assert words in done.stderr and "previous server is serving again" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
