@@ -63,7 +63,7 @@ def _checked(args: argparse.Namespace) -> None:
 
         settings = load_settings(flags(args))
         check_settings(settings, key_to_come=needs_key(settings) and _may_make_key(args))
-        check_key_file(settings["api_key_file"])
+        check_key_file(settings.api_key_file)
         check_ui(settings)
 
 
@@ -85,9 +85,9 @@ def _alone(args: argparse.Namespace, render: Renderer) -> Iterator[None]:
     from orchestrator.executors.lock import exclusive
 
     if folder_kind == "models":
-        folder, what = load_settings({"models_dir": args.models_dir})["models_dir"], "the models directory"
+        folder, what = load_settings({"models_dir": args.models_dir}).models_dir, "the models directory"
     else:
-        folder, what = load_settings(flags(args))["data_dir"], "the data directory"
+        folder, what = load_settings(flags(args)).data_dir, "the data directory"
     with exclusive(folder, wait=args.wait, on_wait=render.note, what=what):
         yield
 

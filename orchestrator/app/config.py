@@ -16,7 +16,7 @@ import yaml
 from orchestrator.core.exposure import is_address, is_loopback, made_key_path
 from orchestrator.core.settings import (
     APP_NAME,
-    BY_NAME,
+    SPECS,
     Layer,
     Settings,
     default_layer,
@@ -37,7 +37,7 @@ def env_layers(environ: Mapping[str, str]) -> list[Layer]:
         if not name.startswith(ENV_PREFIX):
             continue
         key = name[len(ENV_PREFIX) :].lower()
-        if key not in BY_NAME:
+        if key not in SPECS:
             raise ConfigError(unknown_key_message(key, f"environment variable {name}"))
         layers.append(Layer(f"env {name}", {key: raw}))
     return layers
@@ -73,7 +73,7 @@ FOLDER_SETTINGS = frozenset(
 
 
 def _folder_layer(layer: Layer, own: Path) -> Layer:
-    said = sorted(k for k in layer.values if k not in FOLDER_SETTINGS and k in BY_NAME)
+    said = sorted(k for k in layer.values if k not in FOLDER_SETTINGS and k in SPECS)
     if said:
         raise ConfigError(
             f"{layer.origin} sets {', '.join(said)}: a folder's orchestrator.yaml may not decide what runs "
@@ -132,16 +132,16 @@ def _resolved(settings: Settings) -> Settings:
     """Settings as the rest of the tool reads them: the folders absolute (compose resolves a relative bind
     path elsewhere), and the host an address (loopback is decided by the address, never by a name; the
     name given stays one the server answers to)."""
-    for name in ("data_dir", "models_dir"):
-        if not Path(settings[name]).is_absolute():
-            settings = settings.with_value(name, Path(settings[name]).absolute(), settings.origin(name))
-    host = settings["host"]
+    for name, folder in (("data_dir", settings.data_dir), ("models_dir", settings.models_dir)):
+        if not folder.is_absolute():
+            settings = settings.with_value(name, folder.absolute(), settings.origin(name))
+    host = settings.host
     if not is_address(host):
         address = resolve_host(host)
         origin = f"{settings.origin('host')} ({host}, resolved)"
         settings = settings.with_value("host", address, origin)
-        if not is_loopback(address) and host not in settings["host_names"]:
-            settings = settings.with_value("host_names", (*settings["host_names"], host), origin)
+        if not is_loopback(address) and host not in settings.host_names:
+            settings = settings.with_value("host_names", (*settings.host_names, host), origin)
     return settings
 
 
@@ -166,7 +166,7 @@ def resolve_host(name: str) -> str:
 def check_ui(settings: Settings) -> None:
     """A page folder to serve: one that holds index.html, and none of the folders whose files must never
     be served (the filesystem's root, the home folder, the data and models directories)."""
-    ui = settings["ui"]
+    ui = settings.ui
     if ui in ("auto", "off"):
         return
     folder = Path(ui)
@@ -175,7 +175,7 @@ def check_ui(settings: Settings) -> None:
             f"--ui {folder} is not a folder; give the folder of a built web page (with index.html)"
         )
     real = folder.resolve()
-    data, models = Path(settings["data_dir"]).resolve(), Path(settings["models_dir"]).resolve()
+    data, models = settings.data_dir.resolve(), settings.models_dir.resolve()
     holds = {Path("/"): "the filesystem's root", Path.home().resolve(): "your home folder"}
     holds |= {data: "the data directory (keys, certificates)", models: "the models directory"}
     what = next((w for path, w in holds.items() if path.is_relative_to(real)), None)
@@ -207,18 +207,18 @@ def check_key_file(path: Path | None) -> None:
 
 def with_made_key(settings: Settings) -> Settings:
     """Beyond loopback with no key file: the key `up` made before, when there is one."""
-    made = made_key_path(settings["data_dir"])
-    if settings["api_key_file"] or is_loopback(settings["host"]) or not made.is_file():
+    made = made_key_path(settings.data_dir)
+    if settings.api_key_file or is_loopback(settings.host) or not made.is_file():
         return settings
     return settings.with_value("api_key_file", made, "default: the key up made")
 
 
 def make_api_key(settings: Settings) -> Path:
     """A new random key, in a file only its owner can read."""
-    path = made_key_path(settings["data_dir"])
+    path = made_key_path(settings.data_dir)
     write_private(path, (secrets.token_urlsafe(32) + "\n").encode())
     return path
 
 
 def needs_key(settings: Settings) -> bool:
-    return not is_loopback(settings["host"]) and not settings["api_key_file"]
+    return not is_loopback(settings.host) and not settings.api_key_file

@@ -31,7 +31,7 @@ class Request:
 
 
 def resolve_target(settings: Settings, facts: HostFacts) -> tuple[Target, str | None]:
-    name = settings["target"]
+    name = settings.target
     if name == "auto":
         detection = detect_target(facts)
         return get_target(detection.target), detection.reason
@@ -42,10 +42,10 @@ def gather(request: Request, facts: HostFacts | None = None) -> PlanInputs:
     settings = load_settings(request.flags)
     facts = probe() if facts is None else facts
     target, detection = resolve_target(settings, facts)
-    profile = target.profile(settings["profile"])
-    source = resolve_source(parse_source(settings["source"]))
-    model = resolve_model(_registered(settings), target.default_model, settings["models_dir"])
-    model = describe(model, settings["data_dir"] / "cache" / "gguf.json", settings["draft_model"])
+    profile = target.profile(settings.profile)
+    source = resolve_source(parse_source(settings.source))
+    model = resolve_model(_registered(settings), target.default_model, settings.models_dir)
+    model = describe(model, settings.data_dir / "cache" / "gguf.json", settings.draft_model)
     return PlanInputs(
         target=target,
         profile=profile,
@@ -65,8 +65,8 @@ def plan_for(request: Request, facts: HostFacts | None = None) -> Plan:
 
 
 def _registered(settings: Settings) -> Path | None:
-    wanted = settings["model"]
-    return None if wanted is None else registered_path(settings["models_dir"], str(wanted))
+    wanted = settings.model
+    return None if wanted is None else registered_path(settings.models_dir, str(wanted))
 
 
 def registered_path(models_dir: Path, wanted: str) -> Path:

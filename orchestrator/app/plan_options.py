@@ -1,11 +1,11 @@
-"""The plan options: each flag one setting (see orchestrator.core.settings.FIELDS), taken by every
+"""The plan options: each flag one setting (see orchestrator.core.settings.Settings), taken by every
 command that makes a plan, and what they become: the flags layer of the command's settings."""
 
 from __future__ import annotations
 
 import argparse
 
-# Flags that map one-to-one onto settings (see orchestrator.core.settings.FIELDS).
+# Flags that map one-to-one onto settings (see orchestrator.core.settings.Settings).
 SETTING_FLAGS = (
     "target",
     "profile",

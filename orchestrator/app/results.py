@@ -25,7 +25,7 @@ class Record(Protocol):
 
 def results_dir(flags: dict[str, object], results: str | None) -> Path:
     """--results, or the data directory's results folder, there and writable."""
-    folder = Path(results) if results else Path(load_settings(flags)["data_dir"]) / "results"
+    folder = Path(results) if results else load_settings(flags).data_dir / "results"
     return writable_folder(folder, "the results folder")
 
 

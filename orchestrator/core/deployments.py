@@ -1,7 +1,7 @@
 """Deployments: each server `up` (or `upgrade`, or `rollback`) started, with what it ran (the image and
 its id, the source commit, the plan's digest, the model's identity, the compose file and the proxy's
 configuration) and the figures it was validated with; which one serves now, which one `rollback` returns
-to, and which images are kept. Pure; orchestrator.executors.deployments keeps them on disk."""
+to, and which images are kept. Pure; orchestrator.executors.deployment_history keeps them on disk."""
 
 from __future__ import annotations
 

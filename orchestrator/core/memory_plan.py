@@ -14,7 +14,7 @@ from orchestrator.core.facts import HostFacts
 from orchestrator.core.memory import GIB, Estimate, Fit, Workload, estimate, fit
 from orchestrator.core.models import ModelSpec
 from orchestrator.core.settings import Settings, memory_bytes
-from orchestrator.core.speculation import Speculation
+from orchestrator.core.speculation import MtpHeads, Speculation
 
 # A memory_limit below the machine's memory is the budget, and raising it the first fix.
 LIMIT_SOURCE = "the server container's memory_limit"
@@ -94,7 +94,7 @@ def server_workload(
     heads = arch.heads() if arch is not None and speculation.heads else None
     return profile_server(
         profile,
-        int(settings["ctx_size"] or profile.ctx),
+        int(settings.ctx_size or profile.ctx),
         slots=slots,
         draft_n=speculation.draft_n,
         heads=heads,
@@ -135,20 +135,16 @@ def bench_workload(bench: BenchSet) -> Workload:
     )
 
 
-def trunk_bytes(model: ModelSpec) -> int:
+def trunk_bytes(weights_bytes: int, mtp: MtpHeads | None) -> int:
     """The weights a program loads without drafting: llama.cpp skips a combined file's MTP blocks then."""
-    assert model.weights_bytes is not None
-    combined = model.mtp is not None and model.mtp.layout == "combined"
-    return model.weights_bytes - (model.mtp.bytes if combined and model.mtp else 0)
+    return weights_bytes - (mtp.bytes if mtp is not None and mtp.layout == "combined" else 0)
 
 
 def _server_row(
-    model: ModelSpec, profile: Profile, settings: Settings, speculation: Speculation, limit: Budget
+    arch: Architecture, trunk: int, work: Workload, speculation: Speculation, limit: Budget
 ) -> MemoryRow:
-    assert model.arch is not None
-    work = server_workload(profile, settings, model, speculation)
-    weights = trunk_bytes(model) + speculation.heads_bytes
-    found = fit(model.arch, weights, work, limit.usable, limit.raise_to)
+    weights = trunk + speculation.heads_bytes
+    found = fit(arch, weights, work, limit.usable, limit.raise_to)
     if found.fits is not False or not speculation.active or limit.usable is None:
         return MemoryRow("server", work, found)
     # Speculating costs memory: say first what drafting less, or not at all, would give back.
@@ -156,13 +152,13 @@ def _server_row(
     if speculation.spec_type == "draft-mtp":
         for fewer in range(speculation.draft_n - 1, 0, -1):
             smaller = replace(work, outputs=server_outputs(work.n_seq, work.batch, fewer))
-            if estimate(model.arch, weights, smaller).total <= limit.usable:
+            if estimate(arch, weights, smaller).total <= limit.usable:
                 fixes.append(f"fewer draft tokens: --spec mtp:{fewer}")
                 break
     plain = replace(
         work, n_seq=SERVER_SLOTS, outputs=server_outputs(SERVER_SLOTS, work.batch, 0), draft_heads=None
     )
-    if estimate(model.arch, trunk_bytes(model), plain).total <= limit.usable:
+    if estimate(arch, trunk, plain).total <= limit.usable:
         fixes.append("speculative decoding off: --spec off")
     return MemoryRow("server", work, replace(found, fixes=(*fixes, *found.fixes)))
 
@@ -173,9 +169,9 @@ def _shares(usable: Sequence[int]) -> list[float]:
 
 
 def spread_rows(
-    model: ModelSpec,
-    profile: Profile,
-    settings: Settings,
+    arch: Architecture,
+    trunk: int,
+    work: Workload,
     speculation: Speculation,
     limit: Budget,
     worker_usable: Sequence[int | None],
@@ -185,9 +181,7 @@ def spread_rows(
     their weights and KV cells) in proportion to each machine's free memory, and a compute buffer on
     each. Each machine's share is held against its own usable memory; the head's figure is this host's,
     a worker's its target's."""
-    assert model.arch is not None
-    work = server_workload(profile, settings, model, speculation)
-    whole = estimate(model.arch, trunk_bytes(model) + speculation.heads_bytes, work)
+    whole = estimate(arch, trunk + speculation.heads_bytes, work)
     usable = [limit.usable, *worker_usable]
     if any(u is None for u in usable):
         return [MemoryRow("server", work, Fit(whole, None, ()))]
@@ -241,31 +235,29 @@ def memory_plan(
     speculation: Speculation,
 ) -> MemoryPlan:
     limit: Budget = budget(target, profile, facts)
-    capped = settings["memory_limit"] is not None and (
-        limit.usable is None or memory_bytes(settings["memory_limit"]) < limit.usable
-    )
-    if capped:
-        limit = Budget(memory_bytes(settings["memory_limit"]), f"{LIMIT_SOURCE} ({settings['memory_limit']})")
+    cap = settings.memory_limit
+    capped = cap is not None and (limit.usable is None or memory_bytes(cap) < limit.usable)
+    if cap is not None and capped:
+        limit = Budget(memory_bytes(cap), f"{LIMIT_SOURCE} ({cap})")
     usable_gib = round(limit.usable / GIB, 1) if limit.usable is not None else None
     if model.arch is None or model.weights_bytes is None:
         why = model.problem or f"the model file is not here ({model.path})"
         return MemoryPlan(usable_gib, limit.source, f"no architecture to plan with: {why}", ())
-    arch = model.arch
-    workers = settings["rpc"]
+    arch, trunk = model.arch, trunk_bytes(model.weights_bytes, model.mtp)
+    work = server_workload(profile, settings, model, speculation)
+    workers = settings.rpc
     if workers:
         worker_usable = int(target.memory.usable_gib * GIB) if target.memory.usable_gib else limit.usable
-        rows = spread_rows(
-            model, profile, settings, speculation, limit, [worker_usable] * len(workers), workers
-        )
+        rows = spread_rows(arch, trunk, work, speculation, limit, [worker_usable] * len(workers), workers)
     else:
-        rows = [_server_row(model, profile, settings, speculation, limit)]
+        rows = [_server_row(arch, trunk, work, speculation, limit)]
         if rows[0].fit.fits is False and limit.usable is not None:
             rows[0] = _with_worker_fix(rows[0], limit.usable, first=profile.rpc_workers > 0)
     rows += [
         MemoryRow(
             f"bench {b.name}",
             bench_workload(b),
-            fit(arch, trunk_bytes(model), bench_workload(b), limit.usable, limit.raise_to),
+            fit(arch, trunk, bench_workload(b), limit.usable, limit.raise_to),
         )
         for b in benches
     ]

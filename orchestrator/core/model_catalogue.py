@@ -16,7 +16,7 @@ from orchestrator.core.catalogue import Profile, Target
 from orchestrator.core.facts import HostFacts
 from orchestrator.core.memory import GIB, estimate, largest_context
 from orchestrator.core.memory_plan import profile_server
-from orchestrator.core.models import KNOWN_MODELS
+from orchestrator.core.models import KNOWN_MODELS, step35_published
 
 UNCHECKED = "not checked here: read from the files when pulled"
 
@@ -107,9 +107,7 @@ class Verdict:
 
 
 def verdict(file: PublishedGguf, target: Target, profile: Profile, facts: HostFacts) -> Verdict:
-    model = KNOWN_MODELS["step-3.5-flash"]
-    assert model.arch is not None
-    arch = model.arch
+    arch = step35_published()
     weights = int(file.size_gib * GIB)
     usable = budget(target, profile, facts).usable
     work = profile_server(profile, min(profile.ctx, arch.context_length))

@@ -48,7 +48,7 @@ class ModelRef:
     pinned: PinnedFile | None = None
 
 
-def _step35_published() -> Architecture:
+def step35_published() -> Architecture:
     # 45 layers; 3 sliding-window layers (window 512) to each full-attention one, the full ones first
     # (layers 0, 4, ..., 44); 8 KV heads of 128; 288 experts, 8 used; vocabulary 128896; 256K context.
     n_layer = 45
@@ -122,7 +122,7 @@ KNOWN_MODELS: Mapping[str, ModelRef] = MappingProxyType(
             approx_gib=103.8,
             repo="stepfun-ai/Step-3.5-Flash-GGUF-Q4_K_S",
             expected_arch="step35",
-            arch=_step35_published(),
+            arch=step35_published(),
             # 111.5 GB of GGUF, nearly all of it tensor data.
             weights_bytes=int(103.8 * 2**30),
         ),

@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from orchestrator.core.catalogue import CATALOGUE
+from orchestrator.core.catalogue import CATALOGUE, Target
+from orchestrator.errors import OrchestratorError
 
 
 @dataclass(frozen=True)
@@ -89,11 +90,19 @@ REFERENCES: Mapping[str, ReferenceTable] = MappingProxyType(
 )
 
 
-def check_references() -> None:
+def check_references(
+    catalogue: Mapping[str, Target] = CATALOGUE, references: Mapping[str, ReferenceTable] = REFERENCES
+) -> None:
     """Every profile bench set that names a table names one that exists, for its own target."""
-    for target in CATALOGUE.values():
+    for target in catalogue.values():
         for profile in target.profiles:
             for bench in profile.benches:
-                if bench.reference is not None:
-                    table = REFERENCES[bench.reference]
-                    assert table.target == target.name, bench.reference
+                if bench.reference is None:
+                    continue
+                table = references.get(bench.reference)
+                if table is None or table.target != target.name:
+                    whose = "no table" if table is None else f"target {table.target}'s table"
+                    raise OrchestratorError(
+                        f"profile {profile.name} of target {target.name} compares with reference "
+                        f"{bench.reference!r}, {whose}; name a table of its own target"
+                    )

@@ -43,11 +43,10 @@ def _split(text: str, default_port: int | None) -> tuple[str, int]:
         host, port_text = text.split(":")
     else:
         host, port_text = text, ""
-    if port_text is None or (port_text == "" and default_port is None):
-        raise ValueError("expected ADDRESS:PORT")
-    if port_text == "":
-        assert default_port is not None
+    if port_text == "" and default_port is not None:
         return host, default_port
+    if not port_text:
+        raise ValueError("expected ADDRESS:PORT")
     if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
         raise ValueError(f"port {port_text!r} is not 1-65535")
     return host, int(port_text)

@@ -1,8 +1,10 @@
 """Resolved settings: defaults < orchestrator.yaml (XDG config, then current directory) < ORCHESTRATOR_* < flags.
 
-Every value remembers where it came from, so `orchestrator plan` can say why it is what it is.
-Pure: `merge_layers` parses and checks the layers that orchestrator.app.config reads from files, the
-environment and flags.
+`Settings` is a typed value: one field per setting, declared with its type, its parser and its help
+(`_setting`), so mypy checks every read (`settings.port` is an int). Every value remembers where it came
+from, so `orchestrator plan` can say why it is what it is. Pure: `merge_layers`, the one way Settings are
+made, parses and checks the layers that orchestrator.app.config reads from files, the environment and
+flags.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, TypeVar, cast
 
 from orchestrator.core.exposure import (
     exposure_problem,
@@ -22,8 +25,8 @@ from orchestrator.core.exposure import (
     parse_tls,
 )
 from orchestrator.core.registry import NO_REGISTRY, parse_registry
-from orchestrator.core.rpc import parse_workers
-from orchestrator.core.speculation import parse_speculative
+from orchestrator.core.rpc import Endpoint, parse_workers
+from orchestrator.core.speculation import Speculative, parse_speculative
 from orchestrator.errors import ConfigError, UsageError
 
 APP_NAME = "step-flash-orchestrator"
@@ -139,183 +142,204 @@ def _choice(*choices: str) -> Callable[[object], str]:
     return parse
 
 
+T = TypeVar("T")
+
+
 @dataclass(frozen=True)
-class Field:
-    name: str
-    parse: Callable[[object], Any]
+class Spec:
+    """What a setting's field carries beside its type: how a value from any source is read (the parser's
+    result is the field's type), what the setting does, and its default (per machine: given by
+    default_layer and merge_layers)."""
+
+    parse: Callable[[object], object]
     help: str
+    default: object = None
+    per_machine: bool = False
 
 
-FIELDS: tuple[Field, ...] = (
-    Field("target", _as_str, "hardware target, or auto to detect it"),
-    Field("profile", _as_str, "profile of the target (default, long-context, ...)"),
-    Field(
-        "source", _as_str, "llama.cpp source: upstream, stepfun-fork, URL@COMMIT[#subdir=DIR] or a directory"
-    ),
-    Field("model", _as_path, "GGUF file to serve (first split part); default: the target's model"),
-    Field("data_dir", _as_path, "where models, results and native builds live"),
-    Field("models_dir", _as_path, "where models are downloaded and looked up"),
-    Field(
-        "host",
+def _setting(parse: Callable[[object], T], help: str, default: T) -> T:
+    # A Field at run time; typed as its value so that mypy holds parse, default and annotation together.
+    return cast(T, field(metadata={"spec": Spec(parse, help, default)}))
+
+
+def _optional(parse: Callable[[object], T], help: str) -> T | None:
+    """A setting that is None until a source sets it."""
+    return cast("T | None", field(metadata={"spec": Spec(parse, help, None)}))
+
+
+def _per_machine(parse: Callable[[object], T], help: str) -> T:
+    """A setting whose default is this machine's (default_layer, merge_layers)."""
+    return cast(T, field(metadata={"spec": Spec(parse, help, per_machine=True)}))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """One field per setting, with its type; made only by merge_layers, from layers of raw values."""
+
+    # Where each value came from (a file, an environment variable, a flag, default), by setting name.
+    origins: Mapping[str, str] = field(repr=False)
+
+    target: str = _setting(_as_str, "hardware target, or auto to detect it", "auto")
+    profile: str = _setting(_as_str, "profile of the target (default, long-context, ...)", "default")
+    source: str = _setting(
+        _as_str,
+        "llama.cpp source: upstream, stepfun-fork, URL@COMMIT[#subdir=DIR] or a directory",
+        "upstream",
+    )
+    model: Path | None = _optional(
+        _as_path, "GGUF file to serve (first split part); default: the target's model"
+    )
+    data_dir: Path = _per_machine(_as_path, "where models, results and native builds live")
+    models_dir: Path = _per_machine(
+        _as_path, "where models are downloaded and looked up (default: data_dir/models)"
+    )
+    host: str = _setting(
         parse_host,
         "the IP address the server is published on (127.0.0.1, 0.0.0.0, this machine's LAN or VPN "
         "address); a host name is resolved once to its address",
-    ),
-    Field("port", _as_port, "port the server is published on"),
-    Field(
-        "api_key_file", _as_path, "file holding the API key clients must send (only its owner may read it)"
-    ),
-    Field(
-        "tls",
+        "127.0.0.1",
+    )
+    port: int = _setting(_as_port, "port the server is published on", 8080)
+    api_key_file: Path | None = _optional(
+        _as_path, "file holding the API key clients must send (only its owner may read it)"
+    )
+    tls: str = _setting(
         parse_tls,
         "HTTPS: auto (whenever the address is not loopback, with a certificate from a local certificate "
         "authority made once per data directory), on (on loopback too), off, or CERT,KEY (your own files)",
-    ),
-    Field(
-        "cors",
+        "auto",
+    )
+    cors: tuple[str, ...] = _setting(
         parse_origins,
         "web origins (scheme://host[:port]) whose pages may call the server, e.g. an Open WebUI on another "
         "port; the server's own origin may always, and on loopback any page of localhost",
-    ),
-    Field(
-        "host_names",
+        (),
+    )
+    host_names: tuple[str, ...] = _setting(
         parse_host_names,
         "more names or addresses clients use for this machine (a DNS name, a VPN address): the server "
         "answers to them and its certificate covers them",
-    ),
-    Field(
-        "allow_plain_http",
+        (),
+    )
+    allow_plain_http: bool = _setting(
         _as_bool,
         "serve beyond loopback with tls: off, the API key and prompts in clear (a confirmation)",
-    ),
-    Field(
-        "bases", _choice("upstream", "local"), "base images: upstream (pulled) or local (bootstrapped here)"
-    ),
-    Field("image_repo", _as_str, "repository name of the images built here"),
-    Field(
-        "registry",
+        False,
+    )
+    bases: str = _setting(
+        _choice("upstream", "local"),
+        "base images: upstream (pulled) or local (bootstrapped here)",
+        "upstream",
+    )
+    image_repo: str = _setting(_as_str, "repository name of the images built here", "step-flash-llama")
+    registry: str = _setting(
         _as_registry,
         "where published images are pulled from (and pushed to): a registry and namespace such as "
         "ghcr.io/OWNER, or none to never pull; default: the namespace the release that made this package "
         "pushed its images to (named in its image lock), else none",
-    ),
-    Field(
-        "build",
+        NO_REGISTRY,
+    )
+    build: str = _setting(
         _choice("auto", "always", "never"),
         "auto: pull the plan's published image where it is not here, else compile; always: compile, never "
         "pull; never: pull or stop, never compile",
-    ),
-    Field("image_lock", _as_path, "the lock of published image digests (default: the one in the package)"),
-    Field(
-        "trust_tag",
+        "auto",
+    )
+    image_lock: Path | None = _optional(
+        _as_path, "the lock of published image digests (default: the one in the package)"
+    )
+    trust_tag: bool = _setting(
         _as_bool,
         "pull a published image by its tag where the lock holds no digest for it, or holds another (a tag "
         "pushed again), and say so each time; without it only an image a release of ours published, by "
         "the digest in its lock, is pulled",
-    ),
-    Field("project", _as_project, "compose project of the server (several servers run side by side by name)"),
-    Field("platform", _choice("linux/amd64", "linux/arm64"), "image platform, overriding the target's"),
-    Field("ctx_size", _as_int, "context size, overriding the profile's"),
-    Field(
-        "speculative",
+        False,
+    )
+    project: str = _setting(
+        _as_project, "compose project of the server (several servers run side by side by name)", "step-flash"
+    )
+    platform: str | None = _optional(
+        _choice("linux/amd64", "linux/arm64"), "image platform, overriding the target's"
+    )
+    ctx_size: int | None = _optional(_as_int, "context size, overriding the profile's")
+    speculative: Speculative | None = _optional(
         parse_speculative,
         "speculative decoding, overriding the profile's: off, mtp (the model's MTP heads), mtp:N (N draft "
         "tokens), or an n-gram type (ngram-mod, ngram-simple, ...; no extra weights)",
-    ),
-    Field(
-        "draft_model", _as_path, "the MTP sidecar GGUF (mtp-*.gguf) for a model whose file lacks its heads"
-    ),
-    Field(
-        "rpc",
+    )
+    draft_model: Path | None = _optional(
+        _as_path, "the MTP sidecar GGUF (mtp-*.gguf) for a model whose file lacks its heads"
+    )
+    rpc: tuple[Endpoint, ...] = _setting(
         parse_workers,
         "RPC workers the server spreads the model over: ADDRESS:PORT[,ADDRESS:PORT...] ('orchestrator worker "
         "up' on each)",
-    ),
-    Field("threads", _as_int, "CPU threads for llama.cpp, overriding the profile's"),
-    Field(
-        "n_predict",
+        (),
+    )
+    threads: int | None = _optional(_as_int, "CPU threads for llama.cpp, overriding the profile's")
+    n_predict: int | None = _optional(
         _as_int,
         "the most tokens the server generates for a request that sets no max_tokens (llama-server's "
         "--n-predict), overriding the target's; 0: no cap",
-    ),
-    Field("native", _as_bool, "build and run on the host instead of in a container"),
-    Field(
-        "memory_limit",
+    )
+    native: bool = _setting(_as_bool, "build and run on the host instead of in a container", False)
+    memory_limit: str | None = _optional(
         _as_memory,
         "a cap on the server container's memory, swap included (compose mem_limit), e.g. 100g; the kernel "
         "ends the server past it, and status says so",
-    ),
-    Field(
-        "cuda_architectures",
+    )
+    cuda_architectures: str | None = _optional(
         _as_cuda_architectures,
         "the CUDA architectures to compile for, replacing the target's 121a-real (the DGX Spark's GB10); "
         "e.g. '121a-real;90-real' to run the image on an H100/H200 too",
-    ),
-    Field(
-        "gpu",
+    )
+    gpu: str = _setting(
         _as_gpu,
         "which of the target's GPUs llama.cpp may use: all, or their indices such as 0 or 0,1 "
         "(CUDA_VISIBLE_DEVICES / GGML_VK_VISIBLE_DEVICES)",
-    ),
-    Field(
-        "gpu_passthrough",
+        "all",
+    )
+    gpu_passthrough: bool = _setting(
         _as_bool,
         "hand the server's container the target's GPU (/dev/dri, or the NVIDIA reservation); false only for "
         "tests on a machine without that GPU",
-    ),
-    Field("wait_timeout", _as_int, "seconds to wait for the server to become healthy"),
-    Field(
-        "idle",
+        True,
+    )
+    wait_timeout: int = _setting(_as_int, "seconds to wait for the server to become healthy", 900)
+    idle: int | None = _optional(
         parse_duration,
         "give the model's memory back after this long without a request (llama-server's sleep; the next "
         "request loads it again): a duration such as 30m, or off; default: the target's",
-    ),
-    Field(
-        "ui",
+    )
+    ui: str = _setting(
         _as_ui,
         "llama-server's web page: auto (the one built into the image, if any), off, or a folder of a built "
         "web UI to serve instead (mounted read-only; for air-gapped sites)",
-    ),
-    Field(
-        "build_cache",
+        "auto",
+    )
+    build_cache: str | None = _optional(
         _as_str,
         "BuildKit layer cache shared between builds (cache-from, and cache-to with mode=max), "
         "e.g. type=gha,scope=NAME or type=registry,ref=REGISTRY/cache",
-    ),
-)
-FIELD_NAMES = tuple(f.name for f in FIELDS)
-BY_NAME = {f.name: f for f in FIELDS}
-
-
-@dataclass(frozen=True)
-class Layer:
-    origin: str
-    values: Mapping[str, object]
-
-
-@dataclass(frozen=True)
-class Setting:
-    value: Any
-    origin: str
-
-
-@dataclass(frozen=True)
-class Settings:
-    values: Mapping[str, Setting]
-
-    def __getitem__(self, name: str) -> Any:
-        return self.values[name].value
+    )
 
     def origin(self, name: str) -> str:
-        return self.values[name].origin
+        return self.origins[name]
 
     def with_value(self, name: str, value: object, origin: str) -> Settings:
-        """These settings with one value replaced, saying where the new one came from."""
-        parsed = BY_NAME[name].parse(value)
-        return Settings({**self.values, name: Setting(parsed, origin)})
+        """These settings with one value replaced, parsed as any source's, saying where it came from."""
+        parsed: Any = SPECS[name].parse(value)  # of the field's type: _setting ties parser and field
+        return replace(self, **{name: parsed}, origins={**self.origins, name: origin})
 
     def rows(self) -> list[tuple[str, str, str]]:
-        return [(name, _shown(s.value), s.origin) for name, s in self.values.items()]
+        """Each setting's name, value as shown and origin, in the order they are declared."""
+        return [(name, _shown(getattr(self, name)), self.origins[name]) for name in NAMES]
+
+
+SPECS: Mapping[str, Spec] = MappingProxyType(
+    {f.name: f.metadata["spec"] for f in fields(Settings) if "spec" in f.metadata}
+)
+NAMES = tuple(SPECS)
 
 
 def _shown(value: object) -> str:
@@ -326,75 +350,48 @@ def _shown(value: object) -> str:
     return str(value)
 
 
+@dataclass(frozen=True)
+class Layer:
+    origin: str
+    values: Mapping[str, object]
+
+
 def default_layer(data_dir: Path) -> Layer:
-    return Layer(
-        "default",
-        {
-            "target": "auto",
-            "profile": "default",
-            "source": "upstream",
-            "model": None,
-            "data_dir": data_dir,
-            "models_dir": None,
-            "host": "127.0.0.1",
-            "port": 8080,
-            "api_key_file": None,
-            "tls": "auto",
-            "cors": (),
-            "host_names": (),
-            "allow_plain_http": False,
-            "bases": "upstream",
-            "image_repo": "step-flash-llama",
-            "registry": NO_REGISTRY,
-            "build": "auto",
-            "image_lock": None,
-            "trust_tag": False,
-            "project": "step-flash",
-            "platform": None,
-            "ctx_size": None,
-            "speculative": None,
-            "draft_model": None,
-            "rpc": (),
-            "threads": None,
-            "n_predict": None,
-            "native": False,
-            "memory_limit": None,
-            "cuda_architectures": None,
-            "gpu": "all",
-            "gpu_passthrough": True,
-            "wait_timeout": 900,
-            "idle": None,
-            "ui": "auto",
-            "build_cache": None,
-        },
-    )
+    """Every setting's default; data_dir is this machine's, and models_dir follows it (merge_layers)."""
+    defaults = {name: spec.default for name, spec in SPECS.items() if not spec.per_machine}
+    return Layer("default", {**defaults, "data_dir": data_dir})
 
 
 def unknown_key_message(key: str, origin: str) -> str:
-    close = difflib.get_close_matches(key, FIELD_NAMES, n=1)
-    hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(FIELD_NAMES)}"
+    close = difflib.get_close_matches(key, NAMES, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(NAMES)}"
     return f"unknown setting {key!r} in {origin}; {hint}"
 
 
 def merge_layers(layers: Sequence[Layer]) -> Settings:
-    """Later layers win. Values are parsed and checked here, so every source gets the same rules."""
-    resolved: dict[str, Setting] = {}
+    """Later layers win. Values are parsed and checked here, so every source gets the same rules. The
+    one way Settings are made: files, the environment and flags (app.config) all come through here."""
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
     for layer in layers:
         for key, raw in layer.values.items():
-            if key not in BY_NAME:
+            if key not in SPECS:
                 raise ConfigError(unknown_key_message(key, layer.origin))
             if raw is None:
                 if layer.origin == "default":
-                    resolved[key] = Setting(None, layer.origin)
+                    values[key], origins[key] = None, layer.origin
                 continue
             try:
-                value = BY_NAME[key].parse(raw)
+                values[key] = SPECS[key].parse(raw)
             except ValueError as exc:
                 raise ConfigError(f"bad value {raw!r} for {key} in {layer.origin}: {exc}") from None
-            resolved[key] = Setting(value, layer.origin)
-    if resolved["models_dir"].value is None:
-        resolved["models_dir"] = Setting(resolved["data_dir"].value / "models", "default (data_dir/models)")
-    return Settings({name: resolved[name] for name in FIELD_NAMES})
+            origins[key] = layer.origin
+    if "models_dir" not in values:
+        values["models_dir"], origins["models_dir"] = (
+            values["data_dir"] / "models",
+            "default (data_dir/models)",
+        )
+    return Settings(origins=origins, **values)
 
 
 def check_settings(settings: Settings, *, key_to_come: bool = False) -> None:
@@ -402,14 +399,14 @@ def check_settings(settings: Settings, *, key_to_come: bool = False) -> None:
     never compiling with nowhere to pull from."""
     if not key_to_come:
         check_exposure(settings)
-    if settings["build"] == "never" and settings["registry"] == "none" and not settings["native"]:
+    if settings.build == "never" and settings.registry == "none" and not settings.native:
         raise UsageError("--no-build needs a registry to pull the image from, and registry is none: set one")
 
 
 def check_exposure(settings: Settings) -> None:
     """A server reachable from other machines must demand a key, over TLS unless told otherwise."""
     problem = exposure_problem(
-        settings["host"], settings["tls"], bool(settings["api_key_file"]), settings["allow_plain_http"]
+        settings.host, settings.tls, bool(settings.api_key_file), settings.allow_plain_http
     )
     if problem:
         raise UsageError(problem)

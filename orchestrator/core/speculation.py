@@ -157,8 +157,7 @@ def resolve(
     off with the reason."""
     if requested.kind == "off":
         return Speculation(requested)
-    if requested.kind == "ngram":
-        assert requested.ngram is not None
+    if requested.ngram is not None:  # parse_speculative sets it for the n-gram kind alone
         return Speculation(requested, requested.ngram, NGRAM_DRAFT_MAX[requested.ngram])
     if heads is None:
         return Speculation(
@@ -184,8 +183,7 @@ def resolve(
             f"--spec mtp:{draft_n}: {model_name} has {heads.declared} MTP heads and drafts one token with "
             f"each; use mtp:1 to mtp:{heads.declared}"
         )
-    if layout == "trunk-only":
-        assert sidecar is not None
+    if layout == "trunk-only" and sidecar is not None:  # without one it fell back above
         return Speculation(
             requested, "draft-mtp", draft_n, sidecar.path, heads.declared, sidecar.weights_bytes
         )

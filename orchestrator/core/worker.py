@@ -68,7 +68,7 @@ def worker_plan(plan: Plan, listen: Endpoint) -> WorkerPlan:
             f"the native prefix ({plan.build.prefix}/bin/rpc-server -H ADDRESS -p PORT -c)"  # type: ignore[union-attr]
         )
     container = plan.container
-    threads = plan.inputs.settings["threads"]
+    threads = plan.inputs.settings.threads
     # --threads on the worker: its CPU backend's threads (rpc-server -t), as on the head.
     argv = (
         WORKER_BINARY,

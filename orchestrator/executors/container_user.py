@@ -26,7 +26,6 @@ def writer_of(folder: Path) -> str:
 def readable_in_container(plan: Plan) -> None:
     """The container runs as an unprivileged user of its own: the folders mounted read-only must let
     others in, and the files it opens must let others read, or llama-server fails to load in a loop."""
-    assert plan.container is not None
     wanted = [plan.model.path] + ([plan.speculation.sidecar] if plan.speculation.sidecar else [])
     for path in wanted:
         for item, bit, fix in ((path.parent, stat.S_IXOTH, "o+rx"), (path, stat.S_IROTH, "o+r")):

@@ -50,11 +50,12 @@ def wait_until_ready(
 ) -> Probe:
     """Poll until ready or failed; past the deadline the last probe is returned as it stands."""
     started = time.monotonic()
+    probes: list[Probe] = []
 
     def attempt() -> Probe:
-        result = probe()
-        on_tick(result, time.monotonic() - started)
-        return result
+        probes.append(probe())
+        on_tick(probes[-1], time.monotonic() - started)
+        return probes[-1]
 
     retrying = Retrying(
         stop=stop_after_delay(timeout_s),
@@ -63,7 +64,5 @@ def wait_until_ready(
     )
     try:
         return retrying(attempt)
-    except RetryError as exc:
-        last = exc.last_attempt.result()
-        assert isinstance(last, Probe)
-        return last
+    except RetryError:
+        return probes[-1]

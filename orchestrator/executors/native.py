@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, cast
 from xml.parsers.expat import ExpatError
 
 import psutil
@@ -45,7 +46,7 @@ def script(name: str) -> Path:
     return asset(f"{SCRIPTS}/{name}")
 
 
-def _build(plan: Plan) -> NativeBuild:
+def build_of(plan: Plan) -> NativeBuild:
     if not isinstance(plan.build, NativeBuild):
         raise UsageError(
             f"the {plan.target} target runs in a container; drop --native's opposite or pass --native"
@@ -84,11 +85,11 @@ def preflight(plan: Plan) -> None:
 
 
 def is_built(plan: Plan) -> bool:
-    return (Path(_build(plan).prefix) / ".complete").is_file()
+    return (Path(build_of(plan).prefix) / ".complete").is_file()
 
 
 def build(plan: Plan, rebuild: bool = False) -> BuildOutcome:
-    native = _build(plan)
+    native = build_of(plan)
     prefix = Path(native.prefix)
     if is_built(plan) and not rebuild:
         return BuildOutcome(str(prefix), built=False, seconds=0.0, log=None)
@@ -219,7 +220,7 @@ def is_server(pid: int, argv: Sequence[str], *, started_by: float) -> bool:
 
 def _script_env(plan: Plan, env: Mapping[str, str] | None = None) -> dict[str, str]:
     given = plan.server.env if env is None else env
-    return {**os.environ, **given, "PREFIX": _build(plan).prefix, "STATE_DIR": str(state_dir(plan))}
+    return {**os.environ, **given, "PREFIX": build_of(plan).prefix, "STATE_DIR": str(state_dir(plan))}
 
 
 def start(plan: Plan) -> bool:
@@ -304,13 +305,14 @@ def stream(plan: Plan, script_name: str, argv: Iterable[str], env: dict[str, str
     program = argv[0] if argv else script_name
     process = subprocess.Popen(
         ["sh", str(script(script_name)), *argv],
-        env={**os.environ, **env, "PREFIX": _build(plan).prefix},
+        env={**os.environ, **env, "PREFIX": build_of(plan).prefix},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         errors="replace",
     )
-    assert process.stdout is not None
-    yield from (line.rstrip("\n") for line in process.stdout)
+    # stdout=PIPE makes it a stream; typeshed's Popen cannot say so.
+    output = cast(IO[str], process.stdout)
+    yield from (line.rstrip("\n") for line in output)
     if process.wait() != 0:
         raise CommandFailed(Path(program).name, process.returncode)

@@ -50,14 +50,13 @@ def caddy() -> str:
 
 
 def argv(plan: Plan) -> tuple[str, ...]:
-    assert plan.proxy_file is not None
     return (caddy(), "run", "--config", str(plan.proxy_file))
 
 
 def inputs_digest(plan: Plan) -> str:
     """What Caddy reads once, at start: its configuration, and the certificate and key it serves."""
     files = tls_files(plan.data_dir, plan.project)
-    read = [p for p in (plan.proxy_file, files.proxy_cert, files.proxy_key) if p is not None and p.is_file()]
+    read = [p for p in (plan.proxy_file, files.proxy_cert, files.proxy_key) if p.is_file()]
     return content_digest(b"".join(path.read_bytes() for path in read))
 
 

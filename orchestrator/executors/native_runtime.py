@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from orchestrator.core.plan import Plan
-from orchestrator.core.plan.image import ImageBuild
 from orchestrator.core.plan.jobs import ToolJob
 from orchestrator.core.plan.launch_agent import agent_label, launch_agent
 from orchestrator.core.plan.native import native_log, proxy_log, socket_guarded
@@ -110,7 +109,7 @@ class NativeRuntime:
     def _proxy_serves(self, plan: Plan) -> Address | None:
         """Where the running proxy of this plan's name answers (None: none runs): read from the
         configuration it was started with, still on disk (start writes a new one only after)."""
-        if plan.proxy_file is None or not self._proxy(plan).running or not plan.proxy_file.is_file():
+        if not self._proxy(plan).running or not plan.proxy_file.is_file():
             return None
         return listen_address(plan.proxy_file.read_text())
 
@@ -125,8 +124,8 @@ class NativeRuntime:
         """The server and its proxy, each started (or replaced) unless it runs as the plan says and read at
         start what the plan gives it now (the key; the proxy's configuration and certificate)."""
         current = self._current(plan)
-        if self.launchd:
-            assert plan.launch_agent is not None
+        # launchd runs the server from the plan's agent (runtime_for makes a launchd runtime for one).
+        if plan.launch_agent is not None:
             env = dict(plan.launch_agent["EnvironmentVariables"])
         else:
             env = dict(plan.server.env)
@@ -139,12 +138,10 @@ class NativeRuntime:
         ):
             self._start(plan, plan.server.argv, env)
             started = True
-        assert plan.proxy is not None
         return self._start_proxy(plan, json.dumps(plan.proxy, indent=2) + "\n") or started
 
     def _start_proxy(self, plan: Plan, config: str) -> bool:
         """The proxy with this configuration, (re)started unless it runs with it and the same TLS files."""
-        assert plan.proxy_file is not None
         certificates.prepare(plan.exposure, tls_files(plan.data_dir, plan.project))
         write_atomic(plan.proxy_file, config)
         command, inputs = native_proxy.argv(plan), native_proxy.inputs_digest(plan)
@@ -195,10 +192,9 @@ class NativeRuntime:
         environment, and the configuration its proxy runs with (a change to either is a new server)."""
         current = self._current(plan)
         served = self._proxy_serves(plan)
-        if not current.running or served is None or plan.proxy_file is None:
+        if not current.running or served is None:
             return None
         config = plan.proxy_file.read_bytes()
-        assert plan.proxy is not None
         if (
             current.argv == self._command(plan, plan.server.argv)
             and config.decode() == json.dumps(plan.proxy, indent=2) + "\n"
@@ -210,7 +206,7 @@ class NativeRuntime:
 
     def restore(self, plan: Plan, deployed: Deployed) -> None:
         self._start(plan, deployed.argv, deployed.env)
-        config = deployed.files.get(plan.proxy_file) if plan.proxy_file else None
+        config = deployed.files.get(plan.proxy_file)
         if config is not None:
             self._start_proxy(plan, config.decode())
 
@@ -224,8 +220,7 @@ class NativeRuntime:
         return native.stream(plan, "bench.sh", bench.command.argv, dict(bench.command.env))
 
     def tool(self, plan: Plan, job: ToolJob) -> Iterable[str]:
-        assert not isinstance(plan.build, ImageBuild)
-        return native.stream(plan, "run.sh", job.host_argv(plan.build), dict(job.env))
+        return native.stream(plan, "run.sh", job.host_argv(native.build_of(plan)), dict(job.env))
 
     def location(self, plan: Plan) -> str:
         return str(native.state(plan).log)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ import yaml
 from orchestrator.core.plan import Plan
 from orchestrator.core.plan.argv import Command
 from orchestrator.core.plan.compose import mounted_files, secret_copy_path, secret_files, served_at
+from orchestrator.core.plan.container import ContainerSpec
 from orchestrator.core.plan.image import ImageBuild
 from orchestrator.core.plan.jobs import ToolJob
 from orchestrator.core.plan.layout import MODEL_IDENTITY_LABEL, SERVICE
@@ -33,6 +34,27 @@ from orchestrator.executors.native_runtime import NativeRuntime
 from orchestrator.executors.published import was_pulled
 from orchestrator.executors.server_state import Deployed, Runtime, ServerState, require_free
 from orchestrator.files import content_digest, write_atomic, write_for_container
+
+
+@dataclass(frozen=True)
+class ContainerParts:
+    image: ImageBuild
+    container: ContainerSpec
+    compose: Mapping[str, Any]
+    compose_file: Path
+
+
+def container_parts(plan: Plan) -> ContainerParts:
+    """What a plan that runs in a container has and a native one has not (make_plan sets all four or
+    none); runtime_for hands the container runtime only such plans, so a plan without them is a bug."""
+    if (
+        not isinstance(plan.build, ImageBuild)
+        or plan.container is None
+        or plan.compose is None
+        or plan.compose_file is None
+    ):
+        raise TypeError(f"the container runtime was handed a native plan (target {plan.target})")
+    return ContainerParts(plan.build, plan.container, plan.compose, plan.compose_file)
 
 
 def runtime_for(plan: Plan, engine: Engine, host: Host) -> Runtime:
@@ -64,12 +86,8 @@ class ContainerRuntime:
     def require(self, *, serving: bool) -> None:
         self.engine.require(buildx=True, compose=serving)
 
-    def _image(self, plan: Plan) -> ImageBuild:
-        assert isinstance(plan.build, ImageBuild)
-        return plan.build
-
     def is_built(self, plan: Plan) -> bool:
-        image = self._image(plan)
+        image = container_parts(plan).image
         self.engine.require_platform(image.platform)
         return is_up_to_date(self.engine, image) or was_pulled(
             plan.data_dir, image.tag, self.engine.image_id(image.tag)
@@ -79,17 +97,17 @@ class ContainerRuntime:
         self, plan: Plan, *, rebuild: bool, on_progress: Callable[[BuildProgress], None]
     ) -> BuildOutcome:
         return build_image(
-            self.engine, self._image(plan), work_dir=plan.data_dir, rebuild=rebuild, on_progress=on_progress
+            self.engine,
+            container_parts(plan).image,
+            work_dir=plan.data_dir,
+            rebuild=rebuild,
+            on_progress=on_progress,
         )
-
-    def _compose_file(self, plan: Plan) -> Path:
-        assert plan.compose_file is not None
-        return plan.compose_file
 
     def _served_at(self, plan: Plan) -> Address | None:
         """Where the server this project's compose file describes answers (None: no file, or neither of its
         services is there: its proxy alone still holds the port)."""
-        file = self._compose_file(plan)
+        file = container_parts(plan).compose_file
         if not file.is_file() or all(
             self.engine.service(plan.project, name) is None for name in (SERVICE, PROXY_SERVICE)
         ):
@@ -108,10 +126,9 @@ class ContainerRuntime:
         self._mark_restarts(plan)
         install_api_key(plan)
         certificates.prepare(plan.exposure, tls_files(plan.data_dir, plan.project))
-        if plan.proxy_file is not None and plan.proxy is not None:
-            write_atomic(plan.proxy_file, json.dumps(plan.proxy, indent=2) + "\n")
+        write_atomic(plan.proxy_file, json.dumps(plan.proxy, indent=2) + "\n")
         write_compose(plan)
-        self.engine.compose_up(self._compose_file(plan), plan.project)
+        self.engine.compose_up(container_parts(plan).compose_file, plan.project)
         return True
 
     def _mark_restarts(self, plan: Plan) -> None:
@@ -119,7 +136,7 @@ class ContainerRuntime:
         self._restarts_at_start = running.restarts if running else 0
 
     def deployed(self, plan: Plan) -> Deployed | None:
-        file = self._compose_file(plan)
+        file = container_parts(plan).compose_file
         service = self.engine.service(plan.project, SERVICE)
         if service is None or service.state != "running" or not file.is_file():
             return None
@@ -132,7 +149,8 @@ class ContainerRuntime:
         return Deployed(served, compose=text, files=files)
 
     def restore(self, plan: Plan, deployed: Deployed) -> None:
-        assert deployed.compose is not None
+        if deployed.compose is None:
+            raise TypeError("the container runtime was handed a native server's deployment to restore")
         self._mark_restarts(plan)
         secrets = set(secret_files(yaml.safe_load(deployed.compose) or {}))
         for path, data in deployed.files.items():
@@ -142,13 +160,13 @@ class ContainerRuntime:
                 write_for_container(path, data)
             else:
                 write_atomic(path, data.decode())
-        write_atomic(self._compose_file(plan), deployed.compose)
-        self.engine.compose_up(self._compose_file(plan), plan.project)
+        write_atomic(container_parts(plan).compose_file, deployed.compose)
+        self.engine.compose_up(container_parts(plan).compose_file, plan.project)
 
     def stop(self, plan: Plan) -> bool:
-        if not self._compose_file(plan).exists():
+        if not container_parts(plan).compose_file.exists():
             return False
-        self.engine.compose_down(self._compose_file(plan), plan.project)
+        self.engine.compose_down(container_parts(plan).compose_file, plan.project)
         return True
 
     def state(self, plan: Plan) -> ServerState:
@@ -196,9 +214,9 @@ class ContainerRuntime:
         return self.engine.service_logs(plan.project, SERVICE, tail=None if follow else tail, follow=follow)
 
     def _one_off(self, plan: Plan, command: Command) -> Iterable[str]:
-        assert plan.container is not None
+        container = container_parts(plan).container
         readable_in_container(plan)
-        return self.engine.stream(plan.container, command.argv, command.env)
+        return self.engine.stream(container, command.argv, command.env)
 
     def run(self, plan: Plan) -> Iterable[str]:
         return self._one_off(plan, plan.run)
@@ -207,12 +225,13 @@ class ContainerRuntime:
         return self._one_off(plan, bench.command)
 
     def tool(self, plan: Plan, job: ToolJob) -> Iterable[str]:
-        assert plan.container is not None
-        spec = replace(plan.container, volumes=job.volumes(), network=None, user=writer_of(job.output))
+        spec = replace(
+            container_parts(plan).container, volumes=job.volumes(), network=None, user=writer_of(job.output)
+        )
         return self.engine.stream(spec, job.container_argv(), job.env)
 
     def location(self, plan: Plan) -> str:
-        return str(self._compose_file(plan))
+        return str(container_parts(plan).compose_file)
 
 
 def write_compose(plan: Plan) -> Path:
@@ -220,13 +239,13 @@ def write_compose(plan: Plan) -> Path:
     The files its services read at start (the key and TLS copies, the proxy's configuration) are named by
     their content (see pinned_inputs), so a changed key, certificate or proxy rule changes the document
     and compose replaces the services that read it."""
-    assert plan.compose is not None and plan.compose_file is not None
-    document = pinned_inputs(plan.compose)
+    parts = container_parts(plan)
+    document = pinned_inputs(parts.compose)
     write_atomic(
-        plan.compose_file,
-        compose_document_text(plan.compose_file, document, f"target {plan.target}, profile {plan.profile}"),
+        parts.compose_file,
+        compose_document_text(parts.compose_file, document, f"target {plan.target}, profile {plan.profile}"),
     )
-    return plan.compose_file
+    return parts.compose_file
 
 
 # On each service of a written compose file: which files (by content) it read at start.

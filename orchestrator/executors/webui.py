@@ -21,9 +21,12 @@ def stage_fallback_page(folder: Path, cache: Path) -> str | None:
         archive = fetch_sdist(package, version, sha256, cache)
         with tarfile.open(archive) as tar:
             member = tar.extractfile(f"{package.replace('-', '_')}-{version}/{FALLBACK_MEMBER}")
-            assert member is not None
+            if member is None:
+                return (
+                    f"the fallback web page ({package} {version}) cannot be had: {FALLBACK_MEMBER} is no file"
+                )
             page = gzip.decompress(member.read()).decode()
-    except (OrchestratorError, OSError, KeyError, AssertionError, EOFError) as exc:
+    except (OrchestratorError, OSError, KeyError, EOFError) as exc:
         return f"the fallback web page ({package} {version}) cannot be had: {exc}"
     (folder / "index.html").write_text(with_compat(page))
     (folder / "SOURCE").write_text(fallback_source() + "\n")

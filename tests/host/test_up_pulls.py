@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.app.commands import serving
+from orchestrator.app.commands import server_lifecycle as serving
 from orchestrator.core.models import KNOWN_MODELS
 from orchestrator.core.plan import Plan, with_model
 from orchestrator.errors import UsageError

@@ -44,7 +44,7 @@ def test_model_list_over_a_models_json_of_the_wrong_shape(
 def test_history_over_a_deployments_line_of_the_wrong_shape(
     isolated_env: Path, capsys: pytest.CaptureFixture[str], line: str
 ) -> None:
-    from orchestrator.executors.deployments import read_history
+    from orchestrator.executors.deployment_history import read_history
 
     history = isolated_env / DATA / "deployments" / "step-flash.jsonl"
     history.parent.mkdir(parents=True)
@@ -146,7 +146,7 @@ def test_up_over_a_garbage_ca_crt_is_refused_before_anything_runs(
 
 def test_a_deployment_recorded_after_a_crash_cut_the_last_line_is_kept(tmp_path: Path) -> None:
     from orchestrator.core.deployments import Deployment
-    from orchestrator.executors.deployments import history_file, read_history, record
+    from orchestrator.executors.deployment_history import history_file, read_history, record
 
     def made(number: int) -> Deployment:
         return Deployment(number, "t", "up", "p", "image", None, "s", None, None, "m", None, "e", compose="c")
@@ -161,7 +161,7 @@ def test_a_deployment_recorded_after_a_crash_cut_the_last_line_is_kept(tmp_path:
 
 def test_lines_a_crash_left_are_passed_over_and_named(tmp_path: Path) -> None:
     from orchestrator.core.deployments import Deployment
-    from orchestrator.executors.deployments import history_file, passed_over, read_history, record
+    from orchestrator.executors.deployment_history import history_file, passed_over, read_history, record
 
     record(tmp_path, Deployment(1, "t", "up", "p", "i", None, "s", None, None, "m", None, "e", compose="c"))
     history = history_file(tmp_path, "p")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from orchestrator.core.bench import (
     parse_output,
 )
 from orchestrator.core.reference import REFERENCES, check_references
+from orchestrator.errors import OrchestratorError
 
 BENCH = Path(__file__).resolve().parents[1] / "fixtures" / "bench"
 
@@ -31,6 +33,11 @@ def test_publishers_tables_parse_back_to_the_stored_data(key: str) -> None:
 
 def test_references_belong_to_their_targets() -> None:
     check_references()
+    elsewhere = {key: replace(table, target="elsewhere") for key, table in REFERENCES.items()}
+    with pytest.raises(OrchestratorError, match="target elsewhere's table; name a table of its own target"):
+        check_references(references=elsewhere)
+    with pytest.raises(OrchestratorError, match="no table; name a table of its own target"):
+        check_references(references={})
 
 
 def test_recorded_jsonl_and_markdown_agree_in_shape() -> None:

@@ -8,14 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.app.commands import deployments, serving
+from orchestrator.app.commands import server_lifecycle as serving
+from orchestrator.app.commands import upgrade_rollback as deployments
 from orchestrator.app.steps.deploying import CheckFailed
 from orchestrator.app.steps.serving import ServeFailed
 from orchestrator.core.deployments import Deployment, kept_images, removable_images, rollback_target
 from orchestrator.core.plan import with_model
 from orchestrator.core.settings import parse_duration
-from orchestrator.errors import UsageError
-from orchestrator.executors.deployments import read_history
+from orchestrator.errors import OrchestratorError, UsageError
+from orchestrator.executors.deployment_history import read_history
 from tests.fakes import FakeEngine, FakeHost, Notes, cpu_plan, executors
 from tests.planning import fixed_plan
 
@@ -155,6 +156,16 @@ def test_upgrade_and_rollback_refuse_in_one_line(tmp_path: Path, model: Path) ->
         deployments.rollback(plan, ex, Notes().reporter(), wanted=None)
     with pytest.raises(UsageError, match="no deployment 7"):
         deployments.rollback(plan, ex, Notes().reporter(), wanted=7)
+
+
+def test_a_server_running_without_its_compose_file_is_one_line(tmp_path: Path, model: Path) -> None:
+    """Its compose file deleted while it runs: nothing to record it by, said as such, not an assert."""
+    engine, host = FakeEngine(), FakeHost(newest=NEWER)
+    plan = cpu_plan(tmp_path, model)
+    _up(plan, engine, host)
+    plan.compose_file.unlink()  # type: ignore[union-attr]
+    with pytest.raises(OrchestratorError, match=r"its compose file .* is gone; 'orchestrator up' starts it"):
+        _upgrade(plan, engine, host)
 
 
 def test_which_deployment_rollback_returns_to_and_which_images_are_kept() -> None:

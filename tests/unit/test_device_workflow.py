@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.app.commands import run, serving
+from orchestrator.app.commands import run
+from orchestrator.app.commands import server_lifecycle as serving
 from orchestrator.app.commands.bench import batched
 from orchestrator.app.results import read_records
 from orchestrator.core.plan import Plan

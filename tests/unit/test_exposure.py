@@ -242,14 +242,14 @@ def test_up_makes_a_key_only_its_owner_reads_and_later_commands_find_it(isolated
     from orchestrator.app.config import load_settings, make_api_key, needs_key
 
     exposed = load_settings({"host": "0.0.0.0"})
-    assert needs_key(exposed) and exposed["api_key_file"] is None
+    assert needs_key(exposed) and exposed.api_key_file is None
     made = make_api_key(exposed)
     assert stat.S_IMODE(made.stat().st_mode) == 0o600 and len(made.read_text().strip()) >= 32
     again = load_settings({"host": "0.0.0.0"})
-    assert again["api_key_file"] == made and again.origin("api_key_file") == "default: the key up made"
+    assert again.api_key_file == made and again.origin("api_key_file") == "default: the key up made"
     assert not needs_key(again)
     # On loopback the key up made is not used unless asked for.
-    assert load_settings({})["api_key_file"] is None
+    assert load_settings({}).api_key_file is None
 
 
 def _exposed_up(isolated_env: Path, model: Path) -> tuple[Path, list[str]]:

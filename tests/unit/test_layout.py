@@ -42,7 +42,7 @@ def test_the_import_contracts_are_kept() -> None:
         # A command family calls the shared steps, never another family; the steps never call a family.
         (
             "app/commands/run.py",
-            "from orchestrator.app.commands import serving",
+            "from orchestrator.app.commands import server_lifecycle",
             "orchestrator.app.commands.run ->",
         ),
         (

@@ -193,15 +193,15 @@ def test_the_registry_defaults_to_the_namespace_the_packages_release_names(
     from orchestrator.core.published import ImageLock
 
     # A package no release built names none: nothing is pulled.
-    assert load_settings({})["registry"] == "none"
+    assert load_settings({}).registry == "none"
     released = isolated_env / "released.lock.json"
     released.write_text(ImageLock({}, "ghcr.io/an-owner").to_json())
     settings = load_settings({"image_lock": released})
-    assert settings["registry"] == "ghcr.io/an-owner" and "image lock" in settings.origin("registry")
+    assert settings.registry == "ghcr.io/an-owner" and "image lock" in settings.origin("registry")
     monkeypatch.setenv("ORCHESTRATOR_IMAGE_LOCK", str(released))
-    assert load_settings({})["registry"] == "ghcr.io/an-owner"
+    assert load_settings({}).registry == "ghcr.io/an-owner"
     # The owner's own setting stands above it.
-    assert load_settings({"registry": "127.0.0.1:5000/ci"})["registry"] == "127.0.0.1:5000/ci"
+    assert load_settings({"registry": "127.0.0.1:5000/ci"}).registry == "127.0.0.1:5000/ci"
 
 
 def test_ci_lock_writes_the_namespace_the_release_pushed_to(tmp_path: Path) -> None:

@@ -79,7 +79,6 @@ def test_the_head_gets_rpc_and_the_hosts_network() -> None:
     proxy = plan.compose["services"]["proxy"]
     assert service["network_mode"] == "host" and "ports" not in service
     assert "network_mode" not in proxy and proxy["ports"] == ["127.0.0.1:8080:8443"]
-    assert plan.proxy is not None
     server = plan.proxy["apps"]["http"]["servers"]["step-flash"]
     assert server["listen"] == [":8443"]
     assert server["routes"][-1]["handle"][0]["upstreams"] == [

@@ -18,14 +18,14 @@ def test_precedence_and_origins(isolated_env: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("ORCHESTRATOR_THREADS", "8")
     settings = load_settings({"threads": "12", "target": None})
 
-    assert settings["profile"] == "long-context"
+    assert settings.profile == "long-context"
     assert settings.origin("profile") == str(user_file)
-    assert settings["bases"] == "local"
+    assert settings.bases == "local"
     assert settings.origin("bases") == str(isolated_env / "work" / "orchestrator.yaml")
-    assert settings["port"] == 9200 and settings.origin("port") == "env ORCHESTRATOR_PORT"
-    assert settings["threads"] == 12 and settings.origin("threads") == "flag --threads"
-    assert settings["target"] == "auto" and settings.origin("target") == "default"
-    assert settings["models_dir"] == isolated_env / "data" / "step-flash-orchestrator" / "models"
+    assert settings.port == 9200 and settings.origin("port") == "env ORCHESTRATOR_PORT"
+    assert settings.threads == 12 and settings.origin("threads") == "flag --threads"
+    assert settings.target == "auto" and settings.origin("target") == "default"
+    assert settings.models_dir == isolated_env / "data" / "step-flash-orchestrator" / "models"
     assert settings.origin("models_dir") == "default (data_dir/models)"
 
 
@@ -60,7 +60,7 @@ def test_malformed_config(isolated_env: Path, text: str, says: str) -> None:
 
 def test_empty_config_file_is_fine(isolated_env: Path) -> None:
     (isolated_env / "work" / "orchestrator.yaml").write_text("# nothing yet\n")
-    assert load_settings({})["port"] == 8080
+    assert load_settings({}).port == 8080
 
 
 def test_exposure_needs_a_key() -> None:
@@ -98,12 +98,12 @@ def test_host_is_an_address_and_loopback_is_decided_by_it(
 
     assert not is_loopback("127.evil.example") and is_loopback("127.0.0.2") and is_loopback("::1")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.10") and is_loopback("localhost")
-    assert load_settings({"host": "::1"})["host"] == "::1"
-    assert load_settings({"host": "localhost"})["host"] == "127.0.0.1"
+    assert load_settings({"host": "::1"}).host == "::1"
+    assert load_settings({"host": "localhost"}).host == "127.0.0.1"
     # A name is resolved once, stored as its address, and kept as a name the server answers to.
     resolver["spark.lan"] = "192.168.1.10"
     settings = load_settings({"host": "spark.lan"})
-    assert settings["host"] == "192.168.1.10" and "spark.lan" in settings["host_names"]
+    assert settings.host == "192.168.1.10" and "spark.lan" in settings.host_names
     assert "spark.lan" in settings.origin("host")
     # 127.evil.example resolves nowhere here: one line, and it never counts as loopback.
     with pytest.raises(ConfigError, match="is not an IP address and does not resolve"):
@@ -122,8 +122,8 @@ def test_the_data_directory_is_absolute_once_read(
 ) -> None:
     monkeypatch.setenv("ORCHESTRATOR_DATA_DIR", "relative/data")
     settings = load_settings({})
-    assert settings["data_dir"] == isolated_env / "work" / "relative" / "data"
-    assert settings["models_dir"] == isolated_env / "work" / "relative" / "data" / "models"
+    assert settings.data_dir == isolated_env / "work" / "relative" / "data"
+    assert settings.models_dir == isolated_env / "work" / "relative" / "data" / "models"
     assert settings.origin("data_dir") == "env ORCHESTRATOR_DATA_DIR"
 
 
@@ -208,7 +208,7 @@ def test_what_decides_which_images_run_never_comes_from_a_folders_config(isolate
     own.parent.mkdir(parents=True)
     own.write_text("trust_tag: true\n")
     settings = load_settings({})
-    assert settings["trust_tag"] is True and settings["port"] == 9100
+    assert settings.trust_tag is True and settings.port == 9100
 
 
 def test_origins_on_the_schemes_default_port_are_written_as_browsers_send_them() -> None:

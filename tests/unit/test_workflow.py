@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.app.commands import run, serving
+from orchestrator.app.commands import run
+from orchestrator.app.commands import server_lifecycle as serving
 from orchestrator.app.commands.bench import batched
-from orchestrator.app.commands.bench import serving as serving_bench
+from orchestrator.app.commands.bench import serve_bench as serving_bench
 from orchestrator.app.steps import building, probing
 from orchestrator.app.steps.serving import ServeFailed
 from orchestrator.core.bench import BenchRecord

@@ -9,13 +9,13 @@ parser, and the line `orchestrator --help` shows for it. A new command is a new 
 from __future__ import annotations
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "targets": ("catalogue", "list the machines this tool knows"),
-    "plan": ("catalogue", "show what would be built and run, and why, without doing it"),
+    "targets": ("introspection", "list the machines this tool knows"),
+    "plan": ("introspection", "show what would be built and run, and why, without doing it"),
     "build": ("build", "build llama.cpp for the target: its image, or on the host (native)"),
-    "up": ("serving", "build if needed, load the model and serve it (OpenAI-compatible)"),
-    "down": ("serving", "stop and remove the server; models and volumes are kept"),
-    "status": ("serving", "state, health, endpoint, model, uptime and tokens/s of the server"),
-    "logs": ("serving", "the server's log"),
+    "up": ("server_lifecycle", "build if needed, load the model and serve it (OpenAI-compatible)"),
+    "down": ("server_lifecycle", "stop and remove the server; models and volumes are kept"),
+    "status": ("server_lifecycle", "state, health, endpoint, model, uptime and tokens/s of the server"),
+    "logs": ("server_lifecycle", "the server's log"),
     "run": ("run", "one answer from llama-cli: the publisher's basic inference"),
     "bench": (
         "bench",
@@ -27,18 +27,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "a report to share from this machine: doctor, the plan, the image, the devices, a short benchmark "
         "next to the publisher's row (--spec: the serving benchmark too); secrets taken out",
     ),
-    "ci-matrix": ("catalogue", "the CI image-build matrix from the target catalogue, as JSON"),
-    "ci-lock": ("catalogue", "CI: record the digests of the images it pushed in the image lock"),
+    "ci-matrix": ("introspection", "the CI image-build matrix from the target catalogue, as JSON"),
+    "ci-lock": ("introspection", "CI: record the digests of the images it pushed in the image lock"),
     "doctor": ("doctor", "check this host for what the target needs, each problem with its fix"),
     "worker": ("workers", "an RPC worker on this machine: lends its memory and GPU to a head"),
     "model": ("models", "pull, add, list, verify and remove models"),
     "bases": ("build", "make local base images without a registry (air-gapped hosts)"),
     "upgrade": (
-        "deployments",
+        "upgrade_rollback",
         "move the server to a newer llama.cpp: built while it serves, checked, and rolled back on failure",
     ),
-    "rollback": ("deployments", "serve the previous (or a named) deployment again"),
-    "history": ("deployments", "the deployments of this server: what each ran, which one serves"),
+    "rollback": ("upgrade_rollback", "serve the previous (or a named) deployment again"),
+    "history": ("upgrade_rollback", "the deployments of this server: what each ran, which one serves"),
     "eval": (
         "quality",
         "a quantisation's quality on this machine: perplexity, KL divergence and top-token agreement with a "

@@ -74,7 +74,7 @@ def _build(session: Session, args: argparse.Namespace) -> BuildDone:
     ex = session.executors()
     built = build(plan, ex, session.render.reporter(), rebuild=args.rebuild)
     tag = built.outcome.tag
-    registry = plan.inputs.settings["registry"]
+    registry = plan.inputs.settings.registry
     if args.push and registry == NO_REGISTRY:
         raise UsageError("--push needs a registry, not none: --registry ghcr.io/OWNER")
     pushed, digest = ex.engine.push(tag, registry) if args.push else (None, None)
@@ -91,7 +91,7 @@ def _bootstrap(session: Session, args: argparse.Namespace) -> BasesMade:
     specs = base_specs(family, args.platform, args.mirror, build_platform=builder)
     engine = session.executors().engine
     engine.require()
-    work_dir = load_settings({})["data_dir"]
+    work_dir = load_settings({}).data_dir
     made = []
     for spec in specs:
         with session.render.status(

@@ -96,7 +96,7 @@ def _models_dir_option(parser: argparse.ArgumentParser, help: str) -> None:
 def _folders(args: argparse.Namespace) -> tuple[Path, Path]:
     """The models directory (there and readable) and the data directory."""
     settings = load_settings({"models_dir": args.models_dir})
-    return readable_folder(settings["models_dir"], "the models directory"), settings["data_dir"]
+    return readable_folder(settings.models_dir, "the models directory"), settings.data_dir
 
 
 def _pull(session: Session, args: argparse.Namespace) -> ModelPulled:

@@ -123,7 +123,7 @@ def _reference(plan: Plan, wanted: str | None, chunks: int) -> Reference:
         return Reference(
             plan.model.alias, plan.model.path, _logits_path(logits_dir, plan.model.path, chunks), None
         )
-    path = registered_path(plan.inputs.settings["models_dir"], wanted).expanduser().absolute()
+    path = registered_path(plan.inputs.settings.models_dir, wanted).expanduser().absolute()
     # A registered name names the reference; a file is named by itself.
     name = wanted if path != Path(wanted).expanduser().absolute() else path.name.removesuffix(".gguf")
     if not path.is_file():
@@ -226,7 +226,7 @@ def eval_jobs(plan: Plan, reference: Reference, text: Path, chunks: int) -> list
     before), then the model's against them (unless the model is its own reference)."""
     folder = reference.logits.parent
     # As every llama.cpp program of the plan: --threads, else the profile's.
-    threads = plan.inputs.settings["threads"] or plan.inputs.profile.threads
+    threads = plan.inputs.settings.threads or plan.inputs.profile.threads
     jobs = []
     if reference.must_run:
         jobs.append((REFERENCE_STEP, ToolJob(reference_args_for(reference, text, chunks, threads), folder)))

@@ -98,7 +98,7 @@ def _quantize(session: Session, args: argparse.Namespace) -> Quantized | ToolsPl
     # The plan names the source as its model: the image and its devices are the target's.
     args.model = args.source_file
     plan = session.plan(args)
-    models_dir = readable_folder(plan.inputs.settings["models_dir"], "the models directory")
+    models_dir = readable_folder(plan.inputs.settings.models_dir, "the models directory")
     source = quantise_source(Path(args.source_file).expanduser().absolute())
     calibration = Path(args.calibration).expanduser().absolute() if args.calibration else None
     imatrix = Path(args.imatrix).expanduser().absolute() if args.imatrix else None

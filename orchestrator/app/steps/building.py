@@ -42,15 +42,14 @@ def build(plan: Plan, ex: Executors, report: Reporter, *, rebuild: bool) -> Buil
     try:
         return Built(plan, _build(runtime, plan, report, rebuild))
     except BuildFailed as failure:
-        if not _local_bases_would_help(plan, failure):
+        image = plan.build
+        if not isinstance(image, ImageBuild) or not _local_bases_would_help(plan, image, failure):
             raise
         if not ex.host.can_bootstrap():
-            name = _image(plan).family
             raise OrchestratorError(
                 f"{failure}; making local bases needs root and debootstrap: "
-                f"sudo orchestrator bases bootstrap --family {name} --platform {_image(plan).platform}"
+                f"sudo orchestrator bases bootstrap --family {image.family} --platform {image.platform}"
             ) from None
-    image = _image(plan)
     family = FAMILIES[image.family]
     report.note(f"the {family.name} base images cannot be pulled here; making local ones with debootstrap")
     for spec in base_specs(family, image.platform, build_platform=image.build_platform):
@@ -60,18 +59,12 @@ def build(plan: Plan, ex: Executors, report: Reporter, *, rebuild: bool) -> Buil
     return Built(plan, _build(runtime, plan, report, rebuild))
 
 
-def _image(plan: Plan) -> ImageBuild:
-    assert isinstance(plan.build, ImageBuild)
-    return plan.build
-
-
 def _built_name(plan: Plan) -> str:
     return plan.build.tag if isinstance(plan.build, ImageBuild) else plan.build.prefix
 
 
-def _local_bases_would_help(plan: Plan, failure: BuildFailed) -> bool:
+def _local_bases_would_help(plan: Plan, image: ImageBuild, failure: BuildFailed) -> bool:
     """Only for the family's default bases that could not be pulled: an explicit --bases is obeyed."""
-    image = _image(plan)
     chosen = plan.origin("bases") != "default"
     return (
         not chosen

@@ -1,5 +1,6 @@
 """Deployments as the commands that start servers record them (orchestrator.core.deployments): what the
-server runs, read from the compose file and the engine once it is up, with its validation figures."""
+server runs, read from the compose file and the engine once it is up, with its validation figures; and
+what serves now, for the commands that replace it."""
 
 from __future__ import annotations
 
@@ -15,10 +16,10 @@ from orchestrator.core.deployments import Deployment, current, next_id
 from orchestrator.core.plan import Plan
 from orchestrator.core.plan.compose import proxy_config_source
 from orchestrator.core.plan.image import ImageBuild
-from orchestrator.errors import OrchestratorError
-from orchestrator.executors.deployments import read_history, record
+from orchestrator.errors import OrchestratorError, UsageError
+from orchestrator.executors.deployment_history import read_history, record
 from orchestrator.executors.host import ServerRequestFailed
-from orchestrator.executors.server_state import api_key
+from orchestrator.executors.server_state import Runtime, api_key
 
 # The greedy prompt every new deployment answers, and the decode figure it is held to.
 CHECK_PROMPT = "What is the capital of France? Answer in one sentence."
@@ -68,7 +69,46 @@ def _proxy_config(compose: str) -> str | None:
 
 
 def serving_now(plan: Plan) -> Deployment | None:
+    """The recorded deployment that serves under the plan's name (None: none recorded serves)."""
     return current(read_history(plan.data_dir, plan.project), running_compose(plan))
+
+
+def record_serving(plan: Plan, ex: Executors, via: str, figures: Mapping[str, Any]) -> Deployment:
+    """The container server that serves the plan now, recorded; it runs from its compose file, so one
+    that runs without it (the file deleted) was not started by us as it is."""
+    deployment = recorded(plan, ex, via, figures)
+    if deployment is None:
+        raise OrchestratorError(
+            f"the server of project {plan.project} runs, but its compose file {plan.compose_file} is gone; "
+            "'orchestrator up' starts it again with one"
+        )
+    return deployment
+
+
+def serving_deployment(plan: Plan, ex: Executors) -> Deployment:
+    """What serves now, as a deployment: the recorded one, or a server started before deployments were
+    recorded, recorded now as it runs."""
+    return serving_now(plan) or record_serving(plan, ex, "up (found running)", {})
+
+
+def swapped_image(plan: Plan, what: str) -> ImageBuild:
+    """The image a container plan runs: what upgrade and rollback swap, and a native server has none."""
+    if not isinstance(plan.build, ImageBuild):
+        raise UsageError(f"{what} swaps container servers; a native server is rebuilt with --source and 'up'")
+    return plan.build
+
+
+def running_server(plan: Plan, ex: Executors, what: str) -> Runtime:
+    """The runtime of the container server that runs under the plan's name, for a command (what) that
+    replaces it; no such server is one line that says how to start one."""
+    runtime = ex.runtime(plan)
+    runtime.require(serving=True)
+    swapped_image(plan, what)
+    if not runtime.state(plan).running:
+        raise UsageError(
+            f"no server runs under project {plan.project}: start one with 'orchestrator up' (then {what})"
+        )
+    return runtime
 
 
 def greedy_check(plan: Plan, ex: Executors) -> dict[str, Any]:

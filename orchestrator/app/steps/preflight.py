@@ -54,7 +54,7 @@ def fetched(plan: Plan, report: Reporter, pull: bool | None) -> Plan:
     settings = plan.inputs.settings
     pulled = pull_model(
         ref.repo,
-        settings["models_dir"],
+        settings.models_dir,
         plan.data_dir,
         PullReport(note=report.note, transfer=report.transfer),
         confirm=confirm,

@@ -27,7 +27,7 @@ def pulled(plan: Plan, ex: Executors, report: Reporter) -> BuildOutcome | None:
     if not isinstance(image, ImageBuild) or image.published is None:
         return None
     settings = plan.inputs.settings
-    never = settings["build"] == "never"
+    never = settings.build == "never"
     reference = image.published
 
     def instead(why: str) -> BuildOutcome | None:
@@ -36,11 +36,11 @@ def pulled(plan: Plan, ex: Executors, report: Reporter) -> BuildOutcome | None:
         report.note(f"{why}; building it here")
         return None
 
-    problem = ex.host.registry_problem(settings["registry"])
+    problem = ex.host.registry_problem(settings.registry)
     if problem:
-        return instead(f"the registry {settings['registry']} does not answer ({problem})")
-    pinned = read_lock(settings["image_lock"]).digest(reference, image.platform)
-    trust = bool(settings["trust_tag"])
+        return instead(f"the registry {settings.registry} does not answer ({problem})")
+    pinned = read_lock(settings.image_lock).digest(reference, image.platform)
+    trust = settings.trust_tag
     if not pinned and not trust:
         # Labels are free text anyone who can push a tag writes: only a digest a release of ours wrote
         # into the lock it ships says the image is ours.

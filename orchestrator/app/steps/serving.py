@@ -1,5 +1,6 @@
 """The server as other steps need it: waiting until it is ready (or saying, with its log, why it is
-not), and running a one-off program beside it (counted beside it, or with it stopped for the run)."""
+not), replacing what serves, a private one for a benchmark, and running a one-off program beside it
+(counted beside it, or with it stopped for the run)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from orchestrator.app.steps.context import Reporter
+from orchestrator.app.steps.devices import check_devices
+from orchestrator.core.devices import Placement
 from orchestrator.core.memory_plan import out_of_memory
 from orchestrator.core.plan import Plan
 from orchestrator.core.plan.server import Address
@@ -104,6 +107,19 @@ def again_as(failure: OrchestratorError, message: str) -> OrchestratorError:
     raised = type(failure)(message)
     raised.log_tail = failure.log_tail
     return raised
+
+
+@contextmanager
+def private_server(plan: Plan, runtime: Runtime, report: Reporter, *, allow_cpu: bool) -> Iterator[Placement]:
+    """A server of the command's own (a benchmark's, its own project on a free port: for_serving_bench)
+    started, ready and its devices checked, for the run; stopped however the run ends. Gives where
+    llama.cpp put the model."""
+    runtime.start(plan)
+    try:
+        await_ready(plan, runtime, report)
+        yield check_devices(plan, runtime.logs(plan, tail=None), report, allow_cpu=allow_cpu).placement
+    finally:
+        runtime.stop(plan)
 
 
 @contextmanager

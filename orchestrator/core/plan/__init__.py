@@ -110,9 +110,10 @@ class Plan:
     # clients trust to check its certificate (None: plain HTTP).
     exposure: Exposure
     trust: Trust | None
-    # Caddy's configuration for the proxy in front of a container's server, and where `up` writes it.
-    proxy: Mapping[str, Any] | None
-    proxy_file: Path | None
+    # Caddy's configuration for the proxy in front of the server (a container's or a native one), and
+    # where `up` writes it.
+    proxy: Mapping[str, Any]
+    proxy_file: Path
     # The Unix socket llama-server listens on, the only way to it (the proxy dials it).
     socket: PurePosixPath | Path
     # The compose project the server runs as (several can run side by side under different names).
@@ -176,99 +177,24 @@ CUDA_ARCHITECTURES = "CMAKE_CUDA_ARCHITECTURES"
 
 
 def make_plan(inputs: PlanInputs) -> Plan:
+    """The plan, decided in steps; each step below is a function named for what it decides."""
     target, profile, source, model = inputs.target, inputs.profile, inputs.source, inputs.model
-    settings, facts, bench_override = inputs.settings, inputs.facts, inputs.bench_override
+    settings, facts = inputs.settings, inputs.facts
     check_settings(settings)
-    if settings["native"] and target.runtime == "container" and facts.system != "Linux":
-        raise UsageError("--native on a container target needs a Linux host; drop --native")
-    runtime = "native" if settings["native"] or target.runtime == "native" else "container"
-    flags = cmake_flags(target, profile, native=runtime == "native")
-    if settings["cuda_architectures"]:
-        if not any(name == CUDA_ARCHITECTURES for name, _ in flags):
-            raise UsageError(
-                f"cuda_architectures is for a CUDA build; target {target.name} builds none: drop it"
-            )
-        flags = tuple(
-            (name, settings["cuda_architectures"] if name == CUDA_ARCHITECTURES else value)
-            for name, value in flags
-        )
-    warnings: list[str] = []
-    build: ImageBuild | NativeBuild
-    if runtime == "container":
-        build = image_build(target, profile, source, settings, flags, facts.machine)
-    else:
-        build = native_build(target, profile, source, settings, flags)
-    speculation = resolve_speculation(
-        settings["speculative"] or profile.speculative,
-        model.alias,
-        model.arch.name if model.arch else None,
-        model.arch.n_vocab if model.arch else None,
-        model.mtp,
-        model.sidecar,
-    )
-    if speculation.fallback:
-        warnings.append(speculation.fallback)
-    if len(settings["rpc"]) < profile.rpc_workers:
-        warnings.append(
-            f"profile {profile.name} spreads the model over {profile.rpc_workers} RPC worker(s); start one "
-            "on each machine ('orchestrator worker up') and pass --rpc ADDRESS:PORT"
-        )
-    data_dir = Path(settings["data_dir"])
-    socket = (
-        CONTAINER_SOCKET
-        if isinstance(build, ImageBuild)
-        else native_socket(facts.uid, data_dir, settings["project"])
-    )
+    runtime = _runtime(target, settings, facts)
+    flags = _cmake_flags(target, profile, settings, runtime)
+    build = _build(target, profile, source, settings, flags, facts, runtime)
+    speculation = _speculation(settings, profile, model)
+    socket = _server_socket(build, facts, settings)
     server = server_command(target, profile, source, model, settings, runtime, build, speculation, socket)
-    reach = exposure(
-        settings["host"],
-        settings["port"],
-        settings["tls"],
-        settings["cors"],
-        settings["host_names"],
-        hostname=facts.hostname,
-        fqdn=facts.fqdn,
-        addresses=facts.addresses,
+    reach = _reach(settings, facts)
+    container, compose, compose_warnings = _in_container(
+        target, model, facts, build, settings, server, speculation, reach
     )
-    compose = None
-    container = None
-    proxy = None
-    if isinstance(build, ImageBuild):
-        container = container_spec(target, model, facts, build, settings, speculation)
-        compose, compose_warnings = compose_document(
-            target, settings, build, server, container, model, facts, reach.scheme
-        )
-        warnings += compose_warnings
-        proxy = proxy_config(
-            reach, f":{PROXY_PORT}", f"unix/{CONTAINER_SOCKET}", fallback_page=settings["ui"] == "auto"
-        )
-    else:
-        # The same proxy in front of a native server, run on the host (core.plan.native).
-        if len(str(socket)) > MAX_SOCKET_PATH:
-            raise UsageError(
-                f"the native server's socket {socket} is longer than a Unix socket's path may be "
-                f"({len(str(socket))} > {MAX_SOCKET_PATH} characters); give the server a shorter --project"
-            )
-        secrets = tls_files(data_dir, settings["project"])
-        proxy = proxy_config(
-            reach,
-            f"{publish_address(settings['host'])}:{settings['port']}",
-            f"unix/{socket}",
-            fallback_page=False,
-            certificate=(str(secrets.proxy_cert), str(secrets.proxy_key)),
-            storage=str(proxy_storage(data_dir)),
-        )
-    if reach.scheme == "http" and not reach.loopback:
-        warnings.append(
-            f"tls is off on {settings['host']}: the API key and every prompt cross the network in clear"
-        )
-    benches = [bench_override.apply(b) if bench_override else b for b in profile.benches]
-    if not model.present:
-        warnings.append(f"model not found at {model.path} ({model.origin})")
-    if model.problem:
-        warnings.append(f"model: {model.problem}")
+    proxy = _proxy(build, reach, socket, settings)
+    benches = [inputs.bench_override.apply(b) if inputs.bench_override else b for b in profile.benches]
     memory = memory_plan(target, profile, model, settings, facts, benches, speculation)
-    warnings += [f"memory ({row.use}): {row.fit.verdict()}" for row in memory.failing()]
+    data_dir, project = settings.data_dir, settings.project
     return Plan(
         target=target.name,
         target_title=target.title,
@@ -287,33 +213,179 @@ def make_plan(inputs: PlanInputs) -> Plan:
         benches=tuple(bench_command(target, b, source, model, settings, runtime, build) for b in benches),
         compose=compose,
         container=container,
-        endpoint=f"{reach.scheme}://{publish_address(reach.public_host)}:{settings['port']}/v1",
+        endpoint=f"{reach.scheme}://{publish_address(reach.public_host)}:{settings.port}/v1",
         memory=memory,
         speculation=speculation,
-        rpc=settings["rpc"],
+        rpc=settings.rpc,
         notes=profile.notes + target.notes,
-        warnings=tuple(warnings),
-        data_dir=Path(settings["data_dir"]),
-        compose_file=Path(settings["data_dir"]) / "compose" / f"{settings['project']}.yaml"
-        if compose
-        else None,
-        project=settings["project"],
+        warnings=_warnings(profile, settings, model, speculation, compose_warnings, reach, memory),
+        data_dir=data_dir,
+        compose_file=data_dir / "compose" / f"{project}.yaml" if compose else None,
+        project=project,
         supervisor=_supervisor(runtime, facts, settings),
         launch_agent=_launch_agent(server, build, facts, settings, socket),
-        api_key_file=Path(settings["api_key_file"]).absolute() if settings["api_key_file"] else None,
-        wait_timeout_s=settings["wait_timeout"],
-        publish=Address(settings["host"], settings["port"], reach.scheme),
+        api_key_file=settings.api_key_file.absolute() if settings.api_key_file else None,
+        wait_timeout_s=settings.wait_timeout,
+        publish=Address(settings.host, settings.port, reach.scheme),
         idle_s=idle_seconds(target, settings),
         exposure=reach,
-        trust=_trust(reach, tls_files(data_dir, settings["project"])),
+        trust=_trust(reach, tls_files(data_dir, project)),
         proxy=proxy,
-        proxy_file=proxy_config_path(data_dir, settings["project"]) if proxy else None,
+        proxy_file=proxy_config_path(data_dir, project),
         socket=socket,
         inputs=inputs,
     )
 
 
+def _runtime(target: Target, settings: Settings, facts: HostFacts) -> str:
+    """Where the programs run: on the host (a native target, or --native on Linux), else in a container."""
+    if settings.native and target.runtime == "container" and facts.system != "Linux":
+        raise UsageError("--native on a container target needs a Linux host; drop --native")
+    return "native" if settings.native or target.runtime == "native" else "container"
+
+
+def _cmake_flags(target: Target, profile: Profile, settings: Settings, runtime: str) -> tuple[CMakeFlag, ...]:
+    """The build's -D flags, with the CUDA architectures the settings name in place of the target's."""
+    flags = cmake_flags(target, profile, native=runtime == "native")
+    wanted = settings.cuda_architectures
+    if not wanted:
+        return flags
+    if not any(name == CUDA_ARCHITECTURES for name, _ in flags):
+        raise UsageError(f"cuda_architectures is for a CUDA build; target {target.name} builds none: drop it")
+    return tuple((name, wanted if name == CUDA_ARCHITECTURES else value) for name, value in flags)
+
+
+def _build(
+    target: Target,
+    profile: Profile,
+    source: Source,
+    settings: Settings,
+    flags: tuple[CMakeFlag, ...],
+    facts: HostFacts,
+    runtime: str,
+) -> ImageBuild | NativeBuild:
+    """What is built: an image, or an install on the host."""
+    if runtime == "container":
+        return image_build(target, profile, source, settings, flags, facts.machine)
+    return native_build(target, profile, source, settings, flags)
+
+
+def _speculation(settings: Settings, profile: Profile, model: ModelSpec) -> Speculation:
+    """The speculative decoding asked for (the settings', else the profile's), resolved against the model."""
+    return resolve_speculation(
+        settings.speculative or profile.speculative,
+        model.alias,
+        model.arch.name if model.arch else None,
+        model.arch.n_vocab if model.arch else None,
+        model.mtp,
+        model.sidecar,
+    )
+
+
+def _server_socket(
+    build: ImageBuild | NativeBuild, facts: HostFacts, settings: Settings
+) -> PurePosixPath | Path:
+    """The Unix socket llama-server listens on: inside its container, or one of the owner's on the host,
+    no longer than a socket's path may be."""
+    if isinstance(build, ImageBuild):
+        return CONTAINER_SOCKET
+    socket = native_socket(facts.uid, settings.data_dir, settings.project)
+    if len(str(socket)) > MAX_SOCKET_PATH:
+        raise UsageError(
+            f"the native server's socket {socket} is longer than a Unix socket's path may be "
+            f"({len(str(socket))} > {MAX_SOCKET_PATH} characters); give the server a shorter --project"
+        )
+    return socket
+
+
+def _reach(settings: Settings, facts: HostFacts) -> Exposure:
+    """Who may reach the server and how: its address and port, TLS, its names, the web origins allowed."""
+    return exposure(
+        settings.host,
+        settings.port,
+        settings.tls,
+        settings.cors,
+        settings.host_names,
+        hostname=facts.hostname,
+        fqdn=facts.fqdn,
+        addresses=facts.addresses,
+    )
+
+
+def _in_container(
+    target: Target,
+    model: ModelSpec,
+    facts: HostFacts,
+    build: ImageBuild | NativeBuild,
+    settings: Settings,
+    server: Command,
+    speculation: Speculation,
+    reach: Exposure,
+) -> tuple[ContainerSpec | None, Mapping[str, Any] | None, list[str]]:
+    """For an image: the container its programs run in and the compose document that serves it, with
+    what the document warns of; for a native build, none."""
+    if not isinstance(build, ImageBuild):
+        return None, None, []
+    container = container_spec(target, model, facts, build, settings, speculation)
+    compose, warnings = compose_document(
+        target, settings, build, server, container, model, facts, reach.scheme
+    )
+    return container, compose, warnings
+
+
+def _proxy(
+    build: ImageBuild | NativeBuild, reach: Exposure, socket: PurePosixPath | Path, settings: Settings
+) -> Mapping[str, Any]:
+    """Caddy's configuration in front of llama-server's socket: in a container of its own beside a
+    container's server, or on the host in front of a native one (core.plan.native)."""
+    if isinstance(build, ImageBuild):
+        return proxy_config(
+            reach, f":{PROXY_PORT}", f"unix/{CONTAINER_SOCKET}", fallback_page=settings.ui == "auto"
+        )
+    secrets = tls_files(settings.data_dir, settings.project)
+    return proxy_config(
+        reach,
+        f"{publish_address(settings.host)}:{settings.port}",
+        f"unix/{socket}",
+        fallback_page=False,
+        certificate=(str(secrets.proxy_cert), str(secrets.proxy_key)),
+        storage=str(proxy_storage(settings.data_dir)),
+    )
+
+
+def _warnings(
+    profile: Profile,
+    settings: Settings,
+    model: ModelSpec,
+    speculation: Speculation,
+    compose_warnings: list[str],
+    reach: Exposure,
+    memory: MemoryPlan,
+) -> tuple[str, ...]:
+    """What the plan runs with but the owner should know: speculation off and why, RPC workers the
+    profile wants and were not given, plain HTTP beyond loopback, the model missing or unsound, what
+    does not fit in memory."""
+    warnings = [speculation.fallback] if speculation.fallback else []
+    if len(settings.rpc) < profile.rpc_workers:
+        warnings.append(
+            f"profile {profile.name} spreads the model over {profile.rpc_workers} RPC worker(s); start one "
+            "on each machine ('orchestrator worker up') and pass --rpc ADDRESS:PORT"
+        )
+    warnings += compose_warnings
+    if reach.scheme == "http" and not reach.loopback:
+        warnings.append(
+            f"tls is off on {settings.host}: the API key and every prompt cross the network in clear"
+        )
+    if not model.present:
+        warnings.append(f"model not found at {model.path} ({model.origin})")
+    if model.problem:
+        warnings.append(f"model: {model.problem}")
+    warnings += [f"memory ({row.use}): {row.fit.verdict()}" for row in memory.failing()]
+    return tuple(warnings)
+
+
 def _trust(reach: Exposure, files: TlsFiles) -> Trust | None:
+    """What our own clients check the server's certificate against (None: plain HTTP)."""
     if reach.certificate == "local-ca":
         return Trust(files.ca_cert, check_name=True)
     if reach.owner_files is not None:
@@ -322,12 +394,13 @@ def _trust(reach: Exposure, files: TlsFiles) -> Trust | None:
 
 
 def _supervisor(runtime: str, facts: HostFacts, settings: Settings) -> str:
+    """What starts the server again after a crash or a reboot, in words."""
     if runtime == "container":
         return "Docker: the compose service's restart policy (unless-stopped) starts it again"
     if facts.system == "Darwin":
         return (
-            f"launchd: the per-user agents {agent_label(settings['project'])} (llama-server) and "
-            f"{proxy_agent_label(settings['project'])} (its proxy) start them at login and after a crash"
+            f"launchd: the per-user agents {agent_label(settings.project)} (llama-server) and "
+            f"{proxy_agent_label(settings.project)} (its proxy) start them at login and after a crash"
         )
     return (
         "nothing: background processes (llama-server from scripts/macos-native/serve.sh, and Caddy in front "
@@ -342,15 +415,16 @@ def _launch_agent(
     settings: Settings,
     socket: PurePosixPath | Path,
 ) -> Mapping[str, Any] | None:
+    """On the Mac, the per-user launchd agent that runs a native server (behind its socket's guard)."""
     if not isinstance(build, NativeBuild) or facts.system != "Darwin":
         return None
-    state = native_state_dir(Path(settings["data_dir"]))
+    state = native_state_dir(settings.data_dir)
     return launch_agent(
-        agent_label(settings["project"]),
+        agent_label(settings.project),
         socket_guarded(server.argv, Path(socket)),
         {**server.env, **library_env(build.prefix)},
         state,
-        native_log(Path(settings["data_dir"])),
+        native_log(settings.data_dir),
     )
 
 

@@ -43,7 +43,7 @@ def kv_args(cache_k: str | None, cache_v: str | None) -> list[str]:
 def context_args(profile: Profile, settings: Settings) -> list[str]:
     """Context, batch, micro-batch, flash attention and KV cache types: the profile's core."""
     return [
-        "-c", str(settings["ctx_size"] or profile.ctx),
+        "-c", str(settings.ctx_size or profile.ctx),
         "-b", str(profile.batch),
         "-ub", str(profile.ubatch),
         "-fa", profile.flash_attn,
@@ -65,7 +65,7 @@ def binary(name: str, build: ImageBuild | NativeBuild) -> str:
 
 
 def thread_args(profile_threads: int | None, settings: Settings) -> list[str]:
-    threads = settings["threads"] or profile_threads
+    threads = settings.threads or profile_threads
     return ["-t", str(threads)] if threads else []
 
 
@@ -79,6 +79,6 @@ def program_env(target: Target, settings: Settings, own: Mapping[str, str]) -> d
     """A llama.cpp program's environment: the target's, the GPUs it may use (the gpu setting), its own."""
     env = dict(target.env)
     need = NEEDS.get(target.devices)
-    if settings["gpu"] != "all" and need is not None and need.visible_env:
-        env[need.visible_env] = settings["gpu"]
+    if settings.gpu != "all" and need is not None and need.visible_env:
+        env[need.visible_env] = settings.gpu
     return {**env, **own}

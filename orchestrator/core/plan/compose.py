@@ -55,8 +55,8 @@ def compose_document(
     what only a long-running service has (restart, health check, logs, secret); and the proxy in front
     of it, published on the plan's address."""
     warnings: list[str] = []
-    workers = settings["rpc"]
-    data_dir = Path(settings["data_dir"])
+    workers = settings.rpc
+    data_dir = settings.data_dir
     service: dict[str, Any] = {
         "image": container.image,
         "command": _socket_freed(server.argv),
@@ -82,12 +82,12 @@ def compose_document(
             "interval": "10s",
             "timeout": "5s",
             "retries": 3,
-            "start_period": f"{settings['wait_timeout']}s",
+            "start_period": f"{settings.wait_timeout}s",
         },
         "labels": {TARGET_LABEL: target.name, "io.step-flash.plan-digest": build.digest}
         | ({MODEL_IDENTITY_LABEL: model.identity} if model.identity else {}),
     }
-    published = publish_address(settings["host"])
+    published = publish_address(settings.host)
     proxy: dict[str, Any] = {
         "image": container.image,
         "command": ["caddy", "run", "--config", str(CONTAINER_PROXY_CONFIG)],
@@ -96,7 +96,7 @@ def compose_document(
         "volumes": [
             {
                 "type": "bind",
-                "source": str(proxy_config_path(data_dir, settings["project"])),
+                "source": str(proxy_config_path(data_dir, settings.project)),
                 "target": str(CONTAINER_PROXY_CONFIG),
                 "read_only": True,
             },
@@ -109,26 +109,26 @@ def compose_document(
         "depends_on": [SERVICE],
         "labels": {
             SCHEME_LABEL: scheme,
-            ADDRESS_LABEL: f"{published}:{settings['port']}",
+            ADDRESS_LABEL: f"{published}:{settings.port}",
         },
     }
-    proxy["ports"] = [f"{published}:{settings['port']}:{PROXY_PORT}"]
+    proxy["ports"] = [f"{published}:{settings.port}:{PROXY_PORT}"]
     service |= service_devices(container, infiniband=bool(workers) and bool(facts.infiniband_nodes))
-    if settings["memory_limit"]:
-        service["mem_limit"] = service["memswap_limit"] = settings["memory_limit"]
+    if settings.memory_limit:
+        service["mem_limit"] = service["memswap_limit"] = settings.memory_limit
     if container.devices and not container.group_add:
         warnings.append("no render/video group on this host: the container may not open /dev/dri")
     document: dict[str, Any] = {
-        "name": settings["project"],
+        "name": settings.project,
         "services": {SERVICE: service, PROXY_SERVICE: proxy},
         "volumes": {SOCKET_VOLUME: _socket_volume(container.user)},
     }
     secrets: dict[str, Any] = {}
-    if settings["api_key_file"]:
+    if settings.api_key_file:
         service["secrets"] = [{"source": "api_key", "target": str(CONTAINER_API_KEY)}]
-        secrets["api_key"] = {"file": str(secret_copy_path(data_dir, settings["project"]))}
+        secrets["api_key"] = {"file": str(secret_copy_path(data_dir, settings.project))}
     if scheme == "https":
-        files = tls_files(data_dir, settings["project"])
+        files = tls_files(data_dir, settings.project)
         proxy["secrets"] = [
             {"source": "tls_certificate", "target": str(CONTAINER_TLS_CERT)},
             {"source": "tls_key", "target": str(CONTAINER_TLS_KEY)},

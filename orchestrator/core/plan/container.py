@@ -50,7 +50,7 @@ def container_spec(
     settings: Settings,
     speculation: Speculation,
 ) -> ContainerSpec:
-    ui = settings["ui"]
+    ui = settings.ui
     ui_mount = () if ui in ("auto", "off") else ((ui, str(CONTAINER_UI_DIR), "ro"),)
     sidecar = speculation.sidecar
     draft_mount = (
@@ -58,7 +58,7 @@ def container_spec(
         if sidecar is not None and sidecar_dir(sidecar, model) == CONTAINER_DRAFT_DIR
         else ()
     )
-    gpu = target.devices if settings["gpu_passthrough"] else "none"
+    gpu = target.devices if settings.gpu_passthrough else "none"
     return ContainerSpec(
         image=build.tag,
         volumes=((str(model.directory), str(CONTAINER_MODELS_DIR), "ro"), *ui_mount, *draft_mount),
@@ -68,7 +68,7 @@ def container_spec(
         if gpu == "dri"
         else (),
         memlock_unlimited=gpu == "nvidia",
-        network="host" if settings["rpc"] else None,
+        network="host" if settings.rpc else None,
     )
 
 

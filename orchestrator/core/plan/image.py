@@ -22,6 +22,7 @@ from orchestrator.core.platforms import REFERENCE_PLATFORM, host_platform, platf
 from orchestrator.core.registry import published_reference
 from orchestrator.core.settings import Settings
 from orchestrator.core.sources import Source
+from orchestrator.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -71,15 +72,16 @@ def image_build(
     machine: str,
 ) -> ImageBuild:
     family = target.family
-    assert family is not None
+    if family is None:
+        raise UsageError(f"target {target.name} has no container image: it runs on the host")
     here = host_platform(machine) if target.follows_host else None
-    platform = settings["platform"] or here or target.platform
+    platform = settings.platform or here or target.platform
     builder = build_platform(family, platform, machine)
     packages = family.build_packages
     if is_cross(builder, platform):
         packages += cross_packages(family, platform_arch(platform))
         flags = (*flags, *cross_cmake_flags(platform_arch(platform)))
-    if settings["bases"] == "local":
+    if settings.bases == "local":
         build_base, runtime_base = local_base_images(family.name, platform, builder)
     else:
         build_base, runtime_base = family.build_base, family.runtime_base
@@ -101,7 +103,7 @@ def image_build(
     variant = f"-{profile.variant.name}" if profile.variant else ""
     # A target built for another architecture than its own (a DGX Spark image built on amd64) says so.
     arch = "" if platform == target.platform else "-" + platform_arch(platform).name
-    tag = f"{settings['image_repo']}:{family.name}-{target.name}{variant}{arch}-{source.short_revision}"
+    tag = f"{settings.image_repo}:{family.name}-{target.name}{variant}{arch}-{source.short_revision}"
     # Where the source comes from (git, a local copy, a mirror) does not change the image: its commit does.
     location = set(source_build_args(source))
     digest = plan_digest(
@@ -132,6 +134,6 @@ def image_build(
         source_dir=str(source.path) if source.kind == "local" else None,
         digest=digest,
         build_platform=builder,
-        cache=settings["build_cache"],
-        published=published_reference(settings["registry"], tag) if settings["build"] != "always" else None,
+        cache=settings.build_cache,
+        published=published_reference(settings.registry, tag) if settings.build != "always" else None,
     )

@@ -35,7 +35,7 @@ def native_build(
         "LLAMA_BUILD_COMMIT": source.short_revision,
     }
     digest = plan_digest({"target": target.name, "env": env, "revision": source.revision or source.commit})
-    prefix = Path(settings["data_dir"]) / "native" / f"{target.name}-{source.short_revision}-{digest[:8]}"
+    prefix = settings.data_dir / "native" / f"{target.name}-{source.short_revision}-{digest[:8]}"
     return NativeBuild(
         script="scripts/macos-native/build.sh",
         prefix=str(prefix),

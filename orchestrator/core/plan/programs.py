@@ -89,7 +89,7 @@ def run_command(
         *(["-n", str(model.max_tokens)] if model.max_tokens else []),
         # llama-cli is an interactive chat by default; one answer, then exit.
         "--single-turn",
-        *rpc_arg(settings["rpc"]),
+        *rpc_arg(settings.rpc),
         *DEVICE_LOG,
     ]
     argv += template_args(model)
@@ -127,7 +127,7 @@ def bench_command(
         *kv_args(bench.cache_type_k, bench.cache_type_v),
         *mmap_args(bench.mmap, source),
         *thread_args(bench.threads, settings),
-        *rpc_arg(settings["rpc"]),
+        *rpc_arg(settings.rpc),
         *DEVICE_LOG,
         "--output-format",
         "jsonl",

@@ -89,15 +89,15 @@ def server_command(
     ]
     argv += template_args(model)
     argv += _speculation_args(profile, speculation, model, runtime)
-    argv += rpc_arg(settings["rpc"])
+    argv += rpc_arg(settings.rpc)
     argv += _idle_args(target, settings)
     argv += list(DEVICE_LOG)
     # llama-server's own CORS rule lets every origin in; behind the proxy (which answers CORS itself and
     # drops these headers) only pages of localhost, should a request ever reach it another way.
     argv += ["--cors-origins", "localhost"]
-    if settings["api_key_file"]:
-        argv += ["--api-key-file", str(CONTAINER_API_KEY) if in_container else str(settings["api_key_file"])]
-    argv += _ui_args(settings["ui"], in_container)
+    if settings.api_key_file:
+        argv += ["--api-key-file", str(CONTAINER_API_KEY) if in_container else str(settings.api_key_file)]
+    argv += _ui_args(settings.ui, in_container)
     return Command(tuple(argv), program_env(target, settings, profile.env))
 
 
@@ -126,13 +126,13 @@ def argv_address(argv: Sequence[str]) -> Address | None:
 
 
 def _reply_cap(target: Target, settings: Settings) -> list[str]:
-    cap = target.n_predict if settings["n_predict"] is None else settings["n_predict"]
+    cap = target.n_predict if settings.n_predict is None else settings.n_predict
     return ["--n-predict", str(cap)] if cap else []
 
 
 def idle_seconds(target: Target, settings: Settings) -> int:
     """After how long without a request the server sleeps (0: never): the idle setting, or the target's."""
-    return target.idle_s if settings["idle"] is None else int(settings["idle"])
+    return target.idle_s if settings.idle is None else settings.idle
 
 
 def _idle_args(target: Target, settings: Settings) -> list[str]:

@@ -14,7 +14,7 @@ from orchestrator.app.commands.bench.owner_report import (
     OwnerReport,
     owner_report,
 )
-from orchestrator.app.commands.bench.serving import ServingDone, bench_serve
+from orchestrator.app.commands.bench.serve_bench import ServingDone, bench_serve
 from orchestrator.app.commands.bench.wake import WakeDone, bench_wake
 from orchestrator.app.options import (
     Commands,

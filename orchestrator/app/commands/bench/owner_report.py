@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.app.commands.bench.batched import bench
-from orchestrator.app.commands.bench.serving import bench_serve, serving_data
+from orchestrator.app.commands.bench.serve_bench import bench_serve, serving_data
 from orchestrator.app.outcomes import Screen
 from orchestrator.app.steps.context import Executors, Reporter
 from orchestrator.app.steps.probing import doctor_facts

@@ -18,8 +18,7 @@ from orchestrator.app.outcomes import Screen
 from orchestrator.app.render import kv_table
 from orchestrator.app.results import append_record
 from orchestrator.app.steps.context import Executors, Reporter
-from orchestrator.app.steps.devices import check_devices
-from orchestrator.app.steps.serving import await_ready, beside_server
+from orchestrator.app.steps.serving import beside_server, private_server
 from orchestrator.core.plan import Plan, for_serving_bench
 from orchestrator.core.speculation import OFF
 from orchestrator.errors import ExitCode, OrchestratorError
@@ -92,35 +91,33 @@ def _measure(
     memory: dict[str, int | None] = {}
     awake = after_sleep = fell_asleep = None
     error = None
-    runtime.start(plan)
+    key = api_key(plan)
+
+    def one_token() -> float:
+        began = time.monotonic()
+        ex.host.chat(plan.base_url, key, ONE_TOKEN, trust=plan.trust)
+        return time.monotonic() - began
+
     try:
-        await_ready(plan, runtime, report)
-        check_devices(plan, runtime.logs(plan, tail=None), report, allow_cpu=allow_cpu)
-        key = api_key(plan)
-
-        def one_token() -> float:
-            began = time.monotonic()
-            ex.host.chat(plan.base_url, key, ONE_TOKEN, trust=plan.trust)
-            return time.monotonic() - began
-
-        ex.host.chat(plan.base_url, key, WARM_UP, trust=plan.trust)
-        awake = one_token()
-        answered = time.monotonic()
-        memory["awake"] = runtime.state(plan).memory_bytes
-        deadline = answered + BENCH_IDLE_S + 60
-        while not ex.host.props(plan.base_url, key, trust=plan.trust).get("is_sleeping"):
-            if time.monotonic() > deadline:
-                raise OrchestratorError(f"the server did not sleep within {BENCH_IDLE_S + 60} s of idleness")
-            time.sleep(0.25)
-        fell_asleep = time.monotonic() - answered
-        time.sleep(1)  # let the freed memory show in docker stats
-        memory["asleep"] = runtime.state(plan).memory_bytes
-        after_sleep = one_token()
-        memory["woken"] = runtime.state(plan).memory_bytes
+        with private_server(plan, runtime, report, allow_cpu=allow_cpu):
+            ex.host.chat(plan.base_url, key, WARM_UP, trust=plan.trust)
+            awake = one_token()
+            answered = time.monotonic()
+            memory["awake"] = runtime.state(plan).memory_bytes
+            deadline = answered + BENCH_IDLE_S + 60
+            while not ex.host.props(plan.base_url, key, trust=plan.trust).get("is_sleeping"):
+                if time.monotonic() > deadline:
+                    raise OrchestratorError(
+                        f"the server did not sleep within {BENCH_IDLE_S + 60} s of idleness"
+                    )
+                time.sleep(0.25)
+            fell_asleep = time.monotonic() - answered
+            time.sleep(1)  # let the freed memory show in docker stats
+            memory["asleep"] = runtime.state(plan).memory_bytes
+            after_sleep = one_token()
+            memory["woken"] = runtime.state(plan).memory_bytes
     except OrchestratorError as failure:
         error = str(failure)
-    finally:
-        runtime.stop(plan)
     return WakeRecord(
         run_id=uuid.uuid4().hex[:12],
         started=started,

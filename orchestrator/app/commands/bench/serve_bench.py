@@ -18,8 +18,7 @@ from orchestrator.app.commands.bench.batched import prepared, provenance
 from orchestrator.app.outcomes import Screen
 from orchestrator.app.results import append_record
 from orchestrator.app.steps.context import Executors, Reporter
-from orchestrator.app.steps.devices import check_devices
-from orchestrator.app.steps.serving import await_ready, beside_server
+from orchestrator.app.steps.serving import beside_server, private_server
 from orchestrator.core.devices import Placement
 from orchestrator.core.plan import Plan, for_serving_bench
 from orchestrator.core.serve_bench import (
@@ -113,34 +112,31 @@ def _serve_once(
     margins: dict[str, list[tuple[int, float]]] = {}
     error = None
     placement = Placement()
-    runtime.start(plan)
     try:
-        await_ready(plan, runtime, report)
-        placement = check_devices(plan, runtime.logs(plan, tail=None), report, allow_cpu=allow_cpu).placement
-        key = api_key(plan)
-        prompts = prompt_set(plan.memory.rows[0].workload.ctx if plan.memory.rows else 4096)
-        # One request first, not recorded: the first after a start pays for warm-up.
-        _timed_chat(ex.host, plan, key, prompts[0])
-        for count in clients:
-            for prompt in prompts:
-                began = time.monotonic()
-                with ThreadPoolExecutor(max_workers=count) as pool:
-                    answers = list(
-                        pool.map(_timed_chat, *zip(*[(ex.host, plan, key, prompt)] * count, strict=True))
+        with private_server(plan, runtime, report, allow_cpu=allow_cpu) as placement:
+            key = api_key(plan)
+            prompts = prompt_set(plan.memory.rows[0].workload.ctx if plan.memory.rows else 4096)
+            # One request first, not recorded: the first after a start pays for warm-up.
+            _timed_chat(ex.host, plan, key, prompts[0])
+            for count in clients:
+                for prompt in prompts:
+                    began = time.monotonic()
+                    with ThreadPoolExecutor(max_workers=count) as pool:
+                        answers = list(
+                            pool.map(_timed_chat, *zip(*[(ex.host, plan, key, prompt)] * count, strict=True))
+                        )
+                    rounds[f"{prompt.name}@{count}"] = time.monotonic() - began
+                    samples += [
+                        sample_from_response(prompt.name, count, answer, wall) for answer, wall in answers
+                    ]
+            if not plan.speculation.active:
+                for prompt in prompts:
+                    body = request_body(prompt, margins=True)
+                    margins[prompt.name] = token_margins(
+                        ex.host.chat(plan.base_url, key, body, trust=plan.trust)
                     )
-                rounds[f"{prompt.name}@{count}"] = time.monotonic() - began
-                samples += [
-                    sample_from_response(prompt.name, count, answer, wall) for answer, wall in answers
-                ]
-        if not plan.speculation.active:
-            for prompt in prompts:
-                margins[prompt.name] = token_margins(
-                    ex.host.chat(plan.base_url, key, request_body(prompt, margins=True), trust=plan.trust)
-                )
     except ServerRequestFailed as failure:
         error = str(failure)
-    finally:
-        runtime.stop(plan)
     return ServeRecord(
         run_id=uuid.uuid4().hex[:12],
         comparison=comparison,

@@ -29,7 +29,9 @@ from orchestrator.app.steps.building import build
 from orchestrator.app.steps.context import Executors, Reporter
 from orchestrator.app.steps.deploying import recorded, serving_now
 from orchestrator.app.steps.devices import check_devices, placement_verdict, remember
+from orchestrator.app.steps.page_check import web_page
 from orchestrator.app.steps.preflight import checked, fetched, run_host_steps
+from orchestrator.app.steps.rpc_workers import check_workers, worker_answers
 from orchestrator.app.steps.serving import start_or_go_back
 from orchestrator.core.devices import Placement, Verdict
 from orchestrator.core.exposure import made_key_path
@@ -37,10 +39,9 @@ from orchestrator.core.memory_plan import out_of_memory
 from orchestrator.core.plan import Plan
 from orchestrator.core.plan.layout import SERVICE
 from orchestrator.core.plan.proxy import tls_files
-from orchestrator.errors import ExitCode, UsageError
+from orchestrator.errors import ExitCode
 from orchestrator.executors import certificates
-from orchestrator.executors.host import Host
-from orchestrator.executors.images import RPC_PROTOCOL_LABEL, BuildOutcome
+from orchestrator.executors.images import BuildOutcome
 from orchestrator.executors.server_state import ServerState, api_key
 
 
@@ -187,28 +188,11 @@ def offer_api_key(session: Session, args: argparse.Namespace) -> None:
     decided = args.make_api_key
     if decided is None and reporter.ask is not None:
         decided = reporter.ask(
-            f"{settings['host']} is reached from other machines and no API key is set; make one in "
-            f"{made_key_path(settings['data_dir'])} (only you can read it)?"
+            f"{settings.host} is reached from other machines and no API key is set; make one in "
+            f"{made_key_path(settings.data_dir)} (only you can read it)?"
         )
     if decided:
         reporter.note(f"made an API key in {make_api_key(settings)} (only you can read it)")
-
-
-def web_page(plan: Plan, host: Host) -> tuple[str | None, str | None]:
-    """What a browser gets at the server's address: the page to open, or why there is none."""
-    ui = plan.inputs.settings["ui"]
-    if ui == "off":
-        return None, "the web page is off (ui: off); the API answers at " + plan.endpoint
-    url = plan.base_url + "/"
-    status = host.page_status(url, trust=plan.trust)
-    if status == 200:
-        return url, None
-    if ui == "auto":
-        return None, (
-            f"no web page at {url} (HTTP {status}): this image was built without llama-server's web UI; "
-            "serve a built one with --ui DIR"
-        )
-    return None, f"no web page at {url} (HTTP {status}): {ui} holds no index.html the server can serve"
 
 
 @dataclass(frozen=True)
@@ -327,36 +311,6 @@ def logs(plan: Plan, ex: Executors, *, tail: int, follow: bool) -> Iterable[str]
     runtime = ex.runtime(plan)
     runtime.require(serving=True)
     return runtime.logs(plan, tail=tail, follow=follow)
-
-
-# --- RPC workers, from the head ----------------------------------------------------------------------
-
-
-def check_workers(plan: Plan, ex: Executors) -> None:
-    """Before the head starts: every worker answers HELLO, with the protocol the head's build speaks."""
-    if not plan.rpc:
-        return
-    image = plan.container.image if plan.container else None
-    labels = (ex.engine.image_labels(image) or {}) if image else {}
-    head = labels.get(RPC_PROTOCOL_LABEL)
-    for endpoint in plan.rpc:
-        hello = ex.host.rpc_hello(endpoint)
-        if hello.version is None:
-            raise UsageError(
-                f"RPC worker {endpoint} does not answer ({hello.problem}); start it on that machine: "
-                f"orchestrator worker up --target {plan.target} --listen {endpoint}"
-            )
-        if head is not None and hello.version_text != head:
-            raise UsageError(
-                f"RPC worker {endpoint} speaks RPC protocol {hello.version_text} but the head's image {image} "
-                f"speaks {head}: the worker runs another build; run 'orchestrator worker up --target "
-                f"{plan.target} --listen {endpoint}' there with the same source, so it runs {image}"
-            )
-
-
-def worker_answers(plan: Plan, ex: Executors) -> dict[str, bool]:
-    """For a running head's status: whether each worker's port still accepts a connection."""
-    return {str(endpoint): ex.host.rpc_reachable(endpoint) for endpoint in plan.rpc}
 
 
 def served_panel(served: Served) -> Panel:

@@ -20,16 +20,24 @@ from orchestrator.app.render import kv_table
 from orchestrator.app.session import Session
 from orchestrator.app.steps.building import build
 from orchestrator.app.steps.context import Executors, Reporter
-from orchestrator.app.steps.deploying import CheckFailed, greedy_check, recorded, running_compose, serving_now
+from orchestrator.app.steps.deploying import (
+    CheckFailed,
+    greedy_check,
+    record_serving,
+    running_compose,
+    running_server,
+    serving_deployment,
+    serving_now,
+    swapped_image,
+)
 from orchestrator.app.steps.devices import check_devices
 from orchestrator.app.steps.serving import await_ready, start_or_go_back
 from orchestrator.core.deployments import Deployment, kept_images, removable_images, rollback_target
 from orchestrator.core.plan import Plan, with_source
 from orchestrator.core.plan.compose import proxy_config_source, secret_files, served_at
-from orchestrator.core.plan.image import ImageBuild
 from orchestrator.core.sources import Source
 from orchestrator.errors import ExitCode, OrchestratorError, UsageError
-from orchestrator.executors.deployments import passed_over, read_history
+from orchestrator.executors.deployment_history import passed_over, read_history
 from orchestrator.executors.server_state import Deployed, Runtime
 
 # A new deployment decodes at least this share of the current one's speed on the same model.
@@ -117,12 +125,13 @@ def upgrade(
 ) -> Upgraded:
     """plan: made with the source to move to (--source), or with the source whose repository's newest
     commit is wanted (the default)."""
-    runtime = _serving(plan, ex, "upgrade")
-    before = serving_now(plan) or _found_running(plan, ex)
+    runtime = running_server(plan, ex, "upgrade")
+    before = serving_deployment(plan, ex)
     given = plan.origin("source").startswith("flag")
     new_plan = plan if given else with_source(plan, _newest(plan, ex))
-    newer = f"{new_plan.source.name}: {new_plan.source.describe()} ({_tag(new_plan)})"
-    if _tag(new_plan) == before.image:
+    tag = swapped_image(new_plan, "upgrade").tag
+    newer = f"{new_plan.source.name}: {new_plan.source.describe()} ({tag})"
+    if tag == before.image:
         if given and not check_only:
             raise UsageError(f"{newer} is what serves now (deployment {before.id}); nothing to upgrade")
         return Upgraded(before, None, f"none: deployment {before.id} runs {newer}", checked_only=True)
@@ -132,7 +141,7 @@ def upgrade(
     baseline = greedy_check(plan, ex)
     report.note(
         f"current: {baseline['decode_tokens_per_second']} tokens/s decoding the check prompt; building "
-        f"{_tag(new_plan)} while it serves"
+        f"{tag} while it serves"
     )
     new_plan = build(new_plan, ex, report, rebuild=False).plan
     runtime.check_port(new_plan)
@@ -154,28 +163,7 @@ def upgrade(
     except KeyboardInterrupt:
         _interrupted(new_plan, runtime, report, before)
         raise
-    after = recorded(new_plan, ex, "upgrade", {**figures, "baseline": baseline})
-    assert after is not None
-    return Upgraded(before, after, newer)
-
-
-def _serving(plan: Plan, ex: Executors, what: str) -> Runtime:
-    runtime = ex.runtime(plan)
-    runtime.require(serving=True)
-    if plan.compose is None:
-        raise UsageError(f"{what} swaps container servers; a native server is rebuilt with --source and 'up'")
-    if not runtime.state(plan).running:
-        raise UsageError(
-            f"no server runs under project {plan.project}: start one with 'orchestrator up' (then {what})"
-        )
-    return runtime
-
-
-def _found_running(plan: Plan, ex: Executors) -> Deployment:
-    """A server started before deployments were recorded: recorded now, as it runs."""
-    found = recorded(plan, ex, "up (found running)", {})
-    assert found is not None
-    return found
+    return Upgraded(before, record_serving(new_plan, ex, "upgrade", {**figures, "baseline": baseline}), newer)
 
 
 def _newest(plan: Plan, ex: Executors) -> Source:
@@ -199,7 +187,7 @@ def _interrupted(plan: Plan, runtime: Runtime, report: Reporter, before: Deploym
     state = runtime.state(plan)
     if state.running:
         report.note(
-            f"interrupted: a server runs ({_tag(plan)}, not yet checked); 'orchestrator rollback "
+            f"interrupted: a server runs ({swapped_image(plan, 'upgrade').tag}, not yet checked); 'orchestrator rollback "
             f"{before.id}' returns to the deployment that served before"
         )
     else:
@@ -235,10 +223,7 @@ def _key_copy(document: Mapping[str, Any]) -> bytes | None:
 def rollback(plan: Plan, ex: Executors, report: Reporter, *, wanted: int | None) -> RolledBack:
     runtime = ex.runtime(plan)
     runtime.require(serving=True)
-    if plan.compose is None:
-        raise UsageError(
-            "rollback swaps container servers; a native server is rebuilt with --source and 'up'"
-        )
+    swapped_image(plan, "rollback")
     history = read_history(plan.data_dir, plan.project)
     now = serving_now(plan) if runtime.state(plan).running else None
     target = rollback_target(history, now, wanted)
@@ -276,9 +261,7 @@ def rollback(plan: Plan, ex: Executors, report: Reporter, *, wanted: int | None)
             await_ready(plan, runtime, report, at=before.address)
             raise type(failure)(f"{failure}; the server that served before is serving again") from None
         raise
-    again = recorded(plan, ex, f"rollback to {target.id}", target.figures)
-    assert again is not None
-    return RolledBack(target, again)
+    return RolledBack(target, record_serving(plan, ex, f"rollback to {target.id}", target.figures))
 
 
 # --- history -------------------------------------------------------------------------------------------
@@ -342,11 +325,6 @@ def history(plan: Plan, ex: Executors) -> History:
         tuple(removable_images(deployments)),
         tuple(passed_over(plan.data_dir, plan.project)),
     )
-
-
-def _tag(plan: Plan) -> str:
-    assert isinstance(plan.build, ImageBuild)
-    return plan.build.tag
 
 
 def _line(d: Deployment) -> str:
