@@ -13,6 +13,7 @@ import difflib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar, cast
@@ -132,14 +133,18 @@ def _as_cuda_architectures(value: object) -> str:
     return text
 
 
-def _choice(*choices: str) -> Callable[[object], str]:
-    def parse(value: object) -> str:
-        text = _as_str(value)
-        if text not in choices:
-            raise ValueError(f"expected one of {', '.join(choices)}")
-        return text
+def _one_of(choices: tuple[str, ...], value: object) -> str:
+    text = _as_str(value)
+    if text not in choices:
+        raise ValueError(f"expected one of {', '.join(choices)}")
+    return text
 
-    return parse
+
+# The field makers below run once, while the module loads (the class body of Settings): mutation testing
+# (scripts/mutation.sh) could switch none of their mutants on, so it leaves them be. The checks they hand
+# on (_one_of, the parsers) run per value and are mutated.
+def _choice(*choices: str) -> Callable[[object], str]:  # pragma: no mutate block
+    return partial(_one_of, choices)
 
 
 T = TypeVar("T")
@@ -157,17 +162,17 @@ class Spec:
     per_machine: bool = False
 
 
-def _setting(parse: Callable[[object], T], help: str, default: T) -> T:
+def _setting(parse: Callable[[object], T], help: str, default: T) -> T:  # pragma: no mutate block
     # A Field at run time; typed as its value so that mypy holds parse, default and annotation together.
     return cast(T, field(metadata={"spec": Spec(parse, help, default)}))
 
 
-def _optional(parse: Callable[[object], T], help: str) -> T | None:
+def _optional(parse: Callable[[object], T], help: str) -> T | None:  # pragma: no mutate block
     """A setting that is None until a source sets it."""
     return cast("T | None", field(metadata={"spec": Spec(parse, help, None)}))
 
 
-def _per_machine(parse: Callable[[object], T], help: str) -> T:
+def _per_machine(parse: Callable[[object], T], help: str) -> T:  # pragma: no mutate block
     """A setting whose default is this machine's (default_layer, merge_layers)."""
     return cast(T, field(metadata={"spec": Spec(parse, help, per_machine=True)}))
 
@@ -363,7 +368,7 @@ def default_layer(data_dir: Path) -> Layer:
 
 
 def unknown_key_message(key: str, origin: str) -> str:
-    close = difflib.get_close_matches(key, NAMES, n=1)
+    close = difflib.get_close_matches(key, NAMES)
     hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(NAMES)}"
     return f"unknown setting {key!r} in {origin}; {hint}"
 

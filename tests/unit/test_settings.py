@@ -223,3 +223,163 @@ def test_origins_on_the_schemes_default_port_are_written_as_browsers_send_them()
         "0.0.0.0", 443, "auto", (), ("llm.lan",), hostname="spark", fqdn="spark", addresses=("192.168.1.5",)
     )
     assert "https://llm.lan" in reach.origins and "https://llm.lan:443" not in reach.origins
+
+
+def _given(name: str, value: object) -> object:
+    """A setting as a flag gives it, read the one way every source's values are (merge_layers)."""
+    from orchestrator.core.settings import Layer, default_layer, merge_layers
+
+    return getattr(merge_layers([default_layer(Path("/data")), Layer(f"flag --{name}", {name: value})]), name)
+
+
+def _refusal(name: str, value: object) -> str:
+    with pytest.raises(ConfigError) as refused:
+        _given(name, value)
+    return str(refused.value)
+
+
+def test_a_text_setting_is_a_word_or_a_number_never_empty_a_flag_or_a_list() -> None:
+    assert _given("target", " cpu ") == "cpu" and _given("profile", 7) == "7"
+    for bad in (True, "  ", ["cpu"], {"cpu": 1}):
+        assert (
+            _refusal("target", bad)
+            == f"bad value {bad!r} for target in flag --target: expected a non-empty string"
+        )
+
+
+def test_a_whole_number_is_zero_or_more_and_never_a_flag() -> None:
+    assert _given("threads", "0") == 0 and _given("threads", " 12 ") == 12
+    assert (
+        _refusal("threads", True) == "bad value True for threads in flag --threads: expected a whole number"
+    )
+    assert (
+        _refusal("threads", "1.5") == "bad value '1.5' for threads in flag --threads: expected a whole number"
+    )
+    assert _refusal("threads", "-1") == "bad value '-1' for threads in flag --threads: expected a number >= 0"
+
+
+@pytest.mark.parametrize("port", ["1", "65535"])
+def test_a_port_at_either_end_of_the_range_is_taken(port: str) -> None:
+    assert _given("port", port) == int(port)
+
+
+@pytest.mark.parametrize("port", ["0", "65536"])
+def test_a_port_beyond_the_range_is_refused(port: str) -> None:
+    assert (
+        _refusal("port", port)
+        == f"bad value {port!r} for port in flag --port: expected a port between 1 and 65535"
+    )
+
+
+@pytest.mark.parametrize(
+    ("words", "value"),
+    [(("1", "true", "Yes", " ON", True), True), (("0", "false", "no", "Off", False), False)],
+)
+def test_a_yes_or_no_setting_takes_each_word_for_it(words: tuple[object, ...], value: bool) -> None:
+    assert [_given("native", w) for w in words] == [value] * len(words)
+
+
+def test_a_yes_or_no_setting_refuses_anything_else() -> None:
+    assert (
+        _refusal("native", "maybe") == "bad value 'maybe' for native in flag --native: expected true or false"
+    )
+
+
+def test_a_project_name_is_composes_and_the_refusal_says_its_rule() -> None:
+    assert _given("project", "lab-2_b") == "lab-2_b"
+    assert _refusal("project", "Lab") == (
+        "bad value 'Lab' for project in flag --project: expected lowercase letters, digits, '-' and '_', "
+        "starting with a letter or digit"
+    )
+
+
+def test_the_page_is_auto_off_or_a_folder_made_absolute() -> None:
+    assert _given("ui", "off") == "off" and _given("ui", "auto") == "auto"
+    assert _given("ui", "page") == str(Path.cwd() / "page")
+
+
+def test_a_memory_cap_is_a_size_as_docker_takes_it_and_its_bytes_are_exact() -> None:
+    from orchestrator.core.settings import memory_bytes
+
+    assert _given("memory_limit", "100G") == "100g"
+    assert _refusal("memory_limit", "0g") == (
+        "bad value '0g' for memory_limit in flag --memory_limit: expected a size such as 48m or 100g"
+    )
+    assert [memory_bytes(s) for s in ("1024", "12b", "48k", "48m", "100g")] == [
+        1024,
+        12,
+        48 << 10,
+        48 << 20,
+        100 << 30,
+    ]
+
+
+def test_a_duration_of_zero_is_off_and_a_bad_one_says_what_is_taken() -> None:
+    assert _given("idle", "0") == 0 and _given("idle", "OFF") == 0
+    assert _refusal("idle", "00") == (
+        "bad value '00' for idle in flag --idle: expected a duration such as 90s, 30m or 2h, or off"
+    )
+
+
+def test_gpus_are_all_or_indices_written_without_spaces() -> None:
+    assert _given("gpu", "0, 1") == "0,1" and _given("gpu", "all") == "all"
+    assert _refusal("gpu", "first") == (
+        "bad value 'first' for gpu in flag --gpu: expected all, or GPU indices such as 0 or 0,1"
+    )
+
+
+def test_cuda_architectures_are_a_cmake_list_and_commas_are_taken_for_its_semicolons() -> None:
+    assert _given("cuda_architectures", "121a-real,90-real") == "121a-real;90-real"
+    assert _refusal("cuda_architectures", "sm_90") == (
+        "bad value 'sm_90' for cuda_architectures in flag --cuda_architectures: expected CMake CUDA "
+        "architectures such as 121a-real or 121a-real;90-real"
+    )
+
+
+def test_plan_shows_nothing_for_an_unset_setting_and_a_list_comma_separated() -> None:
+    from orchestrator.core.settings import Layer, default_layer, merge_layers
+
+    settings = merge_layers([default_layer(Path("/data")), Layer("flag", {"rpc": "10.0.0.2:1,10.0.0.3:1"})])
+    rows = settings.rows()
+    assert ("model", "", "default") in rows and ("rpc", "10.0.0.2:1,10.0.0.3:1", "flag") in rows
+
+
+def test_an_unknown_setting_names_the_closest_or_lists_them_all() -> None:
+    from orchestrator.core.settings import NAMES, Layer, default_layer, merge_layers
+
+    with pytest.raises(ConfigError) as close:
+        merge_layers([default_layer(Path("/data")), Layer("flag --prot", {"prot": 1})])
+    assert str(close.value) == "unknown setting 'prot' in flag --prot; did you mean 'port'?"
+    with pytest.raises(ConfigError) as far:
+        merge_layers([default_layer(Path("/data")), Layer("env", {"zzz": 1})])
+    assert str(far.value) == f"unknown setting 'zzz' in env; known keys: {', '.join(NAMES)}"
+
+
+def test_never_compiling_needs_a_registry_to_pull_from_unless_built_on_the_host() -> None:
+    from orchestrator.core.settings import check_settings
+
+    def settings(**values: object) -> object:
+        return merge_layers([default_layer(Path("/data")), Layer("flag", values)])
+
+    with pytest.raises(UsageError) as refused:
+        check_settings(settings(build="never", registry="none"))  # type: ignore[arg-type]
+    assert str(refused.value) == (
+        "--no-build needs a registry to pull the image from, and registry is none: set one"
+    )
+    check_settings(settings(build="never", registry="ghcr.io/an-owner"))  # type: ignore[arg-type]
+    check_settings(settings(build="never", registry="none", native=True))  # type: ignore[arg-type]
+    check_settings(settings(build="auto", registry="none"))  # type: ignore[arg-type]
+
+
+def test_exposure_in_clear_needs_its_confirmation_and_a_key_to_come_defers_the_key() -> None:
+    from orchestrator.core.settings import check_settings
+
+    def settings(**values: object) -> object:
+        return merge_layers([default_layer(Path("/data")), Layer("flag", {"host": "0.0.0.0", **values})])
+
+    with pytest.raises(UsageError, match="would cross the network in clear"):
+        check_exposure(settings(api_key_file="/k", tls="off"))  # type: ignore[arg-type]
+    check_exposure(settings(api_key_file="/k", tls="off", allow_plain_http=True))  # type: ignore[arg-type]
+    check_settings(settings(), key_to_come=True)  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="without an API key"):
+        check_settings(settings())  # type: ignore[arg-type]
