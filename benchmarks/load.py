@@ -5,6 +5,7 @@ must be on this machine (loopback).
 
     python benchmarks/load.py --url http://127.0.0.1:8080 [--clients 4] [--requests 8] [--max-tokens 32]
     python benchmarks/load.py --serve [--clients 1,4]     # start the cpu demo server, compare 1 and 4
+    python benchmarks/load.py --smoke                     # --serve, one client, one short request
 
 With --serve the demo model is served by `orchestrator up` under a compose project of its own, the
 load runs at each client count side by side, and the ratio of aggregate tokens/s is printed.
@@ -77,7 +78,11 @@ class LoadResult:
 
 def check_local(url: str) -> None:
     host = urllib.parse.urlsplit(url).hostname or ""
-    if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name other than localhost: it may resolve anywhere
+        loopback = False
+    if not loopback:
         raise SystemExit(f"{url}: load is only ever sent to this machine (loopback), not to {host}")
 
 
@@ -163,17 +168,21 @@ def run_load(
     return result
 
 
-def _serve_demo(port: int) -> tuple[list[str], dict[str, str]]:
+def _serve_demo() -> tuple[str, list[str], dict[str, str]]:
+    """The cpu demo server up on a free loopback port: its URL, and the arguments and environment that
+    take it down."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from tests.assets import llama_cpp_source
-    from tests.integration import cli_env
+    from tests.integration import cli_env, free_port
+
+    port = free_port()
 
     env = cli_env(ORCHESTRATOR_PROJECT="sfo-load-benchmark", ORCHESTRATOR_WAIT_TIMEOUT="300")
     args = ["--target", "cpu", "--source", str(llama_cpp_source()), "--bases", "local", "--port", str(port)]
     up = subprocess.run([sys.executable, "-m", "orchestrator", "up", *args], env=env, check=False)
     if up.returncode != 0:
         raise SystemExit("orchestrator up failed; see above")
-    return args, env
+    return f"http://127.0.0.1:{port}", args, env
 
 
 def main() -> None:
@@ -188,15 +197,20 @@ def main() -> None:
     parser.add_argument("--api-key-file")
     parser.add_argument("--cacert", type=Path, help="an https server's certificate authority (up prints it)")
     parser.add_argument("--serve", action="store_true", help="serve the cpu demo model for the run")
+    parser.add_argument(
+        "--smoke", action="store_true", help="--serve, one client, one 4-token request: the script works"
+    )
     opts = parser.parse_args()
+    if opts.smoke:
+        opts.serve, opts.clients, opts.requests, opts.max_tokens = True, "1", 1, 4
+        opts.model = "smollm2-135m-instruct"  # what --serve serves
     key = Path(opts.api_key_file).read_text().strip() if opts.api_key_file else None
     counts = [int(c) for c in opts.clients.split(",")]
     served = None
     url = opts.url
     if opts.serve:
-        port = 18480
-        served = _serve_demo(port)
-        url = f"http://127.0.0.1:{port}"
+        url, args, env = _serve_demo()
+        served = (args, env)
     try:
         results = [
             run_load(

@@ -3,6 +3,7 @@ model is loaded by llama-batched-bench and by llama-server in the cpu target's i
 (KV cache sizes, compute buffer) are set beside the estimates computed from the same GGUF's metadata.
 
     python benchmarks/memory_estimate.py
+    python benchmarks/memory_estimate.py --smoke   # one tiny model, one workload: the script works
 
 Models: gemma-3-270m and tiny synthetic GGUFs made with the gguf package (dense llama, sliding-window
 gemma3, mixture-of-experts qwen3moe), which the formula was fitted on; and SmolLM2-135M-Instruct (the
@@ -12,6 +13,7 @@ llama-batched-bench keeps a logits row per token. Goal: every ratio within 0.95-
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import tempfile
@@ -102,12 +104,27 @@ def _smollm2(folder: Path) -> Path:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="the tiny dense model at the first workload only: the script works",
+    )
+    opts = parser.parse_args()
     engine = DockerEngine()
     image = build_cpu_image()
     os.environ.update(image.env)
+    tiny = dict(list(TINY.items())[:1]) if opts.smoke else TINY
+    workloads = WORKLOADS[:1] if opts.smoke else WORKLOADS
     with tempfile.TemporaryDirectory() as tmp:
-        models = {"gemma-3-270m": demo_model(), "SmolLM2-135M (not fitted)": _smollm2(Path(tmp))}
-        for label, (kind, shape) in TINY.items():
+        models = (
+            {}
+            if opts.smoke
+            else {"gemma-3-270m": demo_model(), "SmolLM2-135M (not fitted)": _smollm2(Path(tmp))}
+        )
+        for label, (kind, shape) in tiny.items():
             folder = Path(tmp) / kind
             folder.mkdir()
             models[label] = write_tiny(folder / f"tiny-{kind}.gguf", kind, shape)  # type: ignore[arg-type]
@@ -120,7 +137,7 @@ def main() -> int:
         worst = 1.0
         for label, path in models.items():
             gguf = read_model(path)
-            for base in WORKLOADS:
+            for base in workloads:
                 for program in ("bench", "server"):
                     work = (
                         replace(base, n_seq=SERVER_SLOTS, outputs=server_outputs(SERVER_SLOTS, base.batch, 0))

@@ -5,6 +5,7 @@ alternated in one run; S_PP and S_TG side by side and their ratios (RPC / local)
 rounds.
 
     python benchmarks/rpc_overhead.py [--rounds 6]
+    python benchmarks/rpc_overhead.py --smoke     # one round of a 32-token prompt: the script works
 
 Fair to the protocol: the head's and the worker's threads add up to this machine's cores (the worker,
 which computes, gets all but one; the head one), and local runs compute with as many threads as the
@@ -30,6 +31,7 @@ from tests.assets import demo_model
 from tests.integration import build_cpu_image, run_cli
 
 SETS = ("--npp", "128,512", "--ntg", "32", "--npl", "1")
+SMOKE_SETS = ("--npp", "32", "--ntg", "4", "--npl", "1")
 WORKER = "sfo-bench-rpc-worker"
 
 
@@ -46,7 +48,12 @@ def main() -> int:
     parser.add_argument(
         "--rounds", type=int, default=3, help="local and RPC runs, alternated, each this often"
     )
+    parser.add_argument(
+        "--smoke", action="store_true", help="one round of a 32-token prompt: the script works"
+    )
     opts = parser.parse_args()
+    sets = SMOKE_SETS if opts.smoke else SETS
+    rounds = 1 if opts.smoke else opts.rounds
     cores = os.cpu_count() or 2
     worker_threads, head_threads = max(1, cores - 1), 1
     image = build_cpu_image()
@@ -77,11 +84,11 @@ def main() -> int:
                 "local": ("--threads", str(worker_threads)),
                 "rpc": ("--rpc", f"127.0.0.1:{port}", "--threads", str(head_threads)),
             }
-            for round_ in range(opts.rounds):
+            for round_ in range(rounds):
                 for kind, extra in runs.items():
                     results = Path(tmp) / f"{kind}-{round_}"
                     done = run_cli(
-                        "bench", "--model", str(model), *SETS, "--results", str(results), *extra, *image.args,
+                        "bench", "--model", str(model), *sets, "--results", str(results), *extra, *image.args,
                         env={**image.env, "ORCHESTRATOR_PROJECT": "sfo-bench-rpc"}, timeout=3600,
                     )  # fmt: skip
                     if done.returncode != 0:
@@ -100,7 +107,7 @@ def main() -> int:
             run_cli("worker", "down", *image.args, env=env)
     print(
         f"{cores} cores: local runs -t {worker_threads}; RPC runs: worker -t {worker_threads}, head -t {head_threads}; "
-        f"{opts.rounds} rounds, alternated; medians"
+        f"{rounds} rounds, alternated; medians"
     )
     print(
         f"{'PP':>5} {'S_PP local':>11} {'S_PP rpc':>9} {'ratio':>6} {'S_TG local':>11} {'S_TG rpc':>9} {'ratio':>6}"

@@ -4,6 +4,7 @@ sends the same prompt set (short chat, code edit, long-context question) at temp
 clients, and compares them in the same run.
 
     python benchmarks/speculative.py
+    python benchmarks/speculative.py --smoke     # the tiny step35 case with one client: the script works
 
 Cases: a tiny step35 GGUF with 2 MTP heads (random weights: its acceptance says nothing about a trained
 model's; it shows the path works and what drafting costs), gemma-3-270m and SmolLM2-135M with n-gram
@@ -13,6 +14,7 @@ model: `orchestrator bench serve --target dgx-spark --spec mtp:2` there (README,
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import sys
@@ -27,9 +29,11 @@ from tests.integration import build_cpu_image, run_cli
 from tests.tiny_gguf import write_tiny_step35
 
 
-def _case(image_args: tuple[str, ...], env: dict[str, str], model: Path, spec: str) -> dict[str, object]:
+def _case(
+    image_args: tuple[str, ...], env: dict[str, str], model: Path, spec: str, clients: str
+) -> dict[str, object]:
     done = run_cli(
-        "bench", "serve", "--model", str(model), "--spec", spec, "--clients", "1,4", "--json",
+        "bench", "serve", "--model", str(model), "--spec", spec, "--clients", clients, "--json",
         "--results", str(model.parent / "results"), *image_args, env=env, timeout=3600,
     )  # fmt: skip
     if done.returncode != 0:
@@ -39,6 +43,14 @@ def _case(image_args: tuple[str, ...], env: dict[str, str], model: Path, spec: s
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--smoke", action="store_true", help="the tiny step35 case with one client: the script works"
+    )
+    opts = parser.parse_args()
+    clients = "1" if opts.smoke else "1,4"
     image = build_cpu_image()
     env = {**image.env, "ORCHESTRATOR_PROJECT": "sfo-bench-spec", "ORCHESTRATOR_WAIT_TIMEOUT": "300"}
     with tempfile.TemporaryDirectory() as tmp:
@@ -61,8 +73,8 @@ def main() -> int:
         )
         print(header)
         print("-" * len(header))
-        for label, model, spec in cases:
-            data = _case(image.args, env, model, spec)
+        for label, model, spec in cases[:1] if opts.smoke else cases:
+            data = _case(image.args, env, model, spec, clients)
             for row in data["rows"]:  # type: ignore[attr-defined]
                 acceptance = "-" if row["acceptance"] is None else f"{row['acceptance']:.0%}"
                 print(
