@@ -4,6 +4,7 @@ needs them lives in tests/host (this machine's programs) and tests/engine (a rea
 
 from __future__ import annotations
 
+import _posixsubprocess
 import os
 import signal
 import socket
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import pytest_socket
 from pytest_socket import disable_socket, enable_socket
 
 from tests.conftest import load_raw_probe
@@ -21,6 +23,13 @@ from tests.fakes import FakeEngine, executors
 
 class NotHermetic(BaseException):
     """A unit test reached past its process: a child process, the user's files, the engine."""
+
+
+class SocketRefused(NotHermetic):
+    """What pytest-socket raises here in place of its own (an Exception) for a socket of any family."""
+
+    def __init__(self, *_args: object, **_kwargs: object) -> None:
+        super().__init__("the unit tier is hermetic: a socket (move the test to tests/host or tests/engine)")
 
 
 def _refuse(what: str) -> Callable[..., object]:
@@ -40,8 +49,10 @@ def plotting_fonts(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 @pytest.fixture(autouse=True)
 def hermetic(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    # No child process: every way Python starts one ends in one of these.
+    # No child process: every way Python starts one ends in one of these (multiprocessing's spawn and
+    # forkserver in fork_exec).
     monkeypatch.setattr(subprocess.Popen, "_execute_child", _refuse("a child process"))
+    monkeypatch.setattr(_posixsubprocess, "fork_exec", _refuse("a child process"))
     for name in ("fork", "forkpty", "system", "posix_spawn", "posix_spawnp", "execv", "execve"):
         if hasattr(os, name):
             monkeypatch.setattr(os, name, _refuse(f"os.{name}"))
@@ -62,7 +73,11 @@ def hermetic(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
             monkeypatch.delenv(name)
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/hermetic-unit-tier.sock")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    # No network and no engine socket: no socket of any family may be made, no name looked up.
+    # No orchestrator.yaml of the checkout's or the developer's folder: the test's own working folder.
+    monkeypatch.chdir(tmp_path_factory.mktemp("work"))
+    # No network and no engine socket: no socket of any family may be made, no name looked up. The
+    # refusal is a NotHermetic too, so code that catches Exception cannot swallow it.
+    monkeypatch.setattr(pytest_socket, "SocketBlockedError", SocketRefused)
     disable_socket(allow_unix_socket=False)
     monkeypatch.setattr(socket, "getaddrinfo", _refuse("a name lookup (DNS)"))
     monkeypatch.setattr(socket, "gethostbyname", _refuse("a name lookup (DNS)"))

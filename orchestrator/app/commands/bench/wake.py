@@ -98,8 +98,10 @@ def _measure(
         ex.host.chat(plan.base_url, key, ONE_TOKEN, trust=plan.trust)
         return time.monotonic() - began
 
+    measuring = False
     try:
         with private_server(plan, runtime, report, allow_cpu=allow_cpu):
+            measuring = True
             ex.host.chat(plan.base_url, key, WARM_UP, trust=plan.trust)
             awake = one_token()
             answered = time.monotonic()
@@ -117,6 +119,8 @@ def _measure(
             after_sleep = one_token()
             memory["woken"] = runtime.state(plan).memory_bytes
     except OrchestratorError as failure:
+        if not measuring:
+            raise  # the server never served (a port in use, a load that failed): nothing to record
         error = str(failure)
     return WakeRecord(
         run_id=uuid.uuid4().hex[:12],
