@@ -10,7 +10,7 @@ rounds.
 Fair to the protocol: the head's and the worker's threads add up to this machine's cores (the worker,
 which computes, gets all but one; the head one), and local runs compute with as many threads as the
 worker, so the figures are neither two processes fighting for the CPU nor two thread counts. Loopback has no wire; over a real link add its latency and
-bandwidth (README, Two machines).
+bandwidth (docs/tasks/two-machines.md).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ clients, and compares them in the same run.
 Cases: a tiny step35 GGUF with 2 MTP heads (random weights: its acceptance says nothing about a trained
 model's; it shows the path works and what drafting costs), gemma-3-270m and SmolLM2-135M with n-gram
 drafting (ngram-mod: no extra weights). The speed-up that matters is on the hardware, with the real
-model: `orchestrator bench serve --target dgx-spark --spec mtp:2` there (README, "Speculative decoding").
+model: `orchestrator bench serve --target dgx-spark --spec mtp:2` there (docs/tasks/speculative.md).
 """
 
 from __future__ import annotations

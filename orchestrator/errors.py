@@ -1,6 +1,6 @@
 """Errors the CLI turns into one line and an exit code; anything else is a bug and keeps its traceback.
 
-Each exit code means one thing (the README lists them):"""
+Each exit code means one thing (docs/reference/exit-codes.md lists them):"""
 
 from __future__ import annotations
 

@@ -117,11 +117,17 @@ def digest_key(folder: Path) -> bytes:
         finally:
             os.unlink(partial)
         _sync_folder(folder)
+    mode = path.stat()
+    if mode.st_uid != os.getuid() or mode.st_mode & 0o077:
+        raise UsageError(
+            f"{path} is not its owner's alone (owner uid {mode.st_uid}, mode {oct(mode.st_mode & 0o777)}); "
+            f"chown it to yourself and chmod 600 {path}"
+        )
     key = path.read_bytes()
     if len(key) != DIGEST_KEY_BYTES:
         raise UsageError(
             f"{path} is damaged ({len(key)} bytes, not {DIGEST_KEY_BYTES}); delete it, and the next up makes "
-            "a new one (its servers start again once)"
+            "a new one (its servers start again once; deployments recorded before cannot be rolled back to)"
         )
     return key
 

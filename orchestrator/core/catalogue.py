@@ -300,7 +300,7 @@ DGX_SPARK = Target(
             notes=(
                 "Needs the second Spark as an RPC worker on the direct link: 'orchestrator worker up "
                 "--target dgx-spark --listen ADDRESS' there, then 'orchestrator up --profile pair --rpc "
-                "ADDRESS:50052' here (README: Two machines). The full-precision cache at 256K and a 4096 "
+                "ADDRESS:50052' here (docs/tasks/two-machines.md). The full-precision cache at 256K and a 4096 "
                 "micro-batch need ~120 GiB: more than one Spark has, half of it on each of two. A larger "
                 "quantisation (--model) is planned the same way, split by each machine's memory.",
                 _SPARK_MTP_NOTE,

@@ -16,7 +16,7 @@ from orchestrator.errors import UsageError
 DEFAULT_RPC_PORT = 50052
 DIRECT_LINK = (
     "join the machines by a direct link on a private subnet (two DGX Sparks: one QSFP cable, e.g. "
-    "192.168.100.1/24 and .2 on the ConnectX port; see the README) and listen on that address"
+    "192.168.100.1/24 and .2 on the ConnectX port; see docs/tasks/two-machines.md) and listen on that address"
 )
 WARNING = (
     "rpc-server has no authentication: anyone who can reach {address} can use this machine's GPU and "

@@ -53,6 +53,10 @@ def test_the_digest_key_is_made_once_owner_only_and_a_damaged_one_is_one_line(tm
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert [p.name for p in folder.iterdir()] == [".digest-key"]  # no partial left behind
     assert digest_key(tmp_path / "elsewhere") != key
+    path.chmod(0o640)
+    with pytest.raises(UsageError, match=r"not its owner's alone .* chmod 600"):
+        digest_key(folder)
+    path.chmod(0o600)
     path.write_bytes(b"short")
     with pytest.raises(UsageError, match=r"\.digest-key is damaged .* delete it"):
         digest_key(folder)
