@@ -647,3 +647,30 @@ def test_a_linux_native_server_says_nothing_supervises_it(tmp_path: Path) -> Non
     assert plan.launch_agent is None
     assert plan.supervisor.startswith("nothing: background processes (llama-server")
     assert cpu_plan(tmp_path).supervisor.startswith("Docker: the compose service's restart policy")
+
+
+def test_the_wake_bench_raises_a_server_that_never_served_and_records_a_failure_while_measuring(
+    tmp_path: Path, model: Path
+) -> None:
+    from orchestrator.app.commands.bench import wake
+
+    def wake_bench(engine: FakeEngine, host: FakeHost) -> wake.WakeRecord:
+        return wake.bench_wake(
+            cpu_plan(tmp_path, model),
+            executors(engine, host),
+            Notes().reporter(),
+            results=tmp_path / "results",
+            decisions=NO_HOOKS,
+        )
+
+    # The server never serves: the error stops the command, and nothing is recorded.
+    engine = FakeEngine(state_after_up="exited")
+    with pytest.raises(OrchestratorError):
+        wake_bench(engine, FakeHost())
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+    assert "compose_down" in engine.names()
+    # It served, then a request failed: the failure is the record's, and the server is stopped.
+    engine = FakeEngine()
+    record = wake_bench(engine, FakeHost(chat_fails_after=0))
+    assert record.error and "boom" in record.error
+    assert "compose_down" in engine.names()
