@@ -119,6 +119,9 @@ class Exposure:
     # (its page, opened by any of its names). Any other page, even one on another port of this machine,
     # is refused by the proxy.
     origins: tuple[str, ...]
+    # This machine's own names and addresses, whatever it is published on: the local authority, made
+    # once, may sign for them later (a server first kept on loopback, then published on the LAN).
+    machine_names: tuple[str, ...] = ()
 
     @property
     def dns_names(self) -> tuple[str, ...]:
@@ -144,8 +147,9 @@ def exposure(
     files = tls_files(tls)
     https = files is not None or tls == "on" or (tls == "auto" and not loopback)
     names: list[str] = list(LOOPBACK_NAMES)
+    own = [hostname, f"{hostname}.local" if hostname and "." not in hostname else "", fqdn]
+    machine = [n for n in own if n] + [a for a in addresses if not is_loopback(a)]
     if host in WILDCARDS:
-        own = [hostname, f"{hostname}.local" if hostname and "." not in hostname else "", fqdn]
         names += [n for n in own if n]
         names += [a for a in addresses if not is_loopback(a) and (host == "::" or ":" not in a)]
         public = (host_names or (hostname,))[0] or "127.0.0.1"
@@ -163,6 +167,7 @@ def exposure(
         public_host=public,
         loopback=loopback,
         origins=tuple(dict.fromkeys((*cors, *own_origins))),
+        machine_names=tuple(dict.fromkeys(machine)),
     )
 
 

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from orchestrator.core.exposure import Exposure
+from orchestrator.core.exposure import Exposure, is_address
 from orchestrator.core.plan.proxy import TlsFiles
 from orchestrator.errors import UsageError
 from orchestrator.files import write_atomic, write_for_container, write_private
@@ -164,13 +164,13 @@ PERMITTED_NETWORKS = (
 
 
 def _constraints(exposure: Exposure) -> x509.NameConstraints:
-    domains = dict.fromkeys([*PERMITTED_DOMAINS, *exposure.dns_names])
+    # The server's names now, and this machine's own whatever the server is published on now.
+    names = dict.fromkeys((*exposure.names, *exposure.machine_names))
+    domains = dict.fromkeys([*PERMITTED_DOMAINS, *(n for n in names if not is_address(n))])
     networks = [ipaddress.ip_network(n) for n in PERMITTED_NETWORKS]
-    networks += [
-        ipaddress.ip_network(a)
-        for a in exposure.ip_addresses
-        if not any(ipaddress.ip_address(a) in n for n in networks)
-    ]
+    for address in (n for n in names if is_address(n)):
+        if not any(ipaddress.ip_address(address) in n for n in networks):
+            networks.append(ipaddress.ip_network(address))
     permitted: list[x509.GeneralName] = [x509.DNSName(d) for d in domains]
     permitted += [x509.IPAddress(n) for n in networks]
     return x509.NameConstraints(permitted_subtrees=permitted, excluded_subtrees=None)

@@ -496,3 +496,20 @@ def test_each_exposure_refusal_names_the_ways_out() -> None:
     )
     # With a key and TLS, or plain HTTP confirmed, nothing stands in the way.
     assert exposure_problem("192.168.1.5", "auto", True, False) is None
+
+
+def test_an_authority_first_made_on_loopback_still_signs_for_this_machine_on_the_lan(tmp_path: Path) -> None:
+    """`--tls on` on loopback makes the authority; publishing on 0.0.0.0 later needs no new one, even on a
+    machine whose name has no dot and whose address is not a private one."""
+    facts = {"hostname": "vm", "fqdn": "vm", "addresses": ("127.0.0.1", "192.0.2.2")}
+    files = tls_files(tmp_path, "step-flash")
+    certificates.prepare(exposure("127.0.0.1", 8080, "on", (), (), **facts), files)  # type: ignore[arg-type]
+    published = exposure("0.0.0.0", 8080, "auto", (), (), **facts)  # type: ignore[arg-type]
+    ca = x509.load_pem_x509_certificate(files.ca_cert.read_bytes())
+    assert certificates.outside_constraints(ca, published) == []
+    permitted = {
+        str(g.value)
+        for g in ca.extensions.get_extension_for_class(x509.NameConstraints).value.permitted_subtrees or []
+    }
+    assert {"vm", "vm.local", "192.0.2.2/32"} <= permitted and "0.0.0.0/0" not in permitted
+    certificates.prepare(published, files)  # signs for vm and 192.0.2.2 without a word
