@@ -513,3 +513,12 @@ def test_an_authority_first_made_on_loopback_still_signs_for_this_machine_on_the
     }
     assert {"vm", "vm.local", "192.0.2.2/32"} <= permitted and "0.0.0.0/0" not in permitted
     certificates.prepare(published, files)  # signs for vm and 192.0.2.2 without a word
+
+
+def test_the_machines_own_names_are_known_whatever_the_server_is_published_on() -> None:
+    facts = {"hostname": "vm", "fqdn": "vm.lab.example", "addresses": ("127.0.0.1", "::1", "192.0.2.2")}
+    for host in ("127.0.0.1", "0.0.0.0", "192.0.2.2"):
+        reach = exposure(host, 8080, "auto", (), (), **facts)  # type: ignore[arg-type]
+        assert reach.machine_names == ("vm", "vm.local", "vm.lab.example", "192.0.2.2")
+    # On loopback the server still answers to loopback names only.
+    assert "vm" not in exposure("127.0.0.1", 8080, "on", (), (), **facts).names  # type: ignore[arg-type]

@@ -40,7 +40,9 @@ def test_modes(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "plain.json").stat().st_mode) == 0o666 & ~umask
 
 
-def test_the_digest_key_is_made_once_owner_only_and_a_damaged_one_is_one_line(tmp_path: Path) -> None:
+def test_the_digest_key_is_made_once_owner_only_and_a_damaged_one_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import stat
 
     from orchestrator.errors import UsageError
@@ -57,6 +59,11 @@ def test_the_digest_key_is_made_once_owner_only_and_a_damaged_one_is_one_line(tm
     with pytest.raises(UsageError, match=r"not its owner's alone .* chmod 600"):
         digest_key(folder)
     path.chmod(0o600)
+    owner = path.stat().st_uid
+    with monkeypatch.context() as patch:  # made by another user (root, say): refused the same way
+        patch.setattr(os, "getuid", lambda: owner + 1)
+        with pytest.raises(UsageError, match=rf"not its owner's alone \(owner uid {owner}, "):
+            digest_key(folder)
     path.write_bytes(b"short")
     with pytest.raises(UsageError, match=r"\.digest-key is damaged .* delete it"):
         digest_key(folder)
