@@ -19,7 +19,7 @@ import psutil
 from orchestrator.core.plan import Plan
 from orchestrator.core.plan.launch_agent import launch_agent, proxy_agent_label
 from orchestrator.core.plan.native import native_state_dir, proxy_log
-from orchestrator.core.plan.proxy import tls_files
+from orchestrator.core.plan.proxy import all_secrets_dir, tls_files
 from orchestrator.errors import UsageError
 from orchestrator.executors import launchd
 from orchestrator.executors.launchd import Launchctl
@@ -57,7 +57,9 @@ def inputs_digest(plan: Plan) -> str:
     """What Caddy reads once, at start: its configuration, and the certificate and key it serves."""
     files = tls_files(plan.data_dir, plan.project)
     read = [p for p in (plan.proxy_file, files.proxy_cert, files.proxy_key) if p.is_file()]
-    return content_digest(b"".join(path.read_bytes() for path in read), digest_key(plan.data_dir / "secrets"))
+    return content_digest(
+        b"".join(path.read_bytes() for path in read), digest_key(all_secrets_dir(plan.data_dir))
+    )
 
 
 def environment(plan: Plan) -> dict[str, str]:

@@ -13,7 +13,7 @@ from orchestrator.core.plan.jobs import ToolJob
 from orchestrator.core.plan.launch_agent import agent_label, launch_agent
 from orchestrator.core.plan.native import native_log, proxy_log, socket_guarded
 from orchestrator.core.plan.programs import BenchPlan
-from orchestrator.core.plan.proxy import PROXY_SERVER, tls_files
+from orchestrator.core.plan.proxy import PROXY_SERVER, all_secrets_dir, tls_files
 from orchestrator.core.plan.server import Address
 from orchestrator.executors import certificates, launchd, native, native_proxy
 from orchestrator.executors.engine import BuildProgress
@@ -26,7 +26,7 @@ from orchestrator.files import content_digest, digest_key, write_atomic
 
 def _inputs_digest(plan: Plan) -> str:
     key = plan.api_key_file.read_bytes() if plan.api_key_file and plan.api_key_file.is_file() else b""
-    return content_digest(key, digest_key(plan.data_dir / "secrets"))
+    return content_digest(key, digest_key(all_secrets_dir(plan.data_dir)))
 
 
 def unguarded(argv: tuple[str, ...]) -> tuple[str, ...]:

@@ -22,7 +22,7 @@ from orchestrator.core.plan.image import ImageBuild
 from orchestrator.core.plan.jobs import ToolJob
 from orchestrator.core.plan.layout import MODEL_IDENTITY_LABEL, SERVICE
 from orchestrator.core.plan.programs import BenchPlan
-from orchestrator.core.plan.proxy import CONTAINER_PROXY_CONFIG, PROXY_SERVICE, tls_files
+from orchestrator.core.plan.proxy import CONTAINER_PROXY_CONFIG, PROXY_SERVICE, all_secrets_dir, tls_files
 from orchestrator.core.plan.server import Address
 from orchestrator.executors import certificates
 from orchestrator.executors.container_user import readable_in_container, writer_of
@@ -153,7 +153,7 @@ class ContainerRuntime:
             raise TypeError("the container runtime was handed a native server's deployment to restore")
         self._mark_restarts(plan)
         secrets = set(secret_files(yaml.safe_load(deployed.compose) or {}))
-        key = digest_key(plan.data_dir / "secrets")
+        key = digest_key(all_secrets_dir(plan.data_dir))
         for path, data in deployed.files.items():
             if not _restorable(path, data, key):
                 continue
@@ -241,7 +241,7 @@ def write_compose(plan: Plan) -> Path:
     their content (see pinned_inputs), so a changed key, certificate or proxy rule changes the document
     and compose replaces the services that read it."""
     parts = container_parts(plan)
-    document = pinned_inputs(parts.compose, digest_key(plan.data_dir / "secrets"))
+    document = pinned_inputs(parts.compose, digest_key(all_secrets_dir(plan.data_dir)))
     write_atomic(
         parts.compose_file,
         compose_document_text(parts.compose_file, document, f"target {plan.target}, profile {plan.profile}"),

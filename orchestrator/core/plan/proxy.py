@@ -60,7 +60,12 @@ def tls_files(data_dir: Path, project: str) -> TlsFiles:
 
 def secrets_dir(data_dir: Path, project: str) -> Path:
     """Where `up` puts the copies of the key and the TLS files a project's containers read."""
-    return data_dir / "secrets" / project
+    return all_secrets_dir(data_dir) / project
+
+
+def all_secrets_dir(data_dir: Path) -> Path:
+    """The folder of every project's secrets, and of the key their content names are made with."""
+    return data_dir / "secrets"
 
 
 def proxy_config_path(data_dir: Path, project: str) -> Path:
