@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from orchestrator.core.plan.launch_agent import library_env
 from tests.assets import cache_dir, demo_model, llama_cpp_source
-from tests.integration import cli_env
+from tests.integration import cli_env, run_cli
 
 
 def bench_flags(*, npp: int, ntg: int, ctx: int) -> list[str]:
@@ -38,12 +38,6 @@ def bench_flags(*, npp: int, ntg: int, ctx: int) -> list[str]:
 
 FULL = {"npp": 512, "ntg": 64, "ctx": 2048}
 SMOKE = {"npp": 32, "ntg": 4, "ctx": 256}
-
-
-def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator", *args], capture_output=True, text=True, env=env, check=False
-    )
 
 
 def rows(output: str) -> list[dict[str, float]]:
@@ -60,7 +54,7 @@ def native_side(source: Path, env: dict[str, str]) -> tuple[Path, dict[str, str]
     """llama-batched-bench of the cpu target's --native build of source (built unless up to date), the
     environment its scripts run the build's programs in, the build's seconds and what it said."""
     args = ["--target", "cpu", "--native", "--source", str(source)]
-    plan = json.loads(cli("plan", *args, "--json", env=env).stdout)
+    plan = json.loads(run_cli("plan", *args, "--json", env=env).stdout)
     seconds, said = timed_build(args, env)
     prefix = plan["build"]["prefix"]
     return Path(prefix) / "bin" / "llama-batched-bench", {**os.environ, **library_env(prefix)}, seconds, said
@@ -76,7 +70,7 @@ def cpu_model() -> str:
 
 def timed_build(args: list[str], env: dict[str, str]) -> tuple[float, str]:
     started = time.monotonic()
-    out = cli("build", *args, env=env)
+    out = run_cli("build", *args, env=env)
     if out.returncode != 0:
         raise SystemExit(out.stderr)
     return time.monotonic() - started, out.stdout.strip()
@@ -107,7 +101,7 @@ def main() -> None:
     # The test suite's images, data directory and settings, never the user's.
     env = cli_env()
     args = ["--target", "cpu", "--source", str(source), "--bases", "local"]
-    plan = json.loads(cli("plan", *args, "--json", env=env).stdout)
+    plan = json.loads(run_cli("plan", *args, "--json", env=env).stdout)
     tag = plan["build"]["tag"]
     timed_build(args, env)
 
@@ -166,7 +160,7 @@ def main() -> None:
     changed.unlink()  # break the hard link before editing
     changed.write_text(text + f"\n// source bump {time.time()}\n")
     bump_args = ["--target", "cpu", "--source", str(bumped), "--bases", "local"]
-    bump_tag = json.loads(cli("plan", *bump_args, "--json", env=env).stdout)["build"]["tag"]
+    bump_tag = json.loads(run_cli("plan", *bump_args, "--json", env=env).stdout)["build"]["tag"]
     bump_seconds, _ = timed_build(bump_args, env)
     subprocess.run(["docker", "rmi", "-f", bump_tag], capture_output=True, check=False)
     shutil.rmtree(bumped, ignore_errors=True)

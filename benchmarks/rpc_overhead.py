@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -28,17 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from orchestrator.app.results import read_records
 from tests.assets import demo_model
-from tests.integration import build_cpu_image, run_cli
+from tests.integration import build_cpu_image, free_port, run_cli
 
 SETS = ("--npp", "128,512", "--ntg", "32", "--npl", "1")
 SMOKE_SETS = ("--npp", "32", "--ntg", "4", "--npl", "1")
 WORKER = "sfo-bench-rpc-worker"
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def main() -> int:
@@ -64,7 +57,7 @@ def main() -> int:
         models.mkdir(mode=0o755)
         model = models / "gemma-3-270m-Q4_K_M.gguf"
         shutil.copyfile(demo_model(), model)
-        port = _port()
+        port = free_port()
         env = {**image.env, "ORCHESTRATOR_PROJECT": WORKER}
         try:
             done = run_cli(
