@@ -75,14 +75,16 @@ def main() -> int:
         print("-" * len(header))
         for label, model, spec in cases[:1] if opts.smoke else cases:
             data = _case(image.args, env, model, spec, clients)
-            for row in data["rows"]:  # type: ignore[attr-defined]
-                acceptance = "-" if row["acceptance"] is None else f"{row['acceptance']:.0%}"
-                print(
-                    f"{label:26} {spec:11} {row['clients']:>7} {row['decode_off']:>9.2f} {row['decode_on']:>9.2f} "
-                    f"{row['ratio'] or 0:>6.2f} {row['aggregate_ratio'] or 0:>9.2f} {acceptance:>9} "
-                    f"{row['identical']}/{row['compared']:<7}",
-                    flush=True,
-                )
+            # One entry per setting measured against off: `--spec mtp` sweeps mtp:1 to mtp:<heads>.
+            for setting in data["settings"]:  # type: ignore[attr-defined]
+                for row in setting["rows"]:
+                    acceptance = "-" if row["acceptance"] is None else f"{row['acceptance']:.0%}"
+                    print(
+                        f"{label:26} {setting['on']:11} {row['clients']:>7} {row['decode_off']:>9.2f} "
+                        f"{row['decode_on']:>9.2f} {row['ratio'] or 0:>6.2f} {row['aggregate_ratio'] or 0:>9.2f} "
+                        f"{acceptance:>9} {row['identical']}/{row['compared']:<7}",
+                        flush=True,
+                    )
     return 0
 
 

@@ -182,13 +182,23 @@ def write_tiny_step35(
     heads: int = 2,
     vocab: str = "default",
     n_layer: int = 2,
+    split_max_tensors: int = 0,
+    image_tokens: bool = False,
+    chat_template: str | None = None,
 ) -> Path:
     """A runnable step35 model with MTP ("nextn") blocks, written from the tensor names and shapes
     upstream's loader reads: the trunk with its heads (combined), the trunk with the heads declared but
     absent (trunk-only), the heads alone (mtp-only, the sidecar upstream's converter writes as
     mtp-<name>.gguf), or a step35 without heads. Every tensor's random values come from its name, so the
     same trunk and heads are written whichever the layout: a trunk-only file plus its sidecar is the
-    combined file split in two. vocab="other" gives a smaller vocabulary (a sidecar of another model)."""
+    combined file split in two. vocab="other" gives a smaller vocabulary (a sidecar of another model).
+    split_max_tensors: written in parts as write_tiny does (the first part's path is returned).
+
+    image_tokens: the control tokens a step3vl projector's images are framed with (mtmd.cpp looks them up
+    by text: <im_start>, <im_end>, <patch_start>, <patch_end>, <patch_newline>), appended to the
+    vocabulary, so the tiny model can be served with write_tiny_step3vl_projector.
+
+    chat_template: a Jinja chat template the file carries (tokenizer.chat_template)."""
     import zlib
 
     import gguf
@@ -200,7 +210,11 @@ def write_tiny_step35(
     # Layer 0 attends to the whole context, the others slide (heads included), as in Step-3.5-Flash.
     swa = [il != 0 for il in range(n_all)]
     tokens, scores, types = _vocab(10 if vocab == "default" else 4)
-    writer = gguf.GGUFWriter(str(path), arch)
+    if image_tokens:
+        tokens += list(STEP3VL_IMAGE_TOKENS)
+        scores += [0.0] * len(STEP3VL_IMAGE_TOKENS)
+        types += [3] * len(STEP3VL_IMAGE_TOKENS)
+    writer = gguf.GGUFWriter(str(path), arch, split_max_tensors=split_max_tensors)
     writer.add_name(f"tiny-step35-{layout}")
     writer.add_uint32(f"{arch}.context_length", 8192)
     writer.add_uint32(f"{arch}.embedding_length", e)
@@ -221,6 +235,8 @@ def write_tiny_step35(
     writer.add_array(f"{arch}.expert_feed_forward_length", [ff_exp] * n_all)
     writer.add_uint32(f"{arch}.expert_shared_feed_forward_length", ff_sh)
     _add_vocab(writer, tokens, scores, types)
+    if chat_template is not None:
+        writer.add_chat_template(chat_template)
 
     def tensor(name: str, *ne: int, scale: float = 0.02) -> None:
         rng = np.random.default_rng(zlib.crc32(name.encode()))
@@ -267,6 +283,94 @@ def write_tiny_step35(
             writer.add_tensor(f"blk.{il}.nextn.shared_head_head.weight", embedding.astype(np.float32))
             for norm in ("enorm", "hnorm", "shared_head_norm"):
                 writer.add_tensor(f"blk.{il}.nextn.{norm}.weight", np.ones(e, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    if split_max_tensors:
+        return sorted(path.parent.glob(f"{path.stem}-*-of-*.gguf"))[0]
+    return path
+
+
+STEP3VL_IMAGE_TOKENS = ("<im_start>", "<im_end>", "<patch_start>", "<patch_end>", "<patch_newline>")
+
+
+@dataclass(frozen=True)
+class VisionShape:
+    """A tiny step3vl encoder: 8 x 8 patches of 14 pixels (an image of 112), width 32, two layers. The
+    two stride-2 downsamplers leave 2 x 2 = 4 image tokens."""
+
+    image_size: int = 112
+    patch_size: int = 14
+    n_embd: int = 32
+    n_head: int = 2
+    n_ff: int = 64
+    n_layer: int = 2
+
+
+def write_tiny_step3vl_projector(
+    path: Path, n_embd_out: int = 64, shape: VisionShape = VisionShape(), arch: str = "clip"
+) -> Path:
+    """A vision projector of the pinned step3vl type with random weights, written from what clip.cpp's
+    loader reads at the pin (load_hparams: the clip.vision.* keys, projector.scale_factor 4 for the two
+    stride-2 downsamplers; load_tensors and models/step3vl.cpp: the patch convolution, learned position
+    embeddings of (image_size / patch_size)^2 positions, pre-norm, layers with fused q/k/v and layer
+    scales, the downsamplers mm.0 (d -> 2d) and mm.1 (2d -> 4d), 3 x 3 convolutions with a bias per
+    channel, and mm.model.fc (4d -> n_embd_out)). n_embd_out is the embedding size it writes: the tiny
+    step35's 64 to match it. arch: another general.architecture makes a file that is not a projector."""
+    import zlib
+
+    import gguf
+
+    d, f = shape.n_embd, shape.n_ff
+    positions = (shape.image_size // shape.patch_size) ** 2
+    writer = gguf.GGUFWriter(str(path), arch)
+    writer.add_type(gguf.GGUFType.MMPROJ)
+    writer.add_name("tiny-step3vl-projector")
+    writer.add_bool("clip.has_vision_encoder", True)
+    writer.add_string("clip.projector_type", "step3vl")
+    writer.add_uint32("clip.vision.projection_dim", n_embd_out)
+    writer.add_uint32("clip.vision.image_size", shape.image_size)
+    writer.add_uint32("clip.vision.patch_size", shape.patch_size)
+    writer.add_uint32("clip.vision.embedding_length", d)
+    writer.add_uint32("clip.vision.feed_forward_length", f)
+    writer.add_uint32("clip.vision.block_count", shape.n_layer)
+    writer.add_uint32("clip.vision.attention.head_count", shape.n_head)
+    writer.add_float32("clip.vision.attention.layer_norm_epsilon", 1e-5)
+    writer.add_array("clip.vision.image_mean", [0.5, 0.5, 0.5])
+    writer.add_array("clip.vision.image_std", [0.5, 0.5, 0.5])
+    writer.add_uint32("clip.vision.projector.scale_factor", 4)
+
+    def tensor(name: str, *ne: int, scale: float = 0.02) -> None:
+        rng = np.random.default_rng(zlib.crc32(name.encode()))
+        writer.add_tensor(name, (rng.standard_normal(tuple(reversed(ne))) * scale).astype(np.float32))
+
+    def ones(name: str, n: int) -> None:
+        writer.add_tensor(name, np.ones(n, dtype=np.float32))
+
+    tensor("v.patch_embd.weight", shape.patch_size, shape.patch_size, 3, d)
+    tensor("v.position_embd.weight", d, positions)
+    ones("v.pre_ln.weight", d)
+    tensor("v.pre_ln.bias", d)
+    for il in range(shape.n_layer):
+        for norm in ("ln1", "ln2"):
+            ones(f"v.blk.{il}.{norm}.weight", d)
+            tensor(f"v.blk.{il}.{norm}.bias", d)
+        tensor(f"v.blk.{il}.attn_qkv.weight", d, 3 * d)
+        tensor(f"v.blk.{il}.attn_qkv.bias", 3 * d)
+        tensor(f"v.blk.{il}.attn_out.weight", d, d)
+        tensor(f"v.blk.{il}.attn_out.bias", d)
+        tensor(f"v.blk.{il}.ffn_up.weight", d, f)
+        tensor(f"v.blk.{il}.ffn_up.bias", f)
+        tensor(f"v.blk.{il}.ffn_down.weight", f, d)
+        tensor(f"v.blk.{il}.ffn_down.bias", d)
+        ones(f"v.blk.{il}.ls1.weight", d)
+        ones(f"v.blk.{il}.ls2.weight", d)
+    tensor("mm.0.weight", 3, 3, d, 2 * d)
+    tensor("mm.0.bias", 2 * d)
+    tensor("mm.1.weight", 3, 3, 2 * d, 4 * d)
+    tensor("mm.1.bias", 4 * d)
+    tensor("mm.model.fc.weight", 4 * d, n_embd_out)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

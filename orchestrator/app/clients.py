@@ -35,6 +35,7 @@ def client_rows(plan: Plan, certificate: certificates.Shown | None) -> list[tupl
             if plan.api_key_file
             else "none (loopback)",
         ),
+        ("images", plan.model.images()),
     ]
     if certificate is not None:
         rows.append(

@@ -68,6 +68,7 @@ FOLDER_SETTINGS = frozenset(
     {
         "target", "profile", "port", "ctx_size", "threads", "n_predict", "speculative", "idle",
         "wait_timeout", "memory_limit", "gpu", "platform", "bases", "build", "image_repo", "native",
+        "reasoning",
     }
 )  # fmt: skip
 

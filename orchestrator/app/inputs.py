@@ -11,6 +11,7 @@ from orchestrator.app.config import load_settings
 from orchestrator.core.catalogue import Target, get_target
 from orchestrator.core.detect import detect_target
 from orchestrator.core.facts import HostFacts
+from orchestrator.core.models import known_model
 from orchestrator.core.plan import Plan, PlanInputs, make_plan
 from orchestrator.core.plan.programs import SEED_PROMPT, BenchOverride
 from orchestrator.core.settings import Settings
@@ -44,8 +45,10 @@ def gather(request: Request, facts: HostFacts | None = None) -> PlanInputs:
     target, detection = resolve_target(settings, facts)
     profile = target.profile(settings.profile)
     source = resolve_source(parse_source(settings.source))
-    model = resolve_model(_registered(settings), target.default_model, settings.models_dir)
-    model = describe(model, settings.data_dir / "cache" / "gguf.json", settings.draft_model)
+    path, name = model_choice(settings, target.default_model)
+    pulled = find(settings.models_dir, name) if path is None else None
+    model = resolve_model(path, name, settings.models_dir, pulled.first if pulled else None)
+    model = describe(model, settings.data_dir / "cache" / "gguf.json", settings.draft_model, settings.mmproj)
     return PlanInputs(
         target=target,
         profile=profile,
@@ -64,9 +67,18 @@ def plan_for(request: Request, facts: HostFacts | None = None) -> Plan:
     return make_plan(gather(request, facts))
 
 
-def _registered(settings: Settings) -> Path | None:
+def model_choice(settings: Settings, default_model: str) -> tuple[Path | None, str]:
+    """What --model names: a file (or a name registered by 'model add' / 'model pull'), else a model of the
+    catalogue not pulled yet (step-3.7-flash: planned from its published architecture, pulled by `up` as
+    the default model is); without it, the target's default model."""
     wanted = settings.model
-    return None if wanted is None else registered_path(settings.models_dir, str(wanted))
+    if wanted is None:
+        return None, default_model
+    path = registered_path(settings.models_dir, str(wanted))
+    known = known_model(str(wanted))
+    if known is not None and path == Path(str(wanted)) and not path.exists():
+        return None, known.name
+    return path, default_model
 
 
 def registered_path(models_dir: Path, wanted: str) -> Path:

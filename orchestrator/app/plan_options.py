@@ -25,6 +25,8 @@ SETTING_FLAGS = (
     "threads",
     "speculative",
     "draft_model",
+    "mmproj",
+    "reasoning",
     "rpc",
     "native",
     "wait_timeout",
@@ -85,7 +87,19 @@ def plan_options(parser: argparse.ArgumentParser) -> None:
         help="speculative decoding: off, mtp (the model's MTP heads), mtp:N (N draft tokens), or an n-gram "
         "type such as ngram-mod (overrides the profile's)",
     )
-    group.add_argument("--draft-model", help="MTP sidecar GGUF (mtp-*.gguf) for a model without its heads")
+    group.add_argument(
+        "--draft-model", help="MTP file (mtp-*.gguf, Step3.7-flash-mtp-*.gguf) for a model without its heads"
+    )
+    group.add_argument(
+        "--mmproj",
+        help="vision projector GGUF (mmproj-*.gguf) so the model reads images, or none to serve text only "
+        "(default: the mmproj*.gguf beside the model)",
+    )
+    group.add_argument(
+        "--reasoning",
+        help="reasoning level of every request: low, medium or high (the template's reasoning_effort; a "
+        "request's own overrides it); default: the chat template's own",
+    )
     group.add_argument(
         "--rpc",
         help="RPC workers to spread the model over: ADDRESS:PORT[,ADDRESS:PORT...] ('orchestrator worker up' "

@@ -10,10 +10,16 @@ from typing import Any, Protocol
 from rich.table import Table
 
 from orchestrator.app.config import load_settings
-from orchestrator.core.bench import BenchRecord
+from orchestrator.core.bench import BenchRecord, model_key, reference_for
 from orchestrator.core.quality import EVAL_KIND, QUALITY_COLUMNS, EvalRecord, quality_row
-from orchestrator.core.reference import REFERENCES
-from orchestrator.core.serve_bench import SERVE_KIND, ServeRecord, compare_serving, record_kind
+from orchestrator.core.serve_bench import (
+    SERVE_KIND,
+    ServeRecord,
+    compare_serving,
+    group_sweeps,
+    model_label,
+    record_kind,
+)
 from orchestrator.files import writable_folder
 
 
@@ -54,27 +60,34 @@ def read_eval_records(results: Path) -> list[EvalRecord]:
     return [EvalRecord.from_json(line) for line in _lines(results, EVAL_KIND)]
 
 
-def read_serving_pairs(results: Path) -> list[tuple[ServeRecord, ServeRecord]]:
-    """The serving benchmark's records, as the (off, on) pairs each `bench serve` wrote."""
-    by_comparison: dict[str, list[ServeRecord]] = {}
-    for line in _lines(results, SERVE_KIND):
-        record = ServeRecord.from_json(line)
-        by_comparison.setdefault(record.comparison, []).append(record)
-    return [(pair[0], pair[1]) for pair in by_comparison.values() if len(pair) == 2]
+def read_serving_sweeps(results: Path) -> list[tuple[ServeRecord, tuple[ServeRecord, ...]]]:
+    """The serving benchmark's records, as the (off, settings measured against it) each `bench serve`
+    wrote; records of another model than their off record's are never put beside it."""
+    return group_sweeps([ServeRecord.from_json(line) for line in _lines(results, SERVE_KIND)])
 
 
-def plot_serving(pairs: Sequence[tuple[ServeRecord, ServeRecord]], out: Path) -> Path:
-    """Decode tokens/s per client count, speculation off and on side by side, one panel per comparison."""
+def plot_serving(sweeps: Sequence[tuple[ServeRecord, Sequence[ServeRecord]]], out: Path) -> Path:
+    """Decode tokens/s per client count, speculation off and each setting side by side, one panel per
+    `bench serve` (one model each)."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(pairs), figsize=(5 * len(pairs), 4), squeeze=False)
-    for axis, (off, on) in zip(axes[0], pairs, strict=True):
-        rows = compare_serving(off, on)
-        positions = range(len(rows))
-        axis.bar([x - 0.2 for x in positions], [r.decode_off for r in rows], width=0.4, label=off.speculation)
-        axis.bar([x + 0.2 for x in positions], [r.decode_on for r in rows], width=0.4, label=on.speculation)
-        axis.set_xticks(list(positions), [f"{r.clients} client{'s' if r.clients > 1 else ''}" for r in rows])
+    fig, axes = plt.subplots(1, len(sweeps), figsize=(5 * len(sweeps), 4), squeeze=False)
+    for axis, (off, ons) in zip(axes[0], sweeps, strict=True):
+        width = 0.8 / (len(ons) + 1)
+        clients = [r.clients for r in compare_serving(off, ons[0])]
+        positions = range(len(clients))
+        first = compare_serving(off, ons[0])
+        axis.bar([x - 0.4 for x in positions], [r.decode_off for r in first], width=width, label="off")
+        for i, on in enumerate(ons, start=1):
+            rows = compare_serving(off, on)
+            axis.bar(
+                [x - 0.4 + i * width for x in positions],
+                [r.decode_on for r in rows],
+                width=width,
+                label=on.speculation,
+            )
+        axis.set_xticks(list(positions), [f"{c} client{'s' if c > 1 else ''}" for c in clients])
         axis.set_ylabel("decode t/s per request")
-        axis.set_title(f"{on.target} {on.profile} ({on.model.get('alias')})", fontsize=9)
+        axis.set_title(f"{off.target} {off.profile} ({model_label(off.model)})", fontsize=9)
         axis.legend(fontsize=7)
     return _save(fig, out)
 
@@ -85,20 +98,27 @@ def plot(records: Sequence[BenchRecord], out: Path) -> Path:
     fig, (ax_pp, ax_tg) = plt.subplots(1, 2, figsize=(12, 4.5))
     shown: set[str] = set()
     for record in records:
-        label = f"{record.target} {record.profile} ({record.model.get('alias')})"
+        label = f"{record.target} {record.profile} ({model_key(record.model)}, {record.model.get('file')})"
         # S_PP means nothing at PP=0: that row only shows generation on an empty context.
         with_prompt = [r for r in record.rows if r.pp > 0]
         ax_pp.plot([r.pp for r in with_prompt], [r.speed_pp for r in with_prompt], marker="o", label=label)
         ax_tg.plot([r.pp for r in record.rows], [r.speed_tg for r in record.rows], marker="o", label=label)
-        if record.reference and record.reference not in shown:
-            shown.add(record.reference)
-            table = REFERENCES[record.reference]
+        # A published table only beside a run of the model it measured.
+        table = reference_for(record.model, record.reference)
+        if table is not None and table.key not in shown:
+            shown.add(table.key)
             ref_x = [max(r.pp, 1) for r in table.rows]
             ax_pp.plot(
-                ref_x, [r.speed_pp for r in table.rows], linestyle="--", label=f"published {table.key}"
+                ref_x,
+                [r.speed_pp for r in table.rows],
+                linestyle="--",
+                label=f"published {table.key} ({table.model})",
             )
             ax_tg.plot(
-                ref_x, [r.speed_tg for r in table.rows], linestyle="--", label=f"published {table.key}"
+                ref_x,
+                [r.speed_tg for r in table.rows],
+                linestyle="--",
+                label=f"published {table.key} ({table.model})",
             )
     for axis, title in ((ax_pp, "prompt processing S_PP (t/s)"), (ax_tg, "generation S_TG (t/s)")):
         axis.set_xscale("symlog", linthresh=1024)

@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from orchestrator.core.reference import REFERENCES, BenchRow
+from orchestrator.core.models import KNOWN_MODELS, ModelSpec
+from orchestrator.core.reference import REFERENCES, BenchRow, ReferenceTable
 
 _NAN = re.compile(r":\s*-?(nan|inf)\b", re.IGNORECASE)
 _JSON_KEYS = ("pp", "tg", "pl", "n_kv", "t_pp", "speed_pp", "t_tg", "speed_tg", "t", "speed")
@@ -76,6 +77,25 @@ def missing_rows(
     return [key for key in expected if key not in got]
 
 
+def catalogue_name(model: ModelSpec) -> str | None:
+    """The model catalogue's name of the model a plan serves (None: a file the catalogue does not know)."""
+    return next((name for name, ref in KNOWN_MODELS.items() if ref.alias == model.alias), None)
+
+
+def model_key(model: Mapping[str, Any]) -> str:
+    """Which model a record ran: the model catalogue's name (recorded with each run), else, in records
+    made before it was, the alias the server was given. Records of two keys are never compared, averaged
+    or shown against each other's published tables."""
+    return str(model.get("name") or model.get("alias") or "unknown model")
+
+
+def reference_for(model: Mapping[str, Any], reference: str | None) -> ReferenceTable | None:
+    """The published table a run of this model is compared with: the one its set names, if that table
+    measured the same model; else none (a Step-3.7 run is never held against the Step-3.5 tables)."""
+    table = REFERENCES.get(reference) if reference else None
+    return table if table is not None and table.model == model_key(model) else None
+
+
 @dataclass(frozen=True)
 class Comparison:
     pp: int
@@ -136,9 +156,18 @@ class BenchRecord:
 
 
 def latest_per_set(records: Sequence[BenchRecord]) -> list[BenchRecord]:
-    latest: dict[tuple[str, str, str, str], BenchRecord] = {}
+    """The newest record of each set per model and file: runs of two models (or two files of one) stay
+    apart, neither replaces the other."""
+    latest: dict[tuple[str, str, str, str, str], BenchRecord] = {}
     for record in sorted(records, key=lambda r: r.finished):
-        latest[(record.target, record.profile, record.bench, str(record.model.get("alias")))] = record
+        key = (
+            record.target,
+            record.profile,
+            record.bench,
+            model_key(record.model),
+            str(record.model.get("file")),
+        )
+        latest[key] = record
     return list(latest.values())
 
 
@@ -151,7 +180,8 @@ def markdown_report(records: Sequence[BenchRecord]) -> str:
     for record in records:
         state = "complete" if record.complete else f"INCOMPLETE (missing {record.missing or 'rows'})"
         lines += [
-            f"## {record.target} / {record.profile} / {record.bench}: {record.model.get('alias')} ({state})",
+            f"## {record.target} / {record.profile} / {record.bench}: {model_key(record.model)} "
+            f"({record.model.get('file')}, {state})",
             "",
             f"image `{record.build.get('image')}`, source {record.build.get('source')}, run {record.run_id}",
             "",
@@ -162,10 +192,11 @@ def markdown_report(records: Sequence[BenchRecord]) -> str:
             f"| {r.pp} | {r.tg} | {r.pl} | {r.n_kv} | {r.speed_pp:.2f} | {r.speed_tg:.2f} |"
             for r in record.rows
         ]
-        if record.reference and record.model.get("alias") == REFERENCES[record.reference].model:
+        table = reference_for(record.model, record.reference)
+        if table is not None:
             lines += [
                 "",
-                f"Against the publisher's `{record.reference}` table:",
+                f"Against the publisher's `{table.key}` table ({table.model}):",
                 "",
                 "| PP | S_PP | published | ratio | S_TG | published | ratio |",
                 "|---:|---:|---:|---:|---:|---:|---:|",
@@ -173,7 +204,9 @@ def markdown_report(records: Sequence[BenchRecord]) -> str:
             lines += [
                 f"| {c.pp} | {c.speed_pp:.2f} | {c.published_pp:.2f} | {_ratio(c.ratio_pp)} | "
                 f"{c.speed_tg:.2f} | {c.published_tg:.2f} | {_ratio(c.ratio_tg)} |"
-                for c in compare(record.rows, record.reference)
+                for c in compare(record.rows, table.key)
             ]
+        elif record.reference:
+            lines += ["", f"Not compared with `{record.reference}`: that table measured another model."]
         lines.append("")
     return "\n".join(lines)

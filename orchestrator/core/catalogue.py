@@ -216,9 +216,10 @@ _SEED_VULKAN_FLAGS: tuple[CMakeFlag, ...] = (
 # Speculative decoding per machine, from public measurements (none made here: no such hardware).
 _SPARK_MTP = Speculative("mtp", draft_n=2)
 _SPARK_MTP_NOTE = (
-    "MTP speculation with 2 draft tokens when the model has its heads: reported on a DGX Spark "
-    "(Step-3.7-Flash IQ4, llama.cpp PR #23274) as 23.7 t/s without, 31-32 with one draft token, up to "
-    "36.6 with two, less with three. Check it here with 'orchestrator bench serve'."
+    "MTP speculation with 2 draft tokens when the model has its heads (Step-3.7-Flash's 3 heads allow up to "
+    "mtp:3): measured on a DGX Spark with AesSedai's Step-3.7-Flash IQ4 (draft p-min 0.6; llama.cpp PR "
+    "#23274, comment of 2026-06-03), two runs, in t/s: no MTP 23.68/23.74, one draft 31.42/31.97, two "
+    "32.37/36.56, three 27.87/32.46. Check it here with 'orchestrator bench serve'."
 )
 _RYZEN_SPEC_NOTE = (
     "Speculative decoding off: on Strix Halo with Vulkan one report has MTP slower (5.1 vs 21.4 t/s, "

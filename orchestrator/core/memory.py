@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from orchestrator.core.architecture import Architecture
+from orchestrator.core.models import Projector
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -60,12 +61,15 @@ class Workload:
     outputs: int | None = None
     # The MTP blocks a speculating server's draft context runs (their own KV cache and graph).
     draft_heads: Architecture | None = None
+    # The vision projector llama-server loads beside the model (--mmproj), if any.
+    projector: Projector | None = None
 
     def describe(self) -> str:
         return (
             f"-c {self.ctx} -b {self.batch} -ub {self.ubatch} -ctk {self.cache_k} -ctv {self.cache_v}"
             + ("" if self.flash_attn else " -fa off")
             + (f" + {self.draft_heads.n_layer} MTP heads" if self.draft_heads else "")
+            + (f" + {self.projector.projector_type} vision projector" if self.projector else "")
         )
 
 
@@ -79,10 +83,12 @@ class Estimate:
     compute: int
     # The draft context of MTP speculation: the heads' KV cache and compute buffer.
     draft: int = 0
+    # The vision projector: its weights and its compute buffer.
+    vision: int = 0
 
     @property
     def total(self) -> int:
-        return self.weights + self.kv + self.kv_swa + self.compute + self.draft
+        return self.weights + self.kv + self.kv_swa + self.compute + self.draft + self.vision
 
     def to_dict(self) -> dict[str, float | int]:
         return {
@@ -94,6 +100,7 @@ class Estimate:
             "swa_cells": self.swa_cells,
             "compute_mib": round(self.compute / MIB, 2),
             "draft_mib": round(self.draft / MIB, 2),
+            "vision_mib": round(self.vision / MIB, 2),
             "total_gib": round(self.total / GIB, 2),
         }
 
@@ -158,11 +165,49 @@ def draft_bytes(work: Workload) -> int:
     return full + swa + compute_bytes(work.draft_heads, work)
 
 
+def vision_compute_bytes(projector: Projector, flash_attn: bool) -> int:
+    """The vision encoder's compute buffer. clip.cpp reserves it once (warmup), for the graph of one image
+    at its warmup size: for step3vl the encoder's own image_size (a larger picture is cut into slices of
+    504 pixels, at most that size, each encoded alone). Derived from that graph (clip.cpp build_inp and
+    build_vit, models/step3vl.cpp) for an image of S pixels a side, n = (S / patch)^2 patches of width d,
+    in f32, as the largest of three moments: the input (the picture, 3 S^2, the patch convolution's
+    im2col, 3 patch^2 n, and its output, nd), a layer's feed-forward (residual, up and activated up:
+    n(d + 2 n_ff)) and its attention (residual, fused q/k/v, output: 5nd, plus two n_head x n x n score
+    matrices without flash attention). The tiny step3vl projector of tests/tiny_gguf.py (112 px, 64
+    patches of width 32) is planned at 0.29 MiB where llama-server reported 0.22 MiB (reserve_compute_meta,
+    CPU, at the pin): the input moment, over by a third. For Step-3.7-Flash's encoder (728 px, width 1536,
+    as upstream's converter asserts; n_ff 8960 its default ratio; patch 14 not checked here) it gives 2704
+    patches and 200.7 MiB with flash attention, the feed-forward moment."""
+    if projector.patch_size <= 0:
+        return 0
+    side, patch = projector.image_size, projector.patch_size
+    n = (side // patch) ** 2
+    d = projector.n_embd
+    picture = 3 * side * side + 3 * patch * patch * n + n * d
+    feed_forward = n * (d + 2 * projector.n_ff)
+    attention = 5 * n * d + (0 if flash_attn else 2 * projector.n_head * n * n)
+    return 4 * max(picture, feed_forward, attention)
+
+
+def vision_bytes(work: Workload) -> int:
+    """The vision projector's weights and compute buffer (0 without one)."""
+    if work.projector is None:
+        return 0
+    return work.projector.weights_bytes + vision_compute_bytes(work.projector, work.flash_attn)
+
+
 def estimate(arch: Architecture, weights: int, work: Workload) -> Estimate:
     full_cells, swa_cells = cells(arch, work)
     kv_full, kv_swa = kv_bytes(arch, work)
     return Estimate(
-        weights, kv_full, kv_swa, full_cells, swa_cells, compute_bytes(arch, work), draft_bytes(work)
+        weights,
+        kv_full,
+        kv_swa,
+        full_cells,
+        swa_cells,
+        compute_bytes(arch, work),
+        draft_bytes(work),
+        vision_bytes(work),
     )
 
 

@@ -92,13 +92,15 @@ def server_workload(
     slots = (profile.speculative_slots if speculation.active else None) or SERVER_SLOTS
     arch = model.arch
     heads = arch.heads() if arch is not None and speculation.heads else None
-    return profile_server(
+    work = profile_server(
         profile,
         int(settings.ctx_size or profile.ctx),
         slots=slots,
         draft_n=speculation.draft_n,
         heads=heads,
     )
+    # The vision projector, where the model has one: llama-server loads it beside the model (--mmproj).
+    return replace(work, projector=model.projector)
 
 
 def profile_server(
@@ -145,6 +147,14 @@ def _server_row(
 ) -> MemoryRow:
     weights = trunk + speculation.heads_bytes
     found = fit(arch, weights, work, limit.usable, limit.raise_to)
+    # Seeing costs memory too: say when text only would fit.
+    if (
+        found.fits is False
+        and limit.usable is not None
+        and work.projector is not None
+        and estimate(arch, weights, replace(work, projector=None)).total <= limit.usable
+    ):
+        found = replace(found, fixes=("text only, no images: --mmproj none", *found.fixes))
     if found.fits is not False or not speculation.active or limit.usable is None:
         return MemoryRow("server", work, found)
     # Speculating costs memory: say first what drafting less, or not at all, would give back.

@@ -1,4 +1,4 @@
-"""The published GGUFs of Step-3.5-Flash this tool knows, as data, and which of them fits each target's
+"""The published GGUFs of Step-3.5-Flash and Step-3.7-Flash this tool knows, as data, and which of them fits each target's
 profiles (pure: the memory plan's estimate for the published architecture at each file's size).
 
 Each value says where it was seen. None of the hub's pages can be reached from the machine this was
@@ -14,14 +14,42 @@ from dataclasses import dataclass
 from orchestrator.core.budget import budget
 from orchestrator.core.catalogue import Profile, Target
 from orchestrator.core.facts import HostFacts
-from orchestrator.core.memory import GIB, estimate, largest_context
+from orchestrator.core.memory import GIB, Workload, estimate, largest_context
 from orchestrator.core.memory_plan import profile_server
 from orchestrator.core.models import KNOWN_MODELS, step35_published
+from orchestrator.core.speculation import Speculative
 
 UNCHECKED = "not checked here: read from the files when pulled"
 
 _STEPFUN_CARD = (
     "the publisher's deployment README (seed) and its hub page stepfun-ai/Step-3.5-Flash-GGUF-Q4_K_S"
+)
+_STEP35_PARTS = (
+    "12 parts (step3p5_flash_Q4_K_S-00001-of-00012.gguf) in a third-party opencode config, '10+ parts' in "
+    "another's model inventory; the publisher's README names one file (step3.5_flash_Q4_K_S.gguf): the hub "
+    "listing itself not read from here"
+)
+_STEP37_LISTING = (
+    "stepfun-ai/Step-3.7-Flash-GGUF's listing as a stored third-party copy gave it (facts of issue #37, not "
+    "the live hub)"
+)
+_STEP37_PARTS = (
+    "first part Step-3.7-flash-Q4_K_S-00001-of-00003.gguf in third-party launch scripts and a benchmark "
+    "record (stored GitHub files); 111,499,087,872 B in all: " + _STEP37_LISTING
+)
+_STEP37_MTP = (
+    "Step3.7-flash-mtp-Q8_0.gguf, 3,707,276,416 B, sha256 469a8166...fd57, at the repository's root "
+    "(hub commit 0b69336d): a third-party MTP trial report (stored GitHub file) that read 3 dense heads, "
+    "blocks 45-47, 55 tensors; the same size in " + _STEP37_LISTING
+)
+_STEP37_PROJECTOR = (
+    "mmproj-step3.7-flash-f16.gguf at the repository's root (a third-party nix config fetches it from "
+    "resolve/main/); 3.97 GB, 667 tensors, projector type step3vl in a port's notes; 3,972,828,768 B: "
+    + _STEP37_LISTING
+)
+_UNSLOTH_37 = (
+    "a third-party MTP trial report (stored GitHub file): UD-Q4_K_S, 4 parts "
+    "(UD-Q4_K_S/Step-3.7-Flash-UD-Q4_K_S-00001-of-00004.gguf), 106.323 GiB as downloaded"
 )
 _AESSEDAI_CARD = (
     "the model card of AesSedai/Step-3.5-Flash-GGUF (a stored copy of its README's blame page, lines from "
@@ -31,7 +59,7 @@ _AESSEDAI_CARD = (
 
 @dataclass(frozen=True)
 class PublishedGguf:
-    """One published quantisation of Step-3.5-Flash."""
+    """One published quantisation of Step-3.5-Flash or Step-3.7-Flash."""
 
     repo: str
     quant: str
@@ -46,11 +74,37 @@ class PublishedGguf:
     # Perplexity and KL divergence as the publisher measured them (its own text and reference), if given.
     published_quality: str | None = None
     note: str | None = None
+    # The model it is a quantisation of (a KNOWN_MODELS name).
+    model: str = "step-3.5-flash"
+    parts_seen: str | None = None
+    # The MTP heads as a separate file (its name and bytes) when they are not inside the model's files.
+    mtp_file: str | None = None
+    mtp_bytes: int | None = None
+    # The vision projector published beside it (name and bytes; None: none, or unchecked: see its note).
+    projector: str | None = None
+    projector_bytes: int | None = None
+    projector_seen: str | None = None
+
+    @property
+    def mtp_where(self) -> str:
+        """inside, separate FILE, none, or unchecked."""
+        if self.mtp_file is not None:
+            return f"separate {self.mtp_file}"
+        return {True: "inside", False: "none", None: "unchecked"}[self.mtp]
+
+    @property
+    def companion_bytes(self) -> int:
+        """What is loaded beside the model's own files: the MTP file and the projector."""
+        return (self.mtp_bytes or 0) + (self.projector_bytes or 0)
 
     @property
     def pull(self) -> str:
-        """What `orchestrator model pull` takes to fetch it."""
-        return self.repo if self.repo == KNOWN_MODELS["step-3.5-flash"].repo else f"{self.repo}:{self.quant}"
+        """What `orchestrator model pull` takes to fetch it: a catalogue name where it is the catalogue
+        model's own file, else REPO:QUANT."""
+        for ref in KNOWN_MODELS.values():
+            if ref.repo == self.repo and (ref.quant or self.quant).lower() == self.quant.lower():
+                return ref.name
+        return f"{self.repo}:{self.quant}"
 
 
 def _aessedai(quant: str, size: float, ppl: str, kld: str) -> PublishedGguf:
@@ -67,16 +121,35 @@ def _aessedai(quant: str, size: float, ppl: str, kld: str) -> PublishedGguf:
     )
 
 
+STEP37_Q4_K_S = PublishedGguf(
+    repo="stepfun-ai/Step-3.7-Flash-GGUF",
+    quant="Q4_K_S",
+    size_gib=round(111_499_087_872 / GIB, 2),
+    size_seen=_STEP37_PARTS,
+    parts=3,
+    parts_seen=_STEP37_PARTS,
+    mtp=True,
+    mtp_seen=_STEP37_MTP,
+    mtp_file="Step3.7-flash-mtp-Q8_0.gguf",
+    mtp_bytes=3_707_276_416,
+    projector="mmproj-step3.7-flash-f16.gguf",
+    projector_bytes=3_972_828_768,
+    projector_seen=_STEP37_PROJECTOR,
+    note="the publisher's own (imatrix-calibrated, a third-party README's table); the parts in a folder of "
+    "the repository, the MTP file and projector at its root; Apache-2.0",
+    model="step-3.7-flash",
+)
+
 PUBLISHED: tuple[PublishedGguf, ...] = (
     PublishedGguf(
         repo="stepfun-ai/Step-3.5-Flash-GGUF-Q4_K_S",
         quant="Q4_K_S",
         size_gib=103.8,
-        size_seen="the catalogue's step-3.5-flash (111.5 GB of GGUF, 103.8 GiB of tensors): " + _STEPFUN_CARD,
-        parts=1,
+        size_seen="the catalogue's step-3.5-flash (111.5 GB of GGUF, 103.8 GiB of tensors): " + _STEP35_PARTS,
+        parts=12,
+        parts_seen=_STEP35_PARTS,
         mtp=False,
-        mtp_seen="the publisher's README lists MTP as still to do; its file name step3.5_flash_Q4_K_S.gguf is "
-        "one file",
+        mtp_seen="the publisher's README lists MTP as still to do",
         note="the publisher's own, calibrated (the hub page is tagged imatrix); Apache-2.0",
     ),
     _aessedai("Q8_0", 197.43, "2.419187", "0.005594"),
@@ -85,6 +158,22 @@ PUBLISHED: tuple[PublishedGguf, ...] = (
     _aessedai("IQ4_XS", 91.31, "2.685042", "0.127994"),
     _aessedai("IQ3_S", 70.89, "3.313628", "0.355228"),
     _aessedai("IQ2_S", 64.43, "3.772340", "0.488752"),
+    STEP37_Q4_K_S,
+    PublishedGguf(
+        repo="unsloth/Step-3.7-Flash-GGUF",
+        quant="UD-Q4_K_S",
+        size_gib=106.32,
+        size_seen=_UNSLOTH_37,
+        parts=4,
+        parts_seen=_UNSLOTH_37,
+        mtp=None,
+        mtp_seen="no MTP files in unsloth's 3.7 listing as a stored third-party copy gave it (issue #37's "
+        "facts), not checked: read from the files when pulled",
+        projector=None,
+        projector_seen="three projectors in that listing, names not seen: choose one when pulled",
+        note="a community mixture (unsloth's dynamic quantisation); without MTP heads, so no speculation",
+        model="step-3.7-flash",
+    ),
 )
 
 
@@ -106,25 +195,44 @@ class Verdict:
         return f"{self.profile} ({self.context // 1024}K): {self.fits}{largest}"
 
 
+# The MTP heads the published Step files carry (blocks 45-47).
+PUBLISHED_MTP_HEADS = 3
+
+
+def _draft_n(file: PublishedGguf, speculative: Speculative) -> int:
+    """Draft tokens the profile's MTP setting runs with this file's heads (0: it does not speculate)."""
+    if speculative.kind != "mtp" or not file.mtp:
+        return 0
+    return min(speculative.draft_n or PUBLISHED_MTP_HEADS, PUBLISHED_MTP_HEADS)
+
+
 def verdict(file: PublishedGguf, target: Target, profile: Profile, facts: HostFacts) -> Verdict:
-    arch = step35_published()
-    weights = int(file.size_gib * GIB)
+    """The memory plan of the file with what is loaded beside it: the projector's weights and, where the
+    profile speculates with MTP, the MTP file's weights (the heads inside a file are in its size) and
+    the draft context's KV cache over the heads."""
+    draft_n = _draft_n(file, profile.speculative)
+    arch = step35_published(PUBLISHED_MTP_HEADS if draft_n else 0)
+    heads = arch.heads() if draft_n else None
+    weights = (
+        int(file.size_gib * GIB) + (file.projector_bytes or 0) + ((file.mtp_bytes or 0) if draft_n else 0)
+    )
     usable = budget(target, profile, facts).usable
-    work = profile_server(profile, min(profile.ctx, arch.context_length))
+
+    def work_at(ctx: int, cache: str | None = None) -> Workload:
+        return profile_server(profile, ctx, cache=cache, draft_n=draft_n, heads=heads)
+
+    work = work_at(min(profile.ctx, arch.context_length))
     needs = estimate(arch, weights, work).total
     fits = "unknown"
     cache = work.cache_k
     if usable is not None:
         if needs <= usable:
             fits = "fits"
-        elif (
-            cache != "q8_0"
-            and estimate(arch, weights, profile_server(profile, work.ctx, cache="q8_0")).total <= usable
-        ):
+        elif cache != "q8_0" and estimate(arch, weights, work_at(work.ctx, "q8_0")).total <= usable:
             fits, cache = "fits with q8_0 KV", "q8_0"
         else:
             fits = "does not fit"
-    whole = profile_server(profile, arch.context_length, cache=cache)
+    whole = work_at(arch.context_length, cache)
     largest = largest_context(arch, weights, whole, usable) if usable is not None else None
     return Verdict(
         target.name,
@@ -149,17 +257,33 @@ def verdicts(file: PublishedGguf, targets: Sequence[Target], facts: HostFacts) -
 
 
 def serving_targets(targets: Sequence[Target]) -> list[Target]:
-    """The targets made to serve Step-3.5-Flash."""
+    """The targets made to serve the Step models (each serves Step-3.5-Flash by default and Step-3.7-Flash
+    when asked: `--model step-3.7-flash`)."""
     return [t for t in targets if t.default_model == "step-3.5-flash"]
 
 
 def published(repo: str, quant: str | None) -> PublishedGguf | None:
-    """The catalogue's entry for what `model pull REPO[:QUANT]` fetches, if it has one."""
-    wanted = (repo.lower(), quant.lower() if quant else None)
+    """The catalogue's entry for what `model pull REPO[:QUANT]` (or a catalogue name, given as its repo
+    and quantisation) fetches, if it has one."""
     for file in PUBLISHED:
-        if (file.repo.lower(), file.quant.lower() if file.pull != file.repo else None) == wanted:
+        if file.repo.lower() != repo.lower():
+            continue
+        if quant is None and file.pull == file.model and KNOWN_MODELS[file.model].quant is None:
+            return file
+        if quant is not None and file.quant.lower() == quant.lower():
             return file
     return None
+
+
+def companion_differences(file: PublishedGguf, name: str, size: int, kind: str) -> list[str]:
+    """Where a pulled MTP file or projector (kind "mtp" or "projector") is not what the catalogue lists."""
+    listed = (file.mtp_file, file.mtp_bytes) if kind == "mtp" else (file.projector, file.projector_bytes)
+    found = []
+    if listed[0] is not None and listed[0] != name.rsplit("/", 1)[-1]:
+        found.append(f"{kind} file: the catalogue says {listed[0]}, the repository has {name}")
+    if listed[1] is not None and listed[1] != size:
+        found.append(f"{kind} file: the catalogue says {listed[1]} bytes, {name} has {size}")
+    return found
 
 
 def differences(file: PublishedGguf, parts: int, tensor_bytes: int, mtp: bool) -> list[str]:

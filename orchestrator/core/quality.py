@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from orchestrator.core.models import companion_kind, family_of
 from orchestrator.core.quantize import CHUNK_TOKENS
 
 
@@ -74,6 +75,25 @@ def vocabulary_problem(
         f"({reference.size} tokens, {reference.model}): KL divergence compares the same tokens; "
         "choose a reference of the same model (another quantisation of it)"
     )
+
+
+def reference_problem(model_name: str, reference_name: str) -> str | None:
+    """A reference that cannot be one whatever its vocabulary: an MTP file or vision projector (the
+    companions published beside Step-3.7-Flash), or the other Step model (3.5 and 3.7 share vocabulary
+    and architecture, so only their names tell them apart)."""
+    kind = companion_kind(reference_name)
+    if kind is not None:
+        return (
+            f"{reference_name} is a {kind}, not a model: choose a reference of the same model "
+            "(another quantisation of it; its MTP file and projector are used beside it, not measured)"
+        )
+    model_family, reference_family = family_of(model_name), family_of(reference_name)
+    if model_family and reference_family and model_family != reference_family:
+        return (
+            f"{reference_name} is Step-{reference_family}-Flash but {model_name} is Step-{model_family}-Flash: "
+            "KL divergence measures a quantisation against its own model; choose a reference of the same model"
+        )
+    return None
 
 
 def reference_args(model: str, text: str, logits: str, chunks: int, threads: int | None) -> tuple[str, ...]:

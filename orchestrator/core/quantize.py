@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
+from orchestrator.core.models import is_projector_name
+
 # (elements per block, bytes per block) of each tensor type a quantisation writes most of its weights in.
 _BLOCKS: Mapping[str, tuple[int, int]] = MappingProxyType(
     {
@@ -208,6 +210,17 @@ def quantize_args(
         out,
         canonical_type(quant_type),
     )
+
+
+def source_problem(name: str) -> str | None:
+    """A file llama-quantize is not given: a vision projector (a "clip" GGUF, which llama-quantize at the
+    pin does not load). An MTP file given with --from is quantised as asked; one beside the model is not."""
+    if is_projector_name(name):
+        return (
+            f"{name} is a vision projector: llama-quantize (pinned llama.cpp) quantises language models only; "
+            "serve the projector as published and give the model's own GGUF with --from"
+        )
+    return None
 
 
 def output_name(source: Path, quant_type: str) -> str:

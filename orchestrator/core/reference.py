@@ -1,6 +1,12 @@
-"""The publisher's published llama-batched-bench tables (Step-3.5-Flash Q4_K_S), kept as data.
+"""The publisher's published llama-batched-bench tables (Step-3.5-Flash Q4_K_S), kept as data, and the
+community's serving figures for Step-3.7-Flash, kept apart and shown as such.
 
 Columns as llama-batched-bench prints them: PP, TG, B, N_KV, T_PP s, S_PP t/s, T_TG s, S_TG t/s, T s, S t/s.
+
+Every table names the model it measured (the model catalogue's name); a run is compared with a table of its
+own model only (core.bench.reference_for), so a Step-3.7 run never meets the Step-3.5 tables. StepFun
+publishes no llama.cpp tables for Step-3.7-Flash that a search from here found (its pages, the model's
+GGUF listings and llama.cpp's threads were searched in December 2026).
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ def _rows(*rows: tuple[float, ...]) -> tuple[BenchRow, ...]:
 
 
 _MODEL = "step-3.5-flash"
+# The model catalogue's name of Step-3.7-Flash (what `--model step-3.7-flash` serves).
+STEP37 = "step-3.7-flash"
 
 REFERENCES: Mapping[str, ReferenceTable] = MappingProxyType(
     {
@@ -88,6 +96,45 @@ REFERENCES: Mapping[str, ReferenceTable] = MappingProxyType(
         ),
     }
 )
+
+
+@dataclass(frozen=True)
+class CommunityFigures:
+    """Decode speeds someone other than the publisher reported for a model on a target, per speculative
+    setting (off, mtp:N), each a tuple of the runs reported; shown beside a serving benchmark of the same
+    model on the same target, labelled with who measured what and where it was posted."""
+
+    model: str
+    target: str
+    measured: str
+    source: str
+    decode: Mapping[str, tuple[float, ...]]
+
+
+COMMUNITY_SERVING: tuple[CommunityFigures, ...] = (
+    CommunityFigures(
+        model=STEP37,
+        target="dgx-spark",
+        # Seen in ggml-org/llama.cpp PR #23274 ("StepFun 3.5 MTP"), comment by coder543 on 2026-06-03: a
+        # table of two runs (A and B) per mode, with --spec-draft-p-min 0.6, before the three-head MTP
+        # (PR #24340) was merged; not measured here.
+        measured="AesSedai's Step-3.7-Flash IQ4 GGUF, llama-server, draft-p-min 0.6, two runs (A, B)",
+        source="llama.cpp PR #23274, comment by coder543, 2026-06-03",
+        decode=MappingProxyType(
+            {
+                "off": (23.68, 23.74),
+                "mtp:1": (31.42, 31.97),
+                "mtp:2": (32.37, 36.56),
+                "mtp:3": (27.87, 32.46),
+            }
+        ),
+    ),
+)
+
+
+def community_figures(model: str, target: str) -> CommunityFigures | None:
+    """The community's figures for this model on this target, if any were kept."""
+    return next((c for c in COMMUNITY_SERVING if c.model == model and c.target == target), None)
 
 
 def check_references(

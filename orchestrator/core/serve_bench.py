@@ -1,6 +1,7 @@
 """The serving benchmark, pure: a fixed prompt set sent at temperature 0 to llama-server, per-request
 figures read from the server's own `timings`, records in the same JSONL store as the batched-bench
-records, and the side-by-side summary of speculation off and on.
+records, and the side-by-side summary of speculation off and each setting measured against it (a sweep:
+off, then mtp:1, mtp:2, mtp:3 for a model with three MTP heads, so an owner picks from numbers).
 
 Speculative decoding only shows through the server (llama-batched-bench cannot draft), and under greedy
 sampling it is lossless: the text with speculation on must be the text with it off.
@@ -13,6 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from statistics import fmean
 from typing import Any
+
+from orchestrator.core.bench import model_key
+from orchestrator.core.speculation import Speculation, Speculative, parse_speculative
 
 SERVE_KIND = "serve"
 
@@ -287,24 +291,95 @@ def divergent(off: ServeRecord, on: ServeRecord, clients: int = 1) -> list[str]:
     return [d.prompt for d in divergences(off, on, clients) if not d.near_tie]
 
 
-def serving_markdown(pairs: Sequence[tuple[ServeRecord, ServeRecord]]) -> str:
-    lines = ["# Serving benchmark: speculative decoding off and on", ""]
-    for off, on in pairs:
+def sweep_modes(
+    speculation: Speculation, asked: Sequence[Speculative] = (), *, chosen: bool = False
+) -> tuple[Speculative, ...]:
+    """The settings a serving benchmark measures against speculation off: those asked for (--sweep), else
+    the plan's own where the owner chose a draft count (chosen: --spec mtp:N), else every draft count of a
+    model with several MTP heads (mtp:1 to mtp:N, one chained head per draft token), else the plan's own."""
+    if asked:
+        return tuple(dict.fromkeys(mode for mode in asked if mode.kind != "off"))
+    if speculation.spec_type == "draft-mtp" and speculation.heads > 1 and not chosen:
+        return tuple(Speculative("mtp", draft_n=n) for n in range(1, speculation.heads + 1))
+    return (speculation.requested,)
+
+
+def parse_sweep(value: str) -> tuple[Speculative, ...]:
+    """--sweep: settings separated by commas (mtp:1,mtp:2,mtp:3 or ngram-mod); ValueError on a bad one."""
+    modes = tuple(parse_speculative(part) for part in value.split(",") if part.strip())
+    if not any(mode.kind != "off" for mode in modes):
+        raise ValueError("name at least one setting to measure against off, e.g. mtp:1,mtp:2,mtp:3")
+    return modes
+
+
+def same_model(a: ServeRecord, b: ServeRecord) -> bool:
+    """Whether two serving records measured the same model (core.bench.model_key): only those compare."""
+    return model_key(a.model) == model_key(b.model)
+
+
+def group_sweeps(records: Sequence[ServeRecord]) -> list[tuple[ServeRecord, tuple[ServeRecord, ...]]]:
+    """The records one `bench serve` wrote (one comparison id), as (off, the settings against it), in the
+    order they ran; a comparison without its off record, or with a record of another model, is left out."""
+    by_comparison: dict[str, list[ServeRecord]] = {}
+    for record in records:
+        by_comparison.setdefault(record.comparison, []).append(record)
+    sweeps = []
+    for group in by_comparison.values():
+        ordered = sorted(group, key=lambda r: r.started)
+        off = next((r for r in ordered if r.speculation == "off"), None)
+        ons = tuple(r for r in ordered if r is not off)
+        if off is None or not ons or not all(same_model(off, on) for on in ons):
+            continue
+        sweeps.append((off, ons))
+    return sweeps
+
+
+def best_setting(off: ServeRecord, ons: Sequence[ServeRecord], clients: int = 1) -> ServeRecord | None:
+    """The setting with the fastest decoding at one client among those that beat off and kept the greedy
+    text (no divergence beyond a near tie); None when none does."""
+    scored = []
+    for on in ons:
+        if on.error or divergent(off, on, clients):
+            continue
+        row = next((r for r in compare_serving(off, on) if r.clients == clients), None)
+        if row is not None and row.ratio is not None and row.ratio > 1:
+            scored.append((row.ratio, on))
+    return max(scored, key=lambda pair: pair[0])[1] if scored else None
+
+
+def serving_markdown(sweeps: Sequence[tuple[ServeRecord, Sequence[ServeRecord]]]) -> str:
+    lines = ["# Serving benchmark: speculative decoding off against each setting", ""]
+    for off, ons in sweeps:
+        settings = ", ".join(on.speculation for on in ons)
         lines += [
-            f"## {on.target} / {on.profile}: {on.model.get('alias')}, {off.speculation} vs {on.speculation}",
+            f"## {off.target} / {off.profile}: {model_label(off.model)}, off vs {settings}",
             "",
-            "| clients | decode off t/s | decode on t/s | ratio | aggregate ratio | acceptance | TTFT off/on ms "
-            "| identical |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| setting | clients | decode off t/s | decode on t/s | ratio | aggregate ratio | acceptance "
+            "| TTFT off/on ms | identical |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
-        for row in compare_serving(off, on):
-            lines.append(
-                f"| {row.clients} | {row.decode_off:.2f} | {row.decode_on:.2f} | {_fmt(row.ratio)} | "
-                f"{_fmt(row.aggregate_ratio)} | {_fmt(row.acceptance)} | {row.ttft_off_ms:.0f}/{row.ttft_on_ms:.0f} "
-                f"| {row.identical}/{row.compared} |"
-            )
-        lines.append("")
+        for on in ons:
+            for row in compare_serving(off, on):
+                lines.append(
+                    f"| {on.speculation} | {row.clients} | {row.decode_off:.2f} | {row.decode_on:.2f} | "
+                    f"{_fmt(row.ratio)} | {_fmt(row.aggregate_ratio)} | {_fmt(row.acceptance)} | "
+                    f"{row.ttft_off_ms:.0f}/{row.ttft_on_ms:.0f} | {row.identical}/{row.compared} |"
+                )
+        best = best_setting(off, ons)
+        lines += [
+            "",
+            f"Fastest at one client with the same greedy text: {best.speculation}."
+            if best
+            else "No setting decoded faster than off at one client with the same greedy text.",
+            "",
+        ]
     return "\n".join(lines)
+
+
+def model_label(model: Mapping[str, Any]) -> str:
+    """The model a record ran, as shown: its catalogue name (or alias) and file."""
+    file = model.get("file")
+    return f"{model_key(model)} ({file})" if file else model_key(model)
 
 
 def _fmt(value: float | None) -> str:

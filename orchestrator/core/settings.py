@@ -25,6 +25,7 @@ from orchestrator.core.exposure import (
     parse_origins,
     parse_tls,
 )
+from orchestrator.core.reasoning import parse_level
 from orchestrator.core.registry import NO_REGISTRY, parse_registry
 from orchestrator.core.rpc import Endpoint, parse_workers
 from orchestrator.core.speculation import Speculative, parse_speculative
@@ -88,6 +89,16 @@ def _as_ui(value: object) -> str:
     if text in {"auto", "off"}:
         return text
     return str(_as_path(text).absolute())
+
+
+# --mmproj none: serve the model text only, whatever projector lies beside it.
+NO_PROJECTOR = "none"
+
+
+def _as_mmproj(value: object) -> str:
+    """none (text only), or the path of a vision projector GGUF (read and checked by models.local)."""
+    text = _as_str(value)
+    return NO_PROJECTOR if text.lower() == NO_PROJECTOR else str(_as_path(text).absolute())
 
 
 def _as_memory(value: object) -> str:
@@ -272,8 +283,18 @@ class Settings:
         "speculative decoding, overriding the profile's: off, mtp (the model's MTP heads), mtp:N (N draft "
         "tokens), or an n-gram type (ngram-mod, ngram-simple, ...; no extra weights)",
     )
+    reasoning: str | None = _optional(
+        parse_level,
+        "the reasoning level of every request: low, medium or high (the chat template's reasoning_effort; a "
+        "request's own reasoning_effort or chat_template_kwargs overrides it); default: the template's own",
+    )
     draft_model: Path | None = _optional(
         _as_path, "the MTP sidecar GGUF (mtp-*.gguf) for a model whose file lacks its heads"
+    )
+    mmproj: str | None = _optional(
+        _as_mmproj,
+        "the vision projector GGUF (mmproj-*.gguf) that lets the model read images, or none (text only); "
+        "default: the mmproj*.gguf beside the model file, if there is one",
     )
     rpc: tuple[Endpoint, ...] = _setting(
         parse_workers,

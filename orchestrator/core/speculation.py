@@ -114,6 +114,8 @@ class Sidecar:
     n_embd: int
     heads: MtpHeads
     weights_bytes: int
+    # The Step model its name says it is made for ("3.5", "3.7"; core.models.family_of), if it says.
+    family: str | None = None
 
 
 @dataclass(frozen=True)
@@ -151,9 +153,11 @@ def resolve(
     n_vocab: int | None,
     heads: MtpHeads | None,
     sidecar: Sidecar | None,
+    family: str | None = None,
 ) -> Speculation:
-    """The speculation a server runs for this model. Bad combinations (a sidecar of another model, more
-    draft tokens than a chained model has heads) raise UsageError; a model that cannot draft falls back to
+    """The speculation a server runs for this model (family: the Step model its name says it is, "3.5" or
+    "3.7"). Bad combinations (a sidecar of another model, more draft tokens than a chained model has heads)
+    raise UsageError; a model that cannot draft falls back to
     off with the reason."""
     if requested.kind == "off":
         return Speculation(requested)
@@ -165,7 +169,7 @@ def resolve(
             fallback=f"{model_name}: its MTP heads are known once its file is read; speculative decoding is off until then",
         )
     if sidecar is not None:
-        _check_sidecar(sidecar, model_name, arch, n_vocab)
+        _check_sidecar(sidecar, model_name, arch, n_vocab, family)
     layout = heads.layout
     if layout in ("none", "partial"):
         why = "has no MTP heads" if layout == "none" else heads.describe().removeprefix("MTP heads: ")
@@ -190,7 +194,9 @@ def resolve(
     return Speculation(requested, "draft-mtp", draft_n, None, heads.declared, heads.bytes)
 
 
-def _check_sidecar(sidecar: Sidecar, model_name: str, arch: str | None, n_vocab: int | None) -> None:
+def _check_sidecar(
+    sidecar: Sidecar, model_name: str, arch: str | None, n_vocab: int | None, family: str | None
+) -> None:
     name = sidecar.path.name
     if sidecar.heads.layout != "mtp-only":
         raise UsageError(
@@ -206,6 +212,13 @@ def _check_sidecar(sidecar: Sidecar, model_name: str, arch: str | None, n_vocab:
         raise UsageError(
             f"--draft-model {name} has a vocabulary of {sidecar.n_vocab} tokens but {model_name} has "
             f"{n_vocab}; give the sidecar made for this model"
+        )
+    # Step-3.5 and Step-3.7 MTP files are the same architecture, vocabulary and width: only their names
+    # tell them apart (the published files' general.name could not be read from here).
+    if family is not None and sidecar.family is not None and sidecar.family != family:
+        raise UsageError(
+            f"MTP file {name} is made for Step-{sidecar.family}-Flash but {model_name} is Step-{family}-Flash; "
+            "move it out of the model's folder or give the MTP file of this model with --draft-model"
         )
 
 

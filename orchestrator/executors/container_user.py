@@ -27,6 +27,7 @@ def readable_in_container(plan: Plan) -> None:
     """The container runs as an unprivileged user of its own: the folders mounted read-only must let
     others in, and the files it opens must let others read, or llama-server fails to load in a loop."""
     wanted = [plan.model.path] + ([plan.speculation.sidecar] if plan.speculation.sidecar else [])
+    wanted += [plan.model.projector.path] if plan.model.projector else []
     for path in wanted:
         for item, bit, fix in ((path.parent, stat.S_IXOTH, "o+rx"), (path, stat.S_IROTH, "o+r")):
             try:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.core.architecture import Architecture
+from orchestrator.core.models import Projector
 from orchestrator.core.quality import Vocabulary
 from orchestrator.core.quantize import Source as QuantSource
 from orchestrator.core.speculation import MtpHeads
@@ -358,10 +359,12 @@ class Description:
     weights_bytes: int
     mtp: MtpHeads
     input_bytes: int = 0
+    # general.name as the file declares it (the converter writes the model's name: which Step model).
+    name: str | None = None
 
 
 # Bump when what is remembered changes, so entries written by an older version are read again.
-_CACHE_VERSION = "3"
+_CACHE_VERSION = "4"
 
 
 def cached_description(first: Path, cache: Path) -> Description:
@@ -376,6 +379,7 @@ def cached_description(first: Path, cache: Path) -> Description:
             int(entry["weights_bytes"]),
             MtpHeads(**entry["mtp"]),
             int(entry["input_bytes"]),
+            entry.get("name"),
         )
     model = read_model(first)
     known[key] = {
@@ -383,9 +387,10 @@ def cached_description(first: Path, cache: Path) -> Description:
         "weights_bytes": model.weights_bytes,
         "mtp": asdict(model.mtp),
         "input_bytes": model.input_bytes,
+        "name": model.name,
     }
     write_cache(cache, known)
-    return Description(model.arch, model.weights_bytes, model.mtp, model.input_bytes)
+    return Description(model.arch, model.weights_bytes, model.mtp, model.input_bytes, model.name)
 
 
 def vocabulary(first: Path) -> Vocabulary:
@@ -418,3 +423,73 @@ def quantise_source(first: Path) -> QuantSource:
         any(p.quantised for p in model.parts),
         model.arch.name,
     )
+
+
+# The tensor whose rows are the embedding size a projector writes, by projector type, as clip.cpp's
+# clip_n_mmproj_embd reads it (at the pin: step3vl -> mm_model_proj->ne[1], "mm.model.fc.weight"); other
+# types fall back on clip.vision.projection_dim, which upstream's converter sets to the text model's n_embd.
+_PROJECTOR_OUT: Mapping[str, str] = {"step3vl": "mm.model.fc.weight"}
+
+
+def read_projector(path: Path) -> Projector:
+    """A vision projector's metadata; InvalidModel in one line when the file is none (not general.architecture
+    "clip", no projector type, no vision encoder)."""
+    _check_header(path)
+    reader = _reader(path)
+    fields = _fields(reader)
+    arch = fields.get("general.architecture")
+    kind = fields.get("clip.projector_type") or fields.get("clip.vision.projector_type")
+    if arch != "clip" or not isinstance(kind, str):
+        raise InvalidModel(
+            f"{path} is not a vision projector (general.architecture {arch!r}, "
+            f"{'no' if not isinstance(kind, str) else kind} projector type); give the model's mmproj-*.gguf, "
+            "or --mmproj none to serve text only"
+        )
+    if not fields.get("clip.has_vision_encoder"):
+        raise InvalidModel(
+            f"{path} is a {kind} projector without a vision encoder (audio only?); give the model's vision "
+            "mmproj-*.gguf, or --mmproj none"
+        )
+    shapes = {str(t.name): [int(n) for n in t.shape] for t in reader.tensors}
+    out = _PROJECTOR_OUT.get(kind)
+
+    def number(key: str) -> int:
+        value = fields.get(f"clip.vision.{key}", 0)
+        try:
+            return int(value or 0)
+        except (TypeError, ValueError):
+            raise InvalidModel(
+                f"{path}: clip.vision.{key} is {value!r}, not a number; the file is damaged"
+            ) from None
+
+    n_embd_out = (
+        shapes[out][1]
+        if out is not None and out in shapes and len(shapes[out]) > 1
+        else number("projection_dim")
+    )
+
+    return Projector(
+        path=path,
+        projector_type=kind,
+        n_embd_out=int(n_embd_out) if n_embd_out else None,
+        weights_bytes=sum(int(t.n_bytes) for t in reader.tensors),
+        image_size=number("image_size"),
+        patch_size=number("patch_size"),
+        n_embd=number("embedding_length"),
+        n_ff=number("feed_forward_length"),
+        n_head=number("attention.head_count"),
+        n_layer=number("block_count"),
+    )
+
+
+def cached_projector(path: Path, cache: Path) -> Projector:
+    """read_projector, remembered by path, size and mtime (like cached_description)."""
+    key = f"mmproj:{_CACHE_VERSION}:{file_key(path)}"
+    known = read_cache(cache)
+    if key in known:
+        entry = dict(known[key])
+        return Projector(**{**entry, "path": Path(entry["path"])})
+    projector = read_projector(path)
+    known[key] = {**asdict(projector), "path": str(projector.path)}
+    write_cache(cache, known)
+    return projector

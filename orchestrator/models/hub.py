@@ -20,7 +20,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from orchestrator.core.speculation import SIDECAR_PREFIX
+from orchestrator.core.models import (
+    KNOWN_MODELS,
+    companion_kind,
+    is_mtp_file_name,
+    is_projector_name,
+    known_model,
+)
 from orchestrator.errors import OrchestratorError, UsageError
 
 DEFAULT_REPO = "stepfun-ai/Step-3.5-Flash-GGUF-Q4_K_S"
@@ -54,6 +60,12 @@ class PullPlan:
         return sum(f.size for f in self.files)
 
     def local(self, remote: RemoteFile) -> Path:
+        """Where a file goes: the model's parts keep the repository's folders; an MTP file or projector
+        published elsewhere in the repository (StepFun's 3.7 puts them at the root, the parts in a folder)
+        goes into the model's own folder, so that it is found beside the model as upstream finds it."""
+        folder = Path(self.files[0].name).parent
+        if companion_kind(remote.name) and Path(remote.name).parent != folder:
+            return self.destination / folder / Path(remote.name).name
         return self.destination / remote.name
 
     def missing_bytes(self) -> int:
@@ -70,13 +82,19 @@ class PullPlan:
 
 
 def parse_ref(ref: str | None) -> tuple[str, str | None]:
-    """`owner/name[:QUANT]` -> (repo, quant); nothing -> the publisher's Q4_K_S repository."""
+    """`owner/name[:QUANT]` or a catalogue name (step-3.7-flash) -> (repo, quant); nothing -> the
+    publisher's Step-3.5 Q4_K_S repository."""
     if not ref:
         return DEFAULT_REPO, None
+    known = known_model(ref)
+    if known is not None and known.repo is not None:
+        return known.repo, known.quant
     repo, _, quant = ref.partition(":")
     if not _REPO.match(repo):
+        names = ", ".join(n for n, r in KNOWN_MODELS.items() if r.repo)
         raise UsageError(
-            f"{ref!r} is not a hub repository; write it as owner/name[:QUANT], e.g. {DEFAULT_REPO}"
+            f"{ref!r} is neither a model of the catalogue ({names}) nor a hub repository; write it as "
+            f"owner/name[:QUANT], e.g. {DEFAULT_REPO}"
         )
     return repo, quant or None
 
@@ -88,32 +106,53 @@ def quant_of(name: str) -> str | None:
     return found[-1].upper() if found else None
 
 
-def _is_sidecar(remote: RemoteFile) -> bool:
-    return Path(remote.name).name.lower().startswith(SIDECAR_PREFIX)
+def _beside(
+    files: Sequence[RemoteFile], chosen: Sequence[RemoteFile], wanted: Callable[[str], bool]
+) -> list[RemoteFile]:
+    """The files of a kind in the model's own folder, else at the repository's root."""
+    folder = Path(chosen[0].name).parent
+    for where in (folder, Path(".")):
+        found = [f for f in files if wanted(f.name) and Path(f.name).parent == where]
+        if found:
+            return found
+    return []
+
+
+def _pick(candidates: list[RemoteFile], quant: str | None, preferred: Sequence[str]) -> RemoteFile | None:
+    """One of several: the model's own quantisation, else the first preferred one, else the smallest."""
+    if len(candidates) <= 1:
+        return candidates[0] if candidates else None
+    same = [f for f in candidates if quant_of(f.name) == quant]
+    if len(same) == 1:
+        return same[0]
+    for kind in preferred:
+        of_kind = [f for f in candidates if quant_of(f.name) == kind]
+        if len(of_kind) == 1:
+            return of_kind[0]
+    return min(candidates, key=lambda f: (f.size, f.name))
 
 
 def choose_sidecar(files: Sequence[RemoteFile], chosen: Sequence[RemoteFile]) -> RemoteFile | None:
-    """The repository's MTP sidecar for the chosen model files: in the same folder, of the same
-    quantisation when there are several (as llama.cpp's own -hf download picks one)."""
-    folder = Path(chosen[0].name).parent
-    candidates = [
-        f for f in files if _is_sidecar(f) and Path(f.name).parent == folder and f.name.endswith(".gguf")
-    ]
-    if len(candidates) <= 1:
-        return candidates[0] if candidates else None
-    quant = quant_of(chosen[0].name)
-    same = [f for f in candidates if quant_of(f.name) == quant]
-    return same[0] if len(same) == 1 else None
+    """The repository's MTP file for the chosen model files: in the same folder, else at the root (StepFun's
+    3.7 layout); of the same quantisation when there are several (as llama.cpp's own -hf download picks
+    one), else the Q8_0 one (StepFun publishes Q8_0 and BF16 heads), else the smallest."""
+    taken = {f.name for f in chosen}
+    others = [f for f in files if f.name not in taken]
+    return _pick(_beside(others, chosen, is_mtp_file_name), quant_of(chosen[0].name), ("Q8_0",))
+
+
+def choose_projector(files: Sequence[RemoteFile], chosen: Sequence[RemoteFile]) -> RemoteFile | None:
+    """The repository's vision projector for the chosen model files (mmproj*.gguf), found as the MTP file
+    is; of several, the f16 one, else BF16, else the smallest."""
+    return _pick(_beside(files, chosen, is_projector_name), quant_of(chosen[0].name), ("F16", "BF16"))
 
 
 def choose_files(files: Sequence[RemoteFile], quant: str | None, repo: str) -> tuple[RemoteFile, ...]:
-    """The GGUF files of one quantisation (every split part of it); vision projectors and MTP sidecars
-    are left out."""
-    ggufs = [
-        f
-        for f in files
-        if f.name.endswith(".gguf") and "mmproj" not in Path(f.name).name.lower() and not _is_sidecar(f)
-    ]
+    """The GGUF files of one quantisation (every split part of it); vision projectors and MTP files
+    are left out (unless "MTP" in the names is all there is: a model published with its heads inside,
+    named so)."""
+    ggufs = [f for f in files if f.name.endswith(".gguf") and not companion_kind(f.name)]
+    ggufs = ggufs or [f for f in files if f.name.endswith(".gguf") and not is_projector_name(f.name)]
     if not ggufs:
         raise UsageError(f"{repo} holds no .gguf files; choose a GGUF repository")
     if quant is not None:
@@ -180,13 +219,21 @@ def list_files(repo: str, revision: str | None = None) -> tuple[str, list[Remote
 
 
 def plan_pull(
-    repo: str, quant: str | None, destination: Path, revision: str | None = None, mtp: bool = True
+    repo: str,
+    quant: str | None,
+    destination: Path,
+    revision: str | None = None,
+    mtp: bool = True,
+    projector: bool = True,
 ) -> PullPlan:
-    """The model's files, then (mtp) the MTP sidecar the repository has for them, if any."""
+    """The model's files, then (mtp) the MTP file and (projector) the vision projector the repository has
+    for them, if any."""
     commit, files = list_files(repo, revision)
     chosen = choose_files(files, quant, repo)
     sidecar = choose_sidecar(files, chosen) if mtp else None
-    return PullPlan(repo, commit, chosen + ((sidecar,) if sidecar else ()), destination)
+    vision = choose_projector(files, chosen) if projector else None
+    extra = tuple(f for f in (sidecar, vision) if f is not None)
+    return PullPlan(repo, commit, chosen + extra, destination)
 
 
 def check_disk(plan: PullPlan) -> None:

@@ -10,12 +10,11 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.core.model_catalogue import differences, published
-from orchestrator.core.models import KNOWN_MODELS
-from orchestrator.core.speculation import SIDECAR_PREFIX
+from orchestrator.core.model_catalogue import companion_differences, differences, published
+from orchestrator.core.models import KNOWN_MODELS, companion_kind, is_mtp_file_name, is_projector_name
 from orchestrator.errors import InvalidModel, UsageError
 from orchestrator.models import hub, store
-from orchestrator.models.gguf import read_model
+from orchestrator.models.gguf import read_model, read_projector
 from orchestrator.models.local import file_sha256, remember_sha256
 
 ByteCounter = Callable[[int], None]
@@ -36,8 +35,15 @@ class Pulled:
 
 
 def model_name(repo: str, quant: str | None) -> str:
-    known = next((r.name for r in KNOWN_MODELS.values() if r.repo == repo), None)
-    if known and quant is None:
+    known = next(
+        (
+            r.name
+            for r in KNOWN_MODELS.values()
+            if r.repo == repo and (r.quant or "").lower() == (quant or "").lower()
+        ),
+        None,
+    )
+    if known:
         return known
     base = repo.split("/", 1)[1].lower()
     return f"{base}:{quant.lower()}" if quant else base
@@ -60,11 +66,14 @@ def pull(
     revision: str | None = None,
     confirm: Callable[[hub.PullPlan], bool] | None = None,
     mtp: bool = True,
+    projector: bool = True,
 ) -> Pulled:
-    """confirm: asked with the listing (sizes) once the disk check passed, before any transfer.
-    mtp: fetch the repository's MTP sidecar for the model too, when it has one."""
+    """ref: owner/repo[:QUANT] or a catalogue name (step-3.7-flash).
+    confirm: asked with the listing (sizes) once the disk check passed, before any transfer.
+    mtp, projector: fetch the repository's MTP file and vision projector for the model too, when it has
+    them; they are placed in the model's own folder (hub.PullPlan.local)."""
     repo, quant = hub.parse_ref(ref)
-    plan = hub.plan_pull(repo, quant, models_dir / repo, revision, mtp=mtp)
+    plan = hub.plan_pull(repo, quant, models_dir / repo, revision, mtp=mtp, projector=projector)
     sha_cache = data_dir / "cache" / "sha256.json"
     report.note(
         f"{repo}@{plan.revision[:12]}: {len(plan.files)} file(s), {plan.total_bytes / 2**30:.2f} GiB "
@@ -111,7 +120,7 @@ def pull(
         fetched.append(remote.name)
     first = plan.local(plan.files[0])
     model = read_model(first)
-    sidecars = [f for f in plan.files if Path(f.name).name.startswith(SIDECAR_PREFIX)]
+    sidecars = [f for f in plan.files if is_mtp_file_name(f.name)]
     for sidecar in sidecars:
         heads = read_model(plan.local(sidecar)).mtp
         if heads.layout != "mtp-only":
@@ -121,6 +130,9 @@ def pull(
         report.note(
             f"{sidecar.name}: the MTP sidecar ({heads.declared} heads), found beside the model by plan"
         )
+    for vision in (f for f in plan.files if is_projector_name(f.name)):
+        _check_projector(plan.local(vision))
+        report.note(f"{vision.name}: the vision projector, found beside the model by plan")
     expected = next((r.expected_arch for r in KNOWN_MODELS.values() if r.repo == repo), None)
     if expected and model.arch.name != expected:
         raise InvalidModel(
@@ -131,12 +143,18 @@ def pull(
     if listed is not None:
         has_heads = model.mtp.layout == "combined" or bool(sidecars)
         said = differences(listed, len(model.parts), model.weights_bytes, has_heads)
+        for f in plan.files:
+            kind = companion_kind(f.name)
+            if kind is not None:
+                said += companion_differences(
+                    listed, f.name, f.size, "mtp" if kind == "MTP file" else "projector"
+                )
         report.note(
             "checked against the catalogue ('model list --available'): "
             + (
                 "; ".join(said) + " (the files are what counts)"
                 if said
-                else "size, parts and MTP heads as listed"
+                else "size, parts, MTP heads and companion files as listed"
             )
         )
     entry = store.Entry(
@@ -144,8 +162,22 @@ def pull(
         path=str(first.absolute()),
         origin=f"hub {repo}@{plan.revision}",
         managed=True,
-        files=tuple(store.FileRecord(f.name, f.size, f.sha256) for f in plan.files),
+        # Named where they are under the pull's folder (an MTP file or projector from the repository's root
+        # sits in the model's folder), so that `model rm` finds every one.
+        files=tuple(
+            store.FileRecord(plan.local(f).relative_to(plan.destination).as_posix(), f.size, f.sha256)
+            for f in plan.files
+        ),
         architecture=model.arch.name,
     )
     store.record_pull(models_dir, entry.name, entry)
     return Pulled(entry, tuple(fetched), tuple(kept))
+
+
+def _check_projector(path: Path) -> None:
+    """The projector is read as plan reads it (gguf.read_projector: clip, a projector type, a vision
+    encoder); a file that is none is refused, and kept."""
+    try:
+        read_projector(path)
+    except InvalidModel as exc:
+        raise InvalidModel(f"{exc}; the files are kept") from None

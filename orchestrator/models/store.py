@@ -196,6 +196,14 @@ def remove(
             f"no registered model named {name!r} (registered: {known}); see 'orchestrator model list'"
         )
     files = [p for p in _pulled_files(entry) if p.is_file()] if entry.managed else []
+    # A projector or MTP file another model was pulled (or quantised) with stays while that model does.
+    shared = {
+        p.resolve()
+        for other in entries.values()
+        if other.name != name and other.managed
+        for p in _pulled_files(other)
+    }
+    files = [p for p in files if p.resolve() not in shared]
     served = {path.resolve(): server for path, server in (in_use or {}).items()}
     for path in files:
         if path.resolve() in served:

@@ -298,3 +298,23 @@ def test_model_rm_deletes_nothing_outside_the_pulls_folder(isolated_env: Path) -
     store.record_pull(models, "m", store.Entry("m", str(model), "hub a/b@main", True, files))
     deleted = store.remove(models, "m", lambda _q: True, {})
     assert deleted == [model] and outside.read_text() == "the owner's"
+
+
+def test_model_rm_keeps_a_projector_another_pulled_model_uses(isolated_env: Path) -> None:
+    """Two quantisations pulled from one folder share its projector: removing one keeps it for the other."""
+    from orchestrator.models import store
+    from tests.tiny_gguf import write_tiny_moe
+
+    models = isolated_env / "models"
+    folder = models / "pulled"
+    folder.mkdir(parents=True)
+    first, second = write_tiny_moe(folder / "m-Q4_K_M.gguf"), write_tiny_moe(folder / "m-Q8_0.gguf", seed=1)
+    projector = folder / "mmproj-m-f16.gguf"
+    projector.write_bytes(b"projector")
+    for name, model in (("q4", first), ("q8", second)):
+        files = (store.FileRecord(model.name, 1, None), store.FileRecord(projector.name, 9, None))
+        store.record_pull(models, name, store.Entry(name, str(model), "hub a/b@main", True, files))
+    assert store.remove(models, "q4", lambda _q: True, {}) == [first]
+    assert projector.is_file() and second.is_file()
+    # The last one that uses it takes it along.
+    assert sorted(store.remove(models, "q8", lambda _q: True, {})) == sorted([second, projector])

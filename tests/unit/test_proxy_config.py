@@ -50,7 +50,7 @@ def _allowed(reach: Exposure) -> dict[str, Any]:
     return {"header": {"Origin": list(reach.origins)}}
 
 
-def test_no_answer_may_be_shown_inside_another_sites_frame() -> None:
+def test_no_answer_may_be_shown_inside_another_sites_frame_nor_a_body_past_a_few_screenshots() -> None:
     assert _routes(_loopback())[0] == {
         "handle": [
             {
@@ -61,7 +61,9 @@ def test_no_answer_may_be_shown_inside_another_sites_frame() -> None:
                         "Content-Security-Policy": ["frame-ancestors 'none'"],
                     }
                 },
-            }
+            },
+            # 32 MiB: a few screenshots as base64 data URLs (README says it).
+            {"handler": "request_body", "max_size": 32 * 1024 * 1024},
         ]
     }
 
@@ -182,13 +184,13 @@ def test_llama_server_gets_a_connection_per_request_waits_through_restarts_strea
     wait while it restarts, answers streamed as they come, and its own CORS headers dropped (they would
     let any origin in)."""
     routes = _routes(_loopback())
-    assert len(routes) == 6
+    assert len(routes) == 7
     assert routes[-1] == {"handle": [_upstream(page_if_missing=False)]}
 
 
 def test_the_images_page_is_served_only_for_the_root_and_only_where_llama_server_has_none() -> None:
     routes = _routes(_loopback(), fallback_page=True)
-    assert len(routes) == 7
+    assert len(routes) == 8
     assert routes[-2] == {
         "match": [{"method": ["GET", "HEAD"], "path": ["/", "/index.html"]}],
         "handle": [_upstream(page_if_missing=True)],

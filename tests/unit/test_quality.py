@@ -188,7 +188,7 @@ def test_saved_probabilities_and_vocabularies() -> None:
 
 
 def test_the_published_files_each_say_where_seen() -> None:
-    assert PUBLISHED[0].repo == KNOWN_MODELS["step-3.5-flash"].repo and PUBLISHED[0].pull == PUBLISHED[0].repo
+    assert PUBLISHED[0].repo == KNOWN_MODELS["step-3.5-flash"].repo and PUBLISHED[0].pull == "step-3.5-flash"
     for file in PUBLISHED:
         assert file.size_seen and file.mtp_seen
     iq4 = next(f for f in PUBLISHED if f.quant == "IQ4_XS")
@@ -197,7 +197,7 @@ def test_the_published_files_each_say_where_seen() -> None:
 
 def test_verdicts_per_target_and_profile() -> None:
     facts = host_facts("cpu-debian")
-    by = {f.quant: f for f in PUBLISHED}
+    by = {f.quant: f for f in PUBLISHED if f.model == "step-3.5-flash"}
     ryzen = {p.name: p for p in RYZEN_AI_MAX.profiles}
     q4ks = verdict(by["Q4_K_S"], RYZEN_AI_MAX, ryzen["max-context"], facts)
     assert q4ks.fits == "fits" and q4ks.context == 262144 and q4ks.usable_gib == 120.0

@@ -99,7 +99,11 @@ def test_resolution_per_shape(shapes: dict[str, Path], tmp_path: Path) -> None:
     assert (on.spec_type, on.draft_n, on.sidecar, on.heads) == ("draft-mtp", 2, None, 2)  # type: ignore[attr-defined]
     off = _resolve("mtp:1", shapes["no-heads"], tmp_path)
     assert off.spec_type is None and off.fallback == "tiny has no MTP heads; speculative decoding is off"  # type: ignore[attr-defined]
-    lacking = _resolve("mtp", shapes["trunk-only"], tmp_path / "alone")
+    # Alone in its folder (beside the shapes, s-mtp-only.gguf would be found: "mtp" is a word of its name).
+    alone = tmp_path / "alone" / "s-trunk-only.gguf"
+    alone.parent.mkdir()
+    alone.write_bytes(shapes["trunk-only"].read_bytes())
+    lacking = _resolve("mtp", alone, tmp_path / "alone")
     assert lacking.spec_type is None and "pass --draft-model" in lacking.fallback  # type: ignore[attr-defined]
     paired = _resolve("mtp:1", shapes["trunk-only"], tmp_path, shapes["mtp-only"])
     assert paired.sidecar == shapes["mtp-only"] and paired.draft_n == 1  # type: ignore[attr-defined]

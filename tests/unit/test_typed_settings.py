@@ -40,6 +40,8 @@ AS_TEXT = {
     "ctx_size": "4096",
     "speculative": "mtp:2",
     "draft_model": "/models/mtp-step.gguf",
+    "mmproj": "/models/mmproj-step.gguf",
+    "reasoning": "high",
     "rpc": "10.0.0.2:50052",
     "threads": "8",
     "n_predict": "0",

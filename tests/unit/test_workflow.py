@@ -18,6 +18,7 @@ from orchestrator.app.steps.serving import ServeFailed
 from orchestrator.core.bench import BenchRecord
 from orchestrator.core.plan import Plan, with_model, with_source
 from orchestrator.core.plan.image import local_base_images
+from orchestrator.core.speculation import Speculative
 from orchestrator.errors import OrchestratorError, UsageError, WontFit
 from orchestrator.models.local import refresh
 from tests.fakes import FakeEngine, FakeHost, Notes, cpu_plan, executors
@@ -303,7 +304,14 @@ def test_a_ui_folder_is_mounted_read_only_and_served(tmp_path: Path) -> None:
     assert "--path" not in cpu_plan(tmp_path).server.argv
 
 
-def _serving(tmp_path: Path, model: Path, host: FakeHost, engine: FakeEngine, **settings: object) -> object:
+def _serving(
+    tmp_path: Path,
+    model: Path,
+    host: FakeHost,
+    engine: FakeEngine,
+    sweep: tuple[Speculative, ...] = (),
+    **settings: object,
+) -> serving_bench.ServingSweep:
     def drafting() -> bool:
         # The server the fake answers for is the one compose last started: does its command draft?
         ups = [args for name, args in engine.calls if name == "compose_up"]
@@ -320,6 +328,7 @@ def _serving(tmp_path: Path, model: Path, host: FakeHost, engine: FakeEngine, **
         results=tmp_path / "results",
         clients=(1, 4),
         decisions=NO_HOOKS,
+        sweep=sweep,
     )
 
 
@@ -327,8 +336,8 @@ def test_serving_bench_runs_speculation_off_then_on_beside_the_users_server(
     tmp_path: Path, model: Path
 ) -> None:
     engine, host = FakeEngine(), FakeHost()
-    comparison = _serving(tmp_path, model, host, engine, speculative="ngram-mod")
-    assert isinstance(comparison, serving_bench.ServingComparison)
+    sweep = _serving(tmp_path, model, host, engine, speculative="ngram-mod")
+    (comparison,) = sweep.comparisons
     # Two servers of its own, one after the other, on a free port under their own project; each stopped.
     ups = [args for name, args in engine.calls if name == "compose_up"]
     downs = [args for name, args in engine.calls if name == "compose_down"]
@@ -352,7 +361,7 @@ def test_a_text_that_parts_at_a_near_tie_is_not_a_failure(
     tmp_path: Path, model: Path, margin: float, fails: bool
 ) -> None:
     host = FakeHost(diverge=True, margin=margin)
-    comparison = _serving(tmp_path, model, host, FakeEngine(), speculative="ngram-mod")
+    (comparison,) = _serving(tmp_path, model, host, FakeEngine(), speculative="ngram-mod").comparisons
     prompts = ["short-chat", "code-edit", "long-context"]
     assert comparison.divergent == (prompts if fails else [])
     assert [d.prompt for d in comparison.near_ties] == ([] if fails else prompts)
@@ -371,9 +380,8 @@ def test_serving_bench_needs_something_to_compare(tmp_path: Path, model: Path) -
 
 def test_serving_bench_records_a_failed_request_and_stops_its_server(tmp_path: Path, model: Path) -> None:
     engine, host = FakeEngine(), FakeHost(chat_fails_after=3)
-    comparison = _serving(tmp_path, model, host, engine, speculative="ngram-mod")
-    assert isinstance(comparison, serving_bench.ServingComparison)
-    assert comparison.off.error == "llama-server answered HTTP 500: boom"
+    sweep = _serving(tmp_path, model, host, engine, speculative="ngram-mod")
+    assert sweep.off.error == "llama-server answered HTTP 500: boom"
     assert engine.names().count("compose_down") == 2
 
 

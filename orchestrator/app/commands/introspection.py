@@ -23,6 +23,7 @@ from orchestrator.app.session import Session
 from orchestrator.core.catalogue import CATALOGUE, Target, cmake_flags
 from orchestrator.core.ci import ci_matrix
 from orchestrator.core.memory_plan import MemoryPlan
+from orchestrator.core.models import ModelSpec, serves_line
 from orchestrator.core.plan import Plan
 from orchestrator.core.plan.image import ImageBuild
 from orchestrator.core.published import ImageLock, locked, parse_lock
@@ -181,13 +182,12 @@ def plan_panels(plan: Plan, width: int) -> list[Panel]:
         ("profile", plan.profile),
         ("runtime", plan.runtime),
         ("source", f"{plan.source.name}: {plan.source.describe()}"),
+        ("serves", serves_line(plan.model.alias, plan.inputs.target.default_model)),
         ("model", f"{plan.model.path}" + ("" if plan.model.present else "  [yellow](not present)[/]")),
-        *(
-            [("MTP heads", plan.model.mtp.describe().removeprefix("MTP heads: "))]
-            if plan.model.mtp is not None
-            else []
-        ),
+        *([("MTP heads", _mtp_heads(plan.model))] if plan.model.mtp is not None else []),
         ("speculative", plan.speculation.describe()),
+        ("images", plan.model.images()),
+        ("reasoning", plan.reasoning.describe()),
         ("endpoint", plan.endpoint),
         ("reached", reach_text(plan)),
         (
@@ -267,3 +267,14 @@ def memory_panel(memory: MemoryPlan) -> Panel:
     ]
     lines += [f"fix ({row.use}): {fix}" for row in memory.rows for fix in row.fit.fixes]
     return Panel(Group(*lines), title="Memory", title_align="left")
+
+
+def _mtp_heads(model: ModelSpec) -> str:
+    """The model's MTP heads, and the file that supplies them where that is not the model's own."""
+    heads = model.mtp
+    if heads is None:
+        return "unknown until the file is read"
+    if model.sidecar is not None and heads.layout == "trunk-only":
+        when = "" if model.present else " (pulled with the model)"
+        return f"{heads.declared}, in {model.sidecar.path.name}{when}"
+    return heads.describe().removeprefix("MTP heads: ")

@@ -32,15 +32,16 @@ def register(commands: Commands) -> None:
     m = command(
         model,
         "pull",
-        help="download a GGUF (every split part) from the hub, resumable, verified",
+        help="download a GGUF (every split part, its MTP file and vision projector) from the hub, resumable, "
+        "verified",
         handler=_pull,
         writes="models",
     )
     m.add_argument(
         "ref",
         nargs="?",
-        help="owner/name[:QUANT] on the hub (default: stepfun-ai/Step-3.5-Flash-GGUF-Q4_K_S); "
-        "HF_TOKEN and HF_ENDPOINT are honoured",
+        help="a catalogue name (step-3.5-flash, step-3.7-flash) or owner/name[:QUANT] on the hub (default: "
+        "stepfun-ai/Step-3.5-Flash-GGUF-Q4_K_S); HF_TOKEN and HF_ENDPOINT are honoured",
     )
     m.add_argument("--revision", help="branch, tag or commit (default: main)")
     _models_dir_option(m, "where models are kept")
@@ -48,7 +49,8 @@ def register(commands: Commands) -> None:
         "--no-mtp",
         action="store_false",
         dest="mtp",
-        help="leave out the repository's MTP sidecar (mtp-*.gguf: the heads for speculative decoding)",
+        help="leave out the repository's MTP file (mtp-*.gguf, Step3.7-flash-mtp-Q8_0.gguf: the heads for "
+        "speculative decoding)",
     )
     m = command(
         model,
@@ -233,6 +235,7 @@ class Available:
                     {
                         **asdict(file),
                         "pull": file.pull,
+                        "mtp_where": file.mtp_where,
                         "verdicts": [asdict(v) for v in found],
                     }
                     for file, found in self.rows
@@ -240,24 +243,44 @@ class Available:
             )
             return ExitCode.OK
         table = Table(show_header=True, box=None)
-        for column in ("file (orchestrator model pull ...)", "size", "parts", "MTP heads", "fits"):
+        columns = (
+            "model",
+            "file (orchestrator model pull ...)",
+            "size",
+            "parts",
+            "MTP heads",
+            "projector",
+            "fits",
+        )
+        for column in columns:
             table.add_column(column, justify="right" if column == "size" else "left")
         for file, found in self.rows:
             by_target: dict[str, list[str]] = {}
             for v in found:
                 by_target.setdefault(v.target, []).append(v.short())
             table.add_row(
+                file.model,
                 file.pull,
                 f"{file.size_gib:.1f} GiB",
                 str(file.parts) if file.parts is not None else "unchecked",
-                {True: "yes", False: "no", None: "unchecked"}[file.mtp],
+                file.mtp_where
+                + (f" ({file.mtp_bytes / 2**30:.1f} GiB)" if file.mtp_bytes is not None else ""),
+                (
+                    f"{file.projector} ({file.projector_bytes / 2**30:.1f} GiB)"
+                    if file.projector_bytes
+                    else None
+                )
+                or file.projector
+                or ("unchecked" if file.projector_seen else "none"),
                 "\n".join(f"{t}: " + "; ".join(v) for t, v in by_target.items()),
             )
         screen.out.print(table)
         screen.out.print(
-            "Sizes, parts and MTP heads as published (stored copies of the hub's pages, not checked from here); "
-            "'orchestrator model pull' checks each file against the hub. Fits: the memory plan at each "
-            "profile's settings; 'orchestrator plan --model FILE' for one file on this machine."
+            "Sizes, parts, MTP heads and projectors as published (stored copies of the hub's pages, not "
+            "checked from here; 'model list --available --json' says where each was seen); 'orchestrator "
+            "model pull' checks each file against the hub. Fits: the memory plan at each profile's settings, "
+            "the projector's weights counted, and the MTP file's weights and draft KV cache where the profile "
+            "speculates; 'orchestrator plan --model FILE' for one file on this machine."
         )
         return ExitCode.OK
 

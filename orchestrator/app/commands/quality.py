@@ -40,6 +40,7 @@ from orchestrator.core.quality import (
     parse_output,
     read_logits_header,
     reference_args,
+    reference_problem,
     vocabulary_problem,
 )
 from orchestrator.core.quantize import CHUNK_TOKENS
@@ -143,7 +144,9 @@ def _reference(plan: Plan, wanted: str | None, chunks: int) -> Reference:
         return Reference(path.stem, path, path, saved)
     if not head.startswith(MAGIC):
         raise UsageError(f"{path} is neither a GGUF nor probabilities saved by an eval (.kld)")
-    problem = vocabulary_problem(model_vocab, vocabulary(path), plan.model.path.name, path.name)
+    problem = reference_problem(plan.model.path.name, path.name) or vocabulary_problem(
+        model_vocab, vocabulary(path), plan.model.path.name, path.name
+    )
     if problem:
         raise UsageError(problem)
     return Reference(

@@ -7,8 +7,9 @@ GGUF and registered as a model. The source is only read."""
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from orchestrator.app.options import Commands, command, whole_numbers
@@ -16,6 +17,7 @@ from orchestrator.app.outcomes import Screen
 from orchestrator.app.session import Session
 from orchestrator.app.steps.context import Executors, Reporter
 from orchestrator.app.steps.tools import ToolsPlanned, planned_tools, ready_to_run, run_tool
+from orchestrator.core.models import is_mtp_file_name, is_projector_name
 from orchestrator.core.plan import Plan
 from orchestrator.core.plan.jobs import ToolJob, with_paths
 from orchestrator.core.quantize import (
@@ -31,11 +33,13 @@ from orchestrator.core.quantize import (
     output_bytes,
     output_name,
     quantize_args,
+    source_problem,
 )
 from orchestrator.errors import ExitCode, UsageError
 from orchestrator.files import readable_folder
 from orchestrator.models import store
 from orchestrator.models.gguf import quantise_source, read_model
+from orchestrator.models.local import find_sidecar
 from orchestrator.models.store import Entry
 
 # Where quantised files are kept under the models directory (the store's own: `model rm` deletes them).
@@ -92,6 +96,9 @@ def _check_arguments(args: argparse.Namespace) -> None:
             raise UsageError(problem)
     if args.imatrix and not Path(args.imatrix).expanduser().is_file():
         raise UsageError(f"no importance matrix {args.imatrix}")
+    problem = source_problem(Path(args.source_file).name)
+    if problem:
+        raise UsageError(problem)
 
 
 def _quantize(session: Session, args: argparse.Namespace) -> Quantized | ToolsPlanned:
@@ -137,7 +144,7 @@ def quantize(
         )
     file_name = output_name(source.path, quant_type)
     name = name or file_name.removesuffix(".gguf").lower()
-    folder = models_dir / QUANTIZED_DIR
+    folder = output_folder(models_dir, source.path, file_name)
     result = folder / file_name
     if result.exists() or store.find(models_dir, name) is not None:
         raise UsageError(
@@ -177,7 +184,55 @@ def quantize(
     except BaseException:
         result.unlink(missing_ok=True)
         raise
+    said, linked = carry_companions(source.path, folder)
+    for line in said:
+        report.note(line)
+    if linked:
+        # Recorded with the model, so `model rm` deletes the links with it.
+        extra = tuple(store.FileRecord(p.name, p.stat().st_size) for p in linked)
+        entry = replace(entry, files=entry.files + extra)
+        store.record_pull(models_dir, entry.name, entry)
     return Quantized(entry, source, quant_type, calibration is not None or imatrix is not None, ran.seconds)
+
+
+def output_folder(models_dir: Path, source: Path, file_name: str) -> Path:
+    """Where a quantisation is written: the store's folder of quantised models, or, when the source has
+    an MTP file or projector to link beside it, a folder of its own, so no other quantised model finds
+    them beside itself."""
+    folder = models_dir / QUANTIZED_DIR
+    return folder / file_name.removesuffix(".gguf") if companions(source) else folder
+
+
+def companions(model: Path) -> list[Path]:
+    """The files a model is served with that sit beside it: its MTP file (found as `up` finds it) and its
+    vision projector (the only mmproj*.gguf there)."""
+    found = [sidecar] if (sidecar := find_sidecar(model)) is not None and sidecar != model else []
+    projectors = sorted(p for p in model.parent.glob("*.gguf") if is_projector_name(p.name))
+    return found + (projectors if len(projectors) == 1 else [])
+
+
+def carry_companions(source: Path, folder: Path) -> tuple[list[str], list[Path]]:
+    """The source's MTP file and projector, untouched (not quantised), made visible beside the quantised
+    model: hard links (the same bytes, no copy) into its folder; where that cannot be, what to pass.
+    Returns what to say and the links made."""
+    said: list[str] = []
+    linked: list[Path] = []
+    for companion in companions(source):
+        if is_mtp_file_name(source.name) or companion.parent == folder:
+            continue
+        beside = folder / companion.name
+        if beside.exists():
+            said.append(f"{companion.name} is beside the quantised model already; left as it is")
+            continue
+        try:
+            os.link(companion, beside)
+        except OSError:
+            flag = "--mmproj" if is_projector_name(companion.name) else "--draft-model"
+            said.append(f"{companion.name} left as it is; serve the quantised model with {flag} {companion}")
+            continue
+        linked.append(beside)
+        said.append(f"{companion.name} left as it is (not quantised) and linked beside the quantised model")
+    return said, linked
 
 
 def quantize_jobs(

@@ -53,7 +53,7 @@ def fetched(plan: Plan, report: Reporter, pull: bool | None) -> Plan:
 
     settings = plan.inputs.settings
     pulled = pull_model(
-        ref.repo,
+        ref.name,
         settings.models_dir,
         plan.data_dir,
         PullReport(note=report.note, transfer=report.transfer),

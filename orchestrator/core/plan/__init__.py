@@ -48,7 +48,14 @@ from orchestrator.core.plan.programs import (
     run_command,
 )
 from orchestrator.core.plan.proxy import PROXY_PORT, TlsFiles, proxy_config, proxy_config_path, tls_files
-from orchestrator.core.plan.server import Address, idle_seconds, publish_address, server_command
+from orchestrator.core.plan.server import (
+    Address,
+    idle_seconds,
+    publish_address,
+    server_command,
+    server_reasoning,
+)
+from orchestrator.core.reasoning import Reasoning
 from orchestrator.core.rpc import Endpoint
 from orchestrator.core.settings import Settings, check_settings
 from orchestrator.core.sources import Source
@@ -95,6 +102,8 @@ class Plan:
     endpoint: str
     memory: MemoryPlan
     speculation: Speculation
+    # The reasoning level every request gets, and how thoughts come back (core.reasoning).
+    reasoning: Reasoning
     # The RPC workers the server spreads the model over (none: this machine alone).
     rpc: tuple[Endpoint, ...]
     notes: tuple[str, ...]
@@ -186,7 +195,10 @@ def make_plan(inputs: PlanInputs) -> Plan:
     build = _build(target, profile, source, settings, flags, facts, runtime)
     speculation = _speculation(settings, profile, model)
     socket = _server_socket(build, facts, settings)
-    server = server_command(target, profile, source, model, settings, runtime, build, speculation, socket)
+    reasoning = server_reasoning(target, model, source, settings)
+    server = server_command(
+        target, profile, source, model, settings, runtime, build, speculation, socket, reasoning
+    )
     reach = _reach(settings, facts)
     container, compose, compose_warnings = _in_container(
         target, model, facts, build, settings, server, speculation, reach
@@ -216,9 +228,11 @@ def make_plan(inputs: PlanInputs) -> Plan:
         endpoint=f"{reach.scheme}://{publish_address(reach.public_host)}:{settings.port}/v1",
         memory=memory,
         speculation=speculation,
+        reasoning=reasoning,
         rpc=settings.rpc,
         notes=profile.notes + target.notes,
-        warnings=_warnings(profile, settings, model, speculation, compose_warnings, reach, memory),
+        warnings=_warnings(profile, settings, model, speculation, compose_warnings, reach, memory)
+        + ((reasoning.warning,) if reasoning.warning else ()),
         data_dir=data_dir,
         compose_file=data_dir / "compose" / f"{project}.yaml" if compose else None,
         project=project,
@@ -279,6 +293,7 @@ def _speculation(settings: Settings, profile: Profile, model: ModelSpec) -> Spec
         model.arch.n_vocab if model.arch else None,
         model.mtp,
         model.sidecar,
+        model.family,
     )
 
 

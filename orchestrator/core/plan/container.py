@@ -1,5 +1,6 @@
-"""How the target's containers run: the image, the read-only mounts (model, web UI, MTP sidecar), the
-GPU devices and groups, the unprivileged user and the lock-down, the same for the server and one-off runs."""
+"""How the target's containers run: the image, the read-only mounts (model, web UI, MTP sidecar, vision
+projector), the GPU devices and groups, the unprivileged user and the lock-down, the same for the server
+and one-off runs."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from orchestrator.core.models import ModelSpec
 from orchestrator.core.plan.image import ImageBuild
 from orchestrator.core.plan.layout import (
     CONTAINER_DRAFT_DIR,
+    CONTAINER_MMPROJ_DIR,
     CONTAINER_MODELS_DIR,
     CONTAINER_UI_DIR,
     CONTAINER_UID,
@@ -58,10 +60,21 @@ def container_spec(
         if sidecar is not None and sidecar_dir(sidecar, model) == CONTAINER_DRAFT_DIR
         else ()
     )
+    projector = model.projector
+    mmproj_mount = (
+        ((str(projector.path.parent), str(CONTAINER_MMPROJ_DIR), "ro"),)
+        if projector is not None and projector.path.parent != model.directory
+        else ()
+    )
     gpu = target.devices if settings.gpu_passthrough else "none"
     return ContainerSpec(
         image=build.tag,
-        volumes=((str(model.directory), str(CONTAINER_MODELS_DIR), "ro"), *ui_mount, *draft_mount),
+        volumes=(
+            (str(model.directory), str(CONTAINER_MODELS_DIR), "ro"),
+            *ui_mount,
+            *draft_mount,
+            *mmproj_mount,
+        ),
         devices=("/dev/dri:/dev/dri",) if gpu == "dri" else (),
         gpus="all" if gpu == "nvidia" else None,
         group_add=tuple(g for g in (facts.render_gid, facts.video_gid) if g is not None)
@@ -70,6 +83,18 @@ def container_spec(
         memlock_unlimited=gpu == "nvidia",
         network="host" if settings.rpc else None,
     )
+
+
+def projector_arg(model: ModelSpec, runtime: str) -> list[str]:
+    """llama-server's --mmproj: the projector beside the model (in the model's mount), in its own
+    read-only mount, or on the host for a native server; nothing when the model has none."""
+    projector = model.projector
+    if projector is None:
+        return []
+    if runtime != "container":
+        return ["--mmproj", str(projector.path)]
+    folder = CONTAINER_MODELS_DIR if projector.path.parent == model.directory else CONTAINER_MMPROJ_DIR
+    return ["--mmproj", str(folder / projector.path.name)]
 
 
 def sidecar_dir(sidecar: Path, model: ModelSpec) -> PurePosixPath:

@@ -16,6 +16,8 @@ CONTAINER_API_KEY = PurePosixPath("/run/secrets/api_key")
 CONTAINER_UI_DIR = PurePosixPath("/webui")
 # An MTP sidecar kept outside the model's folder is mounted here (read-only, like the model).
 CONTAINER_DRAFT_DIR = PurePosixPath("/draft")
+# A vision projector kept outside the model's folder is mounted here (read-only, like the model).
+CONTAINER_MMPROJ_DIR = PurePosixPath("/mmproj")
 # Where the image records the GPU driver package it brings and its version (build-llama.sh driver); the
 # build reads it back into a label.
 CONTAINER_DRIVER_FILE = PurePosixPath("/usr/local/share/step-flash-driver.txt")

@@ -1,5 +1,6 @@
 """The proxy in front of llama-server (Caddy, in the server's own image): it alone is published. It ends
-TLS, refuses a Host that is none of the server's names (the DNS-rebinding defence, on loopback too),
+TLS, refuses a Host that is none of the server's names (the DNS-rebinding defence, on loopback too) and a
+body larger than a few screenshots,
 answers browsers' CORS for the allowed origins only, logs each request without its headers, and serves
 the image's fallback web page where llama-server has none. Its configuration is Caddy's JSON, made here
 as a dict from the plan's Exposure."""
@@ -23,6 +24,12 @@ CONTAINER_TLS_KEY = PurePosixPath("/run/secrets/tls_key")
 CONTAINER_FALLBACK_UI = PurePosixPath("/opt/llama/webui")
 # On the proxy's service: the scheme it serves, so a compose file says how to reach what it runs.
 SCHEME_LABEL = "io.step-flash.scheme"
+# The largest request body the proxy passes on (413 beyond it: _too_large). Images travel inside the
+# JSON as base64 data URLs (4/3 of the file): a full-screen PNG screenshot of a 4K display is commonly
+# 5 to 10 MB, so 32 MiB takes three or four of them in one request, while a client cannot make the proxy
+# and llama-server hold an unbounded body (llama-server's own HTTP library stops at 100 MB:
+# CPPHTTPLIB_PAYLOAD_MAX_LENGTH at the pin). README says it.
+MAX_REQUEST_BODY = 32 * 1024 * 1024
 _CORS_HEADERS = (
     "Access-Control-Allow-Origin",
     "Access-Control-Allow-Credentials",
@@ -87,7 +94,8 @@ def proxy_config(
     hosts = list(exposure.names)
     allowed = {"header": {"Origin": list(exposure.origins)}}
     routes: list[dict[str, Any]] = [
-        # Never shown inside another site's frame (what browsers without Sec-Fetch-* still honour).
+        # Never shown inside another site's frame (what browsers without Sec-Fetch-* still honour); no
+        # body larger than a few screenshots (MAX_REQUEST_BODY) reaches llama-server.
         {
             "handle": [
                 {
@@ -98,7 +106,8 @@ def proxy_config(
                             "Content-Security-Policy": ["frame-ancestors 'none'"],
                         }
                     },
-                }
+                },
+                {"handler": "request_body", "max_size": MAX_REQUEST_BODY},
             ]
         },
         {
@@ -156,6 +165,7 @@ def proxy_config(
                 }
             ],
         },
+        _too_large(),
     ]
     if fallback_page:
         routes.append(
@@ -216,6 +226,19 @@ def proxy_config(
             }
         },
         "apps": {"http": {"servers": {PROXY_SERVER: server}}, **tls_app},
+    }
+
+
+def _too_large() -> dict[str, Any]:
+    """A body that says it is larger than the limit is answered 413 at once. The request_body limit alone
+    stops such a body at the limit but lets its first MAX_REQUEST_BODY bytes through to llama-server and
+    answers 502 (Caddy 2.6.2, seen here with curl; caddyserver/caddy#5652); it still bounds a chunked
+    body, which says no length."""
+    length = "{http.request.header.Content-Length}"
+    return {
+        "match": [{"expression": f'{length} != "" && int({length}) > {MAX_REQUEST_BODY}'}],
+        "handle": [_answer(413, f"the request body is over {MAX_REQUEST_BODY >> 20} MiB\n")],
+        "terminal": True,
     }
 
 

@@ -21,7 +21,7 @@ from orchestrator.core.plan.argv import (
     template_args,
     thread_args,
 )
-from orchestrator.core.plan.container import sidecar_dir
+from orchestrator.core.plan.container import projector_arg, sidecar_dir
 from orchestrator.core.plan.image import ImageBuild
 from orchestrator.core.plan.layout import (
     CONTAINER_API_KEY,
@@ -29,9 +29,10 @@ from orchestrator.core.plan.layout import (
     CONTAINER_UI_DIR,
 )
 from orchestrator.core.plan.native import NativeBuild
+from orchestrator.core.reasoning import Reasoning, resolve_reasoning
 from orchestrator.core.rpc import rpc_arg
 from orchestrator.core.settings import Settings
-from orchestrator.core.sources import Source
+from orchestrator.core.sources import UPSTREAM_COMMIT, Source
 from orchestrator.core.speculation import Speculation
 from orchestrator.core.speculation import server_args as speculation_server_args
 
@@ -65,6 +66,7 @@ def server_command(
     build: ImageBuild | NativeBuild,
     speculation: Speculation,
     socket: PurePosixPath | Path,
+    reasoning: Reasoning,
 ) -> Command:
     """llama-server's command; it listens on socket only (a Unix socket its proxy dials)."""
     in_container = runtime == "container"
@@ -88,6 +90,8 @@ def server_command(
         *_reply_cap(target, settings),
     ]
     argv += template_args(model)
+    argv += projector_arg(model, runtime)
+    argv += reasoning.server_args()
     argv += _speculation_args(profile, speculation, model, runtime)
     argv += rpc_arg(settings.rpc)
     argv += _idle_args(target, settings)
@@ -115,6 +119,14 @@ def _speculation_args(
     if speculation.active and profile.speculative_slots:
         args += ["-np", str(profile.speculative_slots)]
     return args
+
+
+def server_reasoning(target: Target, model: ModelSpec, source: Source, settings: Settings) -> Reasoning:
+    """The reasoning the server runs: the level asked for, where the model's template is Jinja (the
+    target's --jinja, unless the model is served with a built-in template by name)."""
+    jinja = "--jinja" in target.server_args and not model.chat_template
+    pinned = UPSTREAM_COMMIT in (source.commit, source.revision)
+    return resolve_reasoning(settings.reasoning, jinja=jinja, source=source.name, source_checked=pinned)
 
 
 def argv_address(argv: Sequence[str]) -> Address | None:

@@ -30,6 +30,8 @@ from orchestrator.app.plan_options import flags
 from orchestrator.app.results import results_dir
 from orchestrator.app.session import Session
 from orchestrator.core.plan.programs import BenchOverride
+from orchestrator.core.serve_bench import parse_sweep
+from orchestrator.core.speculation import Speculative
 from orchestrator.files import writable_folder
 
 
@@ -48,13 +50,21 @@ def register(commands: Commands) -> None:
         choices=("run", "report", "serve"),
         default="run",
         help="run (default) the profile's parameter sets; report: plot and summarise the results; serve: "
-        "start the planned server with speculative decoding off, then on, send a fixed prompt set at "
+        "start the planned server with speculative decoding off, then with each setting of the sweep, send a "
+        "fixed prompt set at "
         "temperature 0 with each client count, and compare",
     )
     p.add_argument(
         "--wake",
         action="store_true",
         help="serve: instead, measure the first token after the server's sleep (and awake), and its memory",
+    )
+    p.add_argument(
+        "--sweep",
+        type=_sweep,
+        default=(),
+        help="serve: the settings to measure against speculative decoding off, comma-separated (e.g. "
+        "mtp:1,mtp:3 or ngram-mod); default: mtp:1 to mtp:N for a model with N MTP heads, else --spec's",
     )
     p.add_argument(
         "--clients",
@@ -74,6 +84,13 @@ def register(commands: Commands) -> None:
     stop_server_option(p)
     host_step_options(p)
     _register_report(commands)
+
+
+def _sweep(value: str) -> tuple[Speculative, ...]:
+    try:
+        return parse_sweep(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _register_report(commands: Commands) -> None:
@@ -137,7 +154,7 @@ def _serve(session: Session, args: argparse.Namespace) -> ServingDone | WakeDone
             allow_cpu=args.allow_cpu,
         )
         return WakeDone(record, results)
-    comparison = bench_serve(
+    sweep = bench_serve(
         session.plan(args),
         session.executors(),
         session.render.reporter(),
@@ -147,5 +164,6 @@ def _serve(session: Session, args: argparse.Namespace) -> ServingDone | WakeDone
         force=args.force,
         stop_server=args.stop_server,
         allow_cpu=args.allow_cpu,
+        sweep=args.sweep,
     )
-    return ServingDone(comparison, results)
+    return ServingDone(sweep, results)

@@ -21,7 +21,7 @@ from orchestrator.app.results import (
     quality_table,
     read_eval_records,
     read_records,
-    read_serving_pairs,
+    read_serving_sweeps,
 )
 from orchestrator.app.steps.building import build, built_with
 from orchestrator.app.steps.context import Executors, Reporter
@@ -30,18 +30,21 @@ from orchestrator.app.steps.preflight import checked, run_host_steps
 from orchestrator.app.steps.serving import beside_server
 from orchestrator.core.bench import (
     BenchRecord,
+    catalogue_name,
     compare,
     latest_per_set,
     markdown_report,
     missing_rows,
+    model_key,
     parse_jsonl,
     parse_output,
+    reference_for,
 )
 from orchestrator.core.devices import Verdict
 from orchestrator.core.plan import Plan
 from orchestrator.core.plan.programs import BenchPlan
 from orchestrator.core.quality import EvalRecord, quality_markdown
-from orchestrator.core.reference import REFERENCES, BenchRow
+from orchestrator.core.reference import BenchRow
 from orchestrator.core.serve_bench import serving_markdown
 from orchestrator.errors import ExitCode, OrchestratorError, UsageError
 from orchestrator.executors.engine import CommandFailed
@@ -104,6 +107,9 @@ def provenance(plan: Plan, ex: Executors) -> dict[str, dict[str, Any]]:
     """What a benchmark record says it ran: the model's bytes, the build, the host."""
     return {
         "model": {
+            # The model catalogue's name (None for a file the catalogue does not know): what keeps runs
+            # of two models apart (core.bench.model_key).
+            "name": catalogue_name(plan.model),
             "alias": plan.model.alias,
             "file": plan.model.path.name,
             "size": plan.model.size_bytes,
@@ -168,7 +174,7 @@ def _bench_once(
 def report(results: Path, out: Path | None) -> BenchReport:
     """The plots and the summary of the latest records in a results folder, with every quality record."""
     records = latest_per_set(read_records(results))
-    serving = read_serving_pairs(results)
+    serving = read_serving_sweeps(results)
     quality = read_eval_records(results)
     if not records and not serving and not quality:
         raise UsageError(
@@ -239,18 +245,19 @@ def bench_row_text(name: str, row: BenchRow, expected: int) -> str:
 def bench_table(record: BenchRecord) -> Table:
     state = "complete" if record.complete else "[red]incomplete[/]"
     table = Table(
-        title=f"{record.target} {record.profile} {record.bench}: {record.model['alias']} ({state})",
+        title=f"{record.target} {record.profile} {record.bench}: {model_key(record.model)} "
+        f"({record.model.get('file')}, {state})",
         title_justify="left",
     )
-    reference = record.reference
-    matched = reference is not None and record.model.get("alias") == REFERENCES[reference].model
+    table_ = reference_for(record.model, record.reference)
+    matched = table_ is not None
     columns = ["PP", "TG", "B", "S_PP t/s", "S_TG t/s"]
     if matched:
         columns += ["published S_PP", "ratio", "published S_TG", "ratio"]
     for column in columns:
         table.add_column(column, justify="right")
     published = (
-        {(c.pp, c.tg, c.pl): c for c in compare(record.rows, reference)} if matched and reference else {}
+        {(c.pp, c.tg, c.pl): c for c in compare(record.rows, table_.key)} if table_ is not None else {}
     )
     for row in record.rows:
         cells = [str(row.pp), str(row.tg), str(row.pl), f"{row.speed_pp:.2f}", f"{row.speed_tg:.2f}"]

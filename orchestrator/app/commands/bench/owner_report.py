@@ -20,7 +20,7 @@ from orchestrator.app.commands.bench.serve_bench import bench_serve, serving_dat
 from orchestrator.app.outcomes import Screen
 from orchestrator.app.steps.context import Executors, Reporter
 from orchestrator.app.steps.probing import doctor_facts
-from orchestrator.core.bench import BenchRecord, compare
+from orchestrator.core.bench import BenchRecord, compare, model_key, reference_for
 from orchestrator.core.devices import Placement, mib
 from orchestrator.core.doctor import diagnose
 from orchestrator.core.plan import Plan
@@ -94,6 +94,8 @@ def owner_report(
                 force=force,
                 stop_server=stop_server,
                 allow_cpu=True,
+                # A report measures the plan's own setting against off, not every draft count.
+                sweep=(plan.speculation.requested,),
             )
         )
     record = records[0] if records else None
@@ -125,13 +127,17 @@ def _bench_data(record: BenchRecord | None) -> dict[str, Any] | None:
     if record is None:
         return None
     rows = [row.__dict__ for row in record.rows]
-    against = compare(record.rows, record.reference) if record.reference else []
+    # Only a table of the model that ran: a Step-3.7 run is never set against the Step-3.5 tables.
+    table = reference_for(record.model, record.reference)
+    against = compare(record.rows, table.key) if table is not None else []
     return {
         "set": record.bench,
         "complete": record.complete,
         "error": record.error,
         "rows": rows,
-        "reference": record.reference,
+        "model": model_key(record.model),
+        "file": record.model.get("file"),
+        "reference": table.key if table is not None else None,
         "published": [{**c.__dict__, "ratio_pp": c.ratio_pp, "ratio_tg": c.ratio_tg} for c in against],
     }
 
