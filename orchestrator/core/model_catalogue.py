@@ -9,7 +9,7 @@ the hub's listing (size, sha256) and reads the GGUF (split parts, MTP heads) bef
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from orchestrator.core.budget import budget
 from orchestrator.core.catalogue import Profile, Target
@@ -46,6 +46,11 @@ _STEP37_PROJECTOR = (
     "mmproj-step3.7-flash-f16.gguf at the repository's root (a third-party nix config fetches it from "
     "resolve/main/); 3.97 GB, 667 tensors, projector type step3vl in a port's notes; 3,972,828,768 B: "
     + _STEP37_LISTING
+)
+_STEP37_README = (
+    "the publisher's model README (stepfun-ai/Step-3.7-Flash, section 6.4 llama.cpp, stored copy at commit "
+    "4e02920): Q4_K_S 111.5 GB, IQ4_XS 104.99 GB, Q3_K_L 102.5 GB, the FP16 projector 3.97 GB, about 7 GB "
+    "of runtime overhead, 120 GB of memory at least"
 )
 _UNSLOTH_37 = (
     "a third-party MTP trial report (stored GitHub file): UD-Q4_K_S, 4 parts "
@@ -125,7 +130,7 @@ STEP37_Q4_K_S = PublishedGguf(
     repo="stepfun-ai/Step-3.7-Flash-GGUF",
     quant="Q4_K_S",
     size_gib=round(111_499_087_872 / GIB, 2),
-    size_seen=_STEP37_PARTS,
+    size_seen=_STEP37_PARTS + "; 111.5 GB in " + _STEP37_README,
     parts=3,
     parts_seen=_STEP37_PARTS,
     mtp=True,
@@ -134,11 +139,28 @@ STEP37_Q4_K_S = PublishedGguf(
     mtp_bytes=3_707_276_416,
     projector="mmproj-step3.7-flash-f16.gguf",
     projector_bytes=3_972_828_768,
-    projector_seen=_STEP37_PROJECTOR,
+    projector_seen=_STEP37_PROJECTOR + "; 3.97 GB in " + _STEP37_README,
     note="the publisher's own (imatrix-calibrated, a third-party README's table); the parts in a folder of "
     "the repository, the MTP file and projector at its root; Apache-2.0",
     model="step-3.7-flash",
 )
+
+
+def _stepfun37(quant: str, gigabytes: float) -> PublishedGguf:
+    """The publisher's other two 3.7 quantisations: only their sizes are published (decimal GB, its README
+    table); their parts are read when pulled, and the MTP file and projector are the repository's own."""
+    return replace(
+        STEP37_Q4_K_S,
+        quant=quant,
+        size_gib=round(gigabytes * 1e9 / GIB, 2),
+        size_seen=_STEP37_README,
+        parts=None,
+        parts_seen="not seen: read from the files when pulled",
+        mtp_seen="the repository's one MTP file, at its root, which `model pull` takes beside any of its "
+        "quantisations: " + _STEP37_MTP,
+        note="the publisher's own, smaller; Apache-2.0",
+    )
+
 
 PUBLISHED: tuple[PublishedGguf, ...] = (
     PublishedGguf(
@@ -159,6 +181,8 @@ PUBLISHED: tuple[PublishedGguf, ...] = (
     _aessedai("IQ3_S", 70.89, "3.313628", "0.355228"),
     _aessedai("IQ2_S", 64.43, "3.772340", "0.488752"),
     STEP37_Q4_K_S,
+    _stepfun37("IQ4_XS", 104.99),
+    _stepfun37("Q3_K_L", 102.5),
     PublishedGguf(
         repo="unsloth/Step-3.7-Flash-GGUF",
         quant="UD-Q4_K_S",
