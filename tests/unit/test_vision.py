@@ -5,6 +5,7 @@ counted by the memory plan, said by `plan` and `up`; the refusals; the proxy's r
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 
 from orchestrator.core.exposure import exposure
 from orchestrator.core.memory import MIB, Workload, estimate, vision_compute_bytes
-from orchestrator.core.models import KNOWN_MODELS, Projector
+from orchestrator.core.models import KNOWN_MODELS, published_projector
 from orchestrator.core.plan.proxy import MAX_REQUEST_BODY, proxy_config
 from tests.tiny_gguf import VisionShape, write_tiny_step3vl_projector, write_tiny_step35
 from tests.unit.conftest import Cli
@@ -158,11 +159,20 @@ def test_the_memory_plan_counts_weights_and_compute_buffer(served: Path) -> None
 def test_step37_encoder_compute_buffer_from_its_published_shape() -> None:
     """Step-3.7-Flash's encoder as upstream's converter asserts it (728 px, width 1536; n_ff from its
     default ratio 8960/1536): 2704 patches of 14 pixels, the feed-forward moment."""
-    encoder = Projector(Path("/m/mmproj.gguf"), "step3vl", 4096, 0, 728, 14, 1536, 8960, 16, 47)
+    encoder = published_projector(KNOWN_MODELS["step-3.7-flash"], Path("/m"))
+    assert encoder is not None and encoder.path == Path("/m/mmproj-step3.7-flash-f16.gguf")
+    assert (encoder.projector_type, encoder.n_embd_out, encoder.weights_bytes) == (
+        "step3vl",
+        4096,
+        3_972_828_768,
+    )
     assert round(vision_compute_bytes(encoder, flash_attn=True) / MIB, 1) == 200.7
     # Without flash attention the scores of every head (two n x n matrices each) outweigh it.
     n = 2704
-    assert vision_compute_bytes(encoder, flash_attn=False) == 4 * (5 * n * 1536 + 2 * 16 * n * n)
+    with_heads = replace(encoder, n_head=16)
+    assert vision_compute_bytes(with_heads, flash_attn=False) == 4 * (5 * n * 1536 + 2 * 16 * n * n)
+    # A model published without an encoder's shape plans no projector before its pull.
+    assert published_projector(replace(KNOWN_MODELS["step-3.7-flash"], vision=None), Path("/m")) is None
 
 
 def _tiny_projector_elements(shape: VisionShape, out: int) -> list[int]:
