@@ -178,14 +178,15 @@ def vision_compute_bytes(projector: Projector, flash_attn: bool) -> int:
     CPU, at the pin): the input moment, over by a third. For Step-3.7-Flash's encoder (728 px, width 1536,
     as upstream's converter asserts; n_ff 8960 its default ratio; patch 14 not checked here) it gives 2704
     patches and 200.7 MiB with flash attention, the feed-forward moment."""
-    if projector.patch_size <= 0:
+    encoder = projector.encoder
+    if encoder.patch_size <= 0:
         return 0
-    side, patch = projector.image_size, projector.patch_size
+    side, patch = encoder.image_size, encoder.patch_size
     n = (side // patch) ** 2
-    d = projector.n_embd
+    d = encoder.n_embd
     picture = 3 * side * side + 3 * patch * patch * n + n * d
-    feed_forward = n * (d + 2 * projector.n_ff)
-    attention = 5 * n * d + (0 if flash_attn else 2 * projector.n_head * n * n)
+    feed_forward = n * (d + 2 * encoder.n_ff)
+    attention = 5 * n * d + (0 if flash_attn else 2 * encoder.n_head * n * n)
     return 4 * max(picture, feed_forward, attention)
 
 

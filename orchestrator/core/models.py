@@ -289,19 +289,16 @@ class Projector:
     model with --mmproj, so the model accepts images: what was read of its metadata and tensors."""
 
     path: Path
-    # clip.projector_type (or clip.vision.projector_type): "step3vl" for Step-3.7-Flash.
-    projector_type: str
     # The embedding size it writes into the language model, which must be the model's n_embd (mtmd.cpp
     # compares clip_n_mmproj_embd with llama_model_n_embd_inp); None where it cannot be read here.
     n_embd_out: int | None
     weights_bytes: int
-    # The vision encoder's shape (clip.vision.*), for the compute buffer estimate (core.memory).
-    image_size: int
-    patch_size: int
-    n_embd: int
-    n_ff: int
-    n_head: int
-    n_layer: int
+    # Its encoder's type and shape (clip.projector_type, clip.vision.*), for the compute buffer estimate.
+    encoder: VisionEncoder
+
+    @property
+    def projector_type(self) -> str:
+        return self.encoder.projector_type
 
 
 def published_projector(ref: ModelRef, folder: Path) -> Projector | None:
@@ -309,19 +306,7 @@ def published_projector(ref: ModelRef, folder: Path) -> Projector | None:
     and encoder shape (ModelRef.vision). Read from the file once it is pulled."""
     if ref.projector_file is None or ref.projector_bytes is None or ref.arch is None or ref.vision is None:
         return None
-    encoder = ref.vision
-    return Projector(
-        path=folder / ref.projector_file,
-        projector_type=encoder.projector_type,
-        n_embd_out=ref.arch.n_embd,
-        weights_bytes=ref.projector_bytes,
-        image_size=encoder.image_size,
-        patch_size=encoder.patch_size,
-        n_embd=encoder.n_embd,
-        n_ff=encoder.n_ff,
-        n_head=encoder.n_head,
-        n_layer=encoder.n_layer,
-    )
+    return Projector(folder / ref.projector_file, ref.arch.n_embd, ref.projector_bytes, ref.vision)
 
 
 @dataclass(frozen=True)

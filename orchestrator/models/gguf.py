@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.core.architecture import Architecture
-from orchestrator.core.models import Projector
+from orchestrator.core.models import Projector, VisionEncoder
 from orchestrator.core.quality import Vocabulary
 from orchestrator.core.quantize import Source as QuantSource
 from orchestrator.core.speculation import MtpHeads
@@ -364,7 +364,7 @@ class Description:
 
 
 # Bump when what is remembered changes, so entries written by an older version are read again.
-_CACHE_VERSION = "4"
+_CACHE_VERSION = "5"
 
 
 def cached_description(first: Path, cache: Path) -> Description:
@@ -468,11 +468,8 @@ def read_projector(path: Path) -> Projector:
         else number("projection_dim")
     )
 
-    return Projector(
-        path=path,
+    encoder = VisionEncoder(
         projector_type=kind,
-        n_embd_out=int(n_embd_out) if n_embd_out else None,
-        weights_bytes=sum(int(t.n_bytes) for t in reader.tensors),
         image_size=number("image_size"),
         patch_size=number("patch_size"),
         n_embd=number("embedding_length"),
@@ -480,6 +477,8 @@ def read_projector(path: Path) -> Projector:
         n_head=number("attention.head_count"),
         n_layer=number("block_count"),
     )
+    weights = sum(int(t.n_bytes) for t in reader.tensors)
+    return Projector(path, int(n_embd_out) if n_embd_out else None, weights, encoder)
 
 
 def cached_projector(path: Path, cache: Path) -> Projector:
@@ -488,7 +487,12 @@ def cached_projector(path: Path, cache: Path) -> Projector:
     known = read_cache(cache)
     if key in known:
         entry = dict(known[key])
-        return Projector(**{**entry, "path": Path(entry["path"])})
+        return Projector(
+            Path(entry["path"]),
+            entry["n_embd_out"],
+            entry["weights_bytes"],
+            VisionEncoder(**entry["encoder"]),
+        )
     projector = read_projector(path)
     known[key] = {**asdict(projector), "path": str(projector.path)}
     write_cache(cache, known)

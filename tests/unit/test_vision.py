@@ -46,7 +46,7 @@ def test_a_projector_beside_the_model_is_passed_mounted_and_counted(cli: Cli, se
     assert _mmproj(plan) == "/models/mmproj-tiny.gguf"
     assert [str(served.parent), "/models", "ro"] in plan["container"]["volumes"]
     projector = plan["model"]["projector"]
-    assert (projector["projector_type"], projector["n_embd_out"]) == ("step3vl", 64)
+    assert (projector["encoder"]["projector_type"], projector["n_embd_out"]) == ("step3vl", 64)
     server = plan["memory"]["rows"][0]
     assert server["use"] == "server" and server["vision_mib"] > 0
     assert "step3vl vision projector" in server["workload"]
@@ -159,17 +159,17 @@ def test_the_memory_plan_counts_weights_and_compute_buffer(served: Path) -> None
 def test_step37_encoder_compute_buffer_from_its_published_shape() -> None:
     """Step-3.7-Flash's encoder as upstream's converter asserts it (728 px, width 1536; n_ff from its
     default ratio 8960/1536): 2704 patches of 14 pixels, the feed-forward moment."""
-    encoder = published_projector(KNOWN_MODELS["step-3.7-flash"], Path("/m"))
-    assert encoder is not None and encoder.path == Path("/m/mmproj-step3.7-flash-f16.gguf")
-    assert (encoder.projector_type, encoder.n_embd_out, encoder.weights_bytes) == (
+    projector = published_projector(KNOWN_MODELS["step-3.7-flash"], Path("/m"))
+    assert projector is not None and projector.path == Path("/m/mmproj-step3.7-flash-f16.gguf")
+    assert (projector.projector_type, projector.n_embd_out, projector.weights_bytes) == (
         "step3vl",
         4096,
         3_972_828_768,
     )
-    assert round(vision_compute_bytes(encoder, flash_attn=True) / MIB, 1) == 200.7
+    assert round(vision_compute_bytes(projector, flash_attn=True) / MIB, 1) == 200.7
     # Without flash attention the scores of every head (two n x n matrices each) outweigh it.
     n = 2704
-    with_heads = replace(encoder, n_head=16)
+    with_heads = replace(projector, encoder=replace(projector.encoder, n_head=16))
     assert vision_compute_bytes(with_heads, flash_attn=False) == 4 * (5 * n * 1536 + 2 * 16 * n * n)
     # A model published without an encoder's shape plans no projector before its pull.
     assert published_projector(replace(KNOWN_MODELS["step-3.7-flash"], vision=None), Path("/m")) is None
