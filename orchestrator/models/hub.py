@@ -63,6 +63,8 @@ class PullPlan:
         """Where a file goes: the model's parts keep the repository's folders; an MTP file or projector
         published elsewhere in the repository (StepFun's 3.7 puts them at the root, the parts in a folder)
         goes into the model's own folder, so that it is found beside the model as upstream finds it."""
+        if not stays_inside(remote.name):
+            raise PullFailed(f"{remote.name!r} leaves the repository's folder; nothing is written there")
         folder = Path(self.files[0].name).parent
         if companion_kind(remote.name) and Path(remote.name).parent != folder:
             return self.destination / folder / Path(remote.name).name
@@ -90,7 +92,7 @@ def parse_ref(ref: str | None) -> tuple[str, str | None]:
     if known is not None and known.repo is not None:
         return known.repo, known.quant
     repo, _, quant = ref.partition(":")
-    if not _REPO.match(repo):
+    if not _REPO.match(repo) or not stays_inside(repo):
         names = ", ".join(n for n, r in KNOWN_MODELS.items() if r.repo)
         raise UsageError(
             f"{ref!r} is neither a model of the catalogue ({names}) nor a hub repository; write it as "
@@ -199,6 +201,13 @@ def _hub_error(exc: Exception, what: str) -> PullFailed:
     )
 
 
+def stays_inside(name: str) -> bool:
+    """A hub path that names a place inside the folder it is joined to: relative, POSIX, no `.` or `..`
+    step, nothing empty. The hub's listing is not trusted: a mirror (HF_ENDPOINT) writes the names."""
+    steps = name.split("/")
+    return bool(name) and "\\" not in name and "\0" not in name and all(s not in ("", ".", "..") for s in steps)
+
+
 def list_files(repo: str, revision: str | None = None) -> tuple[str, list[RemoteFile]]:
     """The commit the revision names and every file there, with sizes and sha256 where the hub keeps them."""
     from huggingface_hub import HfApi
@@ -215,6 +224,12 @@ def list_files(repo: str, revision: str | None = None) -> tuple[str, list[Remote
         )
         for s in info.siblings or []
     ]
+    strays = [f.name for f in files if not stays_inside(f.name)]
+    if strays:
+        raise PullFailed(
+            f"the hub's listing of {repo} names {strays[0]!r}, a path outside the repository's folder; "
+            "nothing was fetched: check HF_ENDPOINT points at a hub you trust"
+        )
     return str(info.sha or revision or "main"), files
 
 

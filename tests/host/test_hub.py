@@ -222,6 +222,21 @@ def test_a_file_already_there_that_differs_is_left_alone(
     assert mine.read_bytes() == b"GGUF my own file"
 
 
+@pytest.mark.parametrize("name", ["../../../escape-Q4_K_S.gguf", "sub/../../escape-Q4_K_S.gguf"])
+def test_a_listing_that_names_a_path_outside_the_repository_is_refused_before_any_transfer(
+    name: str, parts: dict[str, bytes], env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hostile mirror's listing cannot make the pull write outside the models folder."""
+    first = next(iter(parts))
+    with serve(StandInHub(REPO, {name: parts[first]})) as stand_in:
+        _with_hub(monkeypatch, stand_in)
+        code, _out, err = _pull(env)
+    assert code != 0 and len(err.strip().splitlines()) == 1 and "outside the repository" in err, err
+    assert "Traceback" not in err
+    written = [p for p in env.parent.rglob("escape-Q4_K_S.gguf*")]
+    assert written == [] and not (env / REPO).exists()
+
+
 def test_hf_token_is_sent(parts: dict[str, bytes], env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with serve(StandInHub(REPO, dict(parts), token="hf_secret")) as stand_in:
         _with_hub(monkeypatch, stand_in)
