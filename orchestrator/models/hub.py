@@ -205,7 +205,9 @@ def stays_inside(name: str) -> bool:
     """A hub path that names a place inside the folder it is joined to: relative, POSIX, no `.` or `..`
     step, nothing empty. The hub's listing is not trusted: a mirror (HF_ENDPOINT) writes the names."""
     steps = name.split("/")
-    return bool(name) and "\\" not in name and "\0" not in name and all(s not in ("", ".", "..") for s in steps)
+    return (
+        bool(name) and "\\" not in name and "\0" not in name and all(s not in ("", ".", "..") for s in steps)
+    )
 
 
 def list_files(repo: str, revision: str | None = None) -> tuple[str, list[RemoteFile]]:

@@ -43,6 +43,17 @@ class Entry:
     def first(self) -> Path:
         return Path(self.path)
 
+    def located(self) -> dict[Path, FileRecord]:
+        """Each recorded file where it lies. Records are named relative to the pull's folder (parts in a
+        folder of the repository keep it: Q4_K_S/...), which the first part's own record locates."""
+        first = self.first.parts
+        for record in self.files:
+            tail = Path(record.name).parts
+            if len(tail) < len(first) and first[-len(tail) :] == tail:
+                root = Path(*first[: -len(tail)])
+                return {root / f.name: f for f in self.files}
+        return {}
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -152,31 +163,41 @@ class Verified:
 
 def verify(
     first: Path,
-    expected: dict[str, FileRecord],
+    expected: Mapping[Path, FileRecord],
     sha_cache: Path,
     on_bytes: Callable[[int], None] | None = None,
 ) -> Verified:
-    """Every check `model verify` promises; raises InvalidModel with the first problem found."""
+    """Every check `model verify` promises: each part, and each file recorded beside them (a pull's MTP
+    file and projector), where it lies (expected: Entry.located); raises InvalidModel with the first
+    problem found."""
     model = read_model(first)
     hashed: list[str] = []
-    for part in model.parts:
-        record = expected.get(part.path.name)
+    parts = [(part.path, part.size) for part in model.parts]
+    companions = [(path, _size(path)) for path in expected if path not in {p for p, _ in parts}]
+    for path, size in parts + companions:
+        record = expected.get(path)
         if record is None:
             continue
-        if record.size != part.size:
+        if size is None:
+            raise InvalidModel(f"{path} is missing; pull it again ('orchestrator model pull' resumes)")
+        if record.size != size:
             raise InvalidModel(
-                f"{part.path} has {part.size} bytes but {record.size} were published; "
+                f"{path} has {size} bytes but {record.size} were published; "
                 "pull it again ('orchestrator model pull' resumes)"
             )
         if record.sha256:
-            digest = file_sha256(part.path, sha_cache, on_bytes)
+            digest = file_sha256(path, sha_cache, on_bytes)
             if digest != record.sha256:
                 raise InvalidModel(
-                    f"{part.path} does not match its published sha256 (got {digest[:12]}..., want "
+                    f"{path} does not match its published sha256 (got {digest[:12]}..., want "
                     f"{record.sha256[:12]}...); it is damaged: delete it and pull again"
                 )
-            hashed.append(part.path.name)
+            hashed.append(path.name)
     return Verified(model, tuple(hashed))
+
+
+def _size(path: Path) -> int | None:
+    return path.stat().st_size if path.is_file() else None
 
 
 def remove(

@@ -74,7 +74,7 @@ def test_pull_fetches_every_part_verifies_and_registers(
         assert not [r for r in stand_in.requests[before:] if r[0] == "GET" and "/resolve/" in r[1]]
         code, out, err = run_cli("model", "verify", "tiny-gguf", "--models-dir", str(env))
         assert code == 0, err
-        assert "3 part(s) all present" in out and "sha256 of 3 part(s) match" in out
+        assert "3 part(s) all present" in out and "sha256 of 3 file(s) match" in out
         # A byte changed on disk: verify says so in one line and leaves the file as it found it.
         last = env / REPO / list(parts)[-1]
         damaged = bytearray(last.read_bytes())

@@ -119,6 +119,16 @@ def test_pull_by_name_brings_the_parts_the_mtp_file_and_the_projector_beside_the
     code, out, err = run_cli("model", "pull", "step-3.7-flash", "--models-dir", str(models))
     assert code == 0, err
     assert not [p for m, p, _r in hub.requests[before:] if m == "GET" and "/resolve/" in p]
+    # verify checks every file the pull brought where it lies: the parts in their folder and the
+    # companions beside them; a damaged projector is named in one line and left as it was.
+    code, out, err = run_cli("model", "verify", "step-3.7-flash", "--models-dir", str(models))
+    assert code == 0 and "sha256 of 5 file(s) match" in out, out + err
+    projector = folder / PROJECTOR
+    kept = projector.read_bytes()
+    projector.write_bytes(kept[:-1] + bytes([kept[-1] ^ 0xFF]))
+    code, out, err = run_cli("model", "verify", "step-3.7-flash", "--models-dir", str(models))
+    assert code == 3 and len(err.strip().splitlines()) == 1 and PROJECTOR in err and "sha256" in err, err
+    projector.write_bytes(kept)
     # Removing it deletes what the pull brought, the companions beside the model included.
     code, out, err = run_cli("model", "rm", "step-3.7-flash", "--yes", "--models-dir", str(models))
     assert code == 0, err

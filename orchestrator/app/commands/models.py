@@ -129,7 +129,7 @@ def _verify(session: Session, args: argparse.Namespace) -> ModelVerified:
     first = entry.first if entry else Path(args.what).expanduser().absolute()
     if entry is None:
         entry = next((e for e in store.load(directory).values() if e.first == first), None)
-    expected = {f.name: f for f in entry.files} if entry else {}
+    expected = entry.located() if entry else {}
     total = sum(f.size for f in expected.values() if f.sha256)
     with session.render.byte_progress(f"verifying {first.name}", total, 0) as counted:
         verified = store.verify(first, expected, data_dir / "cache" / "sha256.json", counted)
@@ -199,7 +199,7 @@ class ModelVerified:
     def show(self, screen: Screen) -> ExitCode:
         model = self.verified.model
         hashes = (
-            f"sha256 of {len(self.verified.hashed)} part(s) match the published ones"
+            f"sha256 of {len(self.verified.hashed)} file(s) match the published ones"
             if self.verified.hashed
             else "no published sha256 to compare (added locally)"
         )
