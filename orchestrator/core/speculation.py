@@ -178,7 +178,8 @@ def resolve(
         return Speculation(
             requested,
             fallback=f"{model_name} declares {heads.declared} MTP heads that are not in the file; "
-            f"pass --draft-model {SIDECAR_PREFIX}<name>.gguf or pull the sidecar; speculative decoding is off",
+            "pass --draft-model with its MTP file, or pull the model again (`orchestrator model pull` brings "
+            "the MTP file its repository publishes); speculative decoding is off",
         )
     draft_n = requested.draft_n or heads.declared
     # step35 chains one trained head per draft step: it drafts at most as many tokens as it has heads.

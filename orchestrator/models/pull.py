@@ -5,7 +5,7 @@ the published one (kept) or the pull stops and says so."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,7 +84,7 @@ def pull(
         raise UsageError(f"not pulling {repo}, as you said; nothing was fetched")
     fetched: list[str] = []
     kept: list[str] = []
-    for remote in plan.files:
+    for remote in _fetch_order(plan.files):
         final = plan.local(remote)
         if final.is_file():
             same_size = final.stat().st_size == remote.size
@@ -172,6 +172,15 @@ def pull(
     )
     store.record_pull(models_dir, entry.name, entry)
     return Pulled(entry, tuple(fetched), tuple(kept))
+
+
+def _fetch_order(files: Sequence[hub.RemoteFile]) -> list[hub.RemoteFile]:
+    """The model's first file comes last: a model is found (served, planned) by that file, so a pull cut
+    short anywhere leaves it not found and the next `up` pulls again, resuming, instead of serving it
+    without a part, its MTP file or its projector. The companions come first, then the other parts."""
+    first, *rest = files
+    companions = [f for f in rest if companion_kind(f.name)]
+    return [*companions, *(f for f in rest if not companion_kind(f.name)), first]
 
 
 def _check_projector(path: Path) -> None:

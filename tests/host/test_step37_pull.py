@@ -152,6 +152,29 @@ def test_up_model_step37_pulls_it_as_it_pulls_the_default(hub: StandInHub, tmp_p
     assert "compose_up" in engine.names()
 
 
+def test_a_pull_cut_short_leaves_the_model_unfound_until_the_next_pull_completes_it(
+    hub: StandInHub, tmp_path: Path
+) -> None:
+    """The first part comes last: a pull stopped anywhere before it leaves no model to serve without a
+    part, its MTP file or its projector, so `up` pulls again (resuming) instead."""
+    models = tmp_path / "models"
+    last_part = "Q4_K_S/Step-3.7-flash-Q4_K_S-00003-of-00003.gguf"
+    hub.faults.cuts[last_part] = [len(hub.files[last_part]) // 2]
+    hub.faults.errors_after_cut = 10
+    code, _out, err = run_cli("model", "pull", "step-3.7-flash", "--models-dir", str(models))
+    assert code != 0 and "Traceback" not in err
+    folder = models / "stepfun-ai" / "Step-3.7-Flash-GGUF" / "Q4_K_S"
+    # The companions and the second part are in; the third is kept to resume; the first was not begun.
+    assert (folder / MTP).is_file() and (folder / PROJECTOR).is_file()
+    assert (folder / "Step-3.7-flash-Q4_K_S-00003-of-00003.gguf.part").is_file()
+    assert not list(folder.glob("*00001-of-00003.gguf*"))
+    assert not resolve_model(None, STEP37.name, models).present
+    hub.faults.pending_errors.clear()
+    code, out, err = run_cli("model", "pull", "step-3.7-flash", "--models-dir", str(models))
+    assert code == 0 and "2 fetched, 3 already there" in " ".join(out.split()), out + err
+    assert resolve_model(None, STEP37.name, models).present
+
+
 def test_a_published_projector_that_is_none_is_refused_and_kept(
     layout: dict[str, bytes], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
