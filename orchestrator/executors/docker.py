@@ -420,7 +420,9 @@ class DockerEngine:
             mounts = [(str(m.destination), str(m.source)) for m in container.mounts or []]
             for arg in [str(a) for a in container.config.cmd or []]:
                 for inside, source in mounts:
-                    if arg.startswith(inside.rstrip("/") + "/"):
+                    if arg == inside:  # a file mounted alone (an MTP file or projector from elsewhere)
+                        used[Path(source)] = str(container.name)
+                    elif arg.startswith(inside.rstrip("/") + "/"):
                         used[Path(source) / arg[len(inside.rstrip("/")) + 1 :]] = str(container.name)
         return used
 

@@ -155,11 +155,17 @@ def read_projector_for(model: Path, n_embd: int, mmproj: str | None, cache: Path
     path = Path(mmproj) if mmproj is not None else find_projector(model)
     if path is None:
         return None
+    if path.is_dir():
+        raise UsageError(
+            f"--mmproj {path} is a folder; give the path of the vision projector GGUF in it, or none"
+        )
     if not path.is_file():
         raise UsageError(
             f"--mmproj {path} does not exist; give the path of the vision projector GGUF, or none"
         )
-    projector = cached_projector(path, cache)
+    # The file itself, not a link to it: the container mounts what the path names, and a link beside
+    # the model would point out of the model's mount.
+    projector = cached_projector(path.resolve(), cache)
     if projector.n_embd_out is not None and projector.n_embd_out != n_embd:
         raise UsageError(
             f"{path.name} is a projector for a model of embedding size {projector.n_embd_out}, but "
@@ -192,7 +198,8 @@ def read_sidecar(path: Path | None, cache: Path) -> Sidecar | None:
         raise UsageError(f"--draft-model {path} does not exist; give the path of the MTP sidecar GGUF")
     found = cached_description(path, cache)
     return Sidecar(
-        path=path,
+        # The file itself, not a link to it (as read_projector_for).
+        path=path.resolve(),
         arch=found.arch.name,
         n_vocab=found.arch.n_vocab,
         n_embd=found.arch.n_embd,

@@ -9,6 +9,7 @@ The same model served without a projector answers an image with an error and kee
 from __future__ import annotations
 
 import base64
+import json
 import shutil
 import struct
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration import cli_env, free_port, needs_docker, run_cli
+from tests.integration import BuiltImage, cli_env, container_id, docker, free_port, needs_docker, run_cli
 from tests.tiny_gguf import write_tiny_step3vl_projector, write_tiny_step35
 
 pytestmark = [needs_docker, pytest.mark.docker, pytest.mark.slow]
@@ -301,3 +302,27 @@ def test_without_a_projector_an_image_is_refused_and_the_server_keeps_serving(
         )
         assert words.choices[0].message.content is not None
         assert served.running()
+
+
+def test_a_projector_from_another_folder_is_mounted_alone_and_named_in_use(
+    cpu_image: BuiltImage, tmp_path: Path
+) -> None:
+    """--mmproj of a file elsewhere: the container gets that file alone (not the folder it is in, which
+    could hold the owner's keys), the server loads it, and `model rm` would see it in use."""
+    from orchestrator.executors.docker import DockerEngine
+
+    elsewhere = tmp_path / "vision"
+    elsewhere.mkdir()
+    elsewhere.chmod(0o755)
+    projector = write_tiny_step3vl_projector(elsewhere / "eyes.gguf")
+    projector.chmod(0o644)
+    (elsewhere / "secret.txt").write_text("not for the container")
+    project = "sfo-test-vision-apart"
+    for served in _serve(tuple(cpu_image.args), tmp_path, project, "--mmproj", str(projector)):
+        assert "loaded multimodal model, '/mmproj/eyes.gguf'" in served.log()
+        server = json.loads(docker("inspect", container_id(project)).stdout)[0]
+        mounts = {m["Source"]: m["Destination"] for m in server["Mounts"]}
+        assert mounts.get(str(projector)) == "/mmproj/eyes.gguf" and str(elsewhere) not in mounts
+        listed = docker("exec", container_id(project), "ls", "/mmproj")
+        assert listed.stdout.split() == ["eyes.gguf"]
+        assert DockerEngine().files_in_use().get(projector) == server["Name"].lstrip("/")

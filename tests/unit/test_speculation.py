@@ -179,7 +179,10 @@ def test_a_sidecar_elsewhere_gets_its_own_read_only_mount() -> None:
     )
     argv = plan.server.argv
     assert argv[argv.index("--spec-draft-model") + 1] == "/draft/mtp-step.gguf"
-    assert plan.container is not None and ("/elsewhere", "/draft", "ro") in plan.container.volumes
+    assert (
+        plan.container is not None
+        and ("/elsewhere/mtp-step.gguf", "/draft/mtp-step.gguf", "ro") in plan.container.volumes
+    )
     assert plan.memory.rows[0].fit.estimate.weights == model.weights_bytes + sidecar.weights_bytes
 
 

@@ -65,6 +65,26 @@ def test_plan_and_up_say_images_are_accepted(cli: Cli, served: Path, tmp_path: P
     assert "not accepted: --mmproj none (text only)" in text_only.stdout
 
 
+def test_a_linked_projector_is_served_from_the_file_it_names_and_a_folder_is_refused(
+    cli: Cli, served: Path, tmp_path: Path
+) -> None:
+    """A link beside the model points out of the model's mount: the file it names is mounted instead."""
+    elsewhere = tmp_path / "shared-vision"
+    elsewhere.mkdir()
+    target = write_tiny_step3vl_projector(elsewhere / "eyes.gguf")
+    link = served.parent / "mmproj-linked.gguf"
+    link.symlink_to(target)
+    try:
+        plan = _plan(cli, "--model", str(served), "--mmproj", str(link))
+    finally:
+        link.unlink()
+    assert _mmproj(plan) == "/mmproj/eyes.gguf"
+    assert [str(target), "/mmproj/eyes.gguf", "ro"] in plan["container"]["volumes"]
+    folder = cli("plan", "--target", "cpu", "--model", str(served), "--mmproj", str(elsewhere))
+    assert folder.returncode == 2 and "is a folder" in folder.stderr, folder.stderr
+    assert len(folder.stderr.strip().splitlines()) == 1
+
+
 def test_mmproj_none_serves_text_only(cli: Cli, served: Path) -> None:
     plan = _plan(cli, "--model", str(served), "--mmproj", "none")
     assert _mmproj(plan) is None and plan["model"]["projector"] is None
@@ -77,7 +97,9 @@ def test_a_projector_elsewhere_gets_its_own_read_only_mount(cli: Cli, served: Pa
     projector = write_tiny_step3vl_projector(elsewhere / "eyes.gguf")
     plan = _plan(cli, "--model", str(served), "--mmproj", str(projector))
     assert _mmproj(plan) == "/mmproj/eyes.gguf"
-    assert [str(elsewhere), "/mmproj", "ro"] in plan["container"]["volumes"]
+    # The file alone, not the folder it is in.
+    assert [str(elsewhere / "eyes.gguf"), "/mmproj/eyes.gguf", "ro"] in plan["container"]["volumes"]
+    assert not [v for v in plan["container"]["volumes"] if v[0] == str(elsewhere)]
     native = _plan(cli, "--model", str(served), "--mmproj", str(projector), "--native")
     assert _mmproj(native) == str(projector)
 

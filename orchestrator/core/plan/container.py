@@ -54,15 +54,17 @@ def container_spec(
 ) -> ContainerSpec:
     ui = settings.ui
     ui_mount = () if ui in ("auto", "off") else ((ui, str(CONTAINER_UI_DIR), "ro"),)
+    # A file from outside the model's folder is mounted alone, not its folder: that could be the
+    # owner's home or the data directory, with keys in it.
     sidecar = speculation.sidecar
     draft_mount = (
-        ((str(sidecar.parent), str(CONTAINER_DRAFT_DIR), "ro"),)
+        ((str(sidecar), str(CONTAINER_DRAFT_DIR / sidecar.name), "ro"),)
         if sidecar is not None and sidecar_dir(sidecar, model) == CONTAINER_DRAFT_DIR
         else ()
     )
     projector = model.projector
     mmproj_mount = (
-        ((str(projector.path.parent), str(CONTAINER_MMPROJ_DIR), "ro"),)
+        ((str(projector.path), str(CONTAINER_MMPROJ_DIR / projector.path.name), "ro"),)
         if projector is not None and projector.path.parent != model.directory
         else ()
     )
