@@ -14,8 +14,9 @@ from orchestrator.core.facts import HostFacts
 from orchestrator.core.models import known_model
 from orchestrator.core.plan import Plan, PlanInputs, make_plan
 from orchestrator.core.plan.programs import SEED_PROMPT, BenchOverride
-from orchestrator.core.settings import Settings
+from orchestrator.core.settings import NO_PROJECTOR, Settings
 from orchestrator.core.sources import parse_source
+from orchestrator.errors import UsageError
 from orchestrator.executors.probe import probe
 from orchestrator.executors.sources import resolve_source
 from orchestrator.models.local import describe, resolve_model
@@ -29,6 +30,9 @@ class Request:
     flags: Mapping[str, object]
     bench_override: BenchOverride | None = None
     prompt: str = SEED_PROMPT
+    # For commands that only reach a server already running (down, status, logs): a companion file that
+    # cannot be used now (two projectors beside the model, an MTP file gone) does not stop them.
+    companions_optional: bool = False
 
 
 def resolve_target(settings: Settings, facts: HostFacts) -> tuple[Target, str | None]:
@@ -48,7 +52,13 @@ def gather(request: Request, facts: HostFacts | None = None) -> PlanInputs:
     path, name = model_choice(settings, target.default_model)
     pulled = find(settings.models_dir, name) if path is None else None
     model = resolve_model(path, name, settings.models_dir, pulled.first if pulled else None)
-    model = describe(model, settings.data_dir / "cache" / "gguf.json", settings.draft_model, settings.mmproj)
+    cache = settings.data_dir / "cache" / "gguf.json"
+    try:
+        model = describe(model, cache, settings.draft_model, settings.mmproj)
+    except UsageError:
+        if not request.companions_optional:
+            raise
+        model = describe(model, cache, None, NO_PROJECTOR)
     return PlanInputs(
         target=target,
         profile=profile,

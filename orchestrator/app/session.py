@@ -26,9 +26,10 @@ class Session:
         *,
         prompt: str = SEED_PROMPT,
         bench_override: BenchOverride | None = None,
+        companions_optional: bool = False,
     ) -> Plan:
-        """The command's one plan, from its plan options."""
-        return plan_for(Request(flags(args), bench_override, prompt))
+        """The command's one plan, from its plan options (companions_optional: see Request)."""
+        return plan_for(Request(flags(args), bench_override, prompt, companions_optional))
 
     def executors(self) -> Executors:
         return Executors(DockerEngine(), LocalHost())

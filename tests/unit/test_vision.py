@@ -85,6 +85,18 @@ def test_a_linked_projector_is_served_from_the_file_it_names_and_a_folder_is_ref
     assert len(folder.stderr.strip().splitlines()) == 1
 
 
+def test_a_stray_second_projector_stops_up_but_not_down_status_or_logs(cli: Cli, served: Path) -> None:
+    """Which projector to serve is up's question; a server already running can be reached and stopped."""
+    args = ("--target", "cpu", "--model", str(served), "--port", "18095")
+    assert cli("up", *args).returncode == 0
+    write_tiny_step3vl_projector(served.parent / "mmproj-other.gguf")
+    refused = cli("up", *args)
+    assert refused.returncode == 2 and "2 vision projectors" in refused.stderr
+    for command in ("status", "logs", "down"):
+        ran = cli(command, *args)
+        assert ran.returncode == 0, (command, ran.stderr)
+
+
 def test_mmproj_none_serves_text_only(cli: Cli, served: Path) -> None:
     plan = _plan(cli, "--model", str(served), "--mmproj", "none")
     assert _mmproj(plan) is None and plan["model"]["projector"] is None

@@ -73,21 +73,23 @@ def register(commands: Commands) -> None:
     command(
         commands,
         "down",
-        lambda s, a: down(s.plan(a), s.executors()),
+        lambda s, a: down(s.plan(a, companions_optional=True), s.executors()),
         plan=True,
         writes="data",
     )
     command(
         commands,
         "status",
-        lambda s, a: status(s.plan(a), s.executors()),
+        lambda s, a: status(s.plan(a, companions_optional=True), s.executors()),
         plan=True,
         as_json="print JSON",
     )
     p = command(
         commands,
         "logs",
-        lambda s, a: Lines(logs(s.plan(a), s.executors(), tail=a.tail, follow=a.follow)),
+        lambda s, a: Lines(
+            logs(s.plan(a, companions_optional=True), s.executors(), tail=a.tail, follow=a.follow)
+        ),
         plan=True,
     )
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
