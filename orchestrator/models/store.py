@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.core.models import KNOWN_MODELS
+from orchestrator.core.models import KNOWN_MODELS, companion_kind
 from orchestrator.core.records import check_fields
 from orchestrator.errors import InvalidModel, UsageError
 from orchestrator.files import write_atomic
@@ -43,16 +43,24 @@ class Entry:
     def first(self) -> Path:
         return Path(self.path)
 
-    def located(self) -> dict[Path, FileRecord]:
-        """Each recorded file where it lies. Records are named relative to the pull's folder (parts in a
-        folder of the repository keep it: Q4_K_S/...), which the first part's own record locates."""
+    def root(self) -> Path | None:
+        """The pull's folder: records are named relative to it (parts in a folder of the repository keep
+        it: Q4_K_S/...), and the first part's own record locates it."""
         first = self.first.parts
         for record in self.files:
             tail = Path(record.name).parts
             if len(tail) < len(first) and first[-len(tail) :] == tail:
-                root = Path(*first[: -len(tail)])
-                return {root / f.name: f for f in self.files}
-        return {}
+                return Path(*first[: -len(tail)])
+        return None
+
+    def located(self) -> dict[Path, FileRecord]:
+        """Each recorded file where it lies, only inside the pull's folder: a registry's names never reach
+        outside it (`..`, absolute paths)."""
+        root = self.root()
+        if root is None:
+            return {}
+        inside = root.resolve()
+        return {root / f.name: f for f in self.files if (root / f.name).resolve().is_relative_to(inside)}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -217,12 +225,15 @@ def remove(
             f"no registered model named {name!r} (registered: {known}); see 'orchestrator model list'"
         )
     files = [p for p in _pulled_files(entry) if p.is_file()] if entry.managed else []
-    # A projector or MTP file another model was pulled (or quantised) with stays while that model does.
-    shared = {
+    # A projector or MTP file another model was pulled (or quantised) with stays while that model does;
+    # so does one beside a model registered with `model add`, which finds its companions by folder.
+    others = [other for other in entries.values() if other.name != name]
+    shared = {p.resolve() for other in others if other.managed for p in _pulled_files(other)} | {
         p.resolve()
-        for other in entries.values()
-        if other.name != name and other.managed
-        for p in _pulled_files(other)
+        for other in others
+        if not other.managed
+        for p in other.first.parent.glob("*.gguf")
+        if companion_kind(p.name)
     }
     files = [p for p in files if p.resolve() not in shared]
     served = {path.resolve(): server for path, server in (in_use or {}).items()}
@@ -250,10 +261,4 @@ def remove(
 def _pulled_files(entry: Entry) -> list[Path]:
     """A pulled model's files: every file of its pull (the parts and its MTP file), where the pull put
     them (the folder of the first, less the first's own subfolders); the split parts of its first file."""
-    if not entry.files:
-        return split_siblings(entry.first)
-    depth = len(Path(entry.files[0].name).parts)
-    root = entry.first.parents[depth - 1]
-    # Only inside the pull's folder: a registry's names never reach outside it (`..`, absolute paths).
-    named = [root / f.name for f in entry.files if (root / f.name).resolve().is_relative_to(root.resolve())]
-    return list(dict.fromkeys([*split_siblings(entry.first), *named]))
+    return list(dict.fromkeys([*split_siblings(entry.first), *entry.located()]))

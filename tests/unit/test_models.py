@@ -318,3 +318,22 @@ def test_model_rm_keeps_a_projector_another_pulled_model_uses(isolated_env: Path
     assert projector.is_file() and second.is_file()
     # The last one that uses it takes it along.
     assert sorted(store.remove(models, "q8", lambda _q: True, {})) == sorted([second, projector])
+
+
+def test_model_rm_keeps_a_projector_a_model_added_in_the_same_folder_finds(isolated_env: Path) -> None:
+    """`model add` registers a file, not its companions: it finds the projector by folder, so a pulled
+    model's rm leaves a projector in that folder while the added model is registered."""
+    from orchestrator.models import store
+    from tests.tiny_gguf import write_tiny_moe
+
+    models = isolated_env / "models"
+    folder = models / "pulled"
+    folder.mkdir(parents=True)
+    pulled, mine = write_tiny_moe(folder / "m-Q4_K_M.gguf"), write_tiny_moe(folder / "mine-Q4_0.gguf", seed=1)
+    projector = folder / "mmproj-m-f16.gguf"
+    projector.write_bytes(b"projector")
+    files = (store.FileRecord(pulled.name, 1, None), store.FileRecord(projector.name, 9, None))
+    store.record_pull(models, "q4", store.Entry("q4", str(pulled), "hub a/b@main", True, files))
+    store.add(models, mine, "mine")
+    assert store.remove(models, "q4", lambda _q: True, {}) == [pulled]
+    assert projector.is_file() and mine.is_file()
