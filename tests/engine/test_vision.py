@@ -233,6 +233,39 @@ def test_a_body_past_the_proxy_limit_is_refused(seeing: Served) -> None:
     assert refused.value.status_code == 413
 
 
+def test_a_chunked_body_past_the_limit_is_cut_by_the_proxy(seeing: Served) -> None:
+    """A body sent in chunks says no length, so the 413 route cannot see it coming: the proxy's body
+    limit cuts it, and llama-server never answers it; the server keeps serving."""
+    import http.client
+
+    import openai
+
+    def body() -> Iterator[bytes]:
+        yield (
+            b'{"model":"' + MODEL.encode() + b'","max_tokens":4,"messages":[{"role":"user","content":[{"type"'
+        )
+        yield b':"image_url","image_url":{"url":"data:image/png;base64,'
+        for _ in range(34):
+            yield b"A" * (1024 * 1024)
+        yield b'"}}]}]}'
+
+    connection = http.client.HTTPConnection("127.0.0.1", seeing.port, timeout=120)
+    headers = {"Authorization": f"Bearer {seeing.key}", "Content-Type": "application/json"}
+    try:
+        connection.request("POST", "/v1/chat/completions", body=body(), headers=headers, encode_chunked=True)
+        status = connection.getresponse().status
+    except (BrokenPipeError, ConnectionResetError):
+        status = None  # the proxy stopped reading: cut before the end
+    finally:
+        connection.close()
+    assert status in (None, 413, 502), f"a chunked body over the limit was answered {status}"
+    client = openai.OpenAI(base_url=f"{seeing.url}/v1", api_key=seeing.key, max_retries=0)
+    words = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "hello"}], max_tokens=4
+    )
+    assert words.choices[0].message.content is not None
+
+
 @pytest.mark.skipif(
     CHROMIUM is None or CHROMEDRIVER is None, reason="chromium and chromedriver (Debian) needed"
 )

@@ -27,8 +27,8 @@ SCHEME_LABEL = "io.step-flash.scheme"
 # The largest request body the proxy passes on (413 beyond it: _too_large). Images travel inside the
 # JSON as base64 data URLs (4/3 of the file): a full-screen PNG screenshot of a 4K display is commonly
 # 5 to 10 MB, so 32 MiB takes three or four of them in one request, while a client cannot make the proxy
-# and llama-server hold an unbounded body (llama-server's own HTTP library stops at 100 MB:
-# CPPHTTPLIB_PAYLOAD_MAX_LENGTH at the pin). README says it.
+# and llama-server hold an unbounded body (llama-server's own HTTP library stops at 100 MiB:
+# CPPHTTPLIB_PAYLOAD_MAX_LENGTH, vendor/cpp-httplib/httplib.h at the pin). README says it.
 MAX_REQUEST_BODY = 32 * 1024 * 1024
 _CORS_HEADERS = (
     "Access-Control-Allow-Origin",
