@@ -126,19 +126,22 @@ def _aessedai(quant: str, size: float, ppl: str, kld: str) -> PublishedGguf:
     )
 
 
+# The catalogue model's own file: its names and sizes are the model description's (core.models), where
+# each was seen is said here.
+_STEP37 = KNOWN_MODELS["step-3.7-flash"]
 STEP37_Q4_K_S = PublishedGguf(
-    repo="stepfun-ai/Step-3.7-Flash-GGUF",
-    quant="Q4_K_S",
-    size_gib=round(111_499_087_872 / GIB, 2),
+    repo=_STEP37.repo or "",
+    quant=_STEP37.quant or "",
+    size_gib=round((_STEP37.weights_bytes or 0) / GIB, 2),
     size_seen=_STEP37_PARTS + "; 111.5 GB in " + _STEP37_README,
     parts=3,
     parts_seen=_STEP37_PARTS,
     mtp=True,
     mtp_seen=_STEP37_MTP,
-    mtp_file="Step3.7-flash-mtp-Q8_0.gguf",
-    mtp_bytes=3_707_276_416,
-    projector="mmproj-step3.7-flash-f16.gguf",
-    projector_bytes=3_972_828_768,
+    mtp_file=_STEP37.mtp_file,
+    mtp_bytes=_STEP37.mtp_bytes,
+    projector=_STEP37.projector_file,
+    projector_bytes=_STEP37.projector_bytes,
     projector_seen=_STEP37_PROJECTOR + "; 3.97 GB in " + _STEP37_README,
     note="the publisher's own (imatrix-calibrated, a third-party README's table); the parts in a folder of "
     "the repository, the MTP file and projector at its root; Apache-2.0",
