@@ -39,7 +39,7 @@ from orchestrator.errors import ExitCode, UsageError
 from orchestrator.files import readable_folder
 from orchestrator.models import store
 from orchestrator.models.gguf import quantise_source, read_model
-from orchestrator.models.local import find_sidecar
+from orchestrator.models.local import find_projector, find_sidecar
 from orchestrator.models.store import Entry
 
 # Where quantised files are kept under the models directory (the store's own: `model rm` deletes them).
@@ -207,8 +207,11 @@ def companions(model: Path) -> list[Path]:
     """The files a model is served with that sit beside it: its MTP file (found as `up` finds it) and its
     vision projector (the only mmproj*.gguf there)."""
     found = [sidecar] if (sidecar := find_sidecar(model)) is not None and sidecar != model else []
-    projectors = sorted(p for p in model.parent.glob("*.gguf") if is_projector_name(p.name))
-    return found + (projectors if len(projectors) == 1 else [])
+    try:
+        projector = find_projector(model)
+    except UsageError:
+        projector = None  # several: none is carried; the quantised model is served with --mmproj
+    return found + ([projector] if projector is not None else [])
 
 
 def carry_companions(source: Path, folder: Path) -> tuple[list[str], list[Path]]:
