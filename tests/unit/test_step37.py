@@ -274,6 +274,14 @@ def test_a_step37_mtp_file_beside_a_step35_model_is_refused_in_one_line(tmp_path
     )
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "made for Step-3.7-Flash" in done.stderr and "Traceback" not in done.stderr
+    # Not speculating, the plan still does not count the other model's MTP file as this one's heads.
+    shown = cli(
+        "plan", "--target", "cpu", "--model", str(model), "--spec", "off", "--models-dir", str(tmp_path)
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "Step3.7-flash-mtp-Q8_0.gguf beside it is Step-3.7-Flash's, not this model's" in " ".join(
+        shown.stdout.split()
+    )
 
 
 def test_plan_model_step37_before_it_is_pulled_plans_the_published_files(cli: Cli, tmp_path: Path) -> None:

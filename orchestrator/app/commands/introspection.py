@@ -275,6 +275,12 @@ def _mtp_heads(model: ModelSpec) -> str:
     if heads is None:
         return "unknown until the file is read"
     if model.sidecar is not None and heads.layout == "trunk-only":
+        theirs, ours = model.sidecar.family, model.family
+        if theirs is not None and ours is not None and theirs != ours:
+            return (
+                f"{heads.declared}, not in the file; {model.sidecar.path.name} beside it is "
+                f"Step-{theirs}-Flash's, not this model's"
+            )
         when = "" if model.present else " (pulled with the model)"
         return f"{heads.declared}, in {model.sidecar.path.name}{when}"
     return heads.describe().removeprefix("MTP heads: ")
