@@ -116,6 +116,16 @@ def companion_kind(name: str) -> str | None:
     return "MTP file" if is_mtp_file_name(name) else None
 
 
+def stays_inside(name: str) -> bool:
+    """A hub or registry path that names a place inside the folder it is joined to: relative, POSIX, no
+    `.` or `..` step, nothing empty. Neither the hub's listing (a mirror, HF_ENDPOINT, writes it) nor a
+    registry file is trusted."""
+    steps = name.split("/")
+    return (
+        bool(name) and "\\" not in name and "\0" not in name and all(s not in ("", ".", "..") for s in steps)
+    )
+
+
 def family_of(name: str) -> str | None:
     """ "3.5" or "3.7" where the name says which Step model it is, else None."""
     found = _FAMILY.search(name)

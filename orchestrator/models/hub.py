@@ -26,6 +26,7 @@ from orchestrator.core.models import (
     is_mtp_file_name,
     is_projector_name,
     known_model,
+    stays_inside,
 )
 from orchestrator.errors import OrchestratorError, UsageError
 
@@ -198,15 +199,6 @@ def _hub_error(exc: Exception, what: str) -> PullFailed:
     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return PullFailed(
         f"{what}: {reason}; check the network or HF_ENDPOINT and pull again (the download resumes)"
-    )
-
-
-def stays_inside(name: str) -> bool:
-    """A hub path that names a place inside the folder it is joined to: relative, POSIX, no `.` or `..`
-    step, nothing empty. The hub's listing is not trusted: a mirror (HF_ENDPOINT) writes the names."""
-    steps = name.split("/")
-    return (
-        bool(name) and "\\" not in name and "\0" not in name and all(s not in ("", ".", "..") for s in steps)
     )
 
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.core.models import KNOWN_MODELS, companion_kind
+from orchestrator.core.models import KNOWN_MODELS, companion_kind, stays_inside
 from orchestrator.core.records import check_fields
 from orchestrator.errors import InvalidModel, UsageError
 from orchestrator.files import write_atomic
@@ -60,7 +60,11 @@ class Entry:
         if root is None:
             return {}
         inside = root.resolve()
-        return {root / f.name: f for f in self.files if (root / f.name).resolve().is_relative_to(inside)}
+        return {
+            root / f.name: f
+            for f in self.files
+            if stays_inside(f.name) and (root / f.name).resolve().is_relative_to(inside)
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -224,7 +228,10 @@ def remove(
         raise UsageError(
             f"no registered model named {name!r} (registered: {known}); see 'orchestrator model list'"
         )
-    files = [p for p in _pulled_files(entry) if p.is_file()] if entry.managed else []
+    # What the store made (pulled, quantised) is deleted with it; only inside the models folder, whatever
+    # the registry file says.
+    ours = entry.managed and entry.first.resolve().is_relative_to(models_dir.resolve())
+    files = [p for p in _pulled_files(entry) if p.is_file()] if ours else []
     # A projector or MTP file another model was pulled (or quantised) with stays while that model does;
     # so does one beside a model registered with `model add`, which finds its companions by folder.
     others = [other for other in entries.values() if other.name != name]

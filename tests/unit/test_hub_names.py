@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.core.models import stays_inside
 from orchestrator.errors import UsageError
-from orchestrator.models.hub import PullFailed, PullPlan, RemoteFile, parse_ref, stays_inside
+from orchestrator.models.hub import PullFailed, PullPlan, RemoteFile, parse_ref
 
 
 @pytest.mark.parametrize(
