@@ -16,7 +16,7 @@ from orchestrator.core.plan import Plan, PlanInputs, make_plan
 from orchestrator.core.plan.programs import SEED_PROMPT, BenchOverride
 from orchestrator.core.settings import NO_PROJECTOR, Settings
 from orchestrator.core.sources import parse_source
-from orchestrator.errors import UsageError
+from orchestrator.errors import OrchestratorError
 from orchestrator.executors.probe import probe
 from orchestrator.executors.sources import resolve_source
 from orchestrator.models.local import describe, resolve_model
@@ -43,7 +43,8 @@ def resolve_target(settings: Settings, facts: HostFacts) -> tuple[Target, str | 
     return get_target(name), None
 
 
-def gather(request: Request, facts: HostFacts | None = None) -> PlanInputs:
+def gather(request: Request, facts: HostFacts | None = None, *, companions: bool = True) -> PlanInputs:
+    """companions: look for the model's MTP file and projector (off: the model alone)."""
     settings = load_settings(request.flags)
     facts = probe() if facts is None else facts
     target, detection = resolve_target(settings, facts)
@@ -53,12 +54,10 @@ def gather(request: Request, facts: HostFacts | None = None) -> PlanInputs:
     pulled = find(settings.models_dir, name) if path is None else None
     model = resolve_model(path, name, settings.models_dir, pulled.first if pulled else None)
     cache = settings.data_dir / "cache" / "gguf.json"
-    try:
+    if companions:
         model = describe(model, cache, settings.draft_model, settings.mmproj)
-    except UsageError:
-        if not request.companions_optional:
-            raise
-        model = describe(model, cache, None, NO_PROJECTOR)
+    else:
+        model = describe(model, cache, None, NO_PROJECTOR, companions=False)
     return PlanInputs(
         target=target,
         profile=profile,
@@ -73,8 +72,16 @@ def gather(request: Request, facts: HostFacts | None = None) -> PlanInputs:
 
 
 def plan_for(request: Request, facts: HostFacts | None = None) -> Plan:
-    """The one plan of a command."""
-    return make_plan(gather(request, facts))
+    """The one plan of a command; for one that only reaches a running server, made again without the
+    model's companions where they stopped it (a damaged projector, another model's MTP file): a problem
+    that is not theirs is raised again."""
+    facts = probe() if facts is None else facts
+    try:
+        return make_plan(gather(request, facts))
+    except OrchestratorError:
+        if not request.companions_optional:
+            raise
+        return make_plan(gather(request, facts, companions=False))
 
 
 def model_choice(settings: Settings, default_model: str) -> tuple[Path | None, str]:

@@ -29,7 +29,10 @@ def readable_in_container(plan: Plan) -> None:
     wanted = [plan.model.path] + ([plan.speculation.sidecar] if plan.speculation.sidecar else [])
     wanted += [plan.model.projector.path] if plan.model.projector else []
     for path in wanted:
-        for item, bit, fix in ((path.parent, stat.S_IXOTH, "o+rx"), (path, stat.S_IROTH, "o+r")):
+        # A file from another folder is mounted alone (core.plan.container): its folder stays closed.
+        alone = path.parent != plan.model.directory
+        checks = [(path.parent, stat.S_IXOTH, "o+rx")] if not alone else []
+        for item, bit, fix in [*checks, (path, stat.S_IROTH, "o+r")]:
             try:
                 mode = item.stat().st_mode
             except OSError:

@@ -33,12 +33,18 @@ from orchestrator.models.gguf import cached_description, cached_projector, split
 
 
 def describe(
-    model: ModelSpec, cache: Path, draft: Path | None = None, mmproj: str | None = None
+    model: ModelSpec,
+    cache: Path,
+    draft: Path | None = None,
+    mmproj: str | None = None,
+    *,
+    companions: bool = True,
 ) -> ModelSpec:
     """The model with its architecture and MTP heads: read from the GGUF (remembered in cache), else the
     published architecture; the MTP sidecar that supplies heads the file lacks: `draft` when given,
     else an `mtp-*.gguf` beside the model; and its vision projector: `mmproj` when given (none: text
-    only), else an `mmproj*.gguf` beside the model."""
+    only), else an `mmproj*.gguf` beside the model. Without companions, neither is looked for, and what
+    the server was started from (identity) is not known."""
     model = replace(model, draft_request=draft, projector_request=mmproj)
     if not model.present:
         ref = next((r for r in KNOWN_MODELS.values() if r.origin == model.origin), None)
@@ -55,7 +61,7 @@ def describe(
         mtp=found.mtp,
         input_bytes=found.input_bytes,
         general_name=found.name,
-        sidecar=read_sidecar(draft or find_sidecar(model.path), cache),
+        sidecar=read_sidecar(draft or find_sidecar(model.path), cache) if companions else None,
     )
     if model.expected_arch and arch.name != model.expected_arch:
         return replace(
@@ -75,18 +81,18 @@ def describe(
             problem=f"{model.path.name} holds only MTP heads (a sidecar): serve the model's own GGUF and "
             f"give this file as --draft-model",
         )
-    projector = read_projector_for(model.path, arch.n_embd, mmproj, cache)
+    projector = read_projector_for(model.path, arch.n_embd, mmproj, cache) if companions else None
     # A server started before its MTP file or projector was replaced serves the old bytes: they are part
     # of what it was started from, as the model's own parts are.
-    companions = [c.path for c in (model.sidecar, projector) if c is not None]
-    identity = ",".join([model.identity or "", *(file_identity(c) for c in companions)])
+    beside = [c.path for c in (model.sidecar, projector) if c is not None]
+    identity = ",".join([model.identity or "", *(file_identity(c) for c in beside)]) if companions else ""
     return replace(
         model,
         arch=arch,
         weights_bytes=weights,
         arch_source=f"GGUF metadata of {model.path.name}",
         projector=projector,
-        identity=identity if model.identity else None,
+        identity=identity if model.identity and identity else None,
     )
 
 

@@ -274,6 +274,15 @@ def test_a_step37_mtp_file_beside_a_step35_model_is_refused_in_one_line(tmp_path
     )
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "made for Step-3.7-Flash" in done.stderr and "Traceback" not in done.stderr
+    # Reaching a server does not need its MTP file: status, logs and down still answer.
+    for command in ("status", "logs", "down"):
+        ran = cli(
+            command, "--target", "cpu", "--model", str(model), "--spec", "mtp", "--models-dir", str(tmp_path)
+        )
+        assert "made for Step-3.7-Flash" not in ran.stderr and "Traceback" not in ran.stderr, (
+            command,
+            ran.stderr,
+        )
     # Not speculating, the plan still does not count the other model's MTP file as this one's heads.
     shown = cli(
         "plan", "--target", "cpu", "--model", str(model), "--spec", "off", "--models-dir", str(tmp_path)

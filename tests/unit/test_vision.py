@@ -85,16 +85,39 @@ def test_a_linked_projector_is_served_from_the_file_it_names_and_a_folder_is_ref
     assert len(folder.stderr.strip().splitlines()) == 1
 
 
-def test_a_stray_second_projector_stops_up_but_not_down_status_or_logs(cli: Cli, served: Path) -> None:
+@pytest.mark.parametrize("damage", ["a second projector", "a damaged projector"])
+def test_a_projector_problem_stops_up_but_not_down_status_or_logs(
+    cli: Cli, served: Path, damage: str
+) -> None:
     """Which projector to serve is up's question; a server already running can be reached and stopped."""
     args = ("--target", "cpu", "--model", str(served), "--port", "18095")
     assert cli("up", *args).returncode == 0
-    write_tiny_step3vl_projector(served.parent / "mmproj-other.gguf")
+    if damage == "a second projector":
+        write_tiny_step3vl_projector(served.parent / "mmproj-other.gguf")
+    else:
+        (served.parent / "mmproj-tiny.gguf").write_bytes(b"GGUF" + bytes(60))
     refused = cli("up", *args)
-    assert refused.returncode == 2 and "2 vision projectors" in refused.stderr
+    assert refused.returncode in (2, 3) and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
     for command in ("status", "logs", "down"):
         ran = cli(command, *args)
         assert ran.returncode == 0, (command, ran.stderr)
+
+
+def test_a_projector_mounted_alone_needs_only_itself_readable(cli: Cli, served: Path, tmp_path: Path) -> None:
+    """Its folder (the owner's home, say) is not mounted, so it stays closed; the file must be readable by
+    the container's user."""
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    private.chmod(0o700)
+    projector = write_tiny_step3vl_projector(private / "eyes.gguf")
+    projector.chmod(0o644)
+    args = ("--target", "cpu", "--model", str(served), "--mmproj", str(projector), "--port", "18096")
+    assert cli("up", *args).returncode == 0
+    assert cli("down", *args).returncode == 0
+    projector.chmod(0o600)
+    refused = cli("up", *args)
+    assert refused.returncode == 2 and f"chmod o+r {projector}" in refused.stderr, refused.stderr
+    assert "o+rx" not in refused.stderr
 
 
 def test_mmproj_none_serves_text_only(cli: Cli, served: Path) -> None:
