@@ -83,18 +83,25 @@ def pull(
     if confirm is not None and not confirm(plan):
         raise UsageError(f"not pulling {repo}, as you said; nothing was fetched")
     fetched: list[str] = []
+    # Every file already in place is checked before anything is fetched: one that is not the published
+    # file stops the pull now, not after the rest has come.
     kept: list[str] = []
-    for remote in _fetch_order(plan.files):
+    for remote in plan.files:
         final = plan.local(remote)
-        if final.is_file():
-            same_size = final.stat().st_size == remote.size
-            if same_size and (remote.sha256 is None or file_sha256(final, sha_cache) == remote.sha256):
-                kept.append(remote.name)
-                continue
-            raise InvalidModel(
-                f"{final} is already there but is not the published file; move it aside (it is left "
-                "untouched) and pull again"
-            )
+        if not final.is_file():
+            continue
+        same_size = final.stat().st_size == remote.size
+        if same_size and (remote.sha256 is None or file_sha256(final, sha_cache) == remote.sha256):
+            kept.append(remote.name)
+            continue
+        raise InvalidModel(
+            f"{final} is already there but is not the published file; move it aside (it is left "
+            "untouched) and pull again"
+        )
+    for remote in _fetch_order(plan.files):
+        if remote.name in kept:
+            continue
+        final = plan.local(remote)
         part = final.with_name(final.name + hub.PART_SUFFIX)
         have = part.stat().st_size if part.is_file() else 0
         if have:

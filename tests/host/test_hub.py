@@ -221,6 +221,8 @@ def test_a_file_already_there_that_differs_is_left_alone(
     with serve(StandInHub(REPO, dict(parts))) as stand_in:
         _with_hub(monkeypatch, stand_in)
         code, _out, err = _pull(env)
+        # Found before anything was fetched: the first part, fetched last, is checked first.
+        assert not [r for r in stand_in.requests if r[0] == "GET" and "/resolve/" in r[1]]
     assert code == 3 and "move it aside" in err
     assert mine.read_bytes() == b"GGUF my own file"
 
