@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from orchestrator.app.commands.bench.serve_bench import ServingSweep
 from orchestrator.app.steps.context import Executors, Reporter
 from orchestrator.core.bases import BaseSpec
 from orchestrator.core.facts import EngineFacts, HostFacts
@@ -19,6 +20,7 @@ from orchestrator.core.plan.container import ContainerSpec
 from orchestrator.core.plan.host_steps import HostStep
 from orchestrator.core.rpc import Endpoint, LinkAddress
 from orchestrator.core.sources import Source
+from orchestrator.core.speculation import Speculative
 from orchestrator.executors.engine import (
     BaseOutcome,
     BuildFailed,
@@ -415,3 +417,42 @@ def target_plan(target: str, data_dir: Path, model: Path | None = None, **settin
     from orchestrator.core.plan import with_model
 
     return with_model(plan, spec)
+
+
+def bench_serve_on_fakes(
+    tmp_path: Path,
+    model: Path,
+    host: FakeHost,
+    engine: FakeEngine,
+    *,
+    sweep: Sequence[Speculative] = (),
+    clients: tuple[int, ...] = (1, 4),
+    started: dict[int, str] | None = None,
+    **settings: object,
+) -> ServingSweep:
+    """`bench serve` of a model file on the recording fakes. The fake server drafts where the compose file
+    compose last started says so; started (when given) keeps each of those files by start number."""
+    from orchestrator.app.commands.bench.serve_bench import bench_serve
+    from orchestrator.core.plan import with_model
+    from orchestrator.models.local import refresh
+
+    def drafting() -> bool:
+        ups = [args for name, args in engine.calls if name == "compose_up"]
+        text = ups[-1][0].read_text() if ups else ""
+        if started is not None:
+            started[len(ups)] = text
+        return "--spec-type" in text
+
+    host.drafting = drafting
+    plan = cpu_plan(tmp_path, model, **settings)
+    # The model as a command reads it: its architecture and MTP heads from the file.
+    plan = with_model(plan, refresh(replace(plan.model, expected_arch=None), tmp_path / "gguf.json"))
+    return bench_serve(
+        plan,
+        executors(engine, host),
+        Notes().reporter(),
+        results=tmp_path / "results",
+        clients=clients,
+        decisions={},
+        sweep=tuple(sweep),
+    )

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from orchestrator.app.commands.bench import serve_bench as serving_bench
 from orchestrator.app.render import Renderer
-from orchestrator.core.plan import with_model
 from orchestrator.core.serve_bench import (
     ServeRecord,
     ServeSample,
@@ -25,8 +23,7 @@ from orchestrator.core.serve_bench import (
 )
 from orchestrator.core.speculation import Speculation, Speculative
 from orchestrator.errors import OrchestratorError, UsageError
-from orchestrator.models.local import refresh
-from tests.fakes import FakeEngine, FakeHost, Notes, cpu_plan, executors
+from tests.fakes import FakeEngine, FakeHost, bench_serve_on_fakes
 from tests.tiny_gguf import write_tiny_step35
 from tests.unit.conftest import Cli
 
@@ -48,25 +45,8 @@ def _sweep(
     sweep: tuple[Speculative, ...] = (),
     started: dict[int, str] | None = None,
 ) -> serving_bench.ServingSweep:
-    def drafting() -> bool:
-        # The server the fake answers for is the one compose last started: its compose file as it was.
-        ups = [args for name, args in engine.calls if name == "compose_up"]
-        text = ups[-1][0].read_text() if ups else ""
-        if started is not None:
-            started[len(ups)] = text
-        return "--spec-type" in text
-
-    host.drafting = drafting
-    plan = cpu_plan(tmp_path, model, speculative="mtp")
-    plan = with_model(plan, refresh(replace(plan.model, expected_arch=None), tmp_path / "gguf.json"))
-    return serving_bench.bench_serve(
-        plan,
-        executors(engine, host),
-        Notes().reporter(),
-        results=tmp_path / "results",
-        clients=(1,),
-        decisions=NO_HOOKS,
-        sweep=sweep,
+    return bench_serve_on_fakes(
+        tmp_path, model, host, engine, sweep=sweep, clients=(1,), started=started, speculative="mtp"
     )
 
 

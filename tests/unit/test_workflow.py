@@ -20,8 +20,7 @@ from orchestrator.core.plan import Plan, with_model, with_source
 from orchestrator.core.plan.image import local_base_images
 from orchestrator.core.speculation import Speculative
 from orchestrator.errors import OrchestratorError, UsageError, WontFit
-from orchestrator.models.local import refresh
-from tests.fakes import FakeEngine, FakeHost, Notes, cpu_plan, executors
+from tests.fakes import FakeEngine, FakeHost, Notes, bench_serve_on_fakes, cpu_plan, executors
 from tests.planning import fixed_plan
 
 NO_HOOKS: dict[str, bool | None] = {}
@@ -312,24 +311,7 @@ def _serving(
     sweep: tuple[Speculative, ...] = (),
     **settings: object,
 ) -> serving_bench.ServingSweep:
-    def drafting() -> bool:
-        # The server the fake answers for is the one compose last started: does its command draft?
-        ups = [args for name, args in engine.calls if name == "compose_up"]
-        return bool(ups) and "--spec-type" in ups[-1][0].read_text()
-
-    host.drafting = drafting
-    plan = cpu_plan(tmp_path, model, **settings)
-    # The model as a command reads it: its architecture and MTP heads from the file.
-    plan = with_model(plan, refresh(replace(plan.model, expected_arch=None), tmp_path / "gguf.json"))
-    return serving_bench.bench_serve(
-        plan,
-        executors(engine, host),
-        Notes().reporter(),
-        results=tmp_path / "results",
-        clients=(1, 4),
-        decisions=NO_HOOKS,
-        sweep=sweep,
-    )
+    return bench_serve_on_fakes(tmp_path, model, host, engine, sweep=sweep, **settings)
 
 
 def test_serving_bench_runs_speculation_off_then_on_beside_the_users_server(
