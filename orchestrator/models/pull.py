@@ -5,6 +5,7 @@ the published one (kept) or the pull stops and says so."""
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -102,6 +103,13 @@ def pull(
         if remote.name in kept:
             continue
         final = plan.local(remote)
+        same = _same_companion(plan, remote, sha_cache) if companion_kind(remote.name) else None
+        if same is not None:
+            report.note(
+                f"{remote.name}: linked from {same} (the same file, pulled with another quantisation)"
+            )
+            kept.append(remote.name)
+            continue
         part = final.with_name(final.name + hub.PART_SUFFIX)
         have = part.stat().st_size if part.is_file() else 0
         if have:
@@ -179,6 +187,26 @@ def pull(
     )
     store.record_pull(models_dir, entry.name, entry)
     return Pulled(entry, tuple(fetched), tuple(kept))
+
+
+def _same_companion(plan: hub.PullPlan, remote: hub.RemoteFile, sha_cache: Path) -> Path | None:
+    """An MTP file or projector already pulled beside another quantisation of the repository (StepFun's
+    are one file at its root for all of them): hard-linked into place instead of fetched again, where it is
+    the published file (size and sha256) and a link can be made. None: fetch it."""
+    final = plan.local(remote)
+    name = final.name
+    for other in sorted([*plan.destination.glob(name), *plan.destination.glob(f"*/{name}")]):
+        if other == final or not other.is_file() or other.is_symlink() or other.stat().st_size != remote.size:
+            continue
+        if remote.sha256 is None or file_sha256(other, sha_cache) != remote.sha256:
+            continue
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.link(other, final)
+        except OSError:
+            return None
+        return other
+    return None
 
 
 def _fetch_order(files: Sequence[hub.RemoteFile]) -> list[hub.RemoteFile]:

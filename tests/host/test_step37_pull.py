@@ -62,9 +62,13 @@ def run_cli(*args: str) -> tuple[int, str, str]:
 
 
 def fetched(stand_in: StandInHub) -> set[str]:
+    return fetched_since(stand_in, 0)
+
+
+def fetched_since(stand_in: StandInHub, start: int) -> set[str]:
     return {
         p.split("/resolve/", 1)[1].split("/", 1)[1]
-        for m, p, _r in stand_in.requests
+        for m, p, _r in stand_in.requests[start:]
         if m == "GET" and "/resolve/" in p
     }
 
@@ -129,10 +133,22 @@ def test_pull_by_name_brings_the_parts_the_mtp_file_and_the_projector_beside_the
     code, out, err = run_cli("model", "verify", "step-3.7-flash", "--models-dir", str(models))
     assert code == 3 and len(err.strip().splitlines()) == 1 and PROJECTOR in err and "sha256" in err, err
     projector.write_bytes(kept)
-    # Removing it deletes what the pull brought, the companions beside the model included.
+    # Another quantisation of the repository shares its MTP file and projector: linked, not fetched again.
+    before = len(hub.requests)
+    code, out, err = run_cli(
+        "model", "pull", "stepfun-ai/Step-3.7-Flash-GGUF:IQ4_XS", "--models-dir", str(models)
+    )
+    assert code == 0, err
+    assert fetched_since(hub, before) == {"IQ4_XS/Step-3.7-flash-IQ4_XS.gguf"}
+    other = models / "stepfun-ai" / "Step-3.7-Flash-GGUF" / "IQ4_XS"
+    for name in (MTP, PROJECTOR):
+        assert (other / name).stat().st_ino == (folder / name).stat().st_ino
+    # Removing it deletes what the pull brought, the companions beside the model included; the other
+    # quantisation keeps its own links to them.
     code, out, err = run_cli("model", "rm", "step-3.7-flash", "--yes", "--models-dir", str(models))
     assert code == 0, err
     assert list(folder.iterdir()) == []
+    assert (other / MTP).is_file() and (other / PROJECTOR).is_file()
 
 
 def test_up_model_step37_pulls_it_as_it_pulls_the_default(hub: StandInHub, tmp_path: Path) -> None:
