@@ -376,3 +376,22 @@ def write_tiny_step3vl_projector(
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def write_clip_gguf(path: Path, fields: dict[str, str | bool], tensors: dict[str, tuple[int, ...]]) -> Path:
+    """A 'clip' GGUF with the given metadata and zero f32 tensors: for projectors that are not whole ones."""
+    import gguf
+
+    writer = gguf.GGUFWriter(str(path), "clip")
+    for key, value in fields.items():
+        if isinstance(value, bool):
+            writer.add_bool(key, value)
+        else:
+            writer.add_string(key, value)
+    for name, shape in tensors.items():
+        writer.add_tensor(name, np.zeros(shape, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path

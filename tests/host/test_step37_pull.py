@@ -10,7 +10,6 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from orchestrator.app.commands import server_lifecycle as serving
@@ -21,7 +20,7 @@ from tests.fakes import FakeEngine, Notes, executors
 from tests.integration import run_cli as _run
 from tests.planning import fixed_plan
 from tests.standin_hub import StandInHub, serve, split_files
-from tests.tiny_gguf import write_tiny_step35
+from tests.tiny_gguf import write_clip_gguf, write_tiny_step35
 from tests.unit.test_step37 import tiny_projector
 
 STEP37 = KNOWN_MODELS["step-3.7-flash"]
@@ -195,16 +194,9 @@ def test_a_published_projector_that_is_none_is_refused_and_kept(
     layout: dict[str, bytes], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Read as plan reads it: a 'clip' GGUF without a vision encoder is no projector to serve images with."""
-    import gguf
-
-    fake = tmp_path / "fake.gguf"
-    writer = gguf.GGUFWriter(str(fake), "clip")
-    writer.add_string("clip.projector_type", "step3vl")
-    writer.add_tensor("mm.model.fc.weight", np.zeros((4, 4), dtype=np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    fake = write_clip_gguf(
+        tmp_path / "fake.gguf", {"clip.projector_type": "step3vl"}, {"mm.model.fc.weight": (4, 4)}
+    )
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setenv("ORCHESTRATOR_DATA_DIR", str(tmp_path / "data"))
     assert STEP37.repo is not None

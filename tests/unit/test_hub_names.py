@@ -46,3 +46,21 @@ def test_a_plan_never_places_a_file_outside_its_destination(tmp_path: Path) -> N
 def test_a_repository_name_with_a_dot_step_is_refused(ref: str) -> None:
     with pytest.raises(UsageError, match="owner/name"):
         parse_ref(ref)
+
+
+def test_the_pull_fetches_companions_then_later_parts_then_the_first_part() -> None:
+    """The first part makes a model found: it comes last, so a pull cut short leaves none to serve."""
+    from orchestrator.models.pull import _fetch_order
+
+    names = ["Q/m-00001-of-00003.gguf", "Q/m-00002-of-00003.gguf", "Q/m-00003-of-00003.gguf"]
+    files = [RemoteFile(n, 1, None) for n in names] + [
+        RemoteFile("Step3.7-flash-mtp-Q8_0.gguf", 1, None),
+        RemoteFile("mmproj-m-f16.gguf", 1, None),
+    ]
+    assert [f.name for f in _fetch_order(files)] == [
+        "Step3.7-flash-mtp-Q8_0.gguf",
+        "mmproj-m-f16.gguf",
+        names[1],
+        names[2],
+        names[0],
+    ]

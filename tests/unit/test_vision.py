@@ -9,14 +9,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from orchestrator.core.exposure import exposure
 from orchestrator.core.memory import MIB, Workload, estimate, vision_compute_bytes
 from orchestrator.core.models import KNOWN_MODELS, published_projector
 from orchestrator.core.plan.proxy import MAX_REQUEST_BODY, proxy_config
-from tests.tiny_gguf import VisionShape, write_tiny_step3vl_projector, write_tiny_step35
+from tests.tiny_gguf import VisionShape, write_clip_gguf, write_tiny_step3vl_projector, write_tiny_step35
 from tests.unit.conftest import Cli
 
 
@@ -304,18 +303,11 @@ def test_a_replaced_projector_makes_the_running_server_stale(cli: Cli, served: P
 def test_a_projector_with_a_damaged_size_is_refused_in_one_line(
     cli: Cli, served: Path, tmp_path: Path
 ) -> None:
-    import gguf
-
-    damaged = tmp_path / "mmproj-damaged.gguf"
-    writer = gguf.GGUFWriter(str(damaged), "clip")
-    writer.add_string("clip.projector_type", "mlp")
-    writer.add_bool("clip.has_vision_encoder", True)
-    writer.add_string("clip.vision.projection_dim", "wide")
-    writer.add_tensor("v.patch_embd.weight", np.zeros((2, 2), dtype=np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    damaged = write_clip_gguf(
+        tmp_path / "mmproj-damaged.gguf",
+        {"clip.projector_type": "mlp", "clip.has_vision_encoder": True, "clip.vision.projection_dim": "wide"},
+        {"v.patch_embd.weight": (2, 2)},
+    )
     said = _refused(cli, "--model", str(served), "--mmproj", str(damaged))
     assert "clip.vision.projection_dim is 'wide', not a number; the file is damaged" in said
 
